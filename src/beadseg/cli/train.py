@@ -1,0 +1,26 @@
+"""``beadseg-train``: train a bead segmentation model (a Hydra app over conf/train.yaml)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from beadseg.config import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from beadseg.training.task import train  # heavy imports after parsing: --help stays fast
+
+    result = train(cfg)
+    score = result["best_val_jaccard"]
+    print(
+        f"beadseg-train: best val Jaccard {score if score is None else round(score, 4)} "
+        f"(epoch {result['best_epoch']}); checkpoint {result['checkpoint'] or '-'}; "
+        f"watch with: tensorboard --logdir {result['tensorboard'] or cfg.paths.output_dir}"
+    )
+    return score  # the objective for sweepers that optimise (Optuna)
+
+
+if __name__ == "__main__":
+    main()

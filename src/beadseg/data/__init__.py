@@ -1,0 +1,1 @@
+"""Reading, pairing, generating, splitting and batching bead images."""

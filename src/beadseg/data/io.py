@@ -1,0 +1,107 @@
+"""Read bead images and masks, and normalise images by a recipe a checkpoint can remember."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+class BeadDataError(ValueError):
+    """Bad input data; the message names the file (or folder) and what to do."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a PNG/TIFF (8/16-bit, gray or RGB) as a 2-D array; RGB is averaged to gray.
+
+    Gray images keep their dtype (so the bit depth stays known); RGB becomes float32 on the same scale.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            array = tifffile.imread(path)
+        else:
+            array = iio.imread(path)
+    except Exception as error:  # every reader raises its own type: name the file whatever it was
+        raise BeadDataError(f"cannot read image file {path}: {error}") from error
+    array = np.squeeze(np.asarray(array))
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3].astype(np.float32).mean(axis=-1)
+    if array.ndim != 2:
+        raise BeadDataError(f"{path}: expected a 2-D gray or RGB image, got an array of shape {array.shape}")
+    return array
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a mask as a boolean bead map.
+
+    Accepted: binary masks (0/1, 0/255, 0/any single value) and integer instance labels (>0 is bead).
+    Rejected: anti-aliased or lossy masks (8-bit values between 0 and 255 next to 255) and fractional values.
+    """
+    path = Path(path)
+    mask = read_image(path)
+    values = np.unique(mask)
+    if len(values) > 2:
+        fractional = not np.allclose(values, np.round(values))
+        blended = values[-1] == 255  # 0/255 masks whose edges were smoothed
+        if fractional or blended:
+            raise BeadDataError(
+                f"mask {path} is not binary: it holds {len(values)} distinct values between "
+                f"{values[0]} and {values[-1]} (anti-aliased, resized or JPEG-compressed?). "
+                "Save masks as 0/1 or 0/255, or as integer instance labels."
+            )
+    return mask > 0
+
+
+def bit_depth(array: np.ndarray) -> int:
+    """Bits per pixel of an image as stored (8 or 16; 32 for floats)."""
+    return {1: 8, 2: 16}.get(array.dtype.itemsize, 32) if array.dtype.kind in "ui" else 32
+
+
+@dataclass
+class Normalization:
+    """How raw intensities become model input; stored with every checkpoint.
+
+    - ``percentile`` (default): per image, the ``low`` percentile maps to 0 and the ``high`` one to 1.
+    - ``dataset_max``: divide by the training set's maximum (``vmax``, filled in by :meth:`fit`), for 16-bit
+      fluorescence where absolute brightness matters.
+    - ``fixed``: ``vmin`` maps to 0 and ``vmax`` to 1 for every image.
+    """
+
+    method: str = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+    vmin: float = 0.0
+    vmax: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ("percentile", "dataset_max", "fixed"):
+            raise ValueError(
+                f"normalization.method={self.method!r}: choose percentile, dataset_max or fixed"
+            )
+        if self.method == "fixed" and self.vmax is None:
+            raise ValueError("normalization.method=fixed needs normalization.vmax (the value that maps to 1)")
+
+    def fit(self, images: list[np.ndarray]) -> Normalization:
+        """Learn what the recipe needs from the training images (the data-set maximum)."""
+        if self.method == "dataset_max" and self.vmax is None:
+            self.vmax = float(max(image.max() for image in images))
+        return self
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = image.astype(np.float32, copy=False)
+        if self.method == "percentile":
+            lo, hi = np.percentile(image, (self.low, self.high))
+        elif self.vmax is None:
+            raise ValueError("normalization.method=dataset_max was never fitted: call fit() on the training images")
+        else:
+            lo, hi = self.vmin, self.vmax
+        return (image - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,80 @@
+"""Train/val/test splits stratified by bead density, with whole groups (captures) kept on one side."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+def group_names(names: list[str], group_by: str | None) -> list[str]:
+    """The group of each name: the regex's first capture group (or whole match); no match: the name itself."""
+    if not group_by:
+        return list(names)
+    pattern = re.compile(group_by)
+    groups = []
+    for name in names:
+        match = pattern.search(name)
+        groups.append((match.group(1) if match.groups() else match.group(0)) if match else name)
+    return groups
+
+
+def density_bins(counts: list[float], edges: list[float]) -> np.ndarray:
+    """Bin index of each bead count; ``edges`` are inclusive upper bounds (e.g. 5, 15, 30, 100)."""
+    return np.digitize(counts, np.asarray(edges, float), right=True)
+
+
+def stratified_split(
+    counts: list[int],
+    groups: list[str],
+    val_fraction: float,
+    test_fraction: float = 0.0,
+    edges: tuple[float, ...] = (5, 15, 30, 100),
+    train_fraction: float = 1.0,
+    seed: int = 0,
+) -> list[str]:
+    """Assign each image to train/val/test (or ``unused`` when ``train_fraction`` < 1).
+
+    Groups are binned by their mean bead count; within each bin, groups (shuffled by ``seed``) go to
+    whichever split is furthest below its share of that bin's images. The result depends only on the inputs.
+    """
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1), sum < 1")
+    if not 0 < train_fraction <= 1:
+        raise ValueError(f"train_fraction={train_fraction}: must be in (0, 1]")
+    rng = np.random.default_rng(seed)
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        members[group].append(index)
+    names = sorted(members)
+    group_bins = density_bins([np.mean([counts[i] for i in members[g]]) for g in names], list(edges))
+    targets = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
+
+    assignment: dict[str, str] = {}
+    for bin_index in np.unique(group_bins):
+        in_bin = [g for g, b in zip(names, group_bins) if b == bin_index]
+        rng.shuffle(in_bin)
+        total = sum(len(members[g]) for g in in_bin)
+        filled = np.zeros(3)
+        for group in in_bin:
+            split = int(np.argmax(targets * total - filled))
+            assignment[group] = SPLITS[split]
+            filled[split] += len(members[group])
+    # Small data sets: make sure each requested split holds at least one group, taken from train.
+    for split, fraction in (("val", val_fraction), ("test", test_fraction)):
+        train_groups = [g for g in names if assignment[g] == "train"]
+        if fraction > 0 and split not in assignment.values() and len(train_groups) > 1:
+            assignment[train_groups[int(rng.integers(len(train_groups)))]] = split
+
+    if train_fraction < 1:
+        train_groups = [g for g in names if assignment[g] == "train"]
+        train_bins = density_bins([np.mean([counts[i] for i in members[g]]) for g in train_groups], list(edges))
+        for bin_index in np.unique(train_bins):
+            in_bin = [g for g, b in zip(train_groups, train_bins) if b == bin_index]
+            rng.shuffle(in_bin)
+            for group in in_bin[int(np.ceil(train_fraction * len(in_bin))):]:
+                assignment[group] = "unused"
+    return [assignment[group] for group in groups]

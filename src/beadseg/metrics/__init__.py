@@ -1,0 +1,1 @@
+"""Pixel- and object-level metrics shared by training and evaluation."""

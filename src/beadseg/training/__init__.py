@@ -1,0 +1,1 @@
+"""Training: the LightningModule, callbacks, the task function and the sweep summary."""

@@ -1,0 +1,48 @@
+"""Training callbacks beadseg adds to Lightning's own."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torchvision.utils import make_grid
+
+
+def _stretch(image: torch.Tensor) -> torch.Tensor:
+    low, high = image.min(), image.max()
+    return (image - low) / (high - low).clamp_min(1e-6)
+
+
+class ImageGridLogger(pl.Callback):
+    """Every ``every_n_epochs``, log a TensorBoard grid of validation images: image | truth | prediction."""
+
+    def __init__(self, every_n_epochs: int = 5, max_images: int = 4) -> None:
+        self.every_n_epochs, self.max_images = every_n_epochs, max_images
+        self.rows: list[torch.Tensor] = []
+
+    def _active(self, trainer: pl.Trainer) -> bool:
+        return not trainer.sanity_checking and trainer.current_epoch % self.every_n_epochs == 0
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.rows = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not self._active(trainer) or len(self.rows) >= self.max_images:
+            return
+        probabilities = torch.sigmoid(outputs["logits"].detach().float())
+        prediction = (probabilities > pl_module.hparams.threshold).float()
+        for image, mask, predicted in zip(batch["image"], batch["mask"], prediction):
+            if len(self.rows) < self.max_images:
+                self.rows.append(torch.cat([_stretch(image.float()), mask.float(), predicted], dim=-1).cpu())
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.rows:
+            return
+        width = max(row.shape[-1] for row in self.rows)
+        height = max(row.shape[-2] for row in self.rows)
+        padded = [torch.nn.functional.pad(r, (0, width - r.shape[-1], 0, height - r.shape[-2])) for r in self.rows]
+        grid = make_grid(torch.stack(padded), nrow=1, padding=4, pad_value=0.5)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("val/image_truth_prediction", grid, trainer.global_step)
+        self.rows = []

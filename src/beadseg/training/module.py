@@ -1,0 +1,87 @@
+"""The LightningModule: a segmentation network, its loss, optimiser and schedule, all built from config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from beadseg.metrics.pixel import pixel_metrics
+
+
+def _plain(config: Any) -> Any:
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+
+
+class BeadSegModule(pl.LightningModule):
+    """Binary bead segmentation.
+
+    Takes the *configs* of its parts (``_target_`` dicts), not built objects, and saves them as
+    hyper-parameters: ``BeadSegModule.load_from_checkpoint(path)`` rebuilds the model with no Hydra app.
+    The checkpoint also carries the data's normalisation recipe and the probability threshold.
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        loss: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        threshold: float = 0.5,
+        normalization: dict | None = None,
+    ) -> None:
+        super().__init__()
+        net, loss, optimizer, scheduler = map(_plain, (net, loss, optimizer, scheduler))
+        self.save_hyperparameters(
+            {"net": net, "loss": loss, "optimizer": optimizer, "scheduler": scheduler, "threshold": threshold,
+             "normalization": normalization}
+        )
+        self.net = instantiate(net)
+        self.loss_fn = instantiate(loss)
+        metrics = pixel_metrics(threshold)
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["image"])
+        loss = self.loss_fn(logits, batch["mask"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{stage} loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: "
+                "lower optimizer.lr, set trainer.gradient_clip_val, or check the inputs for NaN/inf"
+            )
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(torch.sigmoid(logits.detach().float()), batch["mask"].int())
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return loss, logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")[0]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"logits": self._shared_step(batch, "val")[1]}
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"logits": self._shared_step(batch, "test")[1]}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_
+        scheduler = self.hparams.scheduler
+        if not scheduler or not scheduler.get("scheduler"):
+            return optimizer
+        lr_scheduler = {**scheduler, "scheduler": instantiate(scheduler["scheduler"])(optimizer=optimizer)}
+        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "normalization"):
+            self.hparams.normalization = datamodule.normalization.to_dict()

@@ -1,0 +1,64 @@
+"""A Hydra callback that records every run (also failed ones) and keeps ``summary.csv`` at the sweep root."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+SUMMARY_COLUMNS = [
+    "job", "overrides", "status", "best_val_jaccard", "best_epoch", "epochs_run", "wall_time_s", "checkpoint", "error",
+]
+
+
+def _job_key(path: Path) -> tuple:
+    name = path.parent.name
+    return (0, int(name)) if name.isdigit() else (1, name)
+
+
+def write_summary(sweep_dir: Path) -> Path:
+    """Collect every ``*/result.json`` under ``sweep_dir`` into ``sweep_dir/summary.csv`` (atomically)."""
+    rows = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/result.json"), key=_job_key)]
+    target = sweep_dir / "summary.csv"
+    partial = target.with_suffix(f".csv.{os.getpid()}")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, target)
+    return target
+
+
+class RunRecorder(Callback):
+    """Adds status, overrides, wall time and any error to the run's ``result.json``; in a sweep, rewrites the summary."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        output_dir = Path(config.hydra.runtime.output_dir)
+        result_file = output_dir / "result.json"
+        record = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        record.update(
+            job=config.hydra.job.get("num", 0),
+            overrides=" ".join(config.hydra.overrides.task),
+            status=job_return.status.name.lower(),
+            wall_time_s=round(time.time() - getattr(self, "started", time.time()), 1),
+        )
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value
+            record["error"] = f"{type(error).__name__}: {error}".replace("\n", " ")
+            record["traceback"] = "".join(traceback.format_exception(error))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        result_file.write_text(json.dumps(record, indent=2, default=str))
+        if config.hydra.mode == RunMode.MULTIRUN:
+            write_summary(Path(config.hydra.sweep.dir))

@@ -1,0 +1,74 @@
+"""The training task: build everything from the composed config, fit, and record the result."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list:
+    """Build every entry of a config group of named objects (callbacks, loggers); null entries are skipped."""
+    return [instantiate(entry) for entry in (group or {}).values() if entry and "_target_" in entry]
+
+
+def _flat_hparams(cfg: DictConfig) -> dict:
+    """The experiment's settings as flat ``group/key`` hyper-parameters (TensorBoard's HParams tab)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}/{key}" if prefix else str(key))
+        else:
+            flat[prefix] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    walk({k: plain[k] for k in ("data", "model", "loss", "optimizer", "scheduler", "seed") if k in plain}, "")
+    return flat
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit the configured model on the configured data; return (and write to ``result.json``) the outcome."""
+    output_dir = Path(cfg.paths.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+        raise FileExistsError(
+            f"{checkpoint_dir} already holds checkpoints; beadseg never overwrites a run. Give a new "
+            "hydra.run.dir (to resume, start a new run with ckpt_path=<old run>/checkpoints/last.ckpt)"
+        )
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.module)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(_flat_hparams(cfg))
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    checkpoint = trainer.checkpoint_callback
+    best_path = checkpoint.best_model_path if checkpoint else ""
+    best_score = checkpoint.best_model_score if checkpoint else None
+    result = {
+        "best_val_jaccard": float(best_score) if best_score is not None else None,
+        "best_epoch": torch.load(best_path, map_location="cpu", weights_only=False)["epoch"] if best_path else None,
+        "epochs_run": trainer.current_epoch,
+        "checkpoint": best_path,
+        "last_checkpoint": checkpoint.last_model_path if checkpoint else "",
+        "tensorboard": str(output_dir / "tensorboard") if any(
+            isinstance(lg, pl.loggers.TensorBoardLogger) for lg in loggers) else "",
+    }
+    if cfg.get("test") and len(datamodule.datasets.get("test", [])):
+        scores = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)[0]
+        result["test"] = {key: float(value) for key, value in scores.items()}
+    (output_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
