@@ -34,6 +34,8 @@ def read_image(path: str | Path) -> np.ndarray:
         array = array[..., :3].astype(np.float32).mean(axis=-1)
     if array.ndim != 2:
         raise BeadDataError(f"{path}: expected a 2-D gray or RGB image, got an array of shape {array.shape}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise BeadDataError(f"image file {path} holds NaN or infinite values")
     return array
 
 

@@ -1,0 +1,101 @@
+"""Training end to end in-process (debug=fast): every model, checkpoints, resuming, presets, failures."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from beadseg.config import CONFIG_DIR
+from beadseg.training.module import BeadSegModule
+from beadseg.training.task import train
+
+
+@pytest.fixture
+def run_train(compose_config, tmp_path):
+    def _run(overrides: list[str], name: str = "run") -> dict:
+        out = tmp_path / name
+        return train(compose_config("train", ["debug=fast", f"paths.output_dir={out}", *overrides]))
+
+    return _run
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        ["model=unet", "model.base_channels=4"],
+        ["model=attention_unet", "model.base_channels=4"],
+        ["model=attention_resunet", "model.base_channels=4"],
+        ["model=smp", "model.encoder=resnet18"],
+    ],
+    ids=lambda o: o[0],
+)
+def test_every_model_trains_and_writes_checkpoint_and_events(run_train, tmp_path, model):
+    result = run_train(model)
+    run_dir = tmp_path / "run"
+    assert Path(result["checkpoint"]).is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "split.csv").read_text().startswith("name,group,bead_count,density_bin,split")
+    assert 0.0 <= result["best_val_jaccard"] <= 1.0 and result["epochs_run"] == 1
+
+
+def test_checkpoint_alone_rebuilds_the_model(run_train, tmp_path):
+    run_train(["model=unet", "model.base_channels=4", "data.normalization.method=dataset_max"])
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    model = BeadSegModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    assert type(model.net).__name__ == "UNet"
+    recipe = model.hparams.normalization
+    assert recipe["method"] == "dataset_max" and recipe["vmax"] > 255  # fitted on mixed 8/16-bit synthetic data
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 45, 33)).shape == (1, 1, 45, 33)
+
+
+def test_resume_from_last_checkpoint_continues(run_train, tmp_path):
+    first = run_train(["model.base_channels=4"], name="first")
+    first_state = torch.load(first["last_checkpoint"], map_location="cpu", weights_only=False)
+    second = run_train(["model.base_channels=4", f"ckpt_path={first['last_checkpoint']}", "trainer.max_epochs=2"], name="second")
+    second_state = torch.load(second["last_checkpoint"], map_location="cpu", weights_only=False)
+    assert second["epochs_run"] == 2
+    assert second_state["global_step"] == 2 * first_state["global_step"] > 0
+    assert second_state["epoch"] == first_state["epoch"] + 1
+
+
+def test_a_run_directory_is_never_overwritten(run_train, tmp_path):
+    first = run_train(["model.base_channels=4"])
+    before = Path(first["checkpoint"]).read_bytes()
+    with pytest.raises(FileExistsError, match="never overwrites a run"):
+        run_train(["model.base_channels=4"])
+    assert Path(first["checkpoint"]).read_bytes() == before
+
+
+def test_nan_loss_stops_with_a_clear_message(run_train):
+    with pytest.raises(FloatingPointError, match=r"train loss became nan at epoch 0, step \d+: lower optimizer.lr"):
+        run_train(["model.base_channels=4", "optimizer=sgd", "optimizer.lr=1e30", "trainer.limit_train_batches=8"])
+
+
+def test_test_split_is_evaluated_with_the_best_checkpoint(run_train):
+    result = run_train(["model.base_channels=4", "data.val_fraction=0.25", "data.test_fraction=0.25"])
+    assert set(result["test"]) >= {"test/jaccard", "test/dice", "test/precision", "test/recall", "test/loss"}
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_and_builds(compose_config, tmp_path, preset):
+    cfg = compose_config("train", [f"experiment={preset}", f"paths.output_dir={tmp_path}"])
+    module = instantiate(cfg.module)
+    datamodule = instantiate(cfg.data)
+    trainer = instantiate(cfg.trainer)
+    assert module.net is not None and datamodule.batch_size == cfg.data.batch_size and trainer.max_epochs >= 1
+
+
+def test_lab_microbead_preset_has_the_lab_settings(compose_config):
+    cfg = compose_config("train", ["experiment=lab_microbead_params"])
+    assert cfg.model._target_.endswith("UNet") and cfg.model.dropout == 0.3
+    assert cfg.optimizer.lr == 1e-4 and cfg.data.batch_size == 32 and cfg.data.patch_size == 256
+    assert cfg.loss._target_.endswith("DiceLoss") and cfg.data.val_fraction == 0.15
+    assert (cfg.scheduler.scheduler.factor, cfg.scheduler.scheduler.patience, cfg.scheduler.scheduler.min_lr) == (0.5, 10, 1e-6)
+    assert cfg.callbacks.early_stopping.patience == 20 and cfg.trainer.gradient_clip_val == 1.0
+    mito = compose_config("train", ["experiment=lab_mitochondria_params"])
+    assert mito.optimizer.lr == 1e-3 and mito.data.batch_size == 8 and mito.loss.gamma == 2.0 and mito.model.dropout == 0.0
