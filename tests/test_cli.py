@@ -46,11 +46,11 @@ def test_synth_then_train_on_the_folder_with_python_m(tmp_path):
 def test_multirun_writes_a_summary_row_per_run_and_records_failures(tmp_path):
     sweep = tmp_path / "sweep"
     done = run(str(BIN / "beadseg-train"), "-m", "debug=fast", "model.base_channels=4", "optimizer=sgd",
-               "optimizer.lr=0.01,1e30", "trainer.limit_train_batches=8", f"hydra.sweep.dir={sweep}")
+               "optimizer.lr=0.01,1e+30", "trainer.limit_train_batches=8", f"hydra.sweep.dir={sweep}")
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert [row["overrides"] for row in rows] == [
         "debug=fast model.base_channels=4 optimizer=sgd optimizer.lr=0.01 trainer.limit_train_batches=8",
-        "debug=fast model.base_channels=4 optimizer=sgd optimizer.lr=1e30 trainer.limit_train_batches=8",
+        "debug=fast model.base_channels=4 optimizer=sgd optimizer.lr=1e+30 trainer.limit_train_batches=8",
     ]
     assert rows[0]["status"] == "completed" and Path(rows[0]["checkpoint"]).is_file()
     assert 0 <= float(rows[0]["best_val_jaccard"]) <= 1 and rows[0]["epochs_run"] == "1" and float(rows[0]["wall_time_s"]) > 0

@@ -63,6 +63,15 @@ def test_resume_from_last_checkpoint_continues(run_train, tmp_path):
     assert second_state["epoch"] == first_state["epoch"] + 1
 
 
+def test_init_from_starts_from_another_runs_weights(run_train):
+    first = run_train(["model.base_channels=4"], name="first")
+    tuned = run_train(["model.base_channels=4", f"init_from={first['last_checkpoint']}", "trainer.max_epochs=1"], name="tuned")
+    tuned_state = torch.load(tuned["last_checkpoint"], map_location="cpu", weights_only=False)
+    assert tuned_state["epoch"] == 0  # a new schedule, not a resumed one
+    with pytest.raises(ValueError, match=r"init_from=.*do not fit this model"):
+        run_train(["model.base_channels=8", f"init_from={first['last_checkpoint']}"], name="misfit")
+
+
 def test_a_run_directory_is_never_overwritten(run_train, tmp_path):
     first = run_train(["model.base_channels=4"])
     before = Path(first["checkpoint"]).read_bytes()

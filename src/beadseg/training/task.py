@@ -35,6 +35,16 @@ def _flat_hparams(cfg: DictConfig) -> dict:
     return flat
 
 
+def load_weights(module: pl.LightningModule, checkpoint_path: str) -> None:
+    """Start from another run's weights (fine-tuning); unlike ``ckpt_path`` the epoch, optimiser and schedule start anew."""
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"init_from={checkpoint_path}: its weights do not fit this model ({error})") from error
+    log.info("initialised weights from %s", checkpoint_path)
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit the configured model on the configured data; return (and write to ``result.json``) the outcome."""
     output_dir = Path(cfg.paths.output_dir)
@@ -47,6 +57,8 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
+    if cfg.get("init_from"):
+        load_weights(module, cfg.init_from)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
