@@ -39,6 +39,20 @@ def test_every_model_trains_and_writes_checkpoint_and_events(run_train, tmp_path
     assert 0.0 <= result["best_val_jaccard"] <= 1.0 and result["epochs_run"] == 1
 
 
+def test_tensorboard_gets_metrics_learning_rate_and_image_grids(run_train, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_train(["model.base_channels=4"])
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    for stage in ("train", "val"):
+        assert {f"{stage}/{m}" for m in ("jaccard", "dice", "precision", "recall")} <= scalars
+    assert {"train/loss_step", "train/loss_epoch", "val/loss", "lr-Adam"} <= scalars
+    assert events.Tags()["images"] == ["val/image_truth_prediction"]
+    grid = events.Images("val/image_truth_prediction")[0]
+    assert grid.width == 3 * 256 + 2 * 4  # image | truth | prediction of 256² validation images, side by side
+
+
 def test_checkpoint_alone_rebuilds_the_model(run_train, tmp_path):
     run_train(["model=unet", "model.base_channels=4", "data.normalization.method=dataset_max"])
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"

@@ -138,6 +138,11 @@ class BeadDataModule(pl.LightningDataModule):
         by_split = {split: [s for s, t in zip(samples, splits) if t == split] for split in ("train", "val", "test")}
         if not by_split["train"]:
             raise ValueError("the split left no training images: lower data.val_fraction / data.test_fraction")
+        if not by_split["val"]:
+            raise ValueError(
+                "the split left no validation images (checkpoints and early stopping watch val/jaccard): "
+                "raise data.val_fraction"
+            )
         self.normalization.fit([s.image for s in by_split["train"]])
         norm = {split: [self.normalization(s.image) for s in chosen] for split, chosen in by_split.items()}
         self.datasets["train"] = PatchDataset(
