@@ -70,8 +70,14 @@ class FolderSource:
     def __init__(self, root: str | Path, images: str = "images", masks: str = "masks") -> None:
         self.root, self.images, self.masks = Path(root), images, masks
 
-    def load(self) -> list[BeadSample]:
-        samples = [load_pair(i, m) for i, m in pair_folder(self.root, self.images, self.masks)]
-        if not any(sample.mask.any() for sample in samples):
+    def pairs(self) -> list[tuple[Path, Path]]:
+        return pair_folder(self.root, self.images, self.masks)
+
+    def require_beads(self, any_beads: bool) -> None:
+        if not any_beads:
             raise BeadDataError(f"every mask in {self.root / self.masks} is empty: there is nothing to learn")
+
+    def load(self) -> list[BeadSample]:
+        samples = [load_pair(i, m) for i, m in self.pairs()]
+        self.require_beads(any(sample.mask.any() for sample in samples))
         return samples

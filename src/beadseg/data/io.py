@@ -19,7 +19,7 @@ class BeadDataError(ValueError):
 def read_image(path: str | Path) -> np.ndarray:
     """Read a PNG/TIFF (8/16-bit, gray or RGB) as a 2-D array; RGB is averaged to gray.
 
-    Gray images keep their dtype (so the bit depth stays known); RGB becomes float32 on the same scale.
+    The dtype is kept (so the bit depth stays known): integer RGB is averaged and rounded back to it.
     """
     path = Path(path)
     try:
@@ -31,7 +31,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise BeadDataError(f"cannot read image file {path}: {error}") from error
     array = np.squeeze(np.asarray(array))
     if array.ndim == 3 and array.shape[-1] in (3, 4):
-        array = array[..., :3].astype(np.float32).mean(axis=-1)
+        gray = array[..., :3].astype(np.float32).mean(axis=-1)
+        array = np.round(gray).astype(array.dtype) if array.dtype.kind in "ui" else gray
     if array.ndim != 2:
         raise BeadDataError(f"{path}: expected a 2-D gray or RGB image, got an array of shape {array.shape}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():

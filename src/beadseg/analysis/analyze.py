@@ -1,0 +1,191 @@
+"""The analysis task: fingerprint a folder data set, check its labels, recommend an experiment, report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+from rich.progress import track
+
+from beadseg.analysis import figures
+from beadseg.analysis.fingerprint import QAThresholds, image_row, summarise
+from beadseg.analysis.label_qa import LabelCheck, check_labels, shift_mask
+from beadseg.analysis.recommend import recommend, write_recommended
+from beadseg.analysis.report import write_report
+from beadseg.data.folder import BeadSample, FolderSource, load_pair
+from beadseg.data.io import read_image
+from beadseg.models.classical import Detections, detect_beads
+
+
+@dataclass
+class FolderAnalysis:
+    """Everything measured on one folder data set."""
+
+    root: Path
+    rows: list[dict] = field(default_factory=list)
+    bead_areas: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def diameters(self) -> np.ndarray:
+        return np.sqrt(4 * self.bead_areas / np.pi)
+
+
+def inspect(sample: BeadSample, detector: dict, qa: QAThresholds) -> tuple[Detections, LabelCheck]:
+    detections = detect_beads(sample.image, **detector)
+    return detections, check_labels(sample.mask, detections, qa.max_shift)
+
+
+def analyze_folder(source: FolderSource, detector: dict, qa: QAThresholds) -> FolderAnalysis:
+    """Measure every image (streamed, with a progress bar); the same pairing and errors as training."""
+    result, areas, any_beads = FolderAnalysis(source.root), [], False
+    for image_path, mask_path in track(source.pairs(), description=f"analysing {source.root.name}"):
+        sample = load_pair(image_path, mask_path)
+        any_beads |= bool(sample.mask.any())
+        row, bead_areas = image_row(sample, *inspect(sample, detector, qa), qa)
+        result.rows.append(row)
+        areas.append(bead_areas)
+    source.require_beads(any_beads)
+    result.bead_areas = np.concatenate(areas).astype(float)
+    result.summary = summarise(result.rows, result.bead_areas)
+    return result
+
+
+def _write_csv(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _worst(rows: list[dict], flag: str, key, count: int = 2) -> list[dict]:
+    return sorted((r for r in rows if flag in r["flags"].split(";")), key=key)[:count]
+
+
+def qa_cases(source: FolderSource, analysis: FolderAnalysis, detector: dict, qa: QAThresholds) -> list:
+    """The worst images per label problem, re-inspected for drawing."""
+    chosen = [("missing labels", r) for r in _worst(analysis.rows, "missing_labels", lambda r: r["labelled_fraction"])]
+    chosen += [("offset", r) for r in _worst(analysis.rows, "offset", lambda r: -np.hypot(r["offset_y"], r["offset_x"]))]
+    chosen += [("size bias", r) for r in _worst(analysis.rows, "mask_smaller", lambda r: r["size_ratio"])]
+    chosen += [("size bias", r) for r in _worst(analysis.rows, "mask_larger", lambda r: -r["size_ratio"])]
+    pairs = {image.stem: (image, mask) for image, mask in source.pairs()}
+    cases = []
+    for problem, row in chosen:
+        sample = load_pair(*pairs[row["image"]])
+        cases.append((problem, sample, *inspect(sample, detector, qa), row))
+    return cases
+
+
+def spread_by_density(source: FolderSource, rows: list[dict], count: int = 6) -> list[BeadSample]:
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["bead_count"])
+    picks = sorted({order[int(round(q))] for q in np.linspace(0, len(order) - 1, min(count, len(order)))})
+    pairs = source.pairs()
+    return [load_pair(*pairs[i]) for i in sorted(picks, key=lambda i: rows[i]["bead_count"])]
+
+
+def fix_masks(source: FolderSource, analysis: FolderAnalysis, out_masks: Path, add_missing: bool,
+              detector: dict, qa: QAThresholds) -> Path:
+    """Write corrected masks (offsets undone; optionally unlabelled beads added) to a new folder."""
+    if out_masks.resolve() == (source.root / source.masks).resolve():
+        raise ValueError(f"out_masks={out_masks} is the original mask folder: corrected masks go to a new folder")
+    if out_masks.is_dir() and any(out_masks.iterdir()):
+        raise FileExistsError(f"out_masks={out_masks} is not empty; beadseg never overwrites masks")
+    out_masks.mkdir(parents=True, exist_ok=True)
+    rows = {row["image"]: row for row in analysis.rows}
+    for image_path, mask_path in track(source.pairs(), description="writing corrected masks"):
+        row, original = rows[image_path.stem], read_image(mask_path)
+        raw = original
+        if "offset" in row["flags"].split(";"):
+            raw = shift_mask(raw, -round(row["offset_y"]), -round(row["offset_x"]))
+        if add_missing and row["unlabelled_beads"]:
+            sample = load_pair(image_path, mask_path)
+            sample.mask = raw > 0
+            detections, check = inspect(sample, detector, qa)
+            centres = np.round(check.unlabelled_centroids).astype(int)
+            missing = np.unique(detections.labels[tuple(centres.T)])
+            paint = np.isin(detections.labels, missing[missing > 0]) & (raw == 0)
+            raw = raw.copy()
+            raw[paint] = raw.max() if len(np.unique(raw)) <= 2 and raw.max() > 0 else raw.max() + 1
+        target = out_masks / mask_path.name
+        raw = raw.astype(original.dtype if original.dtype.kind in "ui" else np.uint8)  # RGB masks come back gray
+        if mask_path.suffix.lower() in (".tif", ".tiff"):
+            tifffile.imwrite(target, raw)
+        else:
+            iio.imwrite(target, raw)
+    return out_masks
+
+
+def compare_summaries(a: dict, b: dict, name_a: str, name_b: str) -> tuple[list[dict], list[str]]:
+    """A side-by-side table and the differences that matter for training."""
+    measures = [
+        ("images", lambda s: s["images"]),
+        ("beads per image (mean)", lambda s: s["beads_per_image"]["mean"]),
+        ("bead diameter (median px)", lambda s: s["bead_equivalent_diameter_px"]["median"]),
+        ("positive ratio (mean)", lambda s: s["positive_ratio"]["mean"]),
+        ("brightness (mean)", lambda s: s["brightness"]["mean"]),
+        ("contrast (mean)", lambda s: s["contrast"]["mean"]),
+        ("polarity", lambda s: s["polarity"]),
+        ("bit depths", lambda s: "/".join(map(str, s["bit_depths"]))),
+        ("unlabelled beads", lambda s: s["label_qa"]["unlabelled_beads"]),
+    ]
+    table = [{"measure": name, name_a: get(a), name_b: get(b)} for name, get in measures]
+    notes = []
+    for name, get, what in (
+        ("beads per image", measures[1][1], "object density: per-object settings (and the lab's learning rate argument) do not carry over"),
+        ("bead diameter", measures[2][1], "object scale: patch size and receptive field must follow"),
+        ("positive ratio", measures[3][1], "class balance: the loss weighting must follow"),
+    ):
+        va, vb = get(a) or 0, get(b) or 0
+        ratio = max(va, vb) / max(min(va, vb), 1e-9)
+        if ratio >= 2:
+            notes.append(f"{name} differs {ratio:.1f}× ({va} vs {vb}): {what}")
+    if a["polarity"] != b["polarity"]:
+        notes.append(f"polarity differs ({a['polarity']} vs {b['polarity']} beads): train on both or invert one")
+    if a["bit_depths"] != b["bit_depths"]:
+        notes.append(f"bit depth differs ({a['bit_depths']} vs {b['bit_depths']}): normalise per image (percentile)")
+    return table, notes
+
+
+def analyze(cfg) -> dict:
+    """Run the whole analysis; returns the paths it wrote."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    detector, qa = dict(cfg.detector), QAThresholds(**{k: (tuple(v) if k == "size_ratio_range" else v) for k, v in cfg.qa.items()})
+    source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
+    analysis = analyze_folder(source, detector, qa)
+    settings, choices = recommend(analysis.summary, [r["image"] for r in analysis.rows], str(source.root))
+    summary = {**analysis.summary, "recommendations": choices}
+    written = {
+        "per_image": _write_csv(analysis.rows, out / "per_image.csv"),
+        "recommended": write_recommended(settings, out / "recommended.yaml", str(source.root)),
+        "distribution": figures.distribution_figure(analysis.rows, analysis.diameters, out / "distribution_analysis.png"),
+        "samples": figures.sample_figure(spread_by_density(source, analysis.rows), out / "sample_images.png"),
+        "label_qa": figures.label_qa_figure(qa_cases(source, analysis, detector, qa), out / "label_qa.png"),
+    }
+    comparison = None
+    if cfg.get("compare"):
+        other_source = FolderSource(cfg.compare, cfg.data.images, cfg.data.masks)
+        other = analyze_folder(other_source, detector, qa)
+        name_a, name_b = source.root.name, other_source.root.name
+        if name_a == name_b:
+            name_a, name_b = str(source.root), str(other_source.root)
+        table, notes = compare_summaries(analysis.summary, other.summary, name_a, name_b)
+        comparison = {"other": str(other_source.root), "table": table, "differences": notes, "other_summary": other.summary}
+        summary["comparison"] = comparison
+        written["comparison_table"] = _write_csv(table, out / "comparison.csv")
+        written["comparison_figure"] = figures.comparison_figure(
+            name_a, analysis.rows, analysis.diameters, name_b, other.rows, other.diameters, out / "comparison.png")
+    if cfg.get("fix"):
+        if not cfg.get("out_masks"):
+            raise ValueError("fix=true needs out_masks=DIR (a new folder for the corrected masks)")
+        written["fixed_masks"] = fix_masks(source, analysis, Path(cfg.out_masks), bool(cfg.get("add_missing")), detector, qa)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    written["summary"] = out / "summary.json"
+    written["report"] = write_report(out / "REPORT.md", source.root, summary, analysis.rows, choices, comparison, qa)
+    return written

@@ -1,0 +1,81 @@
+"""REPORT.md of an analysis: what the data are, what is wrong with the labels, what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _range(stats: dict, unit: str = "", digits: int = 1) -> str:
+    if stats.get("mean") is None:
+        return "n/a"
+    return (f"mean {stats['mean']:.{digits}f}{unit} ± {stats['std']:.{digits}f}, median {stats['median']:.{digits}f}, "
+            f"range {stats['min']:.{digits}f}–{stats['max']:.{digits}f}{unit}")
+
+
+def _flagged(rows: list[dict], flag: str) -> list[dict]:
+    return [r for r in rows if flag in r["flags"].split(";")]
+
+
+def write_report(path: Path, root: Path, summary: dict, rows: list[dict], choices: list[dict], comparison, qa) -> Path:
+    beads, qa_totals = summary["beads_per_image"], summary["label_qa"]
+    bins = ", ".join(f"{k}: {v}" for k, v in beads["density_bins"].items())
+    lines = [
+        f"# Data analysis of `{root}`",
+        "",
+        "## What the data are",
+        f"- {summary['images']} images ({', '.join(summary['image_sizes'])}), {'/'.join(map(str, summary['bit_depths']))}-bit, "
+        f"beads mostly **{summary['polarity']}** on their background ({summary['polarity_counts']}).",
+        f"- Beads per image: {_range(beads)}; images per density bin: {bins}.",
+        f"- Bead pixels per image: {_range({k: (v * 100 if v is not None else None) for k, v in summary['positive_ratio'].items()}, '%')}.",
+        f"- Bead size: equivalent diameter {_range(summary['bead_equivalent_diameter_px'], ' px')}; "
+        f"area {_range(summary['bead_area_px'], ' px²')}; {summary['merged_fraction']:.0%} of labelled objects are "
+        "over 1.8× the median bead (touching beads labelled as one).",
+        f"- Brightness {_range(summary['brightness'])}; contrast (intensity std) {_range(summary['contrast'])}; "
+        f"bead contrast-to-noise {_range(summary['bead_contrast_to_noise'])}.",
+        "",
+        "![distributions](distribution_analysis.png)",
+        "",
+        "![samples](sample_images.png)",
+        "",
+        "## What is wrong with the labels",
+        f"The classical detector (both polarities, no training) found {qa_totals['detected_beads']} beads in the images; "
+        f"{qa_totals['unlabelled_beads']} of them ({qa_totals['unlabelled_beads'] / max(qa_totals['detected_beads'], 1):.1%}) "
+        "lie under no mask pixel, even after undoing each mask's offset.",
+        "",
+    ]
+    missing = _flagged(rows, "missing_labels")
+    lines.append(f"- **Missing labels**: {len(missing)} images are under {qa.min_labelled_fraction:.0%} labelled"
+                 + (": " + ", ".join(f"`{r['image']}` ({r['labelled_fraction']:.0%}, {r['unlabelled_beads']} beads)" for r in missing[:10])
+                    + (" …" if len(missing) > 10 else "") if missing else "."))
+    shifted = _flagged(rows, "offset")
+    lines.append(f"- **Shifted masks**: {len(shifted)} images have masks offset by ≥ {qa.min_offset_px:g} px (confidence ≥ "
+                 f"{qa.min_offset_confidence:g})"
+                 + (": " + ", ".join(f"`{r['image']}` ({r['offset_y']:+.1f}, {r['offset_x']:+.1f}) px" for r in shifted[:10])
+                    + (" …" if len(shifted) > 10 else "") if shifted else "."))
+    ratio = qa_totals["median_size_ratio"]
+    bias = ("about the size of" if ratio is None or 0.9 <= ratio <= 1.1 else "smaller than" if ratio < 0.9 else "larger than")
+    lines.append(f"- **Size bias**: labelled beads are {bias} the beads in the image (median area ratio "
+                 f"{ratio if ratio is not None else 'n/a'}, labelled / apparent at half maximum); "
+                 f"{qa_totals['images_mask_smaller']} images with masks clearly smaller, {qa_totals['images_mask_larger']} clearly larger.")
+    lines += [
+        "",
+        "![label QA](label_qa.png)",
+        "",
+        "## What to do",
+    ]
+    if missing or shifted:
+        lines.append("- Fix the masks before training: `beadseg-analyze data.root=… fix=true out_masks=DIR` undoes the offsets "
+                     "(`add_missing=true` also adds the detector's beads where no mask is); then review and train on DIR.")
+    for choice in choices:
+        lines.append(f"- `{choice['setting']}` = `{choice['value']}`: {choice['reason']}.")
+    lines += ["", f"Train with the recommendation: `beadseg-train --config-dir {path.parent.resolve()} --config-name recommended`."]
+    if comparison:
+        lines += ["", f"## Compared with `{comparison['other']}`", ""]
+        header = list(comparison["table"][0])
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in comparison["table"]]
+        lines += ["", *(f"- {note}" for note in comparison["differences"] or ["No difference that matters for training."]),
+                  "", "![comparison](comparison.png)"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
