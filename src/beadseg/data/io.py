@@ -28,7 +28,8 @@ def read_image(path: str | Path) -> np.ndarray:
         else:
             array = iio.imread(path)
     except Exception as error:  # every reader raises its own type: name the file whatever it was
-        raise BeadDataError(f"cannot read image file {path}: {error}") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BeadDataError(f"cannot read image file {path}: {reason}") from error
     array = np.squeeze(np.asarray(array))
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         gray = array[..., :3].astype(np.float32).mean(axis=-1)
@@ -59,6 +60,19 @@ def read_mask(path: str | Path) -> np.ndarray:
                 "Save masks as 0/1 or 0/255, or as integer instance labels."
             )
     return mask > 0
+
+
+def open_image(path: str | Path) -> np.ndarray:
+    """Like :func:`read_image`, but a large uncompressed gray TIFF comes back as a read-only memory map."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            array = tifffile.memmap(path, mode="r")
+            if array.ndim == 2:
+                return array
+        except Exception:  # compressed, tiled or odd layouts: read it whole (read_image names the file on failure)
+            pass
+    return read_image(path)
 
 
 def bit_depth(array: np.ndarray) -> int:
@@ -96,15 +110,23 @@ class Normalization:
             self.vmax = float(max(image.max() for image in images))
         return self
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        image = image.astype(np.float32, copy=False)
+    def bounds(self, image: np.ndarray, max_samples: int = 4_000_000) -> tuple[float, float]:
+        """The intensities that map to 0 and 1 for this image (percentiles of a strided sample when it is huge)."""
         if self.method == "percentile":
-            lo, hi = np.percentile(image, (self.low, self.high))
-        elif self.vmax is None:
+            step = int(np.ceil(np.sqrt(image.size / max_samples))) if image.size > max_samples else 1
+            low, high = np.percentile(np.asarray(image[::step, ::step], np.float32), (self.low, self.high))
+            return float(low), float(high)
+        if self.vmax is None:
             raise ValueError("normalization.method=dataset_max was never fitted: call fit() on the training images")
-        else:
-            lo, hi = self.vmin, self.vmax
-        return (image - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
+        return float(self.vmin), float(self.vmax)
+
+    def apply(self, image: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+        """Map ``bounds`` to 0 and 1 (for tiles of a larger image, with that image's bounds)."""
+        low, high = bounds
+        return (np.asarray(image, np.float32) - np.float32(low)) / np.float32(max(high - low, 1e-6))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.apply(image, self.bounds(image))
 
     def to_dict(self) -> dict:
         return asdict(self)

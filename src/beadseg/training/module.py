@@ -85,3 +85,9 @@ class BeadSegModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "normalization"):
             self.hparams.normalization = datamodule.normalization.to_dict()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Remember which image was in which split, so that ``beadseg-eval split=val`` finds the same images."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if getattr(datamodule, "split_table", None):
+            checkpoint["beadseg_split"] = {row["name"]: row["split"] for row in datamodule.split_table}

@@ -54,6 +54,9 @@ def train(cfg: DictConfig) -> dict:
             f"{checkpoint_dir} already holds checkpoints; beadseg never overwrites a run. Give a new "
             "hydra.run.dir (to resume, start a new run with ckpt_path=<old run>/checkpoints/last.ckpt)"
         )
+    if "_target_" not in cfg.model:
+        raise ValueError(f"model={cfg.model.get('name')} has no network to train; evaluate it with "
+                         f"beadseg-eval model={cfg.model.get('name')} data.root=DIR")
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)

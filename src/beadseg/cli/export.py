@@ -1,0 +1,22 @@
+"""``beadseg-export ckpt=PATH format=torchscript|onnx``: a deployable model, checked against the checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from beadseg.config import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
+def main(cfg: DictConfig) -> None:
+    from beadseg.inference.export import export
+
+    path, difference = export(cfg.ckpt, cfg.format, Path(cfg.output), cfg.tile, cfg.tolerance)
+    print(f"beadseg-export: {path} (max difference from the checkpoint {difference:.1e}; recipe in {path.parent / 'beadseg.json'})")
+
+
+if __name__ == "__main__":
+    main()

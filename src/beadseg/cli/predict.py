@@ -1,0 +1,27 @@
+"""``beadseg-predict ckpt=PATH input=FILE_OR_DIR output=DIR``: masks, instances, overlays and counts."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from beadseg.config import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from beadseg.inference.predict import predict
+
+    result = predict(cfg)
+    print(f"beadseg-predict: {result['done']} images, {result['beads']} beads -> {result['output']} "
+          "(counts.csv, objects.csv, masks/, instances/, overlays/)")
+    if result["failed"]:
+        names = ", ".join(f["image"] for f in result["failed"])
+        print(f"beadseg-predict: {len(result['failed'])} input(s) could not be read: {names} (see errors.csv)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

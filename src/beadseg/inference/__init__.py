@@ -1,0 +1,1 @@
+"""From a model to masks, instances and counts on images of any size."""

@@ -1,0 +1,177 @@
+"""The evaluation task: pixel and object metrics against reference masks, a threshold sweep, worst images."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import track
+
+from beadseg.data.folder import FolderSource, load_pair
+from beadseg.data.io import read_image
+from beadseg.inference.postprocess import PostProcess, split_touching
+from beadseg.inference.predict import write_csv
+from beadseg.inference.predictor import is_classical, load_predictor
+from beadseg.metrics.objects import ObjectMatch, match_by_centroid, match_by_iou
+from beadseg.metrics.pixel import confusion, scores
+
+
+def truth_instances(mask_path: Path, mask: np.ndarray, split_depth: float) -> np.ndarray:
+    """Reference beads: the mask's own instance labels, or its components split by the same watershed."""
+    raw = read_image(mask_path)
+    if len(np.unique(raw)) > 2:
+        return raw.astype(np.int32)
+    return split_touching(mask, split_depth)
+
+
+def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tuple[Path, Path]]:
+    pairs = source.pairs()
+    if split == "all":
+        return pairs
+    if not ckpt:
+        raise ValueError(f"split={split} needs the checkpoint's split (ckpt=PATH); use split=all otherwise")
+    assignment = torch.load(ckpt, map_location="cpu", weights_only=False).get("beadseg_split", {})
+    chosen = [pair for pair in pairs if assignment.get(pair[0].stem) == split]
+    if not chosen:
+        raise ValueError(f"no image of {source.root} is in the {split} split of {ckpt}; use split=all")
+    return chosen
+
+
+class Evaluation:
+    """Accumulates pixel counts, object matches and counts per image at one threshold."""
+
+    def __init__(self, match_distance: float, min_iou: float) -> None:
+        self.match_distance, self.min_iou = match_distance, min_iou
+        self.pixels = np.zeros(4, np.int64)
+        self.by_centroid, self.by_iou = ObjectMatch(0, 0, 0), ObjectMatch(0, 0, 0)
+        self.rows: list[dict] = []
+
+    def add(self, name: str, truth_mask, truth_labels, mask, labels) -> dict:
+        pixels = confusion(truth_mask, mask)
+        centroid = match_by_centroid(truth_labels, labels, self.match_distance)
+        overlap = match_by_iou(truth_labels, labels, self.min_iou)
+        self.pixels += pixels
+        self.by_centroid, self.by_iou = self.by_centroid + centroid, self.by_iou + overlap
+        true_count, found = int(truth_labels.max()), int(labels.max())
+        row = {"image": name, **{k: round(v, 4) for k, v in scores(pixels).items()},
+               "object_precision": round(centroid.precision, 4), "object_recall": round(centroid.recall, 4),
+               "object_f1": round(centroid.f1, 4), "object_f1_iou": round(overlap.f1, 4),
+               "true_count": true_count, "predicted_count": found, "count_error": found - true_count,
+               "relative_count_error": round((found - true_count) / true_count, 4) if true_count else ""}
+        self.rows.append(row)
+        return row
+
+    def summary(self) -> dict:
+        relative = [abs(r["relative_count_error"]) for r in self.rows if r["relative_count_error"] != ""]
+        errors = [abs(r["count_error"]) for r in self.rows]
+        objects = {
+            name: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "true_positives": m.true_positives,
+                   "false_positives": m.false_positives, "false_negatives": m.false_negatives}
+            for name, m in (("centroid", self.by_centroid), ("iou", self.by_iou))
+        }
+        true_total = sum(r["true_count"] for r in self.rows)
+        found_total = sum(r["predicted_count"] for r in self.rows)
+        return {
+            "images": len(self.rows),
+            "pixel": scores(self.pixels),
+            "objects": objects,
+            "count": {"mean_absolute_error": float(np.mean(errors)) if errors else 0.0,
+                      "mean_relative_error": float(np.mean(relative)) if relative else None,
+                      "median_relative_error": float(np.median(relative)) if relative else None,
+                      "total_true": true_total, "total_predicted": found_total,
+                      "total_relative_error": (found_total - true_total) / true_total if true_total else None},
+        }
+
+
+def worst_figure(cases: list, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from beadseg.analysis.figures import overlay
+
+    fig, axes = plt.subplots(max(len(cases), 1), 2, figsize=(10, 5 * max(len(cases), 1)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for (row, image, truth, predicted), (left, right) in zip(cases, axes):
+        left.imshow(overlay(image, truth, (0.1, 0.9, 0.1)))
+        left.set_title(f"{row['image'][:40]}\ntruth: {row['true_count']} beads", fontsize=9)
+        right.imshow(overlay(image, predicted, (1.0, 0.8, 0.0)))
+        right.set_title(f"prediction: {row['predicted_count']} beads; object F1 {row['object_f1']}, IoU {row['iou']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def sweep_figure(sweep: list[dict], best: float, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([s["threshold"] for s in sweep], [s["iou"] for s in sweep], marker="o", label="pixel IoU")
+    ax.plot([s["threshold"] for s in sweep], [s["object_f1"] for s in sweep], marker="s", label="object F1")
+    ax.axvline(best, color="gray", linestyle="--", label=f"best {best:g}")
+    ax.set(xlabel="probability threshold", ylabel="score", ylim=(0, 1.02), title="Threshold sweep")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def evaluate(cfg) -> dict:
+    """Run the whole evaluation; writes metrics.json, per_image.csv and figures into ``cfg.output``."""
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = load_predictor(cfg.get("model"), cfg.ckpt, dict(cfg.detector), dict(cfg.inference))
+    post = PostProcess(**cfg.postprocess)
+    classical = is_classical(cfg.get("model"))
+    source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
+    pairs = select_pairs(source, cfg.split, None if classical else cfg.ckpt)
+    threshold = predictor.threshold if post.threshold is None else post.threshold
+    thresholds = sorted({*map(float, cfg.thresholds), threshold})
+    runs = {t: Evaluation(cfg.match_distance, cfg.min_iou) for t in thresholds}
+    at_threshold = {t: replace(post, threshold=t) for t in thresholds}
+    kept = []
+    for image_path, mask_path in track(pairs, description="evaluating"):
+        sample = load_pair(image_path, mask_path)
+        truth_labels = truth_instances(mask_path, sample.mask, post.split_depth)
+        probability, _ = predictor.predict(sample.image)
+        for t, run in runs.items():
+            mask, labels = at_threshold[t](probability)
+            row = run.add(sample.name, sample.mask, truth_labels, mask, labels)
+            if t == threshold:
+                kept.append((row, sample.image, sample.mask, mask))
+    sweep = [{"threshold": t, "iou": r.summary()["pixel"]["iou"], "object_f1": r.summary()["objects"]["centroid"]["f1"]}
+             for t, r in runs.items()]
+    best = max(sweep, key=lambda s: (s["object_f1"], s["iou"]))["threshold"]
+    metrics = {"model": "classical" if classical else "checkpoint", "ckpt": None if classical else cfg.ckpt, "data": str(source.root), "split": cfg.split, "threshold": threshold,
+               **runs[threshold].summary(), "threshold_sweep": sweep, "best_threshold": best,
+               "best_threshold_iou": max(sweep, key=lambda s: s["iou"])["threshold"]}
+    written = {"metrics": out / "metrics.json", "per_image": write_csv(runs[threshold].rows, out / "per_image.csv",
+                                                                       list(runs[threshold].rows[0]))}
+    written["metrics"].write_text(json.dumps(metrics, indent=2))
+    worst = sorted(kept, key=lambda case: (case[0]["object_f1"], case[0]["iou"]))[: cfg.worst_images]
+    written["worst"] = worst_figure(worst, out / "worst_images.png")
+    written["sweep"] = sweep_figure(sweep, best, out / "threshold_sweep.png")
+    if cfg.write_threshold and not classical:
+        written["tuned_checkpoint"] = write_tuned_checkpoint(Path(cfg.ckpt), best)
+    return {"metrics": metrics, "written": written}
+
+
+def write_tuned_checkpoint(ckpt: Path, threshold: float) -> Path:
+    """A copy of the checkpoint whose stored threshold is ``threshold`` (the original stays as it was)."""
+    target = ckpt.with_name(f"{ckpt.stem}.tuned.ckpt")
+    if target.exists():
+        raise FileExistsError(f"{target} exists already; beadseg never overwrites a checkpoint")
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["threshold"] = float(threshold)
+    torch.save(checkpoint, target)
+    return target

@@ -1,0 +1,103 @@
+"""Predictors: a trained checkpoint (tiled, with optional TTA / MC-dropout uncertainty) or the classical detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from beadseg.data.io import Normalization
+from beadseg.inference.tiling import predict_tiled
+from beadseg.models.classical import detect_beads
+
+# the eight symmetries of the square: (number of 90° turns, flip left-right)
+DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def _apply(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    x = torch.flip(x, dims=(-1,)) if flip else x
+    return torch.rot90(x, turns, dims=(-2, -1))
+
+
+def _invert(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    x = torch.rot90(x, -turns, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+class ModelPredictor:
+    """A trained network applied tile by tile; ``tta`` averages the 8 flips/rotations, ``mc_samples`` > 0
+    keeps dropout on and averages that many passes. Either gives a per-pixel uncertainty (std of the members)."""
+
+    name = "model"
+
+    def __init__(self, module, tile: int = 256, overlap: float = 0.25, batch_size: int = 8, blend: str = "gaussian",
+                 tta: bool = False, mc_samples: int = 0, device: str | None = None, amp: bool | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.net = module.net.to(self.device).eval()
+        self.normalization = Normalization(**(module.hparams.get("normalization") or {}))
+        self.threshold = float(module.hparams.get("threshold", 0.5))
+        self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, batch_size, blend
+        self.tta, self.mc_samples = tta, mc_samples
+        self.amp = self.device.type == "cuda" if amp is None else amp
+        if mc_samples:
+            dropouts = [m for m in self.net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+            if not dropouts or all(m.p == 0 for m in dropouts):
+                raise ValueError("uncertainty=mc_dropout needs a model trained with dropout (model.dropout > 0); use tta=true instead")
+            for m in dropouts:
+                m.train()
+
+    def _members(self, tiles: torch.Tensor) -> list[torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            if self.mc_samples:
+                return [torch.sigmoid(self.net(tiles).float()) for _ in range(self.mc_samples)]
+            transforms = DIHEDRAL if self.tta else DIHEDRAL[:1]
+            return [_invert(torch.sigmoid(self.net(_apply(tiles, k, f)).float()), k, f) for k, f in transforms]
+
+    def tile_model(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        members = torch.stack(self._members(tiles))
+        return members.mean(0), (members.std(0, unbiased=False) if len(members) > 1 else None)
+
+    def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None):
+        bounds = self.normalization.bounds(image)
+        return predict_tiled(
+            self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), self.tile, self.overlap,
+            self.batch_size, self.blend, self.device, probability_out, uncertainty_out, on_tile_row,
+        )
+
+
+class ClassicalPredictor:
+    """The untrained baseline: background subtraction, noise-scaled threshold, half-maximum beads."""
+
+    name = "classical"
+    threshold = 0.5
+
+    def __init__(self, **detector) -> None:
+        self.detector = detector
+
+    def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None):
+        probability = (detect_beads(np.asarray(image), **self.detector).labels > 0).astype(np.float32)
+        if probability_out is not None:
+            probability_out[:] = probability
+            probability = probability_out
+        return probability, None
+
+
+def is_classical(model: dict | None) -> bool:
+    return bool(model) and model.get("name") == "classical"
+
+
+def load_predictor(model: dict | None, ckpt: str | None, detector: dict, inference: dict):
+    """``model=classical``, or the checkpoint ``ckpt=PATH``."""
+    if is_classical(model):
+        return ClassicalPredictor(**detector)
+    if model:
+        raise ValueError("a trained model comes from its checkpoint (ckpt=PATH); model=classical is the only model "
+                         "that needs none")
+    if not ckpt:
+        raise ValueError("ckpt=PATH is required (a checkpoint written by beadseg-train), or use model=classical")
+    from beadseg.training.module import BeadSegModule
+
+    try:
+        module = BeadSegModule.load_from_checkpoint(ckpt, map_location="cpu")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint") from error
+    return ModelPredictor(module, **inference)

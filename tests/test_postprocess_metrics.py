@@ -1,0 +1,76 @@
+"""Post-processing and metrics on hand-made cases with known answers."""
+
+import numpy as np
+import pytest
+from skimage.draw import disk
+
+from beadseg.inference.postprocess import PostProcess, split_touching
+from beadseg.metrics.objects import iou_matrix, match_by_centroid, match_by_iou
+from beadseg.metrics.pixel import confusion, scores
+
+
+def two_touching_disks() -> np.ndarray:
+    mask = np.zeros((40, 60), bool)
+    mask[disk((20, 20), 7)] = True
+    mask[disk((20, 33), 7)] = True  # centres 13 px apart: the disks overlap in a neck
+    return mask
+
+
+def test_watershed_splits_two_touching_disks_and_leaves_one_whole():
+    assert split_touching(two_touching_disks()).max() == 2
+    one = np.zeros((40, 40), bool)
+    one[disk((20, 20), 7)] = True
+    labels = split_touching(one)
+    assert labels.max() == 1 and (labels > 0).sum() == one.sum()
+
+
+def test_postprocess_threshold_holes_size_and_shape():
+    probability = np.zeros((60, 60), np.float32)
+    probability[disk((15, 15), 6)] = 0.9
+    probability[15, 15] = 0.1                 # a hole
+    probability[40:42, 5:55] = 0.9            # a thin line (not round)
+    probability[50, 50] = 0.9                 # a speck
+    mask, labels = PostProcess(min_area=4, min_circularity=0.3)(probability, default_threshold=0.5)
+    assert labels.max() == 1 and mask[15, 15] and not mask[41, 30] and not mask[50, 50]
+    _, none = PostProcess(threshold=0.95)(probability)
+    assert none.max() == 0
+    _, kept = PostProcess(min_circularity=0.0, min_area=1, watershed=False)(probability)
+    assert kept.max() == 3
+
+
+def test_pixel_scores_from_counts():
+    truth = np.array([[1, 1, 0, 0]], bool)
+    predicted = np.array([[1, 0, 1, 0]], bool)
+    counts = confusion(truth, predicted)
+    assert counts.tolist() == [1, 1, 1, 1]
+    got = scores(counts)
+    assert got == pytest.approx({"iou": 1 / 3, "dice": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "accuracy": 0.5})
+    assert scores(confusion(np.zeros((2, 2), bool), np.zeros((2, 2), bool)))["iou"] == 1.0
+
+
+def test_centroid_matching_is_one_to_one_within_tolerance():
+    truth = np.zeros((50, 50), np.int32)
+    truth[disk((10, 10), 3)] = 1
+    truth[disk((30, 30), 3)] = 2
+    predicted = np.zeros_like(truth)
+    predicted[disk((11, 12), 3)] = 1   # 2.2 px from bead 1: found
+    predicted[disk((12, 9), 2)] = 2    # also near bead 1: a duplicate, a false positive
+    predicted[disk((30, 37), 3)] = 3   # 7 px from bead 2: too far
+    match = match_by_centroid(truth, predicted, max_distance=5)
+    assert (match.true_positives, match.false_positives, match.false_negatives) == (1, 2, 1)
+    assert match.precision == pytest.approx(1 / 3) and match.recall == 0.5 and match.f1 == pytest.approx(0.4)
+    assert match_by_centroid(truth, predicted, max_distance=8).true_positives == 2
+
+
+def test_iou_matching_and_matrix():
+    truth = np.zeros((10, 10), np.int32)
+    truth[0:4, 0:4] = 1                 # 16 px
+    predicted = np.zeros_like(truth)
+    predicted[0:4, 1:5] = 1             # overlap 12, union 20
+    predicted[8:10, 8:10] = 2
+    assert iou_matrix(truth, predicted)[0].tolist() == pytest.approx([0.6, 0.0])
+    match = match_by_iou(truth, predicted, 0.5)
+    assert (match.true_positives, match.false_positives, match.false_negatives) == (1, 1, 0)
+    assert match_by_iou(truth, predicted, 0.7).true_positives == 0
+    empty = match_by_centroid(np.zeros((5, 5), int), np.zeros((5, 5), int))
+    assert empty.f1 == 1.0

@@ -1,0 +1,135 @@
+"""beadseg-predict, beadseg-eval and beadseg-export end to end on a tiny checkpoint and tiny images."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import torch
+from hydra import compose, initialize_config_dir
+
+from beadseg.config import CONFIG_DIR
+from beadseg.data.io import open_image, read_image
+from beadseg.data.synthetic import render_beads
+from beadseg.inference.export import export
+from beadseg.training.module import BeadSegModule
+from beadseg.training.task import train
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny_run")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["debug=fast", "model.base_channels=4", f"paths.output_dir={out}"])
+    return Path(train(cfg)["last_checkpoint"])
+
+
+@pytest.fixture
+def bead_images(tmp_path) -> Path:
+    """A folder of inputs: 8-bit gray PNG, RGB PNG, 16-bit TIFF (odd size), and a corrupt file."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    image, _ = render_beads(np.random.default_rng(0), 96, 12, "brightfield", 8)
+    iio.imwrite(folder / "gray.png", image)
+    iio.imwrite(folder / "rgb.png", np.repeat(image[..., None], 3, axis=-1))
+    deep, _ = render_beads(np.random.default_rng(1), 100, 20, "fluorescence", 16)
+    tifffile.imwrite(folder / "deep.tif", deep[:77, :91])
+    (folder / "corrupt.tif").write_bytes(b"II*\x00 truncated")
+    return folder
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600)
+
+
+def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, bead_images, tmp_path):
+    out = tmp_path / "pred"
+    done = run(BIN / "beadseg-predict", f"ckpt={tiny_checkpoint}", f"input={bead_images}", f"hydra.run.dir={out}",
+               "inference.tta=true", "inference.tile=64", "save_probability=true", "postprocess.threshold=0.3",
+               "group_regex='^([a-z]+)'")
+    assert done.returncode == 1 and "corrupt.tif" in done.stderr  # reported by name ...
+    assert "3 images" in done.stdout  # ... and the others still processed
+    counts = {row["image"]: row for row in csv.DictReader(open(out / "counts.csv"))}
+    assert set(counts) == {"gray", "rgb", "deep"}
+    assert {row["image"] for row in csv.DictReader(open(out / "errors.csv"))} == {str(bead_images / "corrupt.tif")}
+    objects = list(csv.DictReader(open(out / "objects.csv")))
+    for name in counts:
+        labels = tifffile.imread(out / "instances" / f"{name}.tif")
+        assert labels.dtype == np.uint16 and labels.max() == int(counts[name]["count"])
+        assert sum(row["image"] == name for row in objects) == labels.max()
+        mask = tifffile.imread(out / "masks" / f"{name}.tif")
+        assert set(np.unique(mask)) <= {0, 255} and ((mask > 0) == (labels > 0)).all()
+        probability = tifffile.imread(out / "probability" / f"{name}.tif")
+        assert probability.dtype == np.float16 and probability.shape == labels.shape
+        assert tifffile.imread(out / "uncertainty" / f"{name}.tif").shape == labels.shape
+        assert iio.imread(out / "overlays" / f"{name}.png").shape == (*labels.shape, 3)
+        assert counts[name]["flagged"] in ("yes", "no") and counts[name]["mean_uncertainty"] != "" or labels.max() == 0
+    assert tifffile.imread(out / "masks" / "deep.tif").shape == (77, 91)
+    assert (out / "group_counts.csv").is_file() and (out / "group_counts.png").is_file()
+    again = run(BIN / "beadseg-predict", f"ckpt={tiny_checkpoint}", f"input={bead_images / 'gray.png'}", f"output={out}")
+    assert again.returncode != 0 and "never overwrites" in again.stderr
+
+
+def test_classical_model_predicts_without_a_checkpoint(bead_images, tmp_path):
+    done = run(BIN / "beadseg-predict", "model=classical", f"input={bead_images / 'gray.png'}", f"hydra.run.dir={tmp_path / 'c'}")
+    assert done.returncode == 0, done.stderr
+    count = int(next(csv.DictReader(open(tmp_path / "c" / "counts.csv")))["count"])
+    assert 8 <= count <= 14  # 12 beads were drawn
+
+
+def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path):
+    data = tmp_path / "data"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    for index in range(3):
+        image, labels = render_beads(np.random.default_rng(index), 96, 15, "brightfield", 8)
+        iio.imwrite(data / "images" / f"b{index}.png", image)
+        tifffile.imwrite(data / "masks" / f"b{index}.tif", labels.astype(np.uint16))
+    out = tmp_path / "eval"
+    done = run(BIN / "beadseg-eval", f"ckpt={tiny_checkpoint}", f"data.root={data}", f"hydra.run.dir={out}",
+               "write_threshold=true", "inference.tile=64")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 3 and set(metrics["pixel"]) == {"iou", "dice", "precision", "recall", "f1", "accuracy"}
+    assert set(metrics["objects"]) == {"centroid", "iou"} and metrics["count"]["total_true"] == 45
+    assert len(metrics["threshold_sweep"]) >= 9 and metrics["best_threshold"] in [s["threshold"] for s in metrics["threshold_sweep"]]
+    tuned = tiny_checkpoint.with_name(f"{tiny_checkpoint.stem}.tuned.ckpt")
+    assert BeadSegModule.load_from_checkpoint(tuned).hparams.threshold == metrics["best_threshold"]
+    assert (out / "worst_images.png").is_file() and (out / "threshold_sweep.png").is_file()
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert [int(r["true_count"]) for r in rows] == [15, 15, 15]
+    classical = run(BIN / "beadseg-eval", "model=classical", f"data.root={data}", f"hydra.run.dir={tmp_path / 'evalc'}")
+    assert classical.returncode == 0, classical.stderr
+    assert json.loads((tmp_path / "evalc" / "metrics.json").read_text())["objects"]["centroid"]["f1"] > 0.8
+    wrong = run(BIN / "beadseg-eval", f"ckpt={tiny_checkpoint}", f"data.root={data}", "split=val", f"hydra.run.dir={tmp_path / 'e3'}")
+    assert wrong.returncode != 0 and "is in the val split" in wrong.stderr
+
+
+def test_torchscript_export_matches_the_checkpoint(tiny_checkpoint, tmp_path):
+    path, difference = export(str(tiny_checkpoint), "torchscript", tmp_path / "export", tile=64)
+    assert difference <= 1e-4
+    module = BeadSegModule.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
+    extra = {"beadseg.json": ""}
+    scripted = torch.jit.load(str(path), _extra_files=extra)
+    probe = torch.rand(3, 1, 128, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(probe), module(probe), atol=1e-4, rtol=0)
+    assert json.loads(extra["beadseg.json"])["normalization"]["method"] == "percentile"
+    with pytest.raises(ValueError, match="format='pdf'"):
+        export(str(tiny_checkpoint), "pdf", tmp_path / "x", tile=64)
+
+
+def test_16_bit_tiff_round_trips_and_large_tiffs_open_as_memory_maps(tmp_path):
+    deep = (np.arange(300 * 200, dtype=np.uint32).reshape(300, 200) % 65536).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "deep.tif", deep)
+    opened = open_image(tmp_path / "deep.tif")
+    assert isinstance(opened, np.memmap) and opened.dtype == np.uint16
+    np.testing.assert_array_equal(opened, deep)
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.tif"), deep)
