@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from beadseg.inference.predictor import DIHEDRAL, _apply, _invert
-from beadseg.inference.tiling import blend_window, predict_tiled, tile_starts
+from beadseg.inference.tiling import blend_window, predict_tiled, tile_plan
 
 
 class Pointwise(torch.nn.Module):
@@ -31,7 +31,7 @@ def whole_image(image: np.ndarray) -> np.ndarray:
 def test_stitched_tiles_equal_whole_image_inference(shape, blend):
     image = np.random.default_rng(0).random(shape, dtype=np.float32)
     tiled, uncertainty = predict_tiled(Pointwise(), image, lambda crop: crop.astype(np.float32), tile=64,
-                                       overlap=0.3, batch_size=3, blend=blend)
+                                       overlap=20, batch_size=3, blend=blend, multiple=16)
     assert uncertainty is None
     np.testing.assert_allclose(tiled, whole_image(image), atol=1e-5, rtol=0)
 
@@ -40,9 +40,9 @@ def test_outputs_can_be_memory_maps(tmp_path):
     image = np.random.default_rng(1).random((300, 200), dtype=np.float32)
     out = np.lib.format.open_memmap(tmp_path / "p.npy", "w+", np.float32, image.shape)
     rows = []
-    predict_tiled(Pointwise(), image, lambda c: c, tile=64, overlap=0.25, probability_out=out, on_tile_row=rows.append)
+    predict_tiled(Pointwise(), image, lambda c: c, tile=64, overlap=16, probability_out=out, on_tile_row=rows.append)
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), whole_image(image), atol=1e-5)
-    assert sum(rows) == len(tile_starts(300, 64, 0.25)) * len(tile_starts(200, 64, 0.25))
+    assert sum(rows) == len(tile_plan(300, 64, 16)[1]) * len(tile_plan(200, 64, 16)[1])
 
 
 def test_uncertainty_is_blended_like_the_probability():
@@ -54,13 +54,19 @@ def test_uncertainty_is_blended_like_the_probability():
     np.testing.assert_allclose(uncertainty, 0.2, atol=1e-6)
 
 
-def test_tiles_cover_every_pixel_and_weights_stay_positive():
-    for length in (1, 63, 64, 65, 200, 1001):
-        starts = tile_starts(length, min(64, length), 0.25)
-        covered = np.zeros(length, bool)
-        for s in starts:
-            covered[s : s + 64] = True
-        assert covered.all() and starts[-1] + min(64, length) == length
+@pytest.mark.parametrize("length", [1, 63, 64, 65, 200, 1001, 2160, 3840])
+def test_tiles_cover_every_pixel_with_the_overlap_asked_for(length):
+    size, starts = tile_plan(length, 512 if length > 1000 else 64, 16, multiple=16)
+    covered = np.zeros(length, int)
+    for s in starts:
+        covered[s : s + size] += 1
+    assert covered.min() >= 1 and starts[0] == 0 and starts[-1] + size == length
+    assert all(b - a <= size - 16 for a, b in zip(starts, starts[1:]))  # neighbours share >= 16 px
+    assert size % 16 == 0 or size == length
+    assert len(starts) * size < length + len(starts) * (16 + 16)  # little is computed twice
+
+
+def test_blend_weights_stay_positive():
     window = blend_window(64, 48, "gaussian")
     assert window.min() > 0 and window[32, 24] == window.max()
     with pytest.raises(ValueError, match="blend="):

@@ -14,7 +14,7 @@ from beadseg.data.io import IMAGE_SUFFIXES, BeadDataError, open_image
 from beadseg.inference import outputs
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import load_predictor
-from beadseg.inference.tiling import tile_starts
+from beadseg.inference.tiling import tile_plan
 
 LARGE_IMAGE = 4096 * 4096  # above this many pixels the probability map lives in a memory map
 
@@ -90,9 +90,8 @@ def predict(cfg) -> dict:
                 progress.console.print(f"[red]skipped {path}: {error}")
                 progress.advance(images_task)
                 continue
-            inference = cfg.inference
-            progress.reset(tiles_task, total=len(tile_starts(image.shape[0], min(inference.tile, image.shape[0]), inference.overlap))
-                           * len(tile_starts(image.shape[1], min(inference.tile, image.shape[1]), inference.overlap)))
+            grid = [len(tile_plan(side, cfg.inference.tile, cfg.inference.overlap)[1]) for side in image.shape]
+            progress.reset(tiles_task, total=grid[0] * grid[1])
             with tempfile.TemporaryDirectory(dir=out) as scratch:
                 holder = None
                 if image.size > LARGE_IMAGE:

@@ -29,7 +29,7 @@ class ModelPredictor:
 
     name = "model"
 
-    def __init__(self, module, tile: int = 256, overlap: float = 0.25, batch_size: int = 8, blend: str = "gaussian",
+    def __init__(self, module, tile: int = 512, overlap: int = 32, batch_size: int = 8, blend: str = "gaussian",
                  tta: bool = False, mc_samples: int = 0, device: str | None = None, amp: bool | None = None) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.net = module.net.to(self.device).eval()
@@ -60,7 +60,8 @@ class ModelPredictor:
         bounds = self.normalization.bounds(image)
         return predict_tiled(
             self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), self.tile, self.overlap,
-            self.batch_size, self.blend, self.device, probability_out, uncertainty_out, on_tile_row,
+            self.batch_size, self.blend, self.device, getattr(self.net, "divisor", 1), probability_out, uncertainty_out,
+            on_tile_row,
         )
 
 

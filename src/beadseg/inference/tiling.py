@@ -6,6 +6,7 @@ the output (which may be a memory map), so a 10000x10000 image costs about what 
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterator
 
 import numpy as np
@@ -31,13 +32,16 @@ def blend_window(height: int, width: int, kind: str = "gaussian") -> np.ndarray:
     return np.maximum(np.outer(profile(height), profile(width)), 1e-3).astype(np.float32)
 
 
-def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Tile origins along one axis: ``overlap`` of a tile shared by neighbours, the last tile flush with the end."""
+def tile_plan(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
+    """Tile size and origins along one axis: as few tiles as cover ``length`` with at least ``overlap`` px
+    shared by neighbours, shrunk (to a multiple of ``multiple``) and spread evenly so little is computed twice."""
     if length <= tile:
-        return [0]
-    step = max(int(tile * (1 - overlap)), 1)
-    starts = list(range(0, length - tile, step))
-    return starts + [length - tile]
+        return length, [0]
+    if not 0 <= overlap < tile:
+        raise ValueError(f"inference.overlap={overlap} px must be at least 0 and smaller than inference.tile={tile}")
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, math.ceil((length + (count - 1) * overlap) / count / multiple) * multiple)
+    return size, [int(round(v)) for v in np.linspace(0, length - size, count)]
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -49,41 +53,43 @@ def predict_tiled(
     model: TileModel,
     image: np.ndarray,
     normalize: Callable[[np.ndarray], np.ndarray],
-    tile: int = 256,
-    overlap: float = 0.25,
+    tile: int = 512,
+    overlap: int = 32,
     batch_size: int = 8,
     blend: str = "gaussian",
     device: str | torch.device = "cpu",
+    multiple: int = 1,
     probability_out: np.ndarray | None = None,
     uncertainty_out: np.ndarray | None = None,
     on_tile_row: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Probability map (and uncertainty map when the model gives one) of a whole 2-D image of any size.
 
-    ``normalize`` maps a raw crop to model input. Outputs go into ``probability_out`` / ``uncertainty_out``
+    ``normalize`` maps a raw crop to model input; tiles are ``tile`` px at most (a multiple of ``multiple``,
+    the model's divisor, so that it pads nothing), neighbours sharing at least ``overlap`` px. Outputs go into ``probability_out`` / ``uncertainty_out``
     when given (e.g. memory maps), else into new float32 arrays. ``on_tile_row(n_tiles)`` reports progress.
     """
     height, width = image.shape
-    tile_h, tile_w = min(tile, height), min(tile, width)
+    tile_h, rows = tile_plan(height, tile, overlap, multiple)
+    tile_w, cols = tile_plan(width, tile, overlap, multiple)
     weights = blend_window(tile_h, tile_w, blend)
-    rows, cols = tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)
     probability = probability_out if probability_out is not None else np.empty((height, width), np.float32)
     uncertainty = uncertainty_out
-    band = np.zeros((2, tile_h, width), np.float64)  # weighted sums of probability and uncertainty
-    band_weight = np.zeros((tile_h, width), np.float64)
-    has_uncertainty, origin = False, 0  # image row of band[:, 0]
+    # Weighted sums over one band of tile_h rows: only rows no later tile touches are divided out and written.
+    band = {"probability": np.zeros((tile_h, width), np.float32), "weight": np.zeros((tile_h, width), np.float32)}
+    origin = 0  # image row of the band's first row
 
     def flush(until: int) -> None:
-        nonlocal band, band_weight, origin
+        nonlocal origin
         count = until - origin
         if count <= 0:
             return
-        probability[origin:until] = band[0, :count] / band_weight[:count]
-        if has_uncertainty:
-            uncertainty[origin:until] = band[1, :count] / band_weight[:count]
-        band = np.roll(band, -count, axis=1)
-        band_weight = np.roll(band_weight, -count, axis=0)
-        band[:, -count:], band_weight[-count:] = 0, 0
+        probability[origin:until] = band["probability"][:count] / band["weight"][:count]
+        if "uncertainty" in band:
+            uncertainty[origin:until] = band["uncertainty"][:count] / band["weight"][:count]
+        for values in band.values():
+            values[: tile_h - count] = values[count:].copy()
+            values[tile_h - count :] = 0
         origin = until
 
     for top in rows:
@@ -94,18 +100,18 @@ def predict_tiled(
             with torch.no_grad():
                 probs, spread = model(tiles)
             probs = probs[:, 0].float().cpu().numpy()
-            if spread is not None and not has_uncertainty:
-                has_uncertainty = True
+            if spread is not None and "uncertainty" not in band:
+                band["uncertainty"] = np.zeros_like(band["weight"])
                 if uncertainty is None:
                     uncertainty = np.empty((height, width), np.float32)
             spread = spread[:, 0].float().cpu().numpy() if spread is not None else None
             offset = top - origin
             for index, x in enumerate(xs):
                 window = (slice(offset, offset + tile_h), slice(x, x + tile_w))
-                band[0][window] += probs[index] * weights
+                band["probability"][window] += probs[index] * weights
                 if spread is not None:
-                    band[1][window] += spread[index] * weights
-                band_weight[window] += weights
+                    band["uncertainty"][window] += spread[index] * weights
+                band["weight"][window] += weights
         if on_tile_row:
             on_tile_row(len(cols))
     flush(height)
