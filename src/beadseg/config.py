@@ -21,4 +21,11 @@ def default_precision() -> str:
     return "16-mixed" if torch.cuda.is_available() else "32-true"
 
 
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 OmegaConf.register_new_resolver("beadseg.precision", default_precision, replace=True)
+OmegaConf.register_new_resolver("beadseg.cuda", cuda_available, replace=True)

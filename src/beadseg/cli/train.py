@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import hydra
 from omegaconf import DictConfig
 
@@ -14,11 +16,12 @@ def main(cfg: DictConfig) -> float | None:
 
     result = train(cfg)
     score = result["best_val_jaccard"]
-    print(
-        f"beadseg-train: best val Jaccard {score if score is None else round(score, 4)} "
-        f"(epoch {result['best_epoch']}); checkpoint {result['checkpoint'] or '-'}; "
-        f"watch with: tensorboard --logdir {result['tensorboard'] or cfg.paths.output_dir}"
-    )
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        print(
+            f"beadseg-train: best val Jaccard {score if score is None else round(score, 4)} "
+            f"(epoch {result['best_epoch']}); checkpoint {result['checkpoint'] or '-'}; "
+            f"watch with: tensorboard --logdir {result['tensorboard'] or cfg.paths.output_dir}"
+        )
     return score  # the objective for sweepers that optimise (Optuna)
 
 

@@ -155,7 +155,7 @@ class BeadDataModule(pl.LightningDataModule):
         for split in ("val", "test"):
             chosen = by_split[split]
             self.datasets[split] = WholeImageDataset(norm[split], [s.mask for s in chosen], [s.name for s in chosen])
-        if self.output_dir:
+        if self.output_dir and (self.trainer is None or self.trainer.is_global_zero):
             self.write_split(Path(self.output_dir) / "split.csv")
 
     def write_split(self, path: Path) -> None:

@@ -60,7 +60,8 @@ class BeadSegModule(pl.LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(torch.sigmoid(logits.detach().float()), batch["mask"].int())
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(logits),
+                 sync_dist=stage != "train")
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss, logits
 

@@ -45,6 +45,8 @@ class RunRecorder(Callback):
         self.started = time.time()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+            return  # the other processes of a multi-GPU run: rank 0 records it
         output_dir = Path(config.hydra.runtime.output_dir)
         result_file = output_dir / "result.json"
         record = json.loads(result_file.read_text()) if result_file.is_file() else {}

@@ -65,8 +65,6 @@ def train(cfg: DictConfig) -> dict:
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    for logger in loggers:
-        logger.log_hyperparams(_flat_hparams(cfg))
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -85,5 +83,12 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("test") and len(datamodule.datasets.get("test", [])):
         scores = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)[0]
         result["test"] = {key: float(value) for key, value in scores.items()}
-    (output_dir / "result.json").write_text(json.dumps(result, indent=2))
+    for logger in loggers:  # TensorBoard's HParams tab: the settings with the run's final metrics
+        final = {"hp/best_val_jaccard": result["best_val_jaccard"] or 0.0, "hp/epochs_run": float(result["epochs_run"])}
+        if isinstance(logger, pl.loggers.TensorBoardLogger):
+            logger.log_hyperparams(_flat_hparams(cfg), final)
+        else:
+            logger.log_hyperparams(_flat_hparams(cfg))
+    if trainer.is_global_zero:
+        (output_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result

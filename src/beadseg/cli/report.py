@@ -1,0 +1,21 @@
+"""``beadseg-report dir=DIR``: figures and REPORT.md of a run or a sweep, read from its logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from beadseg.config import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="report")
+def main(cfg: DictConfig) -> None:
+    from beadseg.report.writer import write_report
+
+    print(f"beadseg-report: {write_report(Path(cfg.dir), cfg.target)} (figures beside it)")
+
+
+if __name__ == "__main__":
+    main()
