@@ -59,3 +59,13 @@ def test_train_fraction_subsamples_training_images_only():
 def test_bad_fractions_are_refused(val, test):
     with pytest.raises(ValueError, match="val_fraction"):
         stratified_split([1, 2, 3], ["a", "b", "c"], val, test)
+
+
+def test_named_groups_are_held_out_whole_as_test():
+    names = [f"cap{c}_grid_r{r}" for c in range(5) for r in range(4)]
+    groups = group_names(names, r"^(.*)_grid_")
+    splits = stratified_split([10] * 20, groups, val_fraction=0.25, seed=0, test_groups=("cap3",))
+    assert [s for g, s in zip(groups, splits) if g == "cap3"] == ["test"] * 4
+    assert "test" not in [s for g, s in zip(groups, splits) if g != "cap3"] and "val" in splits
+    with pytest.raises(ValueError, match="name no group"):
+        stratified_split([10] * 20, groups, 0.25, test_groups=("cap9",))

@@ -75,7 +75,8 @@ class BeadDataModule(pl.LightningDataModule):
     """Bead images from any source (``load() -> list[BeadSample]``), split by density and capture.
 
     The split is written to ``output_dir/split.csv``; normalisation is fitted on the training images only.
-    ``root`` only records where a folder source reads from (``data.root``).
+    ``test_groups`` (names produced by ``group_by``) are held out whole as the test split.
+    ``root`` and ``synthetic_images`` only record what the source configs read (``data.root``, ...).
     """
 
     def __init__(
@@ -92,11 +93,13 @@ class BeadDataModule(pl.LightningDataModule):
         test_fraction: float = 0.0,
         train_fraction: float = 1.0,
         group_by: str | None = None,
+        test_groups: list[str] | None = None,
         density_edges: tuple[int, ...] = (5, 15, 30, 100),
         num_workers: int | str = "auto",
         seed: int = 0,
         output_dir: str | None = None,
         root: str | None = None,
+        synthetic_images: int | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -107,6 +110,7 @@ class BeadDataModule(pl.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.val_fraction, self.test_fraction, self.train_fraction = val_fraction, test_fraction, train_fraction
         self.group_by, self.density_edges = group_by, tuple(density_edges)
+        self.test_groups = tuple(test_groups or ())
         self.num_workers = self._resolve_workers(num_workers)
         self.seed, self.output_dir, self.root = seed, output_dir, root
         self.datasets: dict[str, Dataset] = {}
@@ -128,7 +132,8 @@ class BeadDataModule(pl.LightningDataModule):
         groups = group_names(names, self.group_by)
         counts = [s.bead_count for s in samples]
         splits = stratified_split(
-            counts, groups, self.val_fraction, self.test_fraction, self.density_edges, self.train_fraction, self.seed
+            counts, groups, self.val_fraction, self.test_fraction, self.density_edges, self.train_fraction, self.seed,
+            self.test_groups,
         )
         bins = density_bins(counts, list(self.density_edges))
         self.split_table = [

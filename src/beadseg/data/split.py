@@ -35,8 +35,11 @@ def stratified_split(
     edges: tuple[float, ...] = (5, 15, 30, 100),
     train_fraction: float = 1.0,
     seed: int = 0,
+    test_groups: tuple[str, ...] = (),
 ) -> list[str]:
     """Assign each image to train/val/test (or ``unused`` when ``train_fraction`` < 1).
+
+    ``test_groups`` go to test whole (leave-capture-out folds); the fractions then split the other groups.
 
     Groups are binned by their mean bead count; within each bin, groups (shuffled by ``seed``) go to
     whichever split is furthest below its share of that bin's images. The result depends only on the inputs.
@@ -46,14 +49,18 @@ def stratified_split(
     if not 0 < train_fraction <= 1:
         raise ValueError(f"train_fraction={train_fraction}: must be in (0, 1]")
     rng = np.random.default_rng(seed)
+    unknown = set(test_groups) - set(groups)
+    if unknown:
+        raise ValueError(f"data.test_groups {sorted(unknown)} name no group; the groups are {sorted(set(groups))}")
     members: dict[str, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
-        members[group].append(index)
+        if group not in test_groups:
+            members[group].append(index)
     names = sorted(members)
     group_bins = density_bins([np.mean([counts[i] for i in members[g]]) for g in names], list(edges))
     targets = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
 
-    assignment: dict[str, str] = {}
+    assignment: dict[str, str] = {group: "test" for group in test_groups}
     for bin_index in np.unique(group_bins):
         in_bin = [g for g, b in zip(names, group_bins) if b == bin_index]
         rng.shuffle(in_bin)

@@ -14,7 +14,7 @@ from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import read_image
 from beadseg.inference.postprocess import PostProcess, split_touching
 from beadseg.inference.predict import write_csv
-from beadseg.inference.predictor import is_classical, load_predictor
+from beadseg.inference.predictor import is_classical, load_predictor, resolve_checkpoint
 from beadseg.metrics.objects import ObjectMatch, match_by_centroid, match_by_iou
 from beadseg.metrics.pixel import confusion, scores
 
@@ -77,6 +77,7 @@ class Evaluation:
         return {
             "images": len(self.rows),
             "pixel": scores(self.pixels),
+            "pixel_counts": {k: int(v) for k, v in zip(("tp", "fp", "fn", "tn"), self.pixels)},
             "objects": objects,
             "count": {"mean_absolute_error": float(np.mean(errors)) if errors else 0.0,
                       "mean_relative_error": float(np.mean(relative)) if relative else None,
@@ -134,7 +135,8 @@ def evaluate(cfg) -> dict:
     post = PostProcess(**cfg.postprocess)
     classical = is_classical(cfg.get("model"))
     source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
-    pairs = select_pairs(source, cfg.split, None if classical else cfg.ckpt)
+    ckpt = resolve_checkpoint(cfg.get("model"), cfg.ckpt)
+    pairs = select_pairs(source, cfg.split, ckpt)  # model=classical may borrow a checkpoint's split
     threshold = predictor.threshold if post.threshold is None else post.threshold
     thresholds = sorted({*map(float, cfg.thresholds), threshold})
     runs = {t: Evaluation(cfg.match_distance, cfg.min_iou) for t in thresholds}
@@ -152,7 +154,8 @@ def evaluate(cfg) -> dict:
     sweep = [{"threshold": t, "iou": r.summary()["pixel"]["iou"], "object_f1": r.summary()["objects"]["centroid"]["f1"]}
              for t, r in runs.items()]
     best = max(sweep, key=lambda s: (s["object_f1"], s["iou"]))["threshold"]
-    metrics = {"model": "classical" if classical else "checkpoint", "ckpt": None if classical else cfg.ckpt, "data": str(source.root), "split": cfg.split, "threshold": threshold,
+    metrics = {"model": "classical" if classical else "checkpoint", "ckpt": None if classical else ckpt,
+               "data": str(source.root), "split": cfg.split, "threshold": threshold,
                **runs[threshold].summary(), "threshold_sweep": sweep, "best_threshold": best,
                "best_threshold_iou": max(sweep, key=lambda s: s["iou"])["threshold"]}
     written = {"metrics": out / "metrics.json", "per_image": write_csv(runs[threshold].rows, out / "per_image.csv",
@@ -162,13 +165,17 @@ def evaluate(cfg) -> dict:
     written["worst"] = worst_figure(worst, out / "worst_images.png")
     written["sweep"] = sweep_figure(sweep, best, out / "threshold_sweep.png")
     if cfg.write_threshold and not classical:
-        written["tuned_checkpoint"] = write_tuned_checkpoint(Path(cfg.ckpt), best)
+        written["tuned_checkpoint"] = write_tuned_checkpoint(Path(ckpt), best, out)
     return {"metrics": metrics, "written": written}
 
 
-def write_tuned_checkpoint(ckpt: Path, threshold: float) -> Path:
-    """A copy of the checkpoint whose stored threshold is ``threshold`` (the original stays as it was)."""
-    target = ckpt.with_name(f"{ckpt.stem}.tuned.ckpt")
+def write_tuned_checkpoint(ckpt: Path, threshold: float, out: Path) -> Path:
+    """A copy of the checkpoint whose stored threshold is ``threshold`` (the original stays as it was),
+    beside it, or in ``out`` for the shipped model (the installed package is not written to)."""
+    from beadseg.pretrained import CHECKPOINT
+
+    folder = out if ckpt.resolve() == CHECKPOINT else ckpt.parent
+    target = folder / f"{ckpt.stem}.tuned.ckpt"
     if target.exists():
         raise FileExistsError(f"{target} exists already; beadseg never overwrites a checkpoint")
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)

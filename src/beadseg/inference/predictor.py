@@ -86,15 +86,25 @@ def is_classical(model: dict | None) -> bool:
     return bool(model) and model.get("name") == "classical"
 
 
+def resolve_checkpoint(model: dict | None, ckpt: str | None) -> str | None:
+    """The checkpoint to use: ``ckpt`` if given, else (unless ``model=classical``) the shipped bead model."""
+    if ckpt or is_classical(model):
+        return ckpt
+    from beadseg.pretrained import CHECKPOINT
+
+    if not CHECKPOINT.is_file():
+        raise FileNotFoundError(f"no ckpt=PATH given and the shipped bead model {CHECKPOINT} is missing")
+    return str(CHECKPOINT)
+
+
 def load_predictor(model: dict | None, ckpt: str | None, detector: dict, inference: dict):
-    """``model=classical``, or the checkpoint ``ckpt=PATH``."""
+    """``model=classical``, or the checkpoint ``ckpt=PATH`` (default: the shipped bead model)."""
+    ckpt = resolve_checkpoint(model, ckpt)
     if is_classical(model):
         return ClassicalPredictor(**detector)
     if model:
         raise ValueError("a trained model comes from its checkpoint (ckpt=PATH); model=classical is the only model "
                          "that needs none")
-    if not ckpt:
-        raise ValueError("ckpt=PATH is required (a checkpoint written by beadseg-train), or use model=classical")
     from beadseg.training.module import BeadSegModule
 
     try:
