@@ -1,0 +1,26 @@
+"""``beadseg-qc data.root=DIR``: frame quality control, ``qc.csv`` and the list of kept frames."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from beadseg.config import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="qc")
+def main(cfg: DictConfig) -> None:
+    from beadseg.analysis.qc import QCThresholds, run_qc
+
+    started = time.time()
+    result = run_qc(Path(cfg.data.root), Path(cfg.out), QCThresholds(**cfg.qc), dict(cfg.detector), cfg.workers, cfg.symlinks)
+    rate = result["frames"] / max(time.time() - started, 1e-9)
+    print(f"beadseg-qc: {result['frames']} frames ({rate:.0f}/s), {result['kept']} kept, flagged {result['flags']} "
+          f"-> {result['out'] / 'qc.csv'}, {result['out'] / 'kept.txt'}")
+
+
+if __name__ == "__main__":
+    main()
