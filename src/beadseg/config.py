@@ -27,5 +27,11 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def task_metric(monitor: str) -> str:
+    """The metric's short name for file names: val/jaccard -> jaccard."""
+    return monitor.rsplit("/", 1)[-1]
+
+
 OmegaConf.register_new_resolver("beadseg.precision", default_precision, replace=True)
+OmegaConf.register_new_resolver("task_metric", task_metric, replace=True)
 OmegaConf.register_new_resolver("beadseg.cuda", cuda_available, replace=True)

@@ -14,7 +14,7 @@ from beadseg.config import CONFIG_DIR
 def main(cfg: DictConfig) -> None:
     from beadseg.report.writer import write_report
 
-    print(f"beadseg-report: {write_report(Path(cfg.dir), cfg.target)} (figures beside it)")
+    print(f"beadseg-report: {write_report(Path(cfg.dir), cfg.target, cfg.adequacy_bar)} (figures beside it)")
 
 
 if __name__ == "__main__":

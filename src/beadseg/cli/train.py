@@ -15,13 +15,16 @@ def main(cfg: DictConfig) -> float | None:
     from beadseg.training.task import train  # heavy imports after parsing: --help stays fast
 
     result = train(cfg)
-    score = result["best_val_jaccard"]
+    score = result["best_score"]
     if os.environ.get("LOCAL_RANK", "0") == "0":
+        metric = "val Jaccard" if cfg.monitor == "val/jaccard" else cfg.monitor
         print(
-            f"beadseg-train: best val Jaccard {score if score is None else round(score, 4)} "
+            f"beadseg-train: best {metric} {score if score is None else round(score, 4)} "
             f"(epoch {result['best_epoch']}); checkpoint {result['checkpoint'] or '-'}; "
             f"watch with: tensorboard --logdir {result['tensorboard'] or cfg.paths.output_dir}"
         )
+        if result.get("adequacy"):
+            print(f"beadseg-train: {result['adequacy']}")
     return score  # the objective for sweepers that optimise (Optuna)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-EPOCH_TAGS = ("val/jaccard", "train/jaccard", "val/loss", "train/loss_epoch")
+EPOCH_TAGS = ("val/jaccard", "train/jaccard", "val/loss", "train/loss_epoch", "val/accuracy", "train/accuracy")
 
 
 @dataclass

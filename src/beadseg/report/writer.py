@@ -87,11 +87,30 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
             *("| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows)]
 
 
-def write_report(root: Path, target: float = 0.5) -> Path:
+def adequacy_section(runs: list[RunLog], root: Path, bar: float) -> list[str]:
+    """Frame-classification runs (the adequacy check): best validation accuracy against the bar, in a sentence."""
+    from beadseg.training.task import adequacy_verdict
+
+    figures.curves(runs, "val/accuracy", "validation accuracy", root / "adequacy_val_accuracy.png", bar)
+    lines = ["## Adequacy check (frame classification)", ""]
+    for run in runs:
+        best, epoch = run.best("val/accuracy")
+        lines.append(f"- `{run.name or run.path.name}` (epoch {epoch}): {adequacy_verdict(best, bar)}")
+    return lines + ["", "![validation accuracy against the adequacy bar](adequacy_val_accuracy.png)", ""]
+
+
+def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> Path:
     """Figures and REPORT.md in ``root`` (a run directory or a sweep root)."""
-    runs = [run for run in find_runs(root) if run.series.get("val/jaccard")]
+    found = find_runs(root)
+    runs = [run for run in found if run.series.get("val/jaccard")]
+    classifiers = [run for run in found if run.series.get("val/accuracy")]
+    if not runs and not classifiers:
+        raise FileNotFoundError(f"no run with logged val/jaccard or val/accuracy under {root} "
+                                "(looked for .hydra/ with tensorboard/ or csv/)")
     if not runs:
-        raise FileNotFoundError(f"no run with logged val/jaccard under {root} (looked for .hydra/ with tensorboard/ or csv/)")
+        report = root / "REPORT.md"
+        report.write_text("\n".join([f"# Training report: `{root}`", "", *adequacy_section(classifiers, root, adequacy_bar)]))
+        return report
     baseline = find_baseline(root)
     baseline_iou = baseline["pixel"]["iou"] if baseline else None
     best_run = max(runs, key=lambda r: r.best()[0])
@@ -138,6 +157,8 @@ def write_report(root: Path, target: float = 0.5) -> Path:
         if parameter == "lab_params":
             written["before_after"] = figures.before_after(runs, values, root / "before_after.png")
             lines += ["", "![the lab's two parameter sets: before / after](before_after.png)"]
+    if classifiers:
+        lines += ["", *adequacy_section(classifiers, root, adequacy_bar)]
     lines += ["", "## Summary", *_table(rows, SUMMARY_COLUMNS), ""]
     report = root / "REPORT.md"
     report.write_text("\n".join(lines))

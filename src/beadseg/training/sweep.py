@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 SUMMARY_COLUMNS = [
-    "job", "overrides", "status", "best_val_jaccard", "best_epoch", "epochs_run", "wall_time_s", "checkpoint", "error",
+    "job", "overrides", "status", "monitor", "best_score", "best_val_jaccard", "best_epoch", "epochs_run", "wall_time_s", "checkpoint", "error",
 ]
 
 

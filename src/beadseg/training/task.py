@@ -45,6 +45,15 @@ def load_weights(module: pl.LightningModule, checkpoint_path: str) -> None:
     log.info("initialised weights from %s", checkpoint_path)
 
 
+def adequacy_verdict(accuracy: float, bar: float) -> str:
+    """One sentence: do the frames look learnable (validation accuracy against the bar)?"""
+    if accuracy >= bar:
+        return (f"Validation accuracy {accuracy:.3f} clears the adequacy bar of {bar:.2f}: "
+                "the data look learnable, so poor segmentation points at the model or the labels, not the images.")
+    return (f"Validation accuracy {accuracy:.3f} stays under the adequacy bar of {bar:.2f}: "
+            "the classes are not yet separable from these frames; check the frames (beadseg-qc) before blaming the model.")
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit the configured model on the configured data; return (and write to ``result.json``) the outcome."""
     output_dir = Path(cfg.paths.output_dir)
@@ -71,8 +80,11 @@ def train(cfg: DictConfig) -> dict:
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
     best_score = checkpoint.best_model_score if checkpoint else None
+    best = float(best_score) if best_score is not None else None
     result = {
-        "best_val_jaccard": float(best_score) if best_score is not None else None,
+        "monitor": cfg.monitor,
+        "best_score": best,
+        "best_val_jaccard": best if cfg.monitor == "val/jaccard" else None,
         "best_epoch": torch.load(best_path, map_location="cpu", weights_only=False)["epoch"] if best_path else None,
         "epochs_run": trainer.current_epoch,
         "checkpoint": best_path,
@@ -83,8 +95,10 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("test") and len(datamodule.datasets.get("test", [])):
         scores = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)[0]
         result["test"] = {key: float(value) for key, value in scores.items()}
+    if cfg.get("adequacy_bar") is not None and best is not None:
+        result["adequacy"] = adequacy_verdict(best, cfg.adequacy_bar)
     for logger in loggers:  # TensorBoard's HParams tab: the settings with the run's final metrics
-        final = {"hp/best_val_jaccard": result["best_val_jaccard"] or 0.0, "hp/epochs_run": float(result["epochs_run"])}
+        final = {f"hp/best_{cfg.monitor.replace('/', '_')}": best or 0.0, "hp/epochs_run": float(result["epochs_run"])}
         if isinstance(logger, pl.loggers.TensorBoardLogger):
             logger.log_hyperparams(_flat_hparams(cfg), final)
         else:

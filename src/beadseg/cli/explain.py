@@ -1,0 +1,23 @@
+"""``beadseg-explain ckpt=PATH input=FILE_OR_DIR``: attribution maps of a frame classifier (Captum)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from beadseg.config import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="explain")
+def main(cfg: DictConfig) -> None:
+    from beadseg.inference.explain import explain
+    from beadseg.inference.predict import list_inputs
+
+    out = explain(cfg.ckpt, list_inputs(cfg.input), Path(cfg.output), list(cfg.methods), cfg.window)
+    print(f"beadseg-explain: overlays (green: toward the predicted class, red: away) and predictions.csv in {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The adequacy check: frame QC, a ResNet frame classifier that learns, and attributions on the beads."""
+
+import builtins
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+
+from beadseg.analysis.qc import QCThresholds, run_qc
+from beadseg.data.classify import SyntheticClassSource
+from beadseg.data.synthetic import render_beads
+from beadseg.inference.explain import attribute, explain
+from beadseg.training.module import BeadClassifierModule
+from beadseg.training.task import train
+
+
+def test_qc_flags_planted_frames_and_keeps_clean_ones(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(6):
+        tifffile.imwrite(frames / f"clean{index}.tif", render_beads(np.random.default_rng(index), 128, 30, "fluorescence", 16)[0])
+    tifffile.imwrite(frames / "empty.tif", render_beads(np.random.default_rng(20), 128, 0, "fluorescence", 16)[0])
+    beads = render_beads(np.random.default_rng(21), 128, 30, "fluorescence", 16)[0].astype(float)
+    noise = np.random.default_rng(0).normal(0, 1500, beads.shape)
+    tifffile.imwrite(frames / "noisy.tif", np.clip(beads + noise, 0, 65535).astype(np.uint16))
+    tifffile.imwrite(frames / "saturated.tif", np.clip(beads * 20, 0, 65535).astype(np.uint16))
+    tifffile.imwrite(frames / "blurred.tif", ndi.gaussian_filter(beads, 3).astype(np.uint16))
+    before = {p.name: p.read_bytes() for p in frames.iterdir()}
+    result = run_qc(frames, tmp_path / "qc", QCThresholds(), {}, workers=2, symlinks=True)
+    rows = {Path(r["frame"]).stem: r for r in csv.DictReader(open(tmp_path / "qc" / "qc.csv"))}
+    assert rows["empty"]["flags"] == "empty" and rows["noisy"]["flags"] == "noisy"
+    assert "overexposed" in rows["saturated"]["flags"] and rows["blurred"]["flags"] == "out_of_focus"
+    assert all(rows[f"clean{i}"]["keep"] == "yes" and rows[f"clean{i}"]["flags"] == "" for i in range(6))
+    kept = (tmp_path / "qc" / "kept.txt").read_text().split()
+    assert sorted(Path(k).stem for k in kept) == [f"clean{i}" for i in range(6)] and result["kept"] == 6
+    assert len(list((tmp_path / "qc" / "kept").iterdir())) == 6
+    assert {p.name: p.read_bytes() for p in frames.iterdir()} == before  # nothing deleted or changed
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    from hydra import compose, initialize_config_dir
+
+    from beadseg.config import CONFIG_DIR
+
+    out = tmp_path_factory.mktemp("classify")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["task=classify", "data=classify", "data.source.synthetic.n_images=160",
+                                "trainer.max_epochs=12", "data.val_fraction=0.25", "callbacks.progress_bar=null",
+                                f"paths.output_dir={out}"])
+    return train(cfg), out
+
+
+def test_a_tiny_classifier_learns_and_states_adequacy(classifier):
+    result, out = classifier
+    assert result["monitor"] == "val/accuracy" and result["best_score"] >= 0.75  # chance is 0.5
+    assert "adequacy bar of 0.80" in result["adequacy"]
+    module = BeadClassifierModule.load_from_checkpoint(result["checkpoint"], map_location="cpu")
+    assert module.hparams.class_names == ["empty", "beads"]
+    recipe = module.hparams.normalization
+    assert recipe["method"] == "dataset_max" and recipe["vmax"] > 255  # 16-bit maximum, fitted once and stored
+    assert json.loads((out / "result.json").read_text())["best_score"] == result["best_score"]
+
+
+def test_dataset_max_keeps_16_bit_precision():
+    frames, _ = SyntheticClassSource(6, 32, bit_depth=16).load()
+    from beadseg.data.io import Normalization
+
+    norm = Normalization("dataset_max").fit([f.image for f in frames])
+    brightest = max(frames, key=lambda f: f.image.max())
+    assert norm(brightest.image).max() == pytest.approx(1.0)
+    assert len(np.unique(norm(brightest.image))) == len(np.unique(brightest.image))
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+def test_attributions_have_the_input_shape_and_sit_on_the_beads(classifier, method):
+    import torch
+
+    from beadseg.data.io import Normalization
+
+    module = BeadClassifierModule.load_from_checkpoint(classifier[0]["checkpoint"], map_location="cpu").eval()
+    normalization = Normalization(**module.hparams.normalization)
+    ratios = []
+    for index in (1, 3, 5, 7):  # frames with beads
+        frame, labels = SyntheticClassSource(200, 64).render(1001 + 2 * index)
+        image = torch.from_numpy(normalization(frame.image))[None, None]
+        values = attribute(module.net, image, target=1, method=method)
+        assert values.shape == frame.image.shape
+        beads = ndi.binary_dilation(labels > 0, iterations=2)
+        ratios.append(np.abs(values[beads]).mean() / np.abs(values[~beads]).mean())
+    assert np.median(ratios) > 1.5, ratios
+
+
+def test_explain_writes_overlays_and_names_a_missing_captum(classifier, tmp_path, monkeypatch):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    tifffile.imwrite(frames / "f.tif", SyntheticClassSource(4, 64).render(1)[0].image)
+    out = explain(classifier[0]["checkpoint"], [frames / "f.tif"], tmp_path / "explain", ["integrated_gradients", "occlusion"])
+    assert {p.name for p in out.iterdir()} == {"f_integrated_gradients.png", "f_occlusion.png", "predictions.csv"}
+    real_import = builtins.__import__
+
+    def no_captum(name, *args, **kwargs):
+        if name.startswith("captum"):
+            raise ImportError("no captum")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_captum)
+    with pytest.raises(ImportError, match=r"pip install 'beadseg\[explain\]'"):
+        explain(classifier[0]["checkpoint"], [frames / "f.tif"], tmp_path / "x", ["occlusion"])
