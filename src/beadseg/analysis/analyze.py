@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from beadseg.analysis.report import write_report
 from beadseg.data.folder import BeadSample, FolderSource, load_pair
 from beadseg.data.io import read_image
 from beadseg.models.classical import Detections, detect_beads
+from beadseg.tables import write_csv
 
 
 @dataclass
@@ -54,14 +54,6 @@ def analyze_folder(source: FolderSource, detector: dict, qa: QAThresholds) -> Fo
     result.bead_areas = np.concatenate(areas).astype(float)
     result.summary = summarise(result.rows, result.bead_areas)
     return result
-
-
-def _write_csv(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def _worst(rows: list[dict], flag: str, key, count: int = 2) -> list[dict]:
@@ -162,7 +154,7 @@ def analyze(cfg) -> dict:
     settings, choices = recommend(analysis.summary, [r["image"] for r in analysis.rows], str(source.root))
     summary = {**analysis.summary, "recommendations": choices}
     written = {
-        "per_image": _write_csv(analysis.rows, out / "per_image.csv"),
+        "per_image": write_csv(analysis.rows, out / "per_image.csv"),
         "recommended": write_recommended(settings, out / "recommended.yaml", str(source.root)),
         "distribution": figures.distribution_figure(analysis.rows, analysis.diameters, out / "distribution_analysis.png"),
         "samples": figures.sample_figure(spread_by_density(source, analysis.rows), out / "sample_images.png"),
@@ -178,7 +170,7 @@ def analyze(cfg) -> dict:
         table, notes = compare_summaries(analysis.summary, other.summary, name_a, name_b)
         comparison = {"other": str(other_source.root), "table": table, "differences": notes, "other_summary": other.summary}
         summary["comparison"] = comparison
-        written["comparison_table"] = _write_csv(table, out / "comparison.csv")
+        written["comparison_table"] = write_csv(table, out / "comparison.csv")
         written["comparison_figure"] = figures.comparison_figure(
             name_a, analysis.rows, analysis.diameters, name_b, other.rows, other.diameters, out / "comparison.png")
     if cfg.get("fix"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from multiprocessing import Pool
@@ -14,6 +13,7 @@ from scipy import ndimage as ndi
 
 from beadseg.data.io import BeadDataError, bit_depth, read_image
 from beadseg.models.classical import detect_beads
+from beadseg.tables import write_csv
 
 
 @dataclass
@@ -110,10 +110,7 @@ def run_qc(root: Path, out: Path, qc: QCThresholds, detector: dict, workers: int
     out.mkdir(parents=True, exist_ok=True)
     columns = ["frame", "bit_depth", "beads", "detections", "snr", "noise", "saturated_fraction", "sharpness", "flags",
                "keep", "error"]
-    with open(out / "qc.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, out / "qc.csv", columns)
     kept = [row["frame"] for row in rows if row["keep"] == "yes"]
     (out / "kept.txt").write_text("".join(f"{frame}\n" for frame in kept))
     if symlinks:

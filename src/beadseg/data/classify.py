@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from beadseg.data.io import IMAGE_SUFFIXES, BeadDataError, Normalization, read_image
 from beadseg.data.split import stratified_split
 from beadseg.data.synthetic import render_beads
+from beadseg.tables import write_csv
 
 
 @dataclass
@@ -140,11 +141,7 @@ class ClassifyDataModule(pl.LightningDataModule):
             self.datasets[split] = FrameDataset([self.normalization(f.image) for f in frames_in_split],
                                                 [f.label for f in frames_in_split], train if split == "train" else evaluate)
         if self.output_dir and (self.trainer is None or self.trainer.is_global_zero):
-            Path(self.output_dir).mkdir(parents=True, exist_ok=True)
-            with open(Path(self.output_dir) / "split.csv", "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=["name", "label", "split"])
-                writer.writeheader()
-                writer.writerows(self.split_table)
+            write_csv(self.split_table, Path(self.output_dir) / "split.csv")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from beadseg.data.folder import BeadSample
 from beadseg.data.io import Normalization
 from beadseg.data.split import density_bins, group_names, stratified_split
+from beadseg.tables import write_csv
 
 
 def patch_sampler(patch_size: int, foreground_oversample: float) -> A.Compose:
@@ -161,14 +161,7 @@ class BeadDataModule(pl.LightningDataModule):
             chosen = by_split[split]
             self.datasets[split] = WholeImageDataset(norm[split], [s.mask for s in chosen], [s.name for s in chosen])
         if self.output_dir and (self.trainer is None or self.trainer.is_global_zero):
-            self.write_split(Path(self.output_dir) / "split.csv")
-
-    def write_split(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.split_table[0]))
-            writer.writeheader()
-            writer.writerows(self.split_table)
+            write_csv(self.split_table, Path(self.output_dir) / "split.csv")
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(

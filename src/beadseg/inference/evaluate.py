@@ -13,10 +13,10 @@ from rich.progress import track
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import read_image
 from beadseg.inference.postprocess import PostProcess, split_touching
-from beadseg.inference.predict import write_csv
 from beadseg.inference.predictor import is_classical, load_predictor, resolve_checkpoint
 from beadseg.metrics.objects import ObjectMatch, match_by_centroid, match_by_iou
 from beadseg.metrics.pixel import confusion, scores
+from beadseg.tables import write_csv
 
 
 def truth_instances(mask_path: Path, mask: np.ndarray, split_depth: float) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -11,6 +10,7 @@ import torch
 
 from beadseg.data.io import Normalization, read_image
 from beadseg.inference.outputs import display
+from beadseg.tables import write_csv
 from beadseg.training.module import BeadClassifierModule
 
 METHODS = ("integrated_gradients", "occlusion")
@@ -68,8 +68,5 @@ def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window
         for method in methods:
             attribution = attribute(module.net, image, predicted, method, window)
             iio.imwrite(out / f"{path.stem}_{method}.png", attribution_overlay(raw, attribution))
-    with open(out / "predictions.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["frame", "predicted", "probability"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, out / "predictions.csv", ["frame", "predicted", "probability"])
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import re
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from beadseg.inference import outputs
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.tiling import tile_plan
+from beadseg.tables import write_csv
 
 LARGE_IMAGE = 4096 * 4096  # above this many pixels the probability map lives in a memory map
 
@@ -27,14 +27,6 @@ def list_inputs(target: str | Path) -> list[Path]:
             raise BeadDataError(f"input={target} holds no image ({', '.join(IMAGE_SUFFIXES)})")
         return files
     return [target]  # a missing file is reported by name when it is read
-
-
-def write_csv(rows: list[dict], path: Path, columns: list[str]) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -14,6 +13,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from beadseg.tables import write_csv
 
 SUMMARY_COLUMNS = [
     "job", "overrides", "status", "monitor", "best_score", "best_val_jaccard", "best_epoch", "epochs_run", "wall_time_s", "checkpoint", "error",
@@ -30,10 +31,7 @@ def write_summary(sweep_dir: Path) -> Path:
     rows = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/result.json"), key=_job_key)]
     target = sweep_dir / "summary.csv"
     partial = target.with_suffix(f".csv.{os.getpid()}")
-    with open(partial, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, partial, SUMMARY_COLUMNS)
     os.replace(partial, target)
     return target
 

@@ -1,0 +1,17 @@
+"""CSV tables, written one way everywhere."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def write_csv(rows: list[dict], path: Path, columns: list[str] | None = None) -> Path:
+    """``rows`` as CSV with ``columns`` (default: the first row's keys); keys outside ``columns`` are left out."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns or list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
