@@ -11,9 +11,10 @@ from beadseg.training.module import BeadSegModule
 
 
 def slim_checkpoint(ckpt: str, target: Path) -> Path:
-    """Weights (floats in half precision) and hyper-parameters only: what inference needs, a few MB."""
+    """Weights and hyper-parameters only: what inference needs, a few MB. Convolution kernels are stored in half
+    precision; biases and batch-norm statistics (tiny variances) stay in single precision."""
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+    state = {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in checkpoint["state_dict"].items()}
     slim = {"state_dict": state, "hyper_parameters": checkpoint["hyper_parameters"],
             "pytorch-lightning_version": checkpoint.get("pytorch-lightning_version"),
             "beadseg_split": checkpoint.get("beadseg_split"), "beadseg_source": str(ckpt), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
