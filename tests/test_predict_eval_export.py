@@ -126,6 +126,13 @@ def test_torchscript_export_matches_the_checkpoint(tiny_checkpoint, tmp_path):
         export(str(tiny_checkpoint), "pdf", tmp_path / "x", tile=64)
 
 
+def test_onnx_export_matches_the_checkpoint(tiny_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime", reason="format=onnx needs the onnx extra (pip install 'beadseg[onnx]')")
+    pytest.importorskip("onnxscript", reason="format=onnx needs the onnx extra (pip install 'beadseg[onnx]')")
+    path, difference = export(str(tiny_checkpoint), "onnx", tmp_path / "onnx", tile=64)
+    assert path.name == "model.onnx" and difference <= 1e-4
+
+
 def test_16_bit_tiff_round_trips_and_large_tiffs_open_as_memory_maps(tmp_path):
     deep = (np.arange(300 * 200, dtype=np.uint32).reshape(300, 200) % 65536).astype(np.uint16)
     tifffile.imwrite(tmp_path / "deep.tif", deep)

@@ -58,8 +58,9 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
         try:
             import onnx  # noqa: F401
             import onnxruntime
+            import onnxscript  # noqa: F401  (torch's ONNX exporter)
         except ImportError as error:
-            raise ImportError("format=onnx needs the onnx and onnxruntime packages: pip install onnx onnxruntime") from error
+            raise ImportError("format=onnx needs onnx, onnxruntime and onnxscript: pip install 'beadseg[onnx]'") from error
         path = out / "model.onnx"
         torch.onnx.export(net, example, str(path), input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
