@@ -11,15 +11,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
-
-def _display(image: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(image, (0.5, 99.5))
-    return np.clip((image - low) / max(high - low, 1e-9), 0, 1)
+from beadseg.inference.outputs import display  # noqa: E402
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, color=(1.0, 0.2, 0.2)) -> np.ndarray:
     """The image in gray with the mask's outlines in ``color``."""
-    rgb = np.repeat(_display(image)[..., None], 3, axis=-1)
+    rgb = np.repeat(display(image)[..., None], 3, axis=-1)
     rgb[find_boundaries(mask, mode="inner")] = color
     return rgb
 

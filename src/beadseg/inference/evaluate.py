@@ -151,12 +151,12 @@ def evaluate(cfg) -> dict:
             row = run.add(sample.name, sample.mask, truth_labels, mask, labels)
             if t == threshold:
                 kept.append((row, sample.image, sample.mask, mask))
-    sweep = [{"threshold": t, "iou": r.summary()["pixel"]["iou"], "object_f1": r.summary()["objects"]["centroid"]["f1"]}
-             for t, r in runs.items()]
+    summaries = {t: run.summary() for t, run in runs.items()}
+    sweep = [{"threshold": t, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]} for t, s in summaries.items()]
     best = max(sweep, key=lambda s: (s["object_f1"], s["iou"]))["threshold"]
     metrics = {"model": "classical" if classical else "checkpoint", "ckpt": None if classical else ckpt,
                "data": str(source.root), "split": cfg.split, "threshold": threshold,
-               **runs[threshold].summary(), "threshold_sweep": sweep, "best_threshold": best,
+               **summaries[threshold], "threshold_sweep": sweep, "best_threshold": best,
                "best_threshold_iou": max(sweep, key=lambda s: s["iou"])["threshold"]}
     written = {"metrics": out / "metrics.json", "per_image": write_csv(runs[threshold].rows, out / "per_image.csv",
                                                                        list(runs[threshold].rows[0]))}
