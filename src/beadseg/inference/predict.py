@@ -10,6 +10,7 @@ import numpy as np
 from rich.progress import Progress
 
 from beadseg.data.io import IMAGE_SUFFIXES, BeadDataError, open_image
+from beadseg.data.split import group_names
 from beadseg.inference import outputs
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import load_predictor
@@ -30,16 +31,15 @@ def list_inputs(target: str | Path) -> list[Path]:
 
 
 def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
-    """Counts per group (the regex's first group, e.g. the dilution) as a table and a log-log plot."""
+    """Counts per group (the regex's first group, e.g. the dilution; the name itself where it does not match)
+    as a table and a log-log plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     groups: dict[str, list[int]] = {}
-    for row in counts:
-        match = re.search(pattern, row["image"])
-        key = (match.group(1) if match.groups() else match.group(0)) if match else "(no match)"
+    for row, key in zip(counts, group_names([row["image"] for row in counts], pattern)):
         groups.setdefault(key, []).append(row["count"])
     rows = [{"group": key, "images": len(v), "total_count": int(np.sum(v)), "mean_count": round(float(np.mean(v)), 2),
              "std_count": round(float(np.std(v)), 2)} for key, v in sorted(groups.items())]

@@ -147,11 +147,9 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
         lines += ["", f"### `{parameter}`", *_table(table, ["value", "runs", "mean", "std", "best"]), "",
                   f"![impact of {parameter}](impact_{slug}.png)"]
         if parameter == "data.train_fraction":
-            sized = [{"value": training_images(run), **row} for row, run in zip(impact_table(values, runs), runs)]
-            if all(row["value"] is not None for row in sized):
-                per_run = [{"value": training_images(r), "runs": 1, "mean": r.best()[0], "std": 0.0, "best": r.best()[0]}
-                           for r in runs]
-                written["dataset_size"] = figures.impact("training-set size", sorted(per_run, key=lambda r: r["value"]),
+            sizes = [training_images(run) for run in runs]
+            if None not in sizes:
+                written["dataset_size"] = figures.impact("training-set size", impact_table(sizes, runs),
                                                          root / "dataset_size.png", "training images")
                 lines += ["", "![Jaccard against training-set size](dataset_size.png)"]
         if parameter == "lab_params":
