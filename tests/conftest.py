@@ -15,6 +15,15 @@ from beadseg.config import CONFIG_DIR
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "microbeads" / "real"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def manifest_cache(tmp_path_factory):
+    """Manifests of read-only data folders go to a temporary cache, not the user's."""
+    import os
+
+    os.environ["BEADSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("beadseg-cache"))
+    yield
+
+
 @pytest.fixture
 def compose_config():
     """``compose_config(name, overrides)`` -> the composed config, as the CLI would see it."""

@@ -67,13 +67,14 @@ def test_a_tiny_classifier_learns_and_states_adequacy(classifier):
 
 
 def test_dataset_max_keeps_16_bit_precision():
-    frames, _ = SyntheticClassSource(6, 32, bit_depth=16).load()
+    source = SyntheticClassSource(6, 32, bit_depth=16)
     from beadseg.data.io import Normalization
 
-    norm = Normalization("dataset_max").fit([f.image for f in frames])
-    brightest = max(frames, key=lambda f: f.image.max())
-    assert norm(brightest.image).max() == pytest.approx(1.0)
-    assert len(np.unique(norm(brightest.image))) == len(np.unique(brightest.image))
+    rows = source.entries()
+    norm = Normalization("dataset_max").fit([row["vmax"] for row in rows])
+    brightest = max((source.read(row) for row in rows), key=lambda frame: frame.max())
+    assert norm(brightest).max() == pytest.approx(1.0)
+    assert len(np.unique(norm(brightest))) == len(np.unique(brightest))
 
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
@@ -86,10 +87,10 @@ def test_attributions_have_the_input_shape_and_sit_on_the_beads(classifier, meth
     normalization = Normalization(**module.hparams.normalization)
     ratios = []
     for index in (1, 3, 5, 7):  # frames with beads
-        frame, labels = SyntheticClassSource(200, 64).render(1001 + 2 * index)
-        image = torch.from_numpy(normalization(frame.image))[None, None]
+        _, frame, _, labels = SyntheticClassSource(200, 64).render(1001 + 2 * index)
+        image = torch.from_numpy(normalization(frame))[None, None]
         values = attribute(module.net, image, target=1, method=method)
-        assert values.shape == frame.image.shape
+        assert values.shape == frame.shape
         beads = ndi.binary_dilation(labels > 0, iterations=2)
         ratios.append(np.abs(values[beads]).mean() / np.abs(values[~beads]).mean())
     assert np.median(ratios) > 1.5, ratios
@@ -98,7 +99,7 @@ def test_attributions_have_the_input_shape_and_sit_on_the_beads(classifier, meth
 def test_explain_writes_overlays_and_names_a_missing_captum(classifier, tmp_path, monkeypatch):
     frames = tmp_path / "frames"
     frames.mkdir()
-    tifffile.imwrite(frames / "f.tif", SyntheticClassSource(4, 64).render(1)[0].image)
+    tifffile.imwrite(frames / "f.tif", SyntheticClassSource(4, 64).render(1)[1])
     out = explain(classifier[0]["checkpoint"], [frames / "f.tif"], tmp_path / "explain", ["integrated_gradients", "occlusion"])
     assert {p.name for p in out.iterdir()} == {"f_integrated_gradients.png", "f_occlusion.png", "predictions.csv"}
     real_import = builtins.__import__

@@ -17,6 +17,11 @@ def _beads(seed: int, size: int = 96) -> np.ndarray:
     return mask
 
 
+def _items(image: np.ndarray, mask: np.ndarray) -> list:
+    """What PatchDataset reads: (name, normalised image, mask) per image."""
+    return [("beads", image, mask)]
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
 
@@ -25,7 +30,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_augmented_image_still_matches_its_mask(compose_config, name):
     # The image *is* the mask (beads bright), so after any augmentation thresholding it must give the mask back.
     augmentation = instantiate(compose_config("train", [f"augmentation={name}"]).augmentation)
-    dataset = PatchDataset([_beads(0).astype(np.float32)], [_beads(0)], patch_sampler(64, 0.5), augmentation, 40)
+    dataset = PatchDataset(_items(_beads(0).astype(np.float32), _beads(0)), patch_sampler(64, 0.5), augmentation, 40)
     ious, shifted = [], []
     for index in range(40):
         item = dataset[index]
@@ -46,13 +51,13 @@ def test_foreground_oversampling_finds_sparse_beads():
     mask = np.zeros((256, 256), np.uint8)
     mask[200:206, 30:36] = 1
     image = mask.astype(np.float32)
-    always = PatchDataset([image], [mask], patch_sampler(32, 1.0), None, 20)
-    never = PatchDataset([image], [mask], patch_sampler(32, 0.0), None, 200)
+    always = PatchDataset(_items(image, mask), patch_sampler(32, 1.0), None, 20)
+    never = PatchDataset(_items(image, mask), patch_sampler(32, 0.0), None, 200)
     assert all(always[i]["mask"].sum() > 0 for i in range(20))
     assert np.mean([never[i]["mask"].sum() > 0 for i in range(200)]) < 0.3
 
 
 def test_small_images_are_padded_to_the_patch_size():
     mask = _beads(1, size=40)
-    item = PatchDataset([mask.astype(np.float32)], [mask], patch_sampler(64, 0.0), None, 1)[0]
+    item = PatchDataset(_items(mask.astype(np.float32), mask), patch_sampler(64, 0.0), None, 1)[0]
     assert item["image"].shape == (1, 64, 64) and torch.equal(item["image"] > 0.5, item["mask"] > 0.5)

@@ -73,7 +73,7 @@ def test_non_binary_mask_is_rejected_but_instance_labels_are_accepted(tmp_path):
     labels = np.zeros((16, 16), np.uint16)
     labels[1:4, 1:4], labels[8:12, 8:12] = 1, 2
     tifffile.imwrite(tmp_path / "labels.tif", labels)
-    assert read_mask(tmp_path / "labels.tif").sum() == 9 + 16
+    assert (read_mask(tmp_path / "labels.tif") > 0).sum() == 9 + 16
 
 
 def test_all_empty_masks_are_rejected(tmp_path):
@@ -99,7 +99,7 @@ def test_normalisations():
     image = np.linspace(0, 60000, 101, dtype=np.float32).reshape(1, -1).astype(np.uint16)
     percentile = Normalization("percentile", low=0, high=100)(image)
     assert percentile.min() == pytest.approx(0) and percentile.max() == pytest.approx(1)
-    dataset_max = Normalization("dataset_max").fit([image, image // 2])
+    dataset_max = Normalization("dataset_max").fit([image.max(), (image // 2).max()])
     assert dataset_max.vmax == 60000
     scaled = dataset_max(image)
     assert scaled.max() == pytest.approx(1.0) and scaled.dtype == np.float32

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 
 def write_csv(rows: list[dict], path: Path, columns: list[str] | None = None) -> Path:
-    """``rows`` as CSV with ``columns`` (default: the first row's keys); keys outside ``columns`` are left out."""
+    """``rows`` as CSV with ``columns`` (default: the first row's keys); keys outside ``columns`` are left out.
+
+    Written under a temporary name and renamed: a reader never sees half a table."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns or list(rows[0]), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(partial, path)
     return path

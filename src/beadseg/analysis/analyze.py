@@ -16,7 +16,9 @@ from beadseg.analysis.fingerprint import QAThresholds, image_row, summarise
 from beadseg.analysis.label_qa import LabelCheck, check_labels, shift_mask
 from beadseg.analysis.recommend import recommend, write_recommended
 from beadseg.analysis.report import write_report
-from beadseg.data.folder import BeadSample, FolderSource, load_pair
+from beadseg.data.folder import FolderSource, load_pair
+from beadseg.data.instances import bead_instances
+from beadseg.data.sample import BeadSample
 from beadseg.data.io import read_image
 from beadseg.models.classical import Detections, detect_beads
 from beadseg.tables import write_csv
@@ -96,8 +98,7 @@ def fix_masks(source: FolderSource, analysis: FolderAnalysis, out_masks: Path, a
         if "offset" in row["flags"].split(";"):
             raw = shift_mask(raw, -round(row["offset_y"]), -round(row["offset_x"]))
         if add_missing and row["unlabelled_beads"]:
-            sample = load_pair(image_path, mask_path)
-            sample.mask = raw > 0
+            sample = BeadSample(image_path.stem, read_image(image_path), bead_instances(raw))
             detections, check = inspect(sample, detector, qa)
             centres = np.round(check.unlabelled_centroids).astype(int)
             missing = np.unique(detections.labels[tuple(centres.T)])

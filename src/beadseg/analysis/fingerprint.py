@@ -6,10 +6,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.measure import label
 
 from beadseg.analysis.label_qa import LabelCheck
-from beadseg.data.folder import BeadSample
+from beadseg.data.sample import BeadSample
 from beadseg.data.io import bit_depth
 from beadseg.models.classical import Detections
 
@@ -30,7 +29,7 @@ class QAThresholds:
 def image_row(sample: BeadSample, detections: Detections, check: LabelCheck, qa: QAThresholds) -> tuple[dict, np.ndarray]:
     """One row of ``per_image.csv``, and the areas of the image's labelled beads."""
     image, mask = sample.image.astype(np.float64), sample.mask
-    areas = np.bincount(label(mask, connectivity=1).ravel())[1:]
+    areas = np.bincount(sample.labels.ravel())[1:]
     background = image[~mask] if (~mask).any() else image.ravel()
     bead_contrast = abs(image[mask].mean() - background.mean()) / max(background.std(), 1e-9) if mask.any() else 0.0
     flags = []

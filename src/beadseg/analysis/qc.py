@@ -11,7 +11,7 @@ import numpy as np
 from rich.progress import track
 from scipy import ndimage as ndi
 
-from beadseg.data.io import BeadDataError, bit_depth, read_image
+from beadseg.data.io import BeadDataError, bit_depth, list_images, read_image
 from beadseg.models.classical import detect_beads
 from beadseg.tables import write_csv
 
@@ -85,20 +85,11 @@ def flag(rows: list[dict], qc: QCThresholds) -> list[dict]:
     return rows
 
 
-def frames_in(root: Path) -> list[Path]:
-    from beadseg.data.io import IMAGE_SUFFIXES
-
-    if not root.is_dir():
-        raise BeadDataError(f"data.root={root} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise BeadDataError(f"no frames ({', '.join(IMAGE_SUFFIXES)}) under {root}")
-    return files
-
-
 def run_qc(root: Path, out: Path, qc: QCThresholds, detector: dict, workers: int = 0, symlinks: bool = False) -> dict:
     """Measure every frame (in parallel, streamed), flag, and write ``qc.csv`` and ``kept.txt``."""
-    files = frames_in(root)
+    if not root.is_dir():
+        raise BeadDataError(f"data.root={root} is not a folder")
+    files = list_images(root, recursive=True, unique_stems=False)
     workers = workers or max(1, (os.cpu_count() or 1))
     jobs = [(path, detector) for path in files]
     if workers > 1:

@@ -13,9 +13,9 @@ from beadseg.config import CONFIG_DIR
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="explain")
 def main(cfg: DictConfig) -> None:
     from beadseg.inference.explain import explain
-    from beadseg.inference.predict import list_inputs
+    from beadseg.data.io import list_images
 
-    out = explain(cfg.ckpt, list_inputs(cfg.input), Path(cfg.output), list(cfg.methods), cfg.window)
+    out = explain(cfg.ckpt, list_images(cfg.input), Path(cfg.output), list(cfg.methods), cfg.window)
     print(f"beadseg-explain: overlays (green: toward the predicted class, red: away) and predictions.csv in {out}")
 
 

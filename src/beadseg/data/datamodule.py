@@ -1,8 +1,7 @@
-"""The Lightning DataModule: load a source, split it, normalise, and serve patches (train) or whole images."""
+"""The Lightning DataModule: index a source, split it, and serve patches (train) or whole images, read on demand."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import albumentations as A
@@ -12,8 +11,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from beadseg.data.folder import BeadSample
 from beadseg.data.io import Normalization
+from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
+from beadseg.data.sample import BeadSample
 from beadseg.data.split import density_bins, group_names, stratified_split
 from beadseg.tables import write_csv
 
@@ -32,19 +32,30 @@ def patch_sampler(patch_size: int, foreground_oversample: float) -> A.Compose:
     return A.Compose([A.PadIfNeeded(patch_size, patch_size, border_mode=cv2.BORDER_REFLECT_101), crop])
 
 
+def normalized_item(normalization: Normalization):
+    """What a segmentation dataset keeps of a sample: the name, the normalised image and the bead mask."""
+
+    def prepare(sample: BeadSample, row: dict) -> tuple[str, np.ndarray, np.ndarray]:
+        return sample.name, normalization(sample.image), sample.mask.astype(np.uint8)
+
+    return prepare
+
+
 class PatchDataset(Dataset):
     """``patches_per_image`` random patches of every image per epoch, augmented with the mask."""
 
-    def __init__(self, images, masks, sampler: A.Compose, augmentation: A.Compose | None, patches_per_image: int):
-        self.images, self.masks = images, masks
-        self.sampler, self.augmentation = sampler, augmentation
+    def __init__(self, items: OnDemand, sampler: A.Compose, augmentation: A.Compose | None, patches_per_image: int,
+                 seed: int = 0):
+        self.items, self.sampler, self.augmentation = items, sampler, augmentation
         self.patches_per_image = patches_per_image
+        self.seeding = SeededTransforms(seed, sampler, augmentation)
 
     def __len__(self) -> int:
-        return len(self.images) * self.patches_per_image
+        return len(self.items) * self.patches_per_image
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image, mask = self.images[index % len(self.images)], self.masks[index % len(self.images)]
+        self.seeding.ensure()
+        _, image, mask = self.items[index % len(self.items)]
         patch = self.sampler(image=image, mask=mask)
         if self.augmentation is not None:
             patch = self.augmentation(**patch)
@@ -55,27 +66,27 @@ class PatchDataset(Dataset):
 
 
 class WholeImageDataset(Dataset):
-    """Whole normalised images with their masks and names (validation and test)."""
+    """Whole normalised images with their masks and names (validation and test), read on demand."""
 
-    def __init__(self, images, masks, names):
-        self.images, self.masks, self.names = images, masks, names
+    def __init__(self, items: OnDemand):
+        self.items = items
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-        return {
-            "image": torch.from_numpy(self.images[index])[None],
-            "mask": torch.from_numpy(self.masks[index].astype(np.float32))[None],
-            "name": self.names[index],
-        }
+        name, image, mask = self.items[index]
+        return {"image": torch.from_numpy(image)[None], "mask": torch.from_numpy(mask.astype(np.float32))[None],
+                "name": name}
 
 
 class BeadDataModule(pl.LightningDataModule):
-    """Bead images from any source (``load() -> list[BeadSample]``), split by density and capture.
+    """Bead images from any source (``entries()`` -> manifest rows, ``read(row)`` -> :class:`BeadSample`),
+    split by density and capture from the manifest alone; images are read when a loader asks for them.
 
-    The split is written to ``output_dir/split.csv``; normalisation is fitted on the training images only.
-    ``test_groups`` (names produced by ``group_by``) are held out whole as the test split.
+    The split is written to ``output_dir/split.csv``; normalisation is fitted on the training rows only.
+    ``test_groups`` (names produced by ``group_by``) are held out whole as the test split. ``cache_mb`` bounds
+    the normalised images each loader process keeps (0: read every time).
     ``root`` and ``synthetic_images`` only record what the source configs read (``data.root``, ...).
     """
 
@@ -96,10 +107,12 @@ class BeadDataModule(pl.LightningDataModule):
         test_groups: list[str] | None = None,
         density_edges: tuple[int, ...] = (5, 15, 30, 100),
         num_workers: int | str = "auto",
+        cache_mb: float = 512,
         seed: int = 0,
         output_dir: str | None = None,
         root: str | None = None,
         synthetic_images: int | None = None,
+        input_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -111,26 +124,22 @@ class BeadDataModule(pl.LightningDataModule):
         self.val_fraction, self.test_fraction, self.train_fraction = val_fraction, test_fraction, train_fraction
         self.group_by, self.density_edges = group_by, tuple(density_edges)
         self.test_groups = tuple(test_groups or ())
-        self.num_workers = self._resolve_workers(num_workers)
+        self.num_workers, self.cache_mb = worker_count(num_workers), cache_mb
         self.seed, self.output_dir, self.root = seed, output_dir, root
         self.datasets: dict[str, Dataset] = {}
         self.split_table: list[dict] = []
 
-    @staticmethod
-    def _resolve_workers(num_workers: int | str) -> int:
-        if num_workers != "auto":
-            return int(num_workers)
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        # On a GPU, workers keep it fed; on a small CPU box they would steal cores from the model.
-        return min(8, cpus - 1) if torch.cuda.is_available() else 0
+    def prepare_data(self) -> None:
+        """Index the data once (one process per node) so that every DDP rank finds the manifest warm."""
+        self.source.entries()
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        samples: list[BeadSample] = self.source.load()
-        names = [s.name for s in samples]
+        rows = self.source.entries()
+        names = [row["name"] for row in rows]
         groups = group_names(names, self.group_by)
-        counts = [s.bead_count for s in samples]
+        counts = [row["bead_count"] for row in rows]
         splits = stratified_split(
             counts, groups, self.val_fraction, self.test_fraction, self.density_edges, self.train_fraction, self.seed,
             self.test_groups,
@@ -140,7 +149,7 @@ class BeadDataModule(pl.LightningDataModule):
             {"name": n, "group": g, "bead_count": c, "density_bin": int(b), "split": s}
             for n, g, c, b, s in zip(names, groups, counts, bins, splits)
         ]
-        by_split = {split: [s for s, t in zip(samples, splits) if t == split] for split in ("train", "val", "test")}
+        by_split = {split: [r for r, s in zip(rows, splits) if s == split] for split in ("train", "val", "test")}
         if not by_split["train"]:
             raise ValueError("the split left no training images: lower data.val_fraction / data.test_fraction")
         if not by_split["val"]:
@@ -148,18 +157,16 @@ class BeadDataModule(pl.LightningDataModule):
                 "the split left no validation images (checkpoints and early stopping watch val/jaccard): "
                 "raise data.val_fraction"
             )
-        self.normalization.fit([s.image for s in by_split["train"]])
-        norm = {split: [self.normalization(s.image) for s in chosen] for split, chosen in by_split.items()}
+        self.normalization.fit([row["vmax"] for row in by_split["train"]])
+        errors = Path(self.output_dir) / "errors.csv" if self.output_dir else None
+        items = {split: OnDemand(self.source, chosen, normalized_item(self.normalization), self.cache_mb, errors)
+                 for split, chosen in by_split.items()}
         self.datasets["train"] = PatchDataset(
-            norm["train"],
-            [s.mask.astype(np.uint8) for s in by_split["train"]],
-            patch_sampler(self.patch_size, self.foreground_oversample),
-            self.augmentation,
-            self.patches_per_image,
+            items["train"], patch_sampler(self.patch_size, self.foreground_oversample), self.augmentation,
+            self.patches_per_image, self.seed,
         )
         for split in ("val", "test"):
-            chosen = by_split[split]
-            self.datasets[split] = WholeImageDataset(norm[split], [s.mask for s in chosen], [s.name for s in chosen])
+            self.datasets[split] = WholeImageDataset(items[split])
         if self.output_dir and (self.trainer is None or self.trainer.is_global_zero):
             write_csv(self.split_table, Path(self.output_dir) / "split.csv")
 

@@ -1,41 +1,13 @@
-"""Bead data sets as folders: ``images/`` and ``masks/`` paired by file stem."""
+"""Bead data sets as folders: ``images/`` and ``masks/`` paired by file stem, indexed by a manifest."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from skimage.measure import label
-
-from beadseg.data.io import IMAGE_SUFFIXES, BeadDataError, read_image, read_mask
-
-
-@dataclass
-class BeadSample:
-    """One raw image (native intensity scale) with its boolean bead mask.
-
-    ``bead_count`` defaults to the mask's connected components (touching beads count once).
-    """
-
-    name: str
-    image: np.ndarray
-    mask: np.ndarray
-    bead_count: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.bead_count is None:
-            self.bead_count = int(label(self.mask, connectivity=1).max())
-
-
-def _files_by_stem(folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.stem in files:
-                raise BeadDataError(f"two files share the stem {path.stem!r} in {folder}: {files[path.stem].name}, {path.name}")
-            files[path.stem] = path
-    return files
+from beadseg.data.instances import bead_instances
+from beadseg.data.io import BeadDataError, file_stamp, list_images, open_image, read_mask
+from beadseg.data.manifest import build_manifest, image_stats, manifest_path
+from beadseg.data.sample import BeadSample
 
 
 def pair_folder(root: str | Path, images: str = "images", masks: str = "masks") -> list[tuple[Path, Path]]:
@@ -45,9 +17,8 @@ def pair_folder(root: str | Path, images: str = "images", masks: str = "masks") 
     for folder in (image_dir, mask_dir):
         if not folder.is_dir():
             raise BeadDataError(f"data folder {folder} does not exist: data.root must hold {images}/ and {masks}/")
-    image_files, mask_files = _files_by_stem(image_dir), _files_by_stem(mask_dir)
-    if not image_files:
-        raise BeadDataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}")
+    image_files = {path.stem: path for path in list_images(image_dir)}
+    mask_files = {path.stem: path for path in list_images(mask_dir)}
     missing = sorted(set(image_files) - set(mask_files))
     extra = sorted(set(mask_files) - set(image_files))
     problems = [f"image {image_files[s]} has no mask in {mask_dir}" for s in missing]
@@ -58,17 +29,35 @@ def pair_folder(root: str | Path, images: str = "images", masks: str = "masks") 
 
 
 def load_pair(image_path: Path, mask_path: Path) -> BeadSample:
-    image, mask = read_image(image_path), read_mask(mask_path)
-    if image.shape != mask.shape:
-        raise BeadDataError(f"size mismatch: image {image_path} is {image.shape}, mask {mask_path} is {mask.shape}")
-    return BeadSample(image_path.stem, image, mask)
+    image, raw_mask = open_image(image_path), read_mask(mask_path)
+    if image.shape != raw_mask.shape:
+        raise BeadDataError(f"size mismatch: image {image_path} is {image.shape}, mask {mask_path} is {raw_mask.shape}")
+    return BeadSample(image_path.stem, image, bead_instances(raw_mask))
+
+
+def measure_pair(item: dict) -> dict:
+    """Manifest statistics of one image/mask pair (checked like training reads it)."""
+    sample = load_pair(Path(item["files"]["image"]), Path(item["files"]["mask"]))
+    return {**image_stats(sample.image), "bead_count": sample.bead_count}
+
+
+def check_unchanged(row: dict) -> None:
+    """Refuse, by name, a file that disappeared or changed since its manifest row was measured."""
+    for role, file in row["files"].items():
+        try:
+            stamp = file_stamp(file)
+        except FileNotFoundError:
+            raise BeadDataError(f"{role} file {file} disappeared after the data set was indexed") from None
+        if stamp != row["stamps"][role]:
+            raise BeadDataError(f"{role} file {file} changed after the data set was indexed (size or time); "
+                                "start again to index it anew")
 
 
 class FolderSource:
-    """Loads every image/mask pair of ``root``; checks pairing, sizes and that some mask holds beads."""
+    """Every image/mask pair of ``root``, indexed by a cached manifest and read on demand."""
 
-    def __init__(self, root: str | Path, images: str = "images", masks: str = "masks") -> None:
-        self.root, self.images, self.masks = Path(root), images, masks
+    def __init__(self, root: str | Path, images: str = "images", masks: str = "masks", workers: int | None = None) -> None:
+        self.root, self.images, self.masks, self.workers = Path(root), images, masks, workers
 
     def pairs(self) -> list[tuple[Path, Path]]:
         return pair_folder(self.root, self.images, self.masks)
@@ -77,7 +66,18 @@ class FolderSource:
         if not any_beads:
             raise BeadDataError(f"every mask in {self.root / self.masks} is empty: there is nothing to learn")
 
+    def entries(self) -> list[dict]:
+        """The manifest: one row per pair (name, files, stamps, height, width, dtype, vmin, vmax, bead_count)."""
+        items = [{"name": image.stem, "files": {"image": image, "mask": mask}} for image, mask in self.pairs()]
+        rows = build_manifest(items, measure_pair, manifest_path(self.root, f"pairs-{self.images}-{self.masks}"),
+                              self.workers, f"indexing {self.root.name}")
+        self.require_beads(any(row["bead_count"] for row in rows))
+        return rows
+
+    def read(self, row: dict) -> BeadSample:
+        check_unchanged(row)
+        return load_pair(Path(row["files"]["image"]), Path(row["files"]["mask"]))
+
     def load(self) -> list[BeadSample]:
-        samples = [load_pair(i, m) for i, m in self.pairs()]
-        self.require_beads(any(sample.mask.any() for sample in samples))
-        return samples
+        """Every sample in memory (small data sets, analysis); training reads them on demand instead."""
+        return [self.read(row) for row in self.entries()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +15,42 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 class BeadDataError(ValueError):
     """Bad input data; the message names the file (or folder) and what to do."""
+
+
+def list_images(target: str | Path, recursive: bool = False, unique_stems: bool = True) -> list[Path]:
+    """The image files a command works on: ``target`` itself, or the images in the folder ``target``
+    (sorted; with ``recursive`` also in its sub-folders, hidden ones skipped).
+
+    Outputs are named by file stem, so two files of one folder sharing a stem (``a.png``, ``a.tif``) are refused.
+    """
+    target = Path(target)
+    if not target.is_dir():
+        if not target.exists():
+            raise BeadDataError(f"{target} does not exist")
+        return [target]
+    candidates = target.rglob("*") if recursive else target.iterdir()
+    files = sorted(
+        path for path in candidates
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(target).parts)
+    )
+    if not files:
+        raise BeadDataError(f"{target} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    if unique_stems:
+        seen: dict[tuple[Path, str], Path] = {}
+        for path in files:
+            key = (path.parent, path.stem)
+            if key in seen:
+                raise BeadDataError(f"two files share the stem {path.stem!r} in {path.parent}: "
+                                    f"{seen[key].name}, {path.name} (their outputs would overwrite each other)")
+            seen[key] = path
+    return files
+
+
+def file_stamp(path: str | Path) -> list[int]:
+    """Size and modification time (ns) of a file: what tells a manifest row that the file is unchanged."""
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -42,10 +79,9 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask as a boolean bead map.
-
-    Accepted: binary masks (0/1, 0/255, 0/any single value) and integer instance labels (>0 is bead).
-    Rejected: anti-aliased or lossy masks (8-bit values between 0 and 255 next to 255) and fractional values.
+    """Read a mask as it is stored, after checking it: binary (0/1, 0/255, 0/any single value) or integer
+    instance labels (>0 is bead). Rejected: anti-aliased or lossy masks (8-bit values between 0 and 255 next to 255)
+    and fractional values.
     """
     path = Path(path)
     mask = read_image(path)
@@ -59,19 +95,21 @@ def read_mask(path: str | Path) -> np.ndarray:
                 f"{values[0]} and {values[-1]} (anti-aliased, resized or JPEG-compressed?). "
                 "Save masks as 0/1 or 0/255, or as integer instance labels."
             )
-    return mask > 0
+    return mask
 
 
 def open_image(path: str | Path) -> np.ndarray:
-    """Like :func:`read_image`, but a large uncompressed gray TIFF comes back as a read-only memory map."""
+    """Like :func:`read_image`, but an uncompressed gray TIFF comes back as a read-only memory map."""
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
             array = tifffile.memmap(path, mode="r")
-            if array.ndim == 2:
-                return array
         except Exception:  # compressed, tiled or odd layouts: read it whole (read_image names the file on failure)
-            pass
+            array = None
+        if array is not None and array.ndim == 2:
+            if array.dtype.kind == "f" and not all(np.isfinite(array[i : i + 1024]).all() for i in range(0, len(array), 1024)):
+                raise BeadDataError(f"image file {path} holds NaN or infinite values")
+            return array
     return read_image(path)
 
 
@@ -104,10 +142,10 @@ class Normalization:
         if self.method == "fixed" and self.vmax is None:
             raise ValueError("normalization.method=fixed needs normalization.vmax (the value that maps to 1)")
 
-    def fit(self, images: list[np.ndarray]) -> Normalization:
-        """Learn what the recipe needs from the training images (the data-set maximum)."""
+    def fit(self, maxima: list[float]) -> Normalization:
+        """Learn what the recipe needs from the training images' maxima (a manifest holds them): the data-set maximum."""
         if self.method == "dataset_max" and self.vmax is None:
-            self.vmax = float(max(image.max() for image in images))
+            self.vmax = float(max(maxima))
         return self
 
     def bounds(self, image: np.ndarray, max_samples: int = 4_000_000) -> tuple[float, float]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
-from beadseg.data.folder import BeadSample
+from beadseg.data.manifest import image_stats
+from beadseg.data.sample import BeadSample
 
 MODALITIES = ("brightfield", "fluorescence")
 
@@ -138,8 +139,17 @@ class SyntheticSource:
         image, labels = render_beads(rng, self.image_size, max(n_beads, 1), str(modality), bit_depth)
         return f"synthetic_{modality[:2]}{bit_depth}_{index:04d}", image, labels
 
+    def entries(self) -> list[dict]:
+        """One manifest row per image (rendered once here to measure it; read() renders it again on demand)."""
+        if getattr(self, "_rows", None) is None:
+            self._rows = []
+            for index in range(self.n_images):
+                name, image, labels = self.render(index)
+                self._rows.append({"name": name, "index": index, **image_stats(image), "bead_count": int(labels.max())})
+        return self._rows
+
+    def read(self, row: dict) -> BeadSample:
+        return BeadSample(*self.render(row["index"]))
+
     def load(self) -> list[BeadSample]:
-        return [
-            BeadSample(name, image, labels > 0, int(labels.max()))
-            for name, image, labels in map(self.render, range(self.n_images))
-        ]
+        return [BeadSample(*self.render(index)) for index in range(self.n_images)]

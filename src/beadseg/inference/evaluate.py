@@ -11,20 +11,11 @@ import torch
 from rich.progress import track
 
 from beadseg.data.folder import FolderSource, load_pair
-from beadseg.data.io import read_image
-from beadseg.inference.postprocess import PostProcess, split_touching
+from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import is_classical, load_predictor, resolve_checkpoint
 from beadseg.metrics.objects import ObjectMatch, match_by_centroid, match_by_iou
 from beadseg.metrics.pixel import confusion, scores
 from beadseg.tables import write_csv
-
-
-def truth_instances(mask_path: Path, mask: np.ndarray, split_depth: float) -> np.ndarray:
-    """Reference beads: the mask's own instance labels, or its components split by the same watershed."""
-    raw = read_image(mask_path)
-    if len(np.unique(raw)) > 2:
-        return raw.astype(np.int32)
-    return split_touching(mask, split_depth)
 
 
 def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tuple[Path, Path]]:
@@ -144,11 +135,10 @@ def evaluate(cfg) -> dict:
     kept = []
     for image_path, mask_path in track(pairs, description="evaluating"):
         sample = load_pair(image_path, mask_path)
-        truth_labels = truth_instances(mask_path, sample.mask, post.split_depth)
         probability, _ = predictor.predict(sample.image)
         for t, run in runs.items():
             mask, labels = at_threshold[t](probability)
-            row = run.add(sample.name, sample.mask, truth_labels, mask, labels)
+            row = run.add(sample.name, sample.mask, sample.labels, mask, labels)
             if t == threshold:
                 kept.append((row, sample.image, sample.mask, mask))
     summaries = {t: run.summary() for t, run in runs.items()}

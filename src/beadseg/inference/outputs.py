@@ -1,15 +1,23 @@
-"""What prediction writes per image: mask, instance labels, overlays, maps, and the object measurements."""
+"""What prediction writes per image: masks, instance labels, maps and overlays, each written whole or not at all.
+
+Every file is written under a temporary name and renamed into place, so an interrupted run never leaves a file
+that a resumed run would trust. Arrays larger than ``LARGE`` pixels (memory maps) are written tile by tile.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
+from typing import Callable, Iterator
 
 import imageio.v3 as iio
 import numpy as np
 import tifffile
-from skimage.measure import regionprops_table
 from skimage.segmentation import find_boundaries
-from skimage.transform import resize
+
+LARGE = 4096 * 4096  # pixels: above this, maps live in memory maps and are written tile by tile
+TIFF_TILE = 512
 
 
 def display(image: np.ndarray) -> np.ndarray:
@@ -19,53 +27,70 @@ def display(image: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(image, np.float32) - low) / max(high - low, 1e-9), 0, 1)
 
 
-def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int = 4096) -> Path:
-    """The image in gray with every bead's outline in yellow (downscaled when larger than ``max_side``)."""
-    scale = min(1.0, max_side / max(image.shape))
-    gray, edges = display(image), find_boundaries(labels, mode="inner")
-    if scale < 1:
-        shape = (round(image.shape[0] * scale), round(image.shape[1] * scale))
-        gray = resize(gray, shape, anti_aliasing=True)
-        edges = resize(edges.astype(np.float32), shape) > 0.2
-    rgb = (np.repeat(gray[..., None], 3, axis=-1) * 255).astype(np.uint8)
-    rgb[edges] = (255, 220, 0)
-    iio.imwrite(path, rgb)
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def _tiles(array: np.ndarray, convert: Callable[[np.ndarray], np.ndarray], dtype) -> Iterator[np.ndarray]:
+    for top in range(0, array.shape[0], TIFF_TILE):
+        for left in range(0, array.shape[1], TIFF_TILE):
+            tile = np.zeros((TIFF_TILE, TIFF_TILE), dtype)
+            block = convert(np.asarray(array[top : top + TIFF_TILE, left : left + TIFF_TILE]))
+            tile[: block.shape[0], : block.shape[1]] = block
+            yield tile
+
+
+def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype) -> Path:
+    """``convert(array)`` as a zlib-compressed TIFF of ``dtype``; large arrays go tile by tile (bounded memory)."""
+    partial = _partial(path)
+    if array.size > LARGE:
+        tifffile.imwrite(partial, _tiles(array, convert, dtype), shape=array.shape, dtype=dtype,
+                         tile=(TIFF_TILE, TIFF_TILE), compression="zlib")
+    else:
+        tifffile.imwrite(partial, convert(np.asarray(array)).astype(dtype), compression="zlib")
+    os.replace(partial, path)
     return path
 
 
-def write_labels(labels: np.ndarray, path: Path) -> Path:
-    tifffile.imwrite(path, labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32), compression="zlib")
-    return path
+def label_dtype(bead_count: int):
+    return np.uint16 if bead_count < 2**16 else np.uint32
 
 
-def write_mask(mask: np.ndarray, path: Path) -> Path:
-    tifffile.imwrite(path, mask.astype(np.uint8) * 255, compression="zlib")
-    return path
+def write_labels(labels: np.ndarray, path: Path, bead_count: int) -> Path:
+    dtype = label_dtype(bead_count)
+    return write_tiff(labels, path, lambda block: block.astype(dtype), dtype)
+
+
+def write_mask(labels: np.ndarray, path: Path) -> Path:
+    """0/255 bead mask from instance labels."""
+    return write_tiff(labels, path, lambda block: (block > 0).astype(np.uint8) * 255, np.uint8)
 
 
 def write_map(values: np.ndarray, path: Path) -> Path:
-    tifffile.imwrite(path, np.asarray(values).astype(np.float16), compression="zlib")
+    return write_tiff(values, path, lambda block: block.astype(np.float16), np.float16)
+
+
+def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int = 4096) -> Path:
+    """The image in gray with every bead's outline in yellow; images larger than ``max_side`` are shown
+    by every k-th pixel (bounded memory)."""
+    step = max(1, math.ceil(max(image.shape) / max_side))
+    gray = display(image[::step, ::step])
+    edges = find_boundaries(np.asarray(labels[::step, ::step]), mode="inner")
+    rgb = (np.repeat(gray[..., None], 3, axis=-1) * 255).astype(np.uint8)
+    rgb[edges] = (255, 220, 0)
+    partial = _partial(path)
+    iio.imwrite(partial, rgb, extension=".png")
+    os.replace(partial, path)
     return path
 
 
-def object_rows(name: str, labels: np.ndarray, image: np.ndarray, probability: np.ndarray) -> list[dict]:
-    """``objects.csv`` rows: one per bead."""
-    if labels.max() == 0:
-        return []
-    shape = regionprops_table(labels, intensity_image=np.stack([np.asarray(image, np.float32), probability], -1),
-                              properties=("label", "centroid", "area", "equivalent_diameter_area", "perimeter",
-                                          "intensity_mean"))
-    return [
-        {
-            "image": name,
-            "bead_id": int(shape["label"][i]),
-            "centroid_y": round(float(shape["centroid-0"][i]), 2),
-            "centroid_x": round(float(shape["centroid-1"][i]), 2),
-            "area": int(shape["area"][i]),
-            "equivalent_diameter": round(float(shape["equivalent_diameter_area"][i]), 3),
-            "circularity": round(float(4 * np.pi * shape["area"][i] / max(shape["perimeter"][i], 1.0) ** 2), 3),
-            "mean_intensity": round(float(shape["intensity_mean-0"][i]), 3),
-            "mean_probability": round(float(shape["intensity_mean-1"][i]), 4),
-        }
-        for i in range(len(shape["label"]))
-    ]
+def masked_mean(values: np.ndarray, labels: np.ndarray, band: int = 1024) -> tuple[float | None, float]:
+    """Mean of ``values`` over the beads, and the fraction of pixels that are bead, in row bands."""
+    total, count = 0.0, 0
+    for top in range(0, labels.shape[0], band):
+        beads = np.asarray(labels[top : top + band]) > 0
+        count += int(beads.sum())
+        if values is not None:
+            total += float(np.asarray(values[top : top + band], np.float64)[beads].sum())
+    mean = total / count if values is not None and count else None
+    return mean, count / labels.size

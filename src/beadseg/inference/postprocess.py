@@ -1,69 +1,48 @@
-"""From a probability map to a clean mask and separated bead instances."""
+"""From a probability map to a clean mask and separated bead instances, whole or chunk by chunk."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label, regionprops_table
-from skimage.morphology import h_maxima
-from skimage.segmentation import watershed
+
+from beadseg.data.instances import SPLIT_DEPTH, split_touching
+
+log = logging.getLogger(__name__)
 
 
-def split_touching(mask: np.ndarray, split_depth: float = 0.7) -> np.ndarray:
-    """Instance labels: connected components split by a watershed of the distance transform.
-
-    Each regional maximum of the distance transform at least ``split_depth`` px above the neck that joins it
-    to a higher one seeds a bead, so two touching disks part while a single disk (or a plateau) stays whole.
-    """
-    if not mask.any():
-        return np.zeros(mask.shape, np.int32)
-    distance = ndi.distance_transform_edt(mask)
-    markers = label(h_maxima(distance, split_depth), connectivity=2)
-    return watershed(-distance, markers, mask=mask).astype(np.int32)
+def circularity(area: np.ndarray, perimeter: np.ndarray) -> np.ndarray:
+    """4π·area/perimeter² (1 for a disk; small objects can exceed 1)."""
+    return 4 * np.pi * np.asarray(area, float) / np.maximum(np.asarray(perimeter, float), 1.0) ** 2
 
 
-def circularity(labels: np.ndarray) -> dict[int, float]:
-    """4π·area/perimeter² of each instance (1 for a disk; small objects can exceed 1)."""
-    table = regionprops_table(labels, properties=("label", "area", "perimeter"))
-    return {int(l): float(4 * np.pi * a / max(p, 1.0) ** 2) for l, a, p in zip(table["label"], table["area"], table["perimeter"])}
-
-
-@dataclass
-class PostProcess:
-    """Threshold, fill holes, separate touching beads, drop objects of the wrong size or shape.
-
-    ``threshold=None`` uses the model's own (tuned on validation and stored with the checkpoint).
-    """
-
-    threshold: float | None = None
-    fill_holes: bool = True
-    watershed: bool = True
-    split_depth: float = 0.7
-    min_area: int = 4
-    max_area: int | None = None
-    min_circularity: float = 0.3
-
-    def __call__(self, probability: np.ndarray, default_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        """Clean binary mask and instance labels (int32, 0 = background)."""
-        threshold = default_threshold if self.threshold is None else self.threshold
-        mask = np.asarray(probability) > threshold
-        if self.fill_holes:
-            mask = ndi.binary_fill_holes(mask)
-        labels = split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
-        if labels.max():
-            areas = np.bincount(labels.ravel())
-            drop = areas < self.min_area
-            if self.max_area is not None:
-                drop |= areas > self.max_area
-            if self.min_circularity > 0:
-                for index, value in circularity(labels).items():
-                    drop[index] |= value < self.min_circularity
-            drop[0] = True
-            labels[drop[labels]] = 0
-            labels = _relabel(labels)
-        return labels > 0, labels
+def object_table(labels: np.ndarray, image: np.ndarray, probability: np.ndarray,
+                 offset: tuple[int, int] = (0, 0)) -> list[dict]:
+    """One row per bead (id, centroid shifted by ``offset``, area, diameter, circularity, mean intensity and
+    probability): the columns of ``objects.csv``."""
+    if labels.max() == 0:
+        return []
+    intensity = np.stack([np.asarray(image, np.float32), np.asarray(probability, np.float32)], -1)
+    shape = regionprops_table(labels, intensity_image=intensity,
+                              properties=("label", "centroid", "area", "equivalent_diameter_area", "perimeter",
+                                          "intensity_mean"))
+    roundness = circularity(shape["area"], shape["perimeter"])
+    return [
+        {
+            "bead_id": int(shape["label"][i]),
+            "centroid_y": round(float(shape["centroid-0"][i]) + offset[0], 2),
+            "centroid_x": round(float(shape["centroid-1"][i]) + offset[1], 2),
+            "area": int(shape["area"][i]),
+            "equivalent_diameter": round(float(shape["equivalent_diameter_area"][i]), 3),
+            "circularity": round(float(roundness[i]), 3),
+            "mean_intensity": round(float(shape["intensity_mean-0"][i]), 3),
+            "mean_probability": round(float(shape["intensity_mean-1"][i]), 4),
+        }
+        for i in range(len(shape["label"]))
+    ]
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -71,3 +50,83 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     lookup = np.zeros(values.max() + 1, np.int32)
     lookup[values] = np.arange(len(values))
     return lookup[labels]
+
+
+def _starts(length: int, chunk: int) -> list[int]:
+    return list(range(0, length, chunk))
+
+
+@dataclass
+class PostProcess:
+    """Threshold, fill holes, separate touching beads, drop objects of the wrong size or shape.
+
+    ``threshold=None`` uses the model's own (tuned on validation and stored with the checkpoint). Frames larger
+    than ``chunk`` px are processed in chunks that see ``halo`` px of their neighbours; a bead belongs to the
+    chunk holding its centroid, so one that crosses a chunk edge is one bead, counted once (beads must be
+    smaller than ``halo``).
+    """
+
+    threshold: float | None = None
+    fill_holes: bool = True
+    watershed: bool = True
+    split_depth: float = SPLIT_DEPTH
+    min_area: int = 4
+    max_area: int | None = None
+    min_circularity: float = 0.3
+    chunk: int = 2048
+    halo: int = 64
+
+    def __call__(self, probability: np.ndarray, default_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """Clean binary mask and instance labels (int32, 0 = background) of a whole (small) probability map."""
+        threshold = default_threshold if self.threshold is None else self.threshold
+        mask = np.asarray(probability) > threshold
+        if self.fill_holes:
+            mask = ndi.binary_fill_holes(mask)
+        labels = split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
+        if labels.max():
+            table = regionprops_table(labels, properties=("label", "area", "perimeter"))
+            drop = np.ones(labels.max() + 1, bool)
+            keep = table["area"] >= self.min_area
+            if self.max_area is not None:
+                keep &= table["area"] <= self.max_area
+            if self.min_circularity > 0:
+                keep &= circularity(table["area"], table["perimeter"]) >= self.min_circularity
+            drop[table["label"]] = ~keep
+            labels[drop[labels]] = 0
+            labels = _relabel(labels)
+        return labels > 0, labels
+
+    def instances(self, probability: np.ndarray, image: np.ndarray, default_threshold: float = 0.5,
+                  labels_out: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
+        """Instance labels of a frame of any size (into ``labels_out``, e.g. a memory map, when given) and its
+        object table, computed chunk by chunk: memory does not grow with the frame."""
+        height, width = probability.shape
+        labels = labels_out if labels_out is not None else np.zeros((height, width), np.int32)
+        rows: list[dict] = []
+        truncated = 0
+        for top in _starts(height, self.chunk):
+            for left in _starts(width, self.chunk):
+                core = (top, min(top + self.chunk, height), left, min(left + self.chunk, width))
+                y0, y1 = max(core[0] - self.halo, 0), min(core[1] + self.halo, height)
+                x0, x1 = max(core[2] - self.halo, 0), min(core[3] + self.halo, width)
+                _, local = self(probability[y0:y1, x0:x1], default_threshold)
+                if not local.max():
+                    continue
+                props = regionprops_table(local, properties=("label", "centroid", "bbox"))
+                cy, cx = props["centroid-0"] + y0, props["centroid-1"] + x0
+                owned = (cy >= core[0]) & (cy < core[1]) & (cx >= core[2]) & (cx < core[3])
+                at_edge = (((props["bbox-0"] == 0) & (y0 > 0)) | ((props["bbox-2"] == y1 - y0) & (y1 < height))
+                           | ((props["bbox-1"] == 0) & (x0 > 0)) | ((props["bbox-3"] == x1 - x0) & (x1 < width)))
+                truncated += int(np.sum(owned & at_edge))
+                lookup = np.zeros(local.max() + 1, np.int64)
+                lookup[props["label"][owned]] = np.arange(1, owned.sum() + 1) + len(rows)
+                mine = lookup[local]
+                window = labels[y0:y1, x0:x1]
+                free = (mine > 0) & (window == 0)
+                window[free] = mine[free]
+                rows += object_table(mine, image[y0:y1, x0:x1], probability[y0:y1, x0:x1], (y0, x0))
+        if truncated:
+            log.warning("%d beads reach past the %d px halo of their chunk (larger than the halo?): "
+                        "raise postprocess.halo", truncated, self.halo)
+        rows.sort(key=lambda row: row["bead_id"])
+        return labels, rows

@@ -1,33 +1,248 @@
-"""The prediction task: whole images of any size in, masks, instances, overlays and count tables out."""
+"""The prediction task in Lightning's predict loop: whole images of any size in; masks, instances, overlays and
+count tables out. The same command runs on the CPU, one GPU, ``trainer=ddp`` over several, or many nodes
+(every image is done once: Lightning's unrepeated sampler), reads inputs ahead in loader workers, writes every
+file atomically, and with ``resume=true`` continues an interrupted run where it stopped.
+
+Per image, each process appends one JSON line (counts, objects) to its own part file under ``parts/`` once
+the image's files are in place; the tables are merged from the parts at the end, in input order.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from rich.progress import Progress
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, Dataset
 
-from beadseg.data.io import IMAGE_SUFFIXES, BeadDataError, open_image
+from beadseg.data.io import BeadDataError, list_images, open_image
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
 from beadseg.inference.postprocess import PostProcess
-from beadseg.inference.predictor import load_predictor
-from beadseg.inference.tiling import tile_plan
+from beadseg.inference.predictor import load_predictor, resolve_checkpoint
 from beadseg.tables import write_csv
 
-LARGE_IMAGE = 4096 * 4096  # above this many pixels the probability map lives in a memory map
+STATE_FILE = ".beadseg-predict.json"
+OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
+                  "mean_intensity", "mean_probability"]
+COUNT_COLUMNS = ["image", "count", "mean_diameter", "coverage", "mean_uncertainty", "flagged"]
+KEPT_OUTPUTS = {".hydra", "predict.log"}  # what a fresh run directory already holds
 
 
-def list_inputs(target: str | Path) -> list[Path]:
-    target = Path(target)
-    if target.is_dir():
-        files = sorted(p for p in target.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise BeadDataError(f"input={target} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-        return files
-    return [target]  # a missing file is reported by name when it is read
+def read_ahead_workers(num_workers: int | str) -> int:
+    """``auto``: loader processes that read the next images while the model runs (one core stays free)."""
+    if num_workers != "auto":
+        return int(num_workers)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(4, cpus - 1))
+
+
+class InputImages(Dataset):
+    """Images read by loader workers ahead of the model. Memory-mapped files are opened again where they are
+    used (a map would be copied whole between processes); unreadable ones come back as an error to record."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.files[index]
+        item = {"name": path.stem, "path": str(path), "image": None, "error": None}
+        try:
+            image = open_image(path)
+            if not isinstance(image, np.memmap):
+                item["image"] = image
+        except (BeadDataError, OSError) as error:
+            item["error"] = str(error)
+        return item
+
+
+def _one_item(batch: list[dict]) -> dict:
+    return batch[0]
+
+
+def part_lines(out: Path) -> dict[str, dict]:
+    """Every finished record under ``out/parts`` by image name (a line cut short by a kill is ignored)."""
+    records: dict[str, dict] = {}
+    for part in sorted((out / "parts").glob("*.jsonl")):
+        for line in part.read_text().splitlines(keepends=True):
+            if not line.endswith("\n"):
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records[record["image"]] = record
+    return records
+
+
+def finished(out: Path) -> set[str]:
+    return {name for name, record in part_lines(out).items() if "error" not in record}
+
+
+class PredictionData(pl.LightningDataModule):
+    """The inputs still to do. ``setup`` runs on every rank once processes are connected: rank 0 checks and
+    claims the output folder (new, or a run to resume with the same settings), the others wait for it."""
+
+    def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, num_workers: int) -> None:
+        super().__init__()
+        self.files, self.out, self.settings, self.resume, self.num_workers = files, out, settings, resume, num_workers
+        self.todo: list[Path] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.trainer is None or self.trainer.is_global_zero:
+            claim_output(self.out, self.settings, self.resume)
+        if self.trainer is not None:
+            self.trainer.strategy.barrier("beadseg-predict output")
+        done = finished(self.out) if self.resume else set()
+        self.todo = [path for path in self.files if path.stem not in done]
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(InputImages(self.todo), batch_size=1, collate_fn=_one_item, num_workers=self.num_workers,
+                          prefetch_factor=2 if self.num_workers else None)
+
+
+def claim_output(out: Path, settings: dict, resume: bool) -> None:
+    """A new output folder gets the run's settings; ``resume=true`` needs a folder of a run with the same ones."""
+    state = out / STATE_FILE
+    present = {p.name for p in out.iterdir()} - KEPT_OUTPUTS if out.is_dir() else set()
+    if resume:
+        if not state.is_file():
+            raise FileExistsError(f"output={out} holds no beadseg-predict run to resume ({STATE_FILE} is missing)")
+        before = json.loads(state.read_text())
+        changed = sorted(key for key in set(before) | set(settings) if before.get(key) != settings.get(key))
+        if changed:
+            raise ValueError(f"resume=true: output={out} was predicted with other settings ({', '.join(changed)}); "
+                             "resume with the same settings, or predict into a new output folder")
+        shutil.rmtree(out / ".scratch", ignore_errors=True)  # memory maps of images a kill interrupted
+        return
+    if present:
+        raise FileExistsError(f"output={out} already holds results; beadseg never overwrites them: choose another "
+                              "(or continue an interrupted run there with resume=true)")
+    for sub in ("masks", "instances", "overlays", "parts"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    partial = out / f".{STATE_FILE}.partial"
+    partial.write_text(json.dumps(settings, indent=2))
+    os.replace(partial, state)
+
+
+class PredictionTask(pl.LightningModule):
+    """One image per step: tiled probabilities (with uncertainty on request), then instances chunk by chunk.
+    Frames over ``outputs.LARGE`` pixels keep their maps in memory maps under ``output/.scratch``."""
+
+    def __init__(self, predictor, post: PostProcess, scratch: Path) -> None:
+        super().__init__()
+        self.predictor, self.post, self.scratch = predictor, post, scratch
+        self.net = predictor.net  # a registered sub-module: the trainer places it on its device
+
+    def on_predict_start(self) -> None:
+        self.predictor.keep_dropout_on()
+
+    def _map(self, folder: Path, name: str, dtype, shape) -> np.ndarray:
+        return np.lib.format.open_memmap(folder / f"{name}.npy", "w+", dtype, shape)
+
+    def predict_step(self, item: dict, batch_idx: int) -> dict:
+        if item["error"]:
+            return item
+        try:
+            image = item["image"] if item["image"] is not None else open_image(item["path"])
+        except (BeadDataError, OSError) as error:  # gone or damaged since the loader looked
+            return {**item, "error": str(error)}
+        folder = None
+        maps: dict = {}
+        if image.size > outputs.LARGE:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(dir=self.scratch))
+            maps = {"probability_out": self._map(folder, "probability", np.float32, image.shape)}
+            if getattr(self.predictor, "tta", False) or getattr(self.predictor, "mc_samples", 0):
+                maps["uncertainty_out"] = self._map(folder, "uncertainty", np.float32, image.shape)
+        probability, uncertainty = self.predictor.predict(image, **maps)
+        labels_out = self._map(folder, "labels", np.uint32, image.shape) if folder else None
+        labels, objects = self.post.instances(probability, image, self.predictor.threshold, labels_out)
+        return {**item, "image": image, "probability": probability, "uncertainty": uncertainty, "labels": labels,
+                "objects": objects, "scratch": folder}
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes each image's files (atomically), then its record line; merges the tables when all ranks are done."""
+
+    def __init__(self, out: Path, files: list[Path], options: dict) -> None:
+        super().__init__(write_interval="batch")
+        self.out, self.files, self.options = out, files, options
+        self.part = None
+
+    def _record(self, record: dict) -> None:
+        if self.part is None:
+            self.part = open(self.out / "parts" / f"{socket.gethostname()}-{os.getpid()}.jsonl", "a")
+        self.part.write(json.dumps(record) + "\n")
+        self.part.flush()
+        os.fsync(self.part.fileno())
+
+    def write_on_batch_end(self, trainer, pl_module, result: dict, batch_indices, batch, batch_idx, dataloader_idx=0):
+        name, out = result["name"], self.out
+        if result["error"]:
+            print(f"beadseg-predict: skipped {result['path']}: {result['error']}")
+            self._record({"image": name, "path": result["path"], "error": result["error"]})
+            return
+        labels, image, objects = result["labels"], result["image"], result["objects"]
+        outputs.write_mask(labels, out / "masks" / f"{name}.tif")
+        outputs.write_labels(labels, out / "instances" / f"{name}.tif", len(objects))
+        outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", self.options["overlay_max_side"])
+        if self.options["save_probability"]:
+            (out / "probability").mkdir(exist_ok=True)
+            outputs.write_map(result["probability"], out / "probability" / f"{name}.tif")
+        if result["uncertainty"] is not None and self.options["save_uncertainty"]:
+            (out / "uncertainty").mkdir(exist_ok=True)
+            outputs.write_map(result["uncertainty"], out / "uncertainty" / f"{name}.tif")
+        mean_uncertainty, coverage = outputs.masked_mean(result["uncertainty"], labels)
+        counts = {
+            "image": name,
+            "count": len(objects),
+            "mean_diameter": round(float(np.mean([r["equivalent_diameter"] for r in objects])), 3) if objects else 0.0,
+            "coverage": round(coverage, 5),
+            "mean_uncertainty": "" if mean_uncertainty is None else round(mean_uncertainty, 4),
+            "flagged": "yes" if mean_uncertainty is not None and mean_uncertainty > self.options["flag_uncertainty"] else "no",
+        }
+        self._record({"image": name, "counts": counts, "objects": objects})
+        if result["scratch"]:
+            del result["probability"], result["uncertainty"], result["labels"]
+            shutil.rmtree(result["scratch"], ignore_errors=True)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if self.part is not None:
+            self.part.close()
+            self.part = None
+
+
+def merge_tables(out: Path, files: list[Path], group_regex: str | None) -> dict:
+    """``counts.csv``, ``objects.csv`` (and ``errors.csv``) from the part files, in input order."""
+    records = part_lines(out)
+    done = [records[p.stem] for p in files if p.stem in records and "error" not in records[p.stem]]
+    failed = [{"image": records[p.stem]["path"], "error": records[p.stem]["error"]}
+              for p in files if p.stem in records and "error" in records[p.stem]]
+    counts = [record["counts"] for record in done]
+    objects = [{"image": record["image"], **row} for record in done for row in record["objects"]]
+    write_csv(objects, out / "objects.csv", OBJECT_COLUMNS)
+    write_csv(counts, out / "counts.csv", COUNT_COLUMNS)
+    if failed:
+        write_csv(failed, out / "errors.csv", ["image", "error"])
+    elif (out / "errors.csv").exists():
+        (out / "errors.csv").unlink()  # a resumed run read what failed before
+    if group_regex and counts:
+        group_counts(counts, group_regex, out)
+    return {"output": out, "done": len(counts), "failed": failed, "beads": len(objects),
+            "missing": [str(p) for p in files if p.stem not in records]}
 
 
 def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
@@ -60,65 +275,32 @@ def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
     return out / "group_counts.csv"
 
 
-def predict(cfg) -> dict:
+def run_settings(cfg: DictConfig) -> dict:
+    """What must match for a resumed run to continue this one."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    ckpt = resolve_checkpoint(plain.get("model"), plain.get("ckpt"))
+    keys = ("model", "detector", "inference", "postprocess", "save_probability", "save_uncertainty", "overlay_max_side",
+            "flag_uncertainty")
+    return {"ckpt": str(Path(ckpt).resolve()) if ckpt else None, **{key: plain.get(key) for key in keys}}
+
+
+def predict(cfg: DictConfig) -> dict:
     """Run the whole prediction; returns counts of images done and failed, and the output folder."""
     out = Path(cfg.output)
-    if out.is_dir() and any(p.name not in (".hydra", "predict.log") for p in out.iterdir()):
-        raise FileExistsError(f"output={out} already holds results; beadseg never overwrites them: choose another")
+    files = list_images(cfg.input)
+    settings = run_settings(cfg)
     predictor = load_predictor(cfg.get("model"), cfg.ckpt, dict(cfg.detector), dict(cfg.inference))
     post = PostProcess(**cfg.postprocess)
-    files = list_inputs(cfg.input)
-    for sub in ("masks", "instances", "overlays"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    objects, counts, failures = [], [], []
-    with Progress() as progress:
-        images_task = progress.add_task("images", total=len(files))
-        tiles_task = progress.add_task("tiles", total=0)
-        for path in files:
-            try:
-                image = open_image(path)
-            except (BeadDataError, FileNotFoundError, OSError) as error:
-                failures.append({"image": str(path), "error": str(error)})
-                progress.console.print(f"[red]skipped {path}: {error}")
-                progress.advance(images_task)
-                continue
-            grid = [len(tile_plan(side, cfg.inference.tile, cfg.inference.overlap)[1]) for side in image.shape]
-            progress.reset(tiles_task, total=grid[0] * grid[1])
-            with tempfile.TemporaryDirectory(dir=out) as scratch:
-                holder = None
-                if image.size > LARGE_IMAGE:
-                    holder = np.lib.format.open_memmap(Path(scratch) / "p.npy", "w+", np.float32, image.shape)
-                probability, uncertainty = predictor.predict(
-                    image, probability_out=holder, on_tile_row=lambda n: progress.advance(tiles_task, n))
-                mask, labels = post(probability, predictor.threshold)
-                name = path.stem
-                outputs.write_mask(mask, out / "masks" / f"{name}.tif")
-                outputs.write_labels(labels, out / "instances" / f"{name}.tif")
-                outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", cfg.overlay_max_side)
-                if cfg.save_probability:
-                    (out / "probability").mkdir(exist_ok=True)
-                    outputs.write_map(probability, out / "probability" / f"{name}.tif")
-                if uncertainty is not None and cfg.save_uncertainty:
-                    (out / "uncertainty").mkdir(exist_ok=True)
-                    outputs.write_map(uncertainty, out / "uncertainty" / f"{name}.tif")
-                rows = outputs.object_rows(name, labels, image, probability)
-                mean_uncertainty = float(np.mean(uncertainty[mask])) if uncertainty is not None and mask.any() else None
-                del probability, holder
-            objects += rows
-            counts.append({
-                "image": name,
-                "count": len(rows),
-                "mean_diameter": round(float(np.mean([r["equivalent_diameter"] for r in rows])), 3) if rows else 0.0,
-                "coverage": round(float(mask.mean()), 5),
-                "mean_uncertainty": "" if mean_uncertainty is None else round(mean_uncertainty, 4),
-                "flagged": "yes" if mean_uncertainty is not None and mean_uncertainty > cfg.flag_uncertainty else "no",
-            })
-            progress.advance(images_task)
-    write_csv(objects, out / "objects.csv", ["image", "bead_id", "centroid_y", "centroid_x", "area",
-                                             "equivalent_diameter", "circularity", "mean_intensity", "mean_probability"])
-    write_csv(counts, out / "counts.csv", ["image", "count", "mean_diameter", "coverage", "mean_uncertainty", "flagged"])
-    if failures:
-        write_csv(failures, out / "errors.csv", ["image", "error"])
-    if cfg.get("group_regex") and counts:
-        group_counts(counts, cfg.group_regex, out)
-    return {"output": out, "done": len(counts), "failed": failures, "beads": len(objects)}
+    data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead_workers(cfg.inference.num_workers))
+    options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty")}
+    writer = PredictionWriter(out, files, options)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
+    if cfg.resume and not (set(p.stem for p in files) - finished(out)):
+        data.setup()  # nothing left to predict: only check the folder, then merge
+    else:
+        trainer.predict(PredictionTask(predictor, post, out / ".scratch"), datamodule=data, return_predictions=False)
+        trainer.strategy.barrier("beadseg-predict tables")
+    if not trainer.is_global_zero:
+        return {"output": out, "done": 0, "failed": [], "beads": 0, "missing": [], "rank": trainer.global_rank}
+    shutil.rmtree(out / ".scratch", ignore_errors=True)
+    return merge_tables(out, files, cfg.get("group_regex"))

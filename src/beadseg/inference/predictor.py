@@ -31,22 +31,36 @@ class ModelPredictor:
 
     def __init__(self, module, tile: int = 512, overlap: int = 32, batch_size: int = 8, blend: str = "gaussian",
                  tta: bool = False, mc_samples: int = 0, device: str | None = None, amp: bool | None = None) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.net = module.net.to(self.device).eval()
+        self.net = module.net.eval()
+        if device or torch.cuda.is_available():  # on its own; in Lightning's predict loop the trainer places it
+            self.net.to(device or "cuda")
         self.normalization = Normalization(**(module.hparams.get("normalization") or {}))
         self.threshold = float(module.hparams.get("threshold", 0.5))
         self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, batch_size, blend
-        self.tta, self.mc_samples = tta, mc_samples
-        self.amp = self.device.type == "cuda" if amp is None else amp
-        if mc_samples:
-            dropouts = [m for m in self.net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
-            if not dropouts or all(m.p == 0 for m in dropouts):
-                raise ValueError("uncertainty=mc_dropout needs a model trained with dropout (model.dropout > 0); use tta=true instead")
-            for m in dropouts:
-                m.train()
+        self.tta, self.mc_samples, self._amp = tta, mc_samples, amp
+        self.keep_dropout_on()
+
+    def keep_dropout_on(self) -> None:
+        """MC dropout: dropout layers sample at inference (call again after anything sets the net to eval)."""
+        if not self.mc_samples:
+            return
+        dropouts = [m for m in self.net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+        if not dropouts or all(m.p == 0 for m in dropouts):
+            raise ValueError("uncertainty=mc_dropout needs a model trained with dropout (model.dropout > 0); use tta=true instead")
+        for m in dropouts:
+            m.train()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def amp(self) -> bool:
+        return self.device.type == "cuda" if self._amp is None else self._amp
 
     def _members(self, tiles: torch.Tensor) -> list[torch.Tensor]:
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        device = self.device
+        with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
             if self.mc_samples:
                 return [torch.sigmoid(self.net(tiles).float()) for _ in range(self.mc_samples)]
             transforms = DIHEDRAL if self.tta else DIHEDRAL[:1]
@@ -70,9 +84,13 @@ class ClassicalPredictor:
 
     name = "classical"
     threshold = 0.5
+    net = None
 
     def __init__(self, **detector) -> None:
         self.detector = detector
+
+    def keep_dropout_on(self) -> None:
+        """No network, no dropout."""
 
     def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None):
         probability = (detect_beads(np.asarray(image), **self.detector).labels > 0).astype(np.float32)
@@ -111,4 +129,4 @@ def load_predictor(model: dict | None, ckpt: str | None, detector: dict, inferen
         module = BeadSegModule.load_from_checkpoint(ckpt, map_location="cpu")
     except FileNotFoundError as error:
         raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint") from error
-    return ModelPredictor(module, **inference)
+    return ModelPredictor(module, **{k: v for k, v in inference.items() if k != "num_workers"})

@@ -1,0 +1,24 @@
+"""The unit every bead data source yields: an image with its bead instances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class BeadSample:
+    """One raw image (native intensity scale) with its bead instance labels (int32, 0 = background)."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.labels > 0
+
+    @property
+    def bead_count(self) -> int:
+        return int(self.labels.max())
