@@ -1,0 +1,220 @@
+"""Data sets of any size: manifests, on-demand reading, packs; prediction that resumes, spreads and chunks."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from scipy.ndimage import gaussian_filter
+
+from beadseg.data import manifest
+from beadseg.data.datamodule import BeadDataModule
+from beadseg.data.folder import FolderSource
+from beadseg.data.io import BeadDataError
+from beadseg.data.synthetic import SyntheticSource, render_beads
+from beadseg.inference.postprocess import PostProcess
+from beadseg.metrics.objects import match_by_centroid, match_by_iou
+from conftest import write_pair
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def synthetic_folder(tmp_path) -> Path:
+    """Eight 96² synthetic images with exact instance-label masks."""
+    root = tmp_path / "beads"
+    source = SyntheticSource(8, 96, seed=3)
+    for index in range(8):
+        name, image, labels = source.render(index)
+        write_pair(root, name, image, labels.astype(np.uint16))
+    return root
+
+
+def test_manifest_is_reused_and_only_changed_files_are_read_again(synthetic_folder, monkeypatch):
+    measured: list[str] = []
+    real_measure = manifest.build_manifest
+
+    def counting(items, measure, path, workers=None, description=""):
+        def spy(item):
+            measured.append(item["name"])
+            return measure(item)
+        return real_measure(items, spy, path, workers, description)
+
+    monkeypatch.setattr("beadseg.data.folder.build_manifest", counting)
+    rows = FolderSource(synthetic_folder).entries()
+    assert len(measured) == 8 and (synthetic_folder / ".beadseg").is_dir()
+    truth = {name: int(labels.max()) for name, _, labels in map(SyntheticSource(8, 96, seed=3).render, range(8))}
+    assert {row["name"]: row["bead_count"] for row in rows} == truth  # instance labels: the exact count
+    measured.clear()
+    assert FolderSource(synthetic_folder).entries() == rows and measured == []  # warm: nothing read
+    changed = synthetic_folder / "masks" / f"{rows[2]['name']}.tif"
+    tifffile.imwrite(changed, np.zeros((96, 96), np.uint16))
+    write_pair(synthetic_folder, "zz_new", np.ones((96, 96), np.uint8), np.eye(96, dtype=np.uint8))
+    again = {row["name"]: row for row in FolderSource(synthetic_folder).entries()}
+    assert sorted(measured) == sorted([rows[2]["name"], "zz_new"])
+    assert again[rows[2]["name"]]["bead_count"] == 0 and len(again) == 9
+
+
+def test_a_read_only_data_folder_keeps_its_manifest_in_the_cache(synthetic_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("BEADSEG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    FolderSource(synthetic_folder).entries()
+    assert len(list((tmp_path / "cache" / "manifests").glob("beads-*.json"))) == 1
+
+
+def _patches(datamodule: BeadDataModule, count: int = 6) -> list[tuple[np.ndarray, np.ndarray]]:
+    datamodule.setup()
+    dataset = datamodule.datasets["train"]
+    return [(dataset[i]["image"].numpy(), dataset[i]["mask"].numpy()) for i in range(count)]
+
+
+def test_streamed_cached_and_packed_loading_give_the_same_samples(synthetic_folder, tmp_path):
+    from beadseg.data.packed import PackedSource, pack
+
+    pack(FolderSource(synthetic_folder), tmp_path / "pack", chunk_bytes="64KB")
+    options = dict(patch_size=48, val_fraction=0.25, num_workers=0, seed=5)
+    streamed = _patches(BeadDataModule(FolderSource(synthetic_folder), cache_mb=0, **options))
+    cached = BeadDataModule(FolderSource(synthetic_folder), cache_mb=64, **options)
+    packed = BeadDataModule(PackedSource(str(tmp_path / "pack")), cache_mb=0, **options)
+    for other in (_patches(cached), _patches(packed)):
+        for (image, mask), (image2, mask2) in zip(streamed, other):
+            np.testing.assert_array_equal(image, image2)
+            np.testing.assert_array_equal(mask, mask2)
+    assert any(mask.any() for _, mask in streamed)  # the patches hold beads: the comparison is not of empties
+    assert cached.split_table == packed.split_table
+
+
+def test_a_file_that_vanishes_after_indexing_is_named_and_skipped(synthetic_folder, tmp_path, caplog):
+    datamodule = BeadDataModule(FolderSource(synthetic_folder), patch_size=48, val_fraction=0.25, num_workers=0,
+                                cache_mb=0, output_dir=str(tmp_path / "run"))
+    datamodule.setup()
+    train_names = [row["name"] for row in datamodule.split_table if row["split"] == "train"]
+    (synthetic_folder / "images" / f"{train_names[0]}.tif").unlink()
+    batch = [datamodule.datasets["train"][i] for i in range(len(datamodule.datasets["train"]))]
+    assert all(item["image"].shape == (1, 48, 48) for item in batch)  # the run goes on
+    errors = list(csv.DictReader(open(tmp_path / "run" / "errors.csv")))
+    assert {row["image"] for row in errors} == {train_names[0]} and "disappeared" in errors[0]["error"]
+    assert train_names[0] in caplog.text
+
+
+def test_a_folder_that_is_no_pack_says_so(tmp_path):
+    from beadseg.data.packed import PackedSource
+
+    (tmp_path / "index.json").write_text("{}")
+    with pytest.raises(BeadDataError, match=r"is not a beadseg pack .*beadseg-pack"):
+        PackedSource(str(tmp_path))
+
+
+def test_frames_train_from_a_pack_through_the_cli(tmp_path):
+    from beadseg.data.classify import SyntheticClassSource
+
+    source = SyntheticClassSource(24, 48)
+    for row in source.entries():
+        folder = tmp_path / "frames" / source.classes[row["label"]]
+        folder.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(folder / f"{row['name']}.tif", source.read(row))
+    packed = subprocess.run([BIN / "beadseg-pack", "data=classify", f"data.root={tmp_path / 'frames'}",
+                             f"out={tmp_path / 'pack'}", f"hydra.run.dir={tmp_path / 'p'}"], capture_output=True, text=True)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert "24 frames" in packed.stdout and "data=packed_frames" in packed.stdout
+    done = subprocess.run([BIN / "beadseg-train", "task=classify", "data=packed_frames", f"data.input_dir={tmp_path / 'pack'}",
+                           "data.image_size=32", "model.model_name=resnet18", "trainer.max_epochs=1",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    split = list(csv.DictReader(open(tmp_path / "run" / "split.csv")))
+    assert len(split) == 24 and {row["label"] for row in split} == {"empty", "beads"}
+
+
+def test_chunked_instances_equal_whole_frame_instances():
+    _, labels = render_beads(np.random.default_rng(4), 2048, 2500, "fluorescence", 8)
+    probability = gaussian_filter((labels > 0).astype(np.float32), 0.7)
+    image = (probability * 200).astype(np.uint8)
+    whole_labels, whole_rows = PostProcess(chunk=4096).instances(probability, image)
+    chunked_labels, chunked_rows = PostProcess(chunk=300, halo=40).instances(probability, image)
+    assert len(whole_rows) > 2000  # a dense frame: hundreds of beads cross the chunk edges at 300 px
+    assert len(chunked_rows) == len(whole_rows) == chunked_labels.max()
+    match = match_by_centroid(whole_labels, chunked_labels, 1.0)
+    assert match.false_positives == match.false_negatives == 0
+    overlap = match_by_iou(whole_labels, chunked_labels, 0.8)
+    assert overlap.false_positives == overlap.false_negatives == 0
+    same_area = np.mean(np.equal(sorted(r["area"] for r in whole_rows), sorted(r["area"] for r in chunked_rows)))
+    assert same_area > 0.95  # watershed lines inside large clusters may move by a pixel
+
+
+@pytest.fixture(scope="module")
+def many_frames(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("frames")
+    for index in range(40):
+        image, _ = render_beads(np.random.default_rng(index), 128, 25, "brightfield", 8)
+        tifffile.imwrite(folder / f"frame_{index:03d}.tif", image)
+    return folder
+
+
+def predict_cmd(frames: Path, out: Path, *extra: str) -> list[str]:
+    return [str(BIN / "beadseg-predict"), f"input={frames}", f"output={out}", f"hydra.run.dir={out.parent / 'hydra'}",
+            "inference.num_workers=1", *extra]
+
+
+def tables(out: Path) -> tuple[str, str]:
+    return (out / "counts.csv").read_text(), (out / "objects.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(many_frames, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("whole") / "out"
+    done = subprocess.run(predict_cmd(many_frames, out), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts = list(csv.DictReader(open(out / "counts.csv")))
+    assert len(counts) == 40 and all(int(row["count"]) > 10 for row in counts)  # the model finds the beads
+    return out
+
+
+def test_a_killed_prediction_resumes_to_the_same_tables(many_frames, uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(predict_cmd(many_frames, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        parts = list((out / "parts").glob("*.jsonl")) if (out / "parts").is_dir() else []
+        if sum(p.read_text().count("\n") for p in parts) >= 5:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "counts.csv").exists()  # killed before the end
+    refused = subprocess.run(predict_cmd(many_frames, out), capture_output=True, text=True)
+    assert refused.returncode == 1 and "resume=true" in refused.stderr
+    changed = subprocess.run(predict_cmd(many_frames, out, "resume=true", "postprocess.min_area=9"), capture_output=True,
+                             text=True)
+    assert changed.returncode == 1 and "postprocess" in changed.stderr  # resuming with other settings is refused
+    resumed = subprocess.run(predict_cmd(many_frames, out, "resume=true"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert tables(out) == tables(uninterrupted)
+    done_before = sum(1 for p in (out / "parts").glob("*.jsonl") for _ in p.read_text().splitlines())
+    assert done_before >= 40  # every image recorded; those finished before the kill were not predicted again
+    assert not list(out.rglob(".*.partial")) and not (out / ".scratch").exists()
+
+
+def test_ddp_prediction_with_two_processes_does_every_image_once(many_frames, uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(predict_cmd(many_frames, out, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parts = sorted((out / "parts").glob("*.jsonl"))
+    names = [json.loads(line)["image"] for p in parts for line in p.read_text().splitlines()]
+    assert len(parts) == 2 and len(names) == len(set(names)) == 40
+    assert tables(out) == tables(uninterrupted)
+
+
+def test_manifest_row_survives_a_damaged_cache(synthetic_folder):
+    rows = FolderSource(synthetic_folder).entries()
+    cache = next((synthetic_folder / ".beadseg").glob("*.json"))
+    cache.write_text('{"version": 1, "rows": [')  # cut short
+    assert FolderSource(synthetic_folder).entries() == rows
+    assert json.loads(cache.read_text())["rows"] == rows
