@@ -31,12 +31,12 @@ from hydra.utils import instantiate
 
 from beadseg.config import CONFIG_DIR
 from beadseg.inference.predictor import ModelPredictor
-from beadseg.training.module import BeadSegModule
+from beadseg.training import module as modules
 
 
-def load_module(ckpt: str | None, overrides: list[str]) -> BeadSegModule:
+def load_module(ckpt: str | None, overrides: list[str]) -> modules.BeadSegModule:
     if ckpt:
-        return BeadSegModule.load_from_checkpoint(ckpt, map_location="cpu")
+        return modules.load_module(ckpt, modules.BeadSegModule)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["paths.output_dir=/tmp/beadseg-benchmark", *overrides])
     return instantiate(cfg.module)

@@ -117,7 +117,7 @@ def main() -> None:
     print(f"\n{name}, {'AMP fp16' if args.amp else 'fp32'}, model {cfg.model._target_.rsplit('.', 1)[-1]}, "
           f"batch {cfg.data.batch_size} x {cfg.data.patch_size}^2, {args.steps - args.warmup} timed steps, best of {args.repeats}")
     plain = max(results["plain PyTorch"])
-    print(f"| loop | images/s | ratio to plain |\n|---|---|---|")
+    print("| loop | images/s | ratio to plain |\n|---|---|---|")
     for loop, rates in results.items():
         print(f"| {loop} | {max(rates):.1f} | {max(rates) / plain:.3f} |")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import write_pair
 from scipy.ndimage import gaussian_filter
 
 from beadseg.data import manifest
@@ -21,7 +22,6 @@ from beadseg.data.io import BeadDataError
 from beadseg.data.synthetic import SyntheticSource, render_beads
 from beadseg.inference.postprocess import PostProcess
 from beadseg.metrics.objects import match_by_centroid, match_by_iou
-from conftest import write_pair
 
 BIN = Path(sys.executable).parent
 
@@ -218,3 +218,12 @@ def test_manifest_row_survives_a_damaged_cache(synthetic_folder):
     cache.write_text('{"version": 1, "rows": [')  # cut short
     assert FolderSource(synthetic_folder).entries() == rows
     assert json.loads(cache.read_text())["rows"] == rows
+
+
+def test_loader_workers_read_every_validation_image_once(synthetic_folder):
+    datamodule = BeadDataModule(FolderSource(synthetic_folder), patch_size=48, val_fraction=0.5, num_workers=2)
+    datamodule.setup()
+    names = [name for batch in datamodule.val_dataloader() for name in batch["name"]]
+    expected = [row["name"] for row in datamodule.split_table if row["split"] == "val"]
+    assert sorted(names) == sorted(expected) and len(expected) >= 3
+    assert sum(len(batch["image"]) for batch in datamodule.train_dataloader()) == len(datamodule.datasets["train"])

@@ -18,8 +18,8 @@ from beadseg.analysis.recommend import recommend, write_recommended
 from beadseg.analysis.report import write_report
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
+from beadseg.data.io import mask_kind, read_image, read_mask
 from beadseg.data.sample import BeadSample
-from beadseg.data.io import read_image
 from beadseg.models.classical import Detections, detect_beads
 from beadseg.tables import write_csv
 
@@ -50,6 +50,7 @@ def analyze_folder(source: FolderSource, detector: dict, qa: QAThresholds) -> Fo
         sample = load_pair(image_path, mask_path)
         any_beads |= bool(sample.mask.any())
         row, bead_areas = image_row(sample, *inspect(sample, detector, qa), qa)
+        row["mask_kind"] = mask_kind(read_mask(mask_path))
         result.rows.append(row)
         areas.append(bead_areas)
     source.require_beads(any_beads)

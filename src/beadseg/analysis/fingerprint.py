@@ -6,10 +6,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from skimage.measure import label
 
 from beadseg.analysis.label_qa import LabelCheck
-from beadseg.data.sample import BeadSample
 from beadseg.data.io import bit_depth
+from beadseg.data.sample import BeadSample
 from beadseg.models.classical import Detections
 
 DENSITY_BINS = ((0, 5), (6, 15), (16, 30), (31, 100), (101, None))
@@ -29,7 +30,7 @@ class QAThresholds:
 def image_row(sample: BeadSample, detections: Detections, check: LabelCheck, qa: QAThresholds) -> tuple[dict, np.ndarray]:
     """One row of ``per_image.csv``, and the areas of the image's labelled beads."""
     image, mask = sample.image.astype(np.float64), sample.mask
-    areas = np.bincount(sample.labels.ravel())[1:]
+    areas = np.bincount(label(mask, connectivity=1).ravel())[1:]  # the labelled objects as drawn
     background = image[~mask] if (~mask).any() else image.ravel()
     bead_contrast = abs(image[mask].mean() - background.mean()) / max(background.std(), 1e-9) if mask.any() else 0.0
     flags = []
@@ -83,6 +84,7 @@ def summarise(rows: list[dict], bead_areas: np.ndarray) -> dict:
     ratios = [r["size_ratio"] for r in rows if r["size_ratio"] != ""]
     polarity = Counter(r["polarity"] for r in rows)
     return {
+        "mask_kinds": dict(Counter(r["mask_kind"] for r in rows)),
         "images": len(rows),
         "image_sizes": sorted({f"{r['height']}x{r['width']}" for r in rows}),
         "bit_depths": sorted({r["bit_depth"] for r in rows}),

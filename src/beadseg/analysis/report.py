@@ -12,6 +12,12 @@ def _range(stats: dict, unit: str = "", digits: int = 1) -> str:
             f"range {stats['min']:.{digits}f}–{stats['max']:.{digits}f}{unit}")
 
 
+def _mask_kinds(kinds: dict) -> str:
+    words = {"binary": "binary masks (beads counted as components split where they touch)",
+             "labels": "instance label images (one value per bead)"}
+    return "; ".join(f"{words[kind]}: {count}" for kind, count in sorted(kinds.items()))
+
+
 def _flagged(rows: list[dict], flag: str) -> list[dict]:
     return [r for r in rows if flag in r["flags"].split(";")]
 
@@ -26,6 +32,7 @@ def write_report(path: Path, root: Path, summary: dict, rows: list[dict], choice
         f"- {summary['images']} images ({', '.join(summary['image_sizes'])}), {'/'.join(map(str, summary['bit_depths']))}-bit, "
         f"beads mostly **{summary['polarity']}** on their background ({summary['polarity_counts']}).",
         f"- Beads per image: {_range(beads)}; images per density bin: {bins}.",
+        f"- Masks read as: {_mask_kinds(summary['mask_kinds'])}.",
         f"- Bead pixels per image: {_range({k: (v * 100 if v is not None else None) for k, v in summary['positive_ratio'].items()}, '%')}.",
         f"- Bead size: equivalent diameter {_range(summary['bead_equivalent_diameter_px'], ' px')}; "
         f"area {_range(summary['bead_area_px'], ' px²')}; {summary['merged_fraction']:.0%} of labelled objects are "

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from beadseg.config import CONFIG_DIR
+from beadseg.cli.app import beadseg_app
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+@beadseg_app("eval")
 def main(cfg: DictConfig) -> None:
     from beadseg.inference.evaluate import evaluate
 

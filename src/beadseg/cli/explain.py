@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from beadseg.config import CONFIG_DIR
+from beadseg.cli.app import beadseg_app
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="explain")
+@beadseg_app("explain")
 def main(cfg: DictConfig) -> None:
-    from beadseg.inference.explain import explain
     from beadseg.data.io import list_images
+    from beadseg.inference.explain import explain
 
     out = explain(cfg.ckpt, list_images(cfg.input), Path(cfg.output), list(cfg.methods), cfg.window)
     print(f"beadseg-explain: overlays (green: toward the predicted class, red: away) and predictions.csv in {out}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from beadseg.config import CONFIG_DIR
+from beadseg.cli.app import beadseg_app
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="pack")
+@beadseg_app("pack")
 def main(cfg: DictConfig) -> None:
     from beadseg.data.packed import pack
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from beadseg.config import CONFIG_DIR
+from beadseg.cli.app import beadseg_app
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="qc")
+@beadseg_app("qc")
 def main(cfg: DictConfig) -> None:
     from beadseg.analysis.qc import QCThresholds, run_qc
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from beadseg.config import CONFIG_DIR
+from beadseg.cli.app import beadseg_app
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="report")
+@beadseg_app("report")
 def main(cfg: DictConfig) -> None:
     from beadseg.report.writer import write_report
 

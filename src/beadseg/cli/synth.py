@@ -9,7 +9,7 @@ import tifffile
 from omegaconf import DictConfig
 from rich.progress import track
 
-from beadseg.config import CONFIG_DIR
+from beadseg.cli.app import beadseg_app
 from beadseg.data.synthetic import SyntheticSource
 
 
@@ -27,7 +27,7 @@ def write_synthetic_folder(source: SyntheticSource, out: Path) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="synth")
+@beadseg_app("synth")
 def main(cfg: DictConfig) -> None:
     source = hydra.utils.instantiate(cfg.source)
     out = write_synthetic_folder(source, Path(cfg.out))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 
-import hydra
 from omegaconf import DictConfig
 
-from beadseg.config import CONFIG_DIR
+from beadseg.cli.app import beadseg_app
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@beadseg_app("train")
 def main(cfg: DictConfig) -> float | None:
-    from beadseg.training.task import train  # heavy imports after parsing: --help stays fast
+    from beadseg.training.task import (
+        train,  # heavy imports after parsing: --help stays fast
+    )
 
     result = train(cfg)
     score = result["best_score"]

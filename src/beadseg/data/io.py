@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import tifffile
+from skimage.measure import label as measure_label
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -53,6 +55,25 @@ def file_stamp(path: str | Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
+MAGIC = {b"\x89PNG": "PNG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"II+\x00": "TIFF", b"MM\x00+": "TIFF",
+         b"\xff\xd8": "JPEG", b"BM": "BMP"}
+MIN_SIDE = 2
+
+
+def _unreadable(path: Path, error: Exception) -> BeadDataError:
+    """Why a file could not be read, in words: missing, empty, not an image at all, or a damaged image."""
+    if not path.exists():
+        return BeadDataError(f"image file {path} does not exist")
+    head = path.read_bytes()[:8] if path.is_file() else b""
+    if not head:
+        return BeadDataError(f"image file {path} is empty (0 bytes)")
+    kind = next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
+    if kind is None:
+        return BeadDataError(f"image file {path} is not an image (not PNG, TIFF, JPEG or BMP data; it starts with {head!r})")
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return BeadDataError(f"cannot read image file {path}: a damaged or truncated {kind} ({reason})")
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read a PNG/TIFF (8/16-bit, gray or RGB) as a 2-D array; RGB is averaged to gray.
 
@@ -65,14 +86,19 @@ def read_image(path: str | Path) -> np.ndarray:
         else:
             array = iio.imread(path)
     except Exception as error:  # every reader raises its own type: name the file whatever it was
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BeadDataError(f"cannot read image file {path}: {reason}") from error
-    array = np.squeeze(np.asarray(array))
+        raise _unreadable(path, error) from error
+    array = np.asarray(array)
+    while array.ndim > 2 and array.shape[0] == 1:  # leading page/plane axes of one
+        array = array[0]
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         gray = array[..., :3].astype(np.float32).mean(axis=-1)
         array = np.round(gray).astype(array.dtype) if array.dtype.kind in "ui" else gray
     if array.ndim != 2:
         raise BeadDataError(f"{path}: expected a 2-D gray or RGB image, got an array of shape {array.shape}")
+    if min(array.shape) < MIN_SIDE:
+        raise BeadDataError(f"image file {path} is {array.shape[0]}x{array.shape[1]} px: too small to hold a bead")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise BeadDataError(f"image file {path} holds NaN or infinite values")
     return array
@@ -85,17 +111,27 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     mask = read_image(path)
-    values = np.unique(mask)
-    if len(values) > 2:
-        fractional = not np.allclose(values, np.round(values))
-        blended = values[-1] == 255  # 0/255 masks whose edges were smoothed
-        if fractional or blended:
-            raise BeadDataError(
-                f"mask {path} is not binary: it holds {len(values)} distinct values between "
-                f"{values[0]} and {values[-1]} (anti-aliased, resized or JPEG-compressed?). "
-                "Save masks as 0/1 or 0/255, or as integer instance labels."
-            )
+    if mask_kind(mask) == "anti-aliased":
+        values = np.unique(mask)
+        raise BeadDataError(
+            f"mask {path} is neither binary nor instance labels: it holds {len(values)} distinct values between "
+            f"{values[0]} and {values[-1]} that ramp at bead edges (anti-aliased, blurred, resized or JPEG-compressed?). "
+            "Save masks as 0/1 or 0/255, or as integer instance labels."
+        )
     return mask
+
+
+def mask_kind(mask: np.ndarray) -> str:
+    """``binary`` (0 and one value), ``labels`` (integer instance labels: each value one compact region) or
+    ``anti-aliased`` (fractional values, or values that recur in many separate places, like the ramps of
+    blurred edges: 128 on the rim of every bead)."""
+    values = np.unique(mask)
+    if len(values) <= 2:
+        return "binary"
+    if not np.allclose(values, np.round(values)):
+        return "anti-aliased"
+    regions = measure_label(mask.astype(np.int64), background=0, connectivity=1).max()  # equal-valued connected regions
+    return "labels" if regions <= 1.5 * (len(values) - (values[0] == 0)) else "anti-aliased"
 
 
 def open_image(path: str | Path) -> np.ndarray:
@@ -111,6 +147,15 @@ def open_image(path: str | Path) -> np.ndarray:
                 raise BeadDataError(f"image file {path} holds NaN or infinite values")
             return array
     return read_image(path)
+
+
+def release_pages(*arrays: np.ndarray | None) -> None:
+    """Drop the pages of memory-mapped arrays from this process's resident memory (their data stays in the file
+    and comes back on the next access), so that walking a huge map does not pile it up in RAM."""
+    for array in arrays:
+        mapping = getattr(array, "_mmap", None)
+        if mapping is not None and hasattr(mapping, "madvise"):
+            mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def bit_depth(array: np.ndarray) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from rich.progress import track
 
+from beadseg.checkpoint import module_settings, read_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import is_classical, load_predictor, resolve_checkpoint
@@ -24,7 +25,7 @@ def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tup
         return pairs
     if not ckpt:
         raise ValueError(f"split={split} needs the checkpoint's split (ckpt=PATH); use split=all otherwise")
-    assignment = torch.load(ckpt, map_location="cpu", weights_only=False).get("beadseg_split", {})
+    assignment = module_settings(ckpt)[0].get("beadseg_split") or {}
     chosen = [pair for pair in pairs if assignment.get(pair[0].stem) == split]
     if not chosen:
         raise ValueError(f"no image of {source.root} is in the {split} split of {ckpt}; use split=all")
@@ -168,7 +169,7 @@ def write_tuned_checkpoint(ckpt: Path, threshold: float, out: Path) -> Path:
     target = folder / f"{ckpt.stem}.tuned.ckpt"
     if target.exists():
         raise FileExistsError(f"{target} exists already; beadseg never overwrites a checkpoint")
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(ckpt)
     checkpoint["hyper_parameters"]["threshold"] = float(threshold)
     torch.save(checkpoint, target)
     return target

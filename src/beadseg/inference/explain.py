@@ -11,7 +11,7 @@ import torch
 from beadseg.data.io import Normalization, read_image
 from beadseg.inference.outputs import display
 from beadseg.tables import write_csv
-from beadseg.training.module import BeadClassifierModule
+from beadseg.training.module import BeadClassifierModule, load_module
 
 METHODS = ("integrated_gradients", "occlusion")
 
@@ -53,7 +53,7 @@ def attribution_overlay(image: np.ndarray, attribution: np.ndarray) -> np.ndarra
 def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window: int = 8) -> Path:
     """Attribution overlays (``<frame>_<method>.png``) and ``predictions.csv`` for the given frames."""
     _captum()
-    module = BeadClassifierModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    module = load_module(ckpt, BeadClassifierModule)
     normalization = Normalization(**(module.hparams.normalization or {}))
     names = module.hparams.class_names or [str(i) for i in range(module.net.num_classes)]
     out.mkdir(parents=True, exist_ok=True)

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
-from beadseg.training.module import BeadSegModule
+from beadseg.checkpoint import read_checkpoint
+from beadseg.training.module import BeadSegModule, load_module
 
 
 def slim_checkpoint(ckpt: str, target: Path) -> Path:
     """Weights and hyper-parameters only: what inference needs, a few MB. Convolution kernels are stored in half
     precision; biases and batch-norm statistics (tiny variances) stay in single precision."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(ckpt)
     state = {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in checkpoint["state_dict"].items()}
     slim = {"state_dict": state, "hyper_parameters": checkpoint["hyper_parameters"],
             "pytorch-lightning_version": checkpoint.get("pytorch-lightning_version"),
@@ -33,7 +34,7 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     The exported network takes (N, 1, H, W) normalised images whose H and W are multiples of ``divisor``
     (in ``beadseg.json`` beside it, with the normalisation recipe and threshold): pad before, crop after.
     """
-    module = BeadSegModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    module = load_module(ckpt, BeadSegModule)
     net = module.net
     divisor = getattr(net, "divisor", 32)
     if tile % divisor:
@@ -70,7 +71,7 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     elif fmt == "checkpoint":
         path = slim_checkpoint(ckpt, out / "model.ckpt")
         with torch.no_grad():
-            got = BeadSegModule.load_from_checkpoint(path, map_location="cpu").eval().net(probe)
+            got = load_module(path, BeadSegModule).net(probe)
     else:
         raise ValueError(f"format={fmt!r}: choose torchscript, onnx or checkpoint")
     difference = float((got - expected).abs().max())

@@ -16,6 +16,8 @@ import numpy as np
 import tifffile
 from skimage.segmentation import find_boundaries
 
+from beadseg.data.io import release_pages
+
 LARGE = 4096 * 4096  # pixels: above this, maps live in memory maps and are written tile by tile
 TIFF_TILE = 512
 
@@ -38,6 +40,7 @@ def _tiles(array: np.ndarray, convert: Callable[[np.ndarray], np.ndarray], dtype
             block = convert(np.asarray(array[top : top + TIFF_TILE, left : left + TIFF_TILE]))
             tile[: block.shape[0], : block.shape[1]] = block
             yield tile
+        release_pages(array)
 
 
 def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype) -> Path:
@@ -76,6 +79,7 @@ def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int
     step = max(1, math.ceil(max(image.shape) / max_side))
     gray = display(image[::step, ::step])
     edges = find_boundaries(np.asarray(labels[::step, ::step]), mode="inner")
+    release_pages(image, labels)
     rgb = (np.repeat(gray[..., None], 3, axis=-1) * 255).astype(np.uint8)
     rgb[edges] = (255, 220, 0)
     partial = _partial(path)
@@ -92,5 +96,6 @@ def masked_mean(values: np.ndarray, labels: np.ndarray, band: int = 1024) -> tup
         count += int(beads.sum())
         if values is not None:
             total += float(np.asarray(values[top : top + band], np.float64)[beads].sum())
+        release_pages(values, labels)
     mean = total / count if values is not None and count else None
     return mean, count / labels.size

@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 from skimage.measure import label, regionprops_table
 
 from beadseg.data.instances import SPLIT_DEPTH, split_touching
+from beadseg.data.io import release_pages
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class PostProcess:
                 free = (mine > 0) & (window == 0)
                 window[free] = mine[free]
                 rows += object_table(mine, image[y0:y1, x0:x1], probability[y0:y1, x0:x1], (y0, x0))
+            release_pages(image, probability, labels)
         if truncated:
             log.warning("%d beads reach past the %d px halo of their chunk (larger than the halo?): "
                         "raise postprocess.halo", truncated, self.halo)

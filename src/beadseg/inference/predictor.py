@@ -29,14 +29,16 @@ class ModelPredictor:
 
     name = "model"
 
-    def __init__(self, module, tile: int = 512, overlap: int = 32, batch_size: int = 8, blend: str = "gaussian",
+    def __init__(self, module, tile: int = 512, overlap: int = 32, batch_size: int | str = "auto", blend: str = "gaussian",
                  tta: bool = False, mc_samples: int = 0, device: str | None = None, amp: bool | None = None) -> None:
         self.net = module.net.eval()
         if device or torch.cuda.is_available():  # on its own; in Lightning's predict loop the trainer places it
             self.net.to(device or "cuda")
         self.normalization = Normalization(**(module.hparams.get("normalization") or {}))
         self.threshold = float(module.hparams.get("threshold", 0.5))
-        self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, batch_size, blend
+        if batch_size == "auto":  # fp32 activations of 8 tiles of 512² take ~1.3 GB of RAM on a CPU; fp16 on a GPU, half
+            batch_size = 8 if self.device.type == "cuda" else 4
+        self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, int(batch_size), blend
         self.tta, self.mc_samples, self._amp = tta, mc_samples, amp
         self.keep_dropout_on()
 
@@ -123,10 +125,7 @@ def load_predictor(model: dict | None, ckpt: str | None, detector: dict, inferen
     if model:
         raise ValueError("a trained model comes from its checkpoint (ckpt=PATH); model=classical is the only model "
                          "that needs none")
-    from beadseg.training.module import BeadSegModule
+    from beadseg.training.module import BeadSegModule, load_module
 
-    try:
-        module = BeadSegModule.load_from_checkpoint(ckpt, map_location="cpu")
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint") from error
+    module = load_module(ckpt, BeadSegModule)
     return ModelPredictor(module, **{k: v for k, v in inference.items() if k != "num_workers"})

@@ -12,6 +12,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from beadseg.data.io import release_pages
+
 # (N, 1, h, w) normalised tiles -> (N, 1, h, w) probabilities and (optionally) their uncertainty
 TileModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -91,6 +93,7 @@ def predict_tiled(
             values[: tile_h - count] = values[count:].copy()
             values[tile_h - count :] = 0
         origin = until
+        release_pages(image, probability, uncertainty)
 
     for top in rows:
         flush(top)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -46,3 +50,28 @@ class ImageGridLogger(pl.Callback):
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("val/image_truth_prediction", grid, trainer.global_step)
         self.rows = []
+
+
+class LastCheckpoint(pl.Callback):
+    """``last.ckpt`` holds the last finished epoch (rewritten after every validation, improved or not) and, for
+    long epochs, the training state every ``minutes`` in between; written under a temporary name and renamed."""
+
+    def __init__(self, dirpath: str, minutes: float | None = 30.0) -> None:
+        self.path = Path(dirpath) / "last.ckpt"
+        self.seconds = None if minutes is None else minutes * 60
+        self.saved_at = time.monotonic()
+
+    def save(self, trainer: pl.Trainer) -> None:
+        partial = self.path.with_name(".last.ckpt.partial")
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
+        self.saved_at = time.monotonic()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.save(trainer)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.seconds is not None and time.monotonic() - self.saved_at >= self.seconds:
+            self.save(trainer)

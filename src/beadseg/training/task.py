@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from beadseg.checkpoint import module_settings, read_checkpoint
+from beadseg.config import check_settings
+from beadseg.training.callbacks import LastCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +44,7 @@ def _flat_hparams(cfg: DictConfig) -> dict:
 
 def load_weights(module: pl.LightningModule, checkpoint_path: str) -> None:
     """Start from another run's weights (fine-tuning); unlike ``ckpt_path`` the epoch, optimiser and schedule start anew."""
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = module_settings(checkpoint_path)[0]["state_dict"]
     try:
         module.load_state_dict(state)
     except RuntimeError as error:
@@ -54,8 +61,46 @@ def adequacy_verdict(accuracy: float, bar: float) -> str:
             "the classes are not yet separable from these frames; check the frames (beadseg-qc) before blaming the model.")
 
 
+@contextmanager
+def sigterm_as_interrupt():
+    """``kill`` (SIGTERM) stops training like Ctrl-C does, so that the run is recorded as interrupted."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def resume_command(output_dir: Path, last: Path | None) -> str:
+    """The command that continues this run from its last checkpoint (same overrides, a new run directory)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("ckpt_path=", "hydra.run.dir="))] \
+        if HydraConfig.initialized() else []
+    return " ".join(["beadseg-train", *overrides, f"ckpt_path={last}"])
+
+
+def record_interruption(output_dir: Path, trainer: pl.Trainer, last: Path | None, stop: BaseException) -> None:
+    """``result.json`` with status ``interrupted``, the last checkpoint and the command that resumes the run."""
+    if not trainer.is_global_zero:
+        return
+    saved = last if last and last.is_file() else None
+    result = {"status": "interrupted", "epochs_run": trainer.current_epoch, "last_checkpoint": str(saved or ""),
+              "stopped_by": type(stop).__name__,
+              "resume": resume_command(output_dir, saved) if saved else "no checkpoint was written yet: start again"}
+    (output_dir / "result.json").write_text(json.dumps(result, indent=2))
+    print(f"beadseg-train: interrupted after {trainer.current_epoch} epoch(s); resume with: {result['resume']}",
+          file=sys.stderr)
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit the configured model on the configured data; return (and write to ``result.json``) the outcome."""
+    check_settings(cfg)
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
@@ -66,6 +111,8 @@ def train(cfg: DictConfig) -> dict:
     if "_target_" not in cfg.model:
         raise ValueError(f"model={cfg.model.get('name')} has no network to train; evaluate it with "
                          f"beadseg-eval model={cfg.model.get('name')} data.root=DIR")
+    if cfg.get("ckpt_path"):
+        module_settings(cfg.ckpt_path)  # refused here, by name, if it is not plain weights and beadseg settings
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
@@ -75,20 +122,27 @@ def train(cfg: DictConfig) -> dict:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    last = next((c.path for c in callbacks if isinstance(c, LastCheckpoint)), None)
+    try:
+        with sigterm_as_interrupt():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except (KeyboardInterrupt, SystemExit) as stop:
+        record_interruption(output_dir, trainer, last, stop)
+        raise
 
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
     best_score = checkpoint.best_model_score if checkpoint else None
     best = float(best_score) if best_score is not None else None
     result = {
+        "status": "completed",
         "monitor": cfg.monitor,
         "best_score": best,
         "best_val_jaccard": best if cfg.monitor == "val/jaccard" else None,
-        "best_epoch": torch.load(best_path, map_location="cpu", weights_only=False)["epoch"] if best_path else None,
+        "best_epoch": read_checkpoint(best_path)["epoch"] if best_path else None,
         "epochs_run": trainer.current_epoch,
         "checkpoint": best_path,
-        "last_checkpoint": checkpoint.last_model_path if checkpoint else "",
+        "last_checkpoint": str(last) if last and last.is_file() else "",
         "tensorboard": str(output_dir / "tensorboard") if any(
             isinstance(lg, pl.loggers.TensorBoardLogger) for lg in loggers) else "",
     }

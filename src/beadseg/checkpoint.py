@@ -1,0 +1,76 @@
+"""Reading checkpoints as data, never as code.
+
+Every checkpoint beadseg opens is loaded weights-only (tensors, numbers, strings, lists and dicts: a pickle that
+would run code is refused), and the ``_target_`` settings it carries are checked against what beadseg builds
+before anything is instantiated from them.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# What a checkpoint's settings may name: beadseg's networks and losses, torch layers, losses and optimisers,
+# smp's losses, timm's model factory. Anything else (open, shutil.copyfile, os.system, ...) is refused.
+ALLOWED_PREFIXES = ("beadseg.models.", "beadseg.losses.", "torch.nn.", "torch.optim.", "segmentation_models_pytorch.losses.")
+ALLOWED_TARGETS = {"timm.create_model"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged, or holds more than weights and settings."""
+
+
+def targets(node: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every ``_target_`` in a nested settings structure, with where it sits (``net._target_``)."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key == "_target_":
+                found.append((path, str(value)))
+            else:
+                found += targets(value, path)
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            found += targets(value, f"{where}[{index}]")
+    return found
+
+
+def check_targets(settings: dict, source: str) -> None:
+    """Refuse settings that would build anything outside the allow-list, naming the first such target."""
+    for where, target in targets(settings):
+        if target not in ALLOWED_TARGETS and not target.startswith(ALLOWED_PREFIXES):
+            raise CheckpointError(f"{source}: refused: its setting {where} names {target!r}, which is not something "
+                                  "beadseg builds (its networks and losses, torch layers, losses and optimisers)")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's contents, loaded weights-only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ckpt={path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        detail = str(error).strip().splitlines()
+        hint = next((line for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else "")
+        raise CheckpointError(f"ckpt={path}: refused: it holds objects beyond weights and settings, which could run "
+                              f"code when loaded ({hint.strip()}); beadseg loads checkpoints weights-only") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise CheckpointError(f"ckpt={path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"ckpt={path}: not a beadseg checkpoint (a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint
+
+
+def module_settings(path: str | Path) -> tuple[dict, dict]:
+    """The checkpoint and its hyper-parameters, checked: what a LightningModule is rebuilt from."""
+    checkpoint = read_checkpoint(path)
+    if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"ckpt={path}: not a beadseg checkpoint (no hyper_parameters or state_dict)")
+    settings = dict(checkpoint["hyper_parameters"])
+    check_targets(settings, f"ckpt={path}")
+    return checkpoint, settings

@@ -1,0 +1,217 @@
+"""Trust: checkpoints are data, runs never collide and always say how they ended, bad input never gives a count."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from scipy.ndimage import gaussian_filter
+
+from beadseg.checkpoint import CheckpointError
+from beadseg.cli.app import quote_values
+from beadseg.config import ConfigError
+from beadseg.data.io import BeadDataError, mask_kind, open_image, read_image, read_mask
+from beadseg.data.synthetic import render_beads
+from beadseg.training.task import train
+from conftest import write_pair
+
+BIN = Path(sys.executable).parent
+
+
+class WritesAFile:
+    """Unpickling this opens (and so creates) ``path``: what a hostile checkpoint could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from hydra import compose, initialize_config_dir
+
+    from beadseg.config import CONFIG_DIR
+
+    out = tmp_path_factory.mktemp("run")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["debug=fast", "model.base_channels=4", f"paths.output_dir={out}"])
+    return Path(train(cfg)["last_checkpoint"])
+
+
+@pytest.fixture
+def hostile(checkpoint, tmp_path) -> dict:
+    """Two hostile checkpoints and the files they would write: a pickle that runs code, and a ``_target_``."""
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    victims = {"pickle": tmp_path / "written_by_pickle", "target": tmp_path / "written_by_target"}
+    torch.save({**content, "extra": WritesAFile(victims["pickle"])}, tmp_path / "pickle.ckpt")
+    settings = {**content["hyper_parameters"], "net": {"_target_": "builtins.open", "file": str(victims["target"]), "mode": "w"}}
+    torch.save({**content, "hyper_parameters": settings}, tmp_path / "target.ckpt")
+    return {kind: (tmp_path / f"{kind}.ckpt", victims[kind]) for kind in victims}
+
+
+@pytest.mark.parametrize("kind", ["pickle", "target"])
+def test_every_command_that_takes_a_checkpoint_refuses_a_hostile_one(hostile, kind, compose_config, tmp_path):
+    from beadseg.inference.evaluate import select_pairs
+    from beadseg.inference.explain import explain
+    from beadseg.inference.export import export
+    from beadseg.inference.predictor import load_predictor
+    from beadseg.data.folder import FolderSource
+
+    path, victim = hostile[kind]
+    folder = tmp_path / "beads"
+    image, labels = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
+    write_pair(folder, "a", image, labels.astype(np.uint16))
+    attempts = {
+        "predict": lambda: load_predictor(None, str(path), {}, {}),
+        "eval split": lambda: select_pairs(FolderSource(folder), "val", str(path)),
+        "export": lambda: export(str(path), "torchscript", tmp_path / "export"),
+        "explain": lambda: explain(str(path), [folder / "images" / "a.tif"], tmp_path / "explain", ["occlusion"]),
+        "train init_from": lambda: train(compose_config("train", ["debug=fast", f"init_from={path}",
+                                                                   f"paths.output_dir={tmp_path / 'init'}"])),
+        "train resume": lambda: train(compose_config("train", ["debug=fast", f"ckpt_path={path}",
+                                                                f"paths.output_dir={tmp_path / 'resume'}"])),
+    }
+    for command, attempt in attempts.items():
+        with pytest.raises(CheckpointError, match="refused") as refused:
+            attempt()
+        assert str(path) in str(refused.value), command
+        assert not victim.exists(), f"{command} ran the checkpoint's code"
+    if kind == "target":
+        assert "builtins.open" in str(refused.value)
+
+
+def test_the_cli_refuses_with_one_line_and_no_traceback(hostile, tmp_path):
+    path, victim = hostile["pickle"]
+    image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", image)
+    done = subprocess.run([BIN / "beadseg-predict", f"ckpt={path}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'o'}",
+                           f"hydra.run.dir={tmp_path / 'h'}"], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"beadseg-predict: error: ckpt={path}: refused" in done.stderr and not victim.exists()
+    traced = subprocess.run([BIN / "beadseg-predict", f"ckpt={path}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'o2'}",
+                             f"hydra.run.dir={tmp_path / 'h2'}"], capture_output=True, text=True,
+                            env={"HYDRA_FULL_ERROR": "1", "PATH": str(BIN)})
+    assert traced.returncode == 1 and "Traceback" in traced.stderr  # the trace, on request
+
+
+def test_last_checkpoint_is_the_last_epoch_even_without_improvement(compose_config, tmp_path):
+    # lr=0: the model never changes, validation never improves after epoch 0
+    result = train(compose_config("train", ["debug=fast", "model.base_channels=4", "optimizer.lr=1e-12",
+                                            "trainer.max_epochs=3", f"paths.output_dir={tmp_path}"]))
+    assert torch.load(result["checkpoint"], map_location="cpu", weights_only=True)["epoch"] == 0
+    assert torch.load(result["last_checkpoint"], map_location="cpu", weights_only=True)["epoch"] == 2
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
+    commands = [[BIN / "beadseg-synth", f"out={tmp_path / name}", "n=1", "size=16"] for name in ("a", "b")]
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for command in commands]
+    assert all(process.wait() == 0 for process in processes)
+    runs = sorted((tmp_path / "outputs" / "synth" / "runs").iterdir())
+    assert len(runs) == 2 and runs[0].name[:19] <= runs[1].name[:19]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_stopped_run_records_how_to_resume(tmp_path, stop):
+    run = tmp_path / "run"
+    process = subprocess.Popen([BIN / "beadseg-train", "model.base_channels=4", "data.source.n_images=8",
+                                "data.source.image_size=64", "data.patch_size=32", "trainer.max_epochs=500",
+                                "callbacks.image_grid=null", f"hydra.run.dir={run}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "interrupted" and Path(result["last_checkpoint"]).is_file()
+    assert f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in result["resume"] and "data.source.n_images=8" in result["resume"]
+    assert "resume with: beadseg-train" in stderr
+
+
+def test_nan_in_a_memory_mapped_frame_is_refused_by_name(tmp_path):
+    image = np.ones((256, 256), np.float32)
+    image[100:110, 100:110] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", image)
+    with pytest.raises(BeadDataError, match=r"nan\.tif holds NaN"):
+        open_image(tmp_path / "nan.tif")
+
+
+def test_duplicate_stems_in_an_input_folder_are_refused_by_name(tmp_path):
+    image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "sample.tif", image)
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "in" / "sample.png", image)
+    done = subprocess.run([BIN / "beadseg-predict", "model=classical", f"input={tmp_path / 'in'}",
+                           f"output={tmp_path / 'o'}", f"hydra.run.dir={tmp_path / 'h'}"], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "sample.png, sample.tif" in done.stderr and not (tmp_path / "o" / "counts.csv").exists()
+
+
+def test_blurred_masks_are_refused_and_label_images_up_to_255_accepted(tmp_path):
+    _, labels = render_beads(np.random.default_rng(1), 128, 60, "brightfield", 8)
+    blurred = (gaussian_filter((labels > 0).astype(float), 1.0) * 252).round().astype(np.uint8)
+    tifffile.imwrite(tmp_path / "blurred.tif", blurred)
+    with pytest.raises(BeadDataError, match=r"blurred\.tif is neither binary nor instance labels"):
+        read_mask(tmp_path / "blurred.tif")
+    high = np.where(labels > 0, labels + 200, 0).clip(0, 255).astype(np.uint8)  # labels 201..255
+    assert mask_kind(high) == "labels" and mask_kind((labels > 0).astype(np.uint8) * 255) == "binary"
+
+
+def test_eval_counts_label_masks_with_gaps_and_names_a_blurred_mask(compose_config, tmp_path):
+    from beadseg.inference.evaluate import evaluate
+
+    labels = np.zeros((64, 64), np.uint16)
+    for value, (y, x) in zip((1, 3, 4), ((10, 10), (30, 40), (50, 20))):  # label 2 is missing
+        labels[y - 3 : y + 4, x - 3 : x + 4] = value
+    image = (1000 + 20000 * (labels > 0)).astype(np.uint16)
+    write_pair(tmp_path / "gaps", "a", image, labels)
+    cfg = compose_config("eval", ["model=classical", f"data.root={tmp_path / 'gaps'}", f"output={tmp_path / 'e'}"])
+    metrics = evaluate(cfg)["metrics"]
+    assert metrics["count"]["total_true"] == 3 and metrics["objects"]["centroid"]["f1"] == 1.0
+    write_pair(tmp_path / "blur", "b", image, (gaussian_filter((labels > 0) * 1.0, 1) * 250).astype(np.uint8))
+    with pytest.raises(BeadDataError, match=r"b\.tif is neither binary"):
+        evaluate(compose_config("eval", ["model=classical", f"data.root={tmp_path / 'blur'}", f"output={tmp_path / 'f'}"]))
+
+
+def test_empty_non_image_and_tiny_files_are_named_for_what_they_are(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("not an image")
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "dot.png", np.zeros((1, 1), np.uint8))
+    for name, reason in (("empty.png", "is empty"), ("notes.png", "is not an image"), ("dot.png", "1x1 px: too small")):
+        with pytest.raises(BeadDataError, match=reason) as error:
+            read_image(tmp_path / name)
+        assert "pip install" not in str(error.value)
+
+
+@pytest.mark.parametrize("override, key", [("optimizer.lr=abc", "optimizer.lr='abc'"), ("data.batch_size=0", "data.batch_size=0"),
+                                           ("data.val_fraction=1.5", "data.val_fraction=1.5")])
+def test_settings_are_checked_by_key_before_any_data_is_read(compose_config, tmp_path, override, key, monkeypatch):
+    monkeypatch.setattr("beadseg.data.synthetic.SyntheticSource.entries", lambda self: pytest.fail("data was read"))
+    with pytest.raises(ConfigError, match=f"^{key}"):
+        train(compose_config("train", [override, f"paths.output_dir={tmp_path}"]))
+
+
+def test_paths_with_spaces_and_accents_need_no_quotes(tmp_path):
+    assert quote_values(["input=/data/my beads", "out=/données", "a=b", "x='q r'", "-m"]) == \
+        ["input='/data/my beads'", "out='/données'", "a=b", "x='q r'", "-m"]
+    out = tmp_path / "my beads é"
+    done = subprocess.run([BIN / "beadseg-synth", f"out={out}", "n=1", "size=16", f"hydra.run.dir={tmp_path / 'h'}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert len(list((out / "images").iterdir())) == 1
