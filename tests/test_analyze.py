@@ -69,6 +69,8 @@ def test_counts_and_areas_are_exact_and_clean_labels_pass(tmp_path, run_analyze)
     assert summary["bead_area_px"]["median"] == pytest.approx(np.median(all_areas))
     assert summary["beads_per_image"]["max"] == max(l.max() for l in truth.values())
     assert summary["label_qa"]["images_offset"] == summary["label_qa"]["images_missing_labels"] == 0
+    assert summary["mask_kinds"] == {"binary": 6} and {row["mask_kind"] for row in rows} == {"binary"}
+    assert "Masks read as: binary masks" in (out / "REPORT.md").read_text()
     for name in ("distribution_analysis.png", "sample_images.png", "label_qa.png", "REPORT.md", "recommended.yaml"):
         assert (out / name).stat().st_size > 0
 

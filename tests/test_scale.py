@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -223,7 +224,10 @@ def test_manifest_row_survives_a_damaged_cache(synthetic_folder):
 def test_loader_workers_read_every_validation_image_once(synthetic_folder):
     datamodule = BeadDataModule(FolderSource(synthetic_folder), patch_size=48, val_fraction=0.5, num_workers=2)
     datamodule.setup()
+    for dataset in datamodule.datasets.values():  # workers started by spawn/forkserver get a pickled copy
+        assert len(pickle.loads(pickle.dumps(dataset))) == len(dataset)
     names = [name for batch in datamodule.val_dataloader() for name in batch["name"]]
     expected = [row["name"] for row in datamodule.split_table if row["split"] == "val"]
     assert sorted(names) == sorted(expected) and len(expected) >= 3
-    assert sum(len(batch["image"]) for batch in datamodule.train_dataloader()) == len(datamodule.datasets["train"])
+    batches = len(datamodule.datasets["train"]) // datamodule.batch_size  # the last, short batch is dropped
+    assert sum(len(batch["image"]) for batch in datamodule.train_dataloader()) == batches * datamodule.batch_size

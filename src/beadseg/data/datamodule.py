@@ -32,13 +32,15 @@ def patch_sampler(patch_size: int, foreground_oversample: float) -> A.Compose:
     return A.Compose([A.PadIfNeeded(patch_size, patch_size, border_mode=cv2.BORDER_REFLECT_101), crop])
 
 
-def normalized_item(normalization: Normalization):
-    """What a segmentation dataset keeps of a sample: the name, the normalised image and the bead mask."""
+class NormalizedItem:
+    """What a segmentation dataset keeps of a sample: the name, the normalised image and the bead mask
+    (a class, not a closure: loader workers started by spawn or forkserver must pickle it)."""
 
-    def prepare(sample: BeadSample, row: dict) -> tuple[str, np.ndarray, np.ndarray]:
-        return sample.name, normalization(sample.image), sample.mask.astype(np.uint8)
+    def __init__(self, normalization: Normalization) -> None:
+        self.normalization = normalization
 
-    return prepare
+    def __call__(self, sample: BeadSample, row: dict) -> tuple[str, np.ndarray, np.ndarray]:
+        return sample.name, self.normalization(sample.image), sample.mask.astype(np.uint8)
 
 
 class PatchDataset(Dataset):
@@ -159,7 +161,7 @@ class BeadDataModule(pl.LightningDataModule):
             )
         self.normalization.fit([row["vmax"] for row in by_split["train"]])
         errors = Path(self.output_dir) / "errors.csv" if self.output_dir else None
-        items = {split: OnDemand(self.source, chosen, normalized_item(self.normalization), self.cache_mb, errors)
+        items = {split: OnDemand(self.source, chosen, NormalizedItem(self.normalization), self.cache_mb, errors)
                  for split, chosen in by_split.items()}
         self.datasets["train"] = PatchDataset(
             items["train"], patch_sampler(self.patch_size, self.foreground_oversample), self.augmentation,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
@@ -52,26 +52,23 @@ class ImageGridLogger(pl.Callback):
         self.rows = []
 
 
-class LastCheckpoint(pl.Callback):
+class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt`` holds the last finished epoch (rewritten after every validation, improved or not) and, for
-    long epochs, the training state every ``minutes`` in between; written under a temporary name and renamed."""
+    long epochs, the training state every ``minutes`` in between. A ModelCheckpoint, so that Lightning saves it
+    after the other callbacks (early stopping included) have updated their state."""
 
     def __init__(self, dirpath: str, minutes: float | None = 30.0) -> None:
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, save_last=False,
+                         every_n_epochs=1, enable_version_counter=False)
         self.path = Path(dirpath) / "last.ckpt"
         self.seconds = None if minutes is None else minutes * 60
         self.saved_at = time.monotonic()
 
-    def save(self, trainer: pl.Trainer) -> None:
-        partial = self.path.with_name(".last.ckpt.partial")
-        trainer.save_checkpoint(partial)
-        if trainer.is_global_zero:
-            os.replace(partial, self.path)
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
         self.saved_at = time.monotonic()
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.save(trainer)
-
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if self.seconds is not None and time.monotonic() - self.saved_at >= self.seconds:
-            self.save(trainer)
+            self._save_checkpoint(trainer, str(self.path))
