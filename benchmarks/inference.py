@@ -29,14 +29,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from beadseg.checkpoint import load_network
 from beadseg.config import CONFIG_DIR
 from beadseg.inference.predictor import ModelPredictor
-from beadseg.training import module as modules
 
 
-def load_module(ckpt: str | None, overrides: list[str]) -> modules.BeadSegModule:
+def load_module(ckpt: str | None, overrides: list[str]):
+    """A checkpoint's network and settings, or a fresh default model (``net`` and ``hparams`` either way)."""
     if ckpt:
-        return modules.load_module(ckpt, modules.BeadSegModule)
+        return load_network(ckpt, "segment")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["paths.output_dir=/tmp/beadseg-benchmark", *overrides])
     return instantiate(cfg.module)

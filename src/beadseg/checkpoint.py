@@ -8,6 +8,7 @@ before anything is instantiated from them.
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,36 @@ def module_settings(path: str | Path) -> tuple[dict, dict]:
     settings = dict(checkpoint["hyper_parameters"])
     check_targets(settings, f"ckpt={path}")
     return checkpoint, settings
+
+
+@dataclass
+class Network:
+    """What inference needs of a checkpoint: the network (in eval mode) and its settings (normalisation,
+    threshold, class names), with no LightningModule and no training code."""
+
+    net: torch.nn.Module
+    hparams: dict
+    checkpoint: dict
+
+    @property
+    def task(self) -> str:
+        return "classify" if "class_names" in self.hparams else "segment"
+
+
+def load_network(path: str | Path, task: str | None = None) -> Network:
+    """The checkpoint's network, built from its checked settings and filled with its weights; ``task``
+    (``segment`` or ``classify``) is the kind this command needs."""
+    from hydra.utils import instantiate
+
+    checkpoint, settings = module_settings(path)
+    network = Network(instantiate(settings["net"]), settings, checkpoint)
+    if task is not None and network.task != task:
+        what = {"segment": "a segmentation", "classify": "a classification"}
+        raise CheckpointError(f"ckpt={path} holds {what[network.task]} model; this command needs {what[task]} one")
+    weights = {key[len("net."):]: value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")}
+    try:
+        network.net.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CheckpointError(f"ckpt={path}: its weights do not fit its own network ({str(error).splitlines()[0]})") from None
+    network.net.eval()
+    return network

@@ -8,10 +8,10 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from beadseg.checkpoint import load_network
 from beadseg.data.io import Normalization, read_image
 from beadseg.inference.outputs import display
 from beadseg.tables import write_csv
-from beadseg.training.module import BeadClassifierModule, load_module
 
 METHODS = ("integrated_gradients", "occlusion")
 
@@ -53,20 +53,20 @@ def attribution_overlay(image: np.ndarray, attribution: np.ndarray) -> np.ndarra
 def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window: int = 8) -> Path:
     """Attribution overlays (``<frame>_<method>.png``) and ``predictions.csv`` for the given frames."""
     _captum()
-    module = load_module(ckpt, BeadClassifierModule)
-    normalization = Normalization(**(module.hparams.normalization or {}))
-    names = module.hparams.class_names or [str(i) for i in range(module.net.num_classes)]
+    network = load_network(ckpt, "classify")
+    normalization = Normalization(**(network.hparams.get("normalization") or {}))
+    names = network.hparams.get("class_names") or [str(i) for i in range(network.net.num_classes)]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in inputs:
         raw = read_image(path)
         image = torch.from_numpy(normalization(raw))[None, None]
         with torch.no_grad():
-            probabilities = torch.softmax(module.net(image), dim=1)[0]
+            probabilities = torch.softmax(network.net(image), dim=1)[0]
         predicted = int(probabilities.argmax())
         rows.append({"frame": str(path), "predicted": names[predicted], "probability": round(float(probabilities[predicted]), 4)})
         for method in methods:
-            attribution = attribute(module.net, image, predicted, method, window)
+            attribution = attribute(network.net, image, predicted, method, window)
             iio.imwrite(out / f"{path.stem}_{method}.png", attribution_overlay(raw, attribution))
     write_csv(rows, out / "predictions.csv", ["frame", "predicted", "probability"])
     return out

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from beadseg.checkpoint import read_checkpoint
-from beadseg.training.module import BeadSegModule, load_module
+from beadseg.checkpoint import load_network, read_checkpoint
 
 
 def slim_checkpoint(ckpt: str, target: Path) -> Path:
@@ -34,12 +33,12 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     The exported network takes (N, 1, H, W) normalised images whose H and W are multiples of ``divisor``
     (in ``beadseg.json`` beside it, with the normalisation recipe and threshold): pad before, crop after.
     """
-    module = load_module(ckpt, BeadSegModule)
-    net = module.net
+    network = load_network(ckpt, "segment")
+    net = network.net
     divisor = getattr(net, "divisor", 32)
     if tile % divisor:
         raise ValueError(f"tile={tile} must be a multiple of the model's divisor ({divisor})")
-    recipe = {"normalization": module.hparams.get("normalization"), "threshold": float(module.hparams.threshold),
+    recipe = {"normalization": network.hparams.get("normalization"), "threshold": float(network.hparams["threshold"]),
               "divisor": divisor, "input": "(N, 1, H, W) float32, normalised; H, W multiples of divisor",
               "output": "(N, 1, H, W) logits", "checkpoint": str(ckpt)}
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +70,7 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     elif fmt == "checkpoint":
         path = slim_checkpoint(ckpt, out / "model.ckpt")
         with torch.no_grad():
-            got = load_module(path, BeadSegModule).net(probe)
+            got = load_network(path, "segment").net(probe)
     else:
         raise ValueError(f"format={fmt!r}: choose torchscript, onnx or checkpoint")
     difference = float((got - expected).abs().max())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from beadseg.checkpoint import load_network
 from beadseg.data.io import Normalization
 from beadseg.inference.tiling import predict_tiled
 from beadseg.models.classical import detect_beads
@@ -29,13 +30,13 @@ class ModelPredictor:
 
     name = "model"
 
-    def __init__(self, module, tile: int = 512, overlap: int = 32, batch_size: int | str = "auto", blend: str = "gaussian",
+    def __init__(self, network, tile: int = 512, overlap: int = 32, batch_size: int | str = "auto", blend: str = "gaussian",
                  tta: bool = False, mc_samples: int = 0, device: str | None = None, amp: bool | None = None) -> None:
-        self.net = module.net.eval()
+        self.net = network.net.eval()
         if device or torch.cuda.is_available():  # on its own; in Lightning's predict loop the trainer places it
             self.net.to(device or "cuda")
-        self.normalization = Normalization(**(module.hparams.get("normalization") or {}))
-        self.threshold = float(module.hparams.get("threshold", 0.5))
+        self.normalization = Normalization(**(network.hparams.get("normalization") or {}))
+        self.threshold = float(network.hparams.get("threshold", 0.5))
         if batch_size == "auto":  # fp32 activations of 8 tiles of 512² take ~1.3 GB of RAM on a CPU; fp16 on a GPU, half
             batch_size = 8 if self.device.type == "cuda" else 4
         self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, int(batch_size), blend
@@ -125,7 +126,4 @@ def load_predictor(model: dict | None, ckpt: str | None, detector: dict, inferen
     if model:
         raise ValueError("a trained model comes from its checkpoint (ckpt=PATH); model=classical is the only model "
                          "that needs none")
-    from beadseg.training.module import BeadSegModule, load_module
-
-    module = load_module(ckpt, BeadSegModule)
-    return ModelPredictor(module, **{k: v for k, v in inference.items() if k != "num_workers"})
+    return ModelPredictor(load_network(ckpt, "segment"), **{k: v for k, v in inference.items() if k != "num_workers"})

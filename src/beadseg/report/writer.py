@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.report import figures
 from beadseg.report.logs import RunLog, find_baseline, find_runs
 
@@ -89,8 +90,6 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
 
 def adequacy_section(runs: list[RunLog], root: Path, bar: float) -> list[str]:
     """Frame-classification runs (the adequacy check): best validation accuracy against the bar, in a sentence."""
-    from beadseg.training.task import adequacy_verdict
-
     figures.curves(runs, "val/accuracy", "validation accuracy", root / "adequacy_val_accuracy.png", bar)
     lines = ["## Adequacy check (frame classification)", ""]
     for run in runs:

@@ -98,21 +98,6 @@ class ConfiguredModule(pl.LightningModule, ABC):
             checkpoint["beadseg_split"] = {row["name"]: row["split"] for row in datamodule.split_table}
 
 
-def load_module(path: str, kind: type[ConfiguredModule] | None = None) -> ConfiguredModule:
-    """Rebuild a LightningModule from a checkpoint without running anything it names outside beadseg's allow-list
-    (weights-only load, checked targets); ``kind`` (default: from the settings) is the class expected."""
-    from beadseg.checkpoint import CheckpointError, module_settings
-
-    checkpoint, settings = module_settings(path)
-    found = BeadClassifierModule if "class_names" in settings else BeadSegModule
-    if kind is not None and found is not kind:
-        what = {BeadSegModule: "a segmentation", BeadClassifierModule: "a classification"}
-        raise CheckpointError(f"ckpt={path} holds {what[found]} model; this command needs {what[kind]} one")
-    module = found(**settings)
-    module.load_state_dict(checkpoint["state_dict"])
-    return module.eval()
-
-
 class BeadSegModule(ConfiguredModule):
     """Binary bead segmentation; the checkpoint also carries the probability threshold."""
 

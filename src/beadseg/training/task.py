@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from beadseg.checkpoint import module_settings, read_checkpoint
 from beadseg.config import check_settings
+from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.training.callbacks import LastCheckpoint
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,6 @@ def load_weights(module: pl.LightningModule, checkpoint_path: str) -> None:
     except RuntimeError as error:
         raise ValueError(f"init_from={checkpoint_path}: its weights do not fit this model ({error})") from error
     log.info("initialised weights from %s", checkpoint_path)
-
-
-def adequacy_verdict(accuracy: float, bar: float) -> str:
-    """One sentence: do the frames look learnable (validation accuracy against the bar)?"""
-    if accuracy >= bar:
-        return (f"Validation accuracy {accuracy:.3f} clears the adequacy bar of {bar:.2f}: "
-                "the data look learnable, so poor segmentation points at the model or the labels, not the images.")
-    return (f"Validation accuracy {accuracy:.3f} stays under the adequacy bar of {bar:.2f}: "
-            "the classes are not yet separable from these frames; check the frames (beadseg-qc) before blaming the model.")
 
 
 @contextmanager
