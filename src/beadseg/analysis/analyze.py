@@ -11,7 +11,7 @@ import numpy as np
 import tifffile
 from rich.progress import track
 
-from beadseg.analysis import figures
+from beadseg import plots
 from beadseg.analysis.fingerprint import QAThresholds, image_row, summarise
 from beadseg.analysis.label_qa import LabelCheck, check_labels, shift_mask
 from beadseg.analysis.recommend import recommend, write_recommended
@@ -158,9 +158,9 @@ def analyze(cfg) -> dict:
     written = {
         "per_image": write_csv(analysis.rows, out / "per_image.csv"),
         "recommended": write_recommended(settings, out / "recommended.yaml", str(source.root)),
-        "distribution": figures.distribution_figure(analysis.rows, analysis.diameters, out / "distribution_analysis.png"),
-        "samples": figures.sample_figure(spread_by_density(source, analysis.rows), out / "sample_images.png"),
-        "label_qa": figures.label_qa_figure(qa_cases(source, analysis, detector, qa), out / "label_qa.png"),
+        "distribution": plots.distribution_figure(analysis.rows, analysis.diameters, out / "distribution_analysis.png"),
+        "samples": plots.sample_figure(spread_by_density(source, analysis.rows), out / "sample_images.png"),
+        "label_qa": plots.label_qa_figure(qa_cases(source, analysis, detector, qa), out / "label_qa.png"),
     }
     comparison = None
     if cfg.get("compare"):
@@ -173,7 +173,7 @@ def analyze(cfg) -> dict:
         comparison = {"other": str(other_source.root), "table": table, "differences": notes, "other_summary": other.summary}
         summary["comparison"] = comparison
         written["comparison_table"] = write_csv(table, out / "comparison.csv")
-        written["comparison_figure"] = figures.comparison_figure(
+        written["comparison_figure"] = plots.comparison_figure(
             name_a, analysis.rows, analysis.diameters, name_b, other.rows, other.diameters, out / "comparison.png")
     if cfg.get("fix"):
         if not cfg.get("out_masks"):

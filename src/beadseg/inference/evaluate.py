@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from rich.progress import track
 
+from beadseg import plots
 from beadseg.checkpoint import module_settings, read_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.inference.postprocess import PostProcess
@@ -79,46 +80,6 @@ class Evaluation:
         }
 
 
-def worst_figure(cases: list, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from beadseg.analysis.figures import overlay
-
-    fig, axes = plt.subplots(max(len(cases), 1), 2, figsize=(10, 5 * max(len(cases), 1)), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for (row, image, truth, predicted), (left, right) in zip(cases, axes):
-        left.imshow(overlay(image, truth, (0.1, 0.9, 0.1)))
-        left.set_title(f"{row['image'][:40]}\ntruth: {row['true_count']} beads", fontsize=9)
-        right.imshow(overlay(image, predicted, (1.0, 0.8, 0.0)))
-        right.set_title(f"prediction: {row['predicted_count']} beads; object F1 {row['object_f1']}, IoU {row['iou']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def sweep_figure(sweep: list[dict], best: float, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([s["threshold"] for s in sweep], [s["iou"] for s in sweep], marker="o", label="pixel IoU")
-    ax.plot([s["threshold"] for s in sweep], [s["object_f1"] for s in sweep], marker="s", label="object F1")
-    ax.axvline(best, color="gray", linestyle="--", label=f"best {best:g}")
-    ax.set(xlabel="probability threshold", ylabel="score", ylim=(0, 1.02), title="Threshold sweep")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def evaluate(cfg) -> dict:
     """Run the whole evaluation; writes metrics.json, per_image.csv and figures into ``cfg.output``."""
     out = Path(cfg.output)
@@ -153,8 +114,8 @@ def evaluate(cfg) -> dict:
                                                                        list(runs[threshold].rows[0]))}
     written["metrics"].write_text(json.dumps(metrics, indent=2))
     worst = sorted(kept, key=lambda case: (case[0]["object_f1"], case[0]["iou"]))[: cfg.worst_images]
-    written["worst"] = worst_figure(worst, out / "worst_images.png")
-    written["sweep"] = sweep_figure(sweep, best, out / "threshold_sweep.png")
+    written["worst"] = plots.worst_figure(worst, out / "worst_images.png")
+    written["sweep"] = plots.sweep_figure(sweep, best, out / "threshold_sweep.png")
     if cfg.write_threshold and not classical:
         written["tuned_checkpoint"] = write_tuned_checkpoint(Path(ckpt), best, out)
     return {"metrics": metrics, "written": written}

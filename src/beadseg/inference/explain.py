@@ -8,9 +8,9 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from beadseg import plots
 from beadseg.checkpoint import load_network
 from beadseg.data.io import Normalization, read_image
-from beadseg.inference.outputs import display
 from beadseg.tables import write_csv
 
 METHODS = ("integrated_gradients", "occlusion")
@@ -41,7 +41,7 @@ def attribute(net: torch.nn.Module, image: torch.Tensor, target: int, method: st
 
 def attribution_overlay(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
     """The frame in gray, tinted green where pixels push toward the predicted class and red where they push away."""
-    gray = display(image)
+    gray = plots.display(image)
     scale = np.percentile(np.abs(attribution), 99.5) or 1.0
     strength = np.clip(attribution / scale, -1, 1)
     rgb = np.repeat(gray[..., None], 3, axis=-1) * (1 - 0.7 * np.abs(strength))[..., None]

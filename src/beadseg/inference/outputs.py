@@ -6,7 +6,6 @@ that a resumed run would trust. Arrays larger than ``LARGE`` pixels (memory maps
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,19 +13,12 @@ from typing import Callable, Iterator
 import imageio.v3 as iio
 import numpy as np
 import tifffile
-from skimage.segmentation import find_boundaries
 
+from beadseg import plots
 from beadseg.data.io import release_pages
 
 LARGE = 4096 * 4096  # pixels: above this, maps live in memory maps and are written tile by tile
 TIFF_TILE = 512
-
-
-def display(image: np.ndarray) -> np.ndarray:
-    """An image stretched to 0..1 between its 0.5 and 99.5 percentiles (huge images: from a strided sample)."""
-    step = max(1, int(np.sqrt(image.size / 4e6)))
-    low, high = np.percentile(np.asarray(image[::step, ::step], np.float32), (0.5, 99.5))
-    return np.clip((np.asarray(image, np.float32) - low) / max(high - low, 1e-9), 0, 1)
 
 
 def _partial(path: Path) -> Path:
@@ -74,14 +66,9 @@ def write_map(values: np.ndarray, path: Path) -> Path:
 
 
 def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int = 4096) -> Path:
-    """The image in gray with every bead's outline in yellow; images larger than ``max_side`` are shown
-    by every k-th pixel (bounded memory)."""
-    step = max(1, math.ceil(max(image.shape) / max_side))
-    gray = display(image[::step, ::step])
-    edges = find_boundaries(np.asarray(labels[::step, ::step]), mode="inner")
+    """The image in gray with every bead's outline in yellow, as a PNG (huge frames: every k-th pixel)."""
+    rgb = (plots.overlay(image, labels, (1.0, 220 / 255, 0.0), max_side) * 255).astype(np.uint8)
     release_pages(image, labels)
-    rgb = (np.repeat(gray[..., None], 3, axis=-1) * 255).astype(np.uint8)
-    rgb[edges] = (255, 220, 0)
     partial = _partial(path)
     iio.imwrite(partial, rgb, extension=".png")
     os.replace(partial, path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -24,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
+from beadseg import plots
 from beadseg.data.io import BeadDataError, list_images, open_image
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
@@ -247,32 +247,14 @@ def merge_tables(out: Path, files: list[Path], group_regex: str | None) -> dict:
 
 def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
     """Counts per group (the regex's first group, e.g. the dilution; the name itself where it does not match)
-    as a table and a log-log plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    as a table and a plot."""
     groups: dict[str, list[int]] = {}
     for row, key in zip(counts, group_names([row["image"] for row in counts], pattern)):
         groups.setdefault(key, []).append(row["count"])
     rows = [{"group": key, "images": len(v), "total_count": int(np.sum(v)), "mean_count": round(float(np.mean(v)), 2),
              "std_count": round(float(np.std(v)), 2)} for key, v in sorted(groups.items())]
-    write_csv(rows, out / "group_counts.csv", list(rows[0]))
-    numeric = [(float(r["group"]), r["mean_count"], r["std_count"]) for r in rows if re.fullmatch(r"[\d.]+", r["group"])]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    if numeric:
-        x, y, e = map(np.asarray, zip(*sorted(numeric)))
-        ax.errorbar(x, np.maximum(y, 0.5), yerr=e, marker="o", capsize=3)
-        ax.set(xscale="log", yscale="log", xlabel="group (from the file name)", ylabel="beads per image")
-    else:
-        ax.bar([r["group"] for r in rows], [r["mean_count"] for r in rows], yerr=[r["std_count"] for r in rows])
-        ax.set(ylabel="beads per image")
-    ax.set_title("Bead count per group")
-    fig.tight_layout()
-    fig.savefig(out / "group_counts.png", dpi=110)
-    plt.close(fig)
-    return out / "group_counts.csv"
+    plots.group_counts_figure(rows, out / "group_counts.png")
+    return write_csv(rows, out / "group_counts.csv", list(rows[0]))
 
 
 def run_settings(cfg: DictConfig) -> dict:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from beadseg import plots
 from beadseg.metrics.adequacy import adequacy_verdict
-from beadseg.report import figures
 from beadseg.report.logs import RunLog, find_baseline, find_runs
 
 SUMMARY_COLUMNS = ["run", "model", "lr", "batch size", "dropout", "loss", "best val Jaccard", "best epoch", "epochs", "wall time (s)"]
@@ -90,7 +90,7 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
 
 def adequacy_section(runs: list[RunLog], root: Path, bar: float) -> list[str]:
     """Frame-classification runs (the adequacy check): best validation accuracy against the bar, in a sentence."""
-    figures.curves(runs, "val/accuracy", "validation accuracy", root / "adequacy_val_accuracy.png", bar)
+    plots.curves(runs, "val/accuracy", "validation accuracy", root / "adequacy_val_accuracy.png", bar)
     lines = ["## Adequacy check (frame classification)", ""]
     for run in runs:
         best, epoch = run.best("val/accuracy")
@@ -115,11 +115,11 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
     best_run = max(runs, key=lambda r: r.best()[0])
     rows = [summary_row(i, run) for i, run in enumerate(runs)]
     written = {
-        "val_jaccard": figures.curves(runs, "val/jaccard", "validation Jaccard", root / "figure1_val_jaccard.png", target),
-        "gap": figures.generalisation_gap(best_run, root / "figure2_train_vs_val.png"),
-        "val_loss": figures.curves(runs, "val/loss", "validation loss", root / "figure3_val_loss.png"),
-        "bars": figures.best_bars(runs, root / "figure4_best_val_jaccard.png", baseline_iou),
-        "lr": figures.curves(runs, "lr", "learning rate", root / "figure5_learning_rate.png", log=True),
+        "val_jaccard": plots.curves(runs, "val/jaccard", "validation Jaccard", root / "figure1_val_jaccard.png", target),
+        "gap": plots.generalisation_gap(best_run, root / "figure2_train_vs_val.png"),
+        "val_loss": plots.curves(runs, "val/loss", "validation loss", root / "figure3_val_loss.png"),
+        "bars": plots.best_bars(runs, root / "figure4_best_val_jaccard.png", baseline_iou),
+        "lr": plots.curves(runs, "lr", "learning rate", root / "figure5_learning_rate.png", log=True),
     }
     best_value, best_epoch = best_run.best()
     lines = [
@@ -142,17 +142,17 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
     for number, (parameter, values) in enumerate(swept.items(), start=6):
         table = impact_table(values, runs)
         slug = parameter.replace("/", "_").replace(".", "_")
-        written[f"impact_{slug}"] = figures.impact(parameter, table, root / f"impact_{slug}.png")
+        written[f"impact_{slug}"] = plots.impact(parameter, table, root / f"impact_{slug}.png")
         lines += ["", f"### `{parameter}`", *_table(table, ["value", "runs", "mean", "std", "best"]), "",
                   f"![impact of {parameter}](impact_{slug}.png)"]
         if parameter == "data.train_fraction":
             sizes = [training_images(run) for run in runs]
             if None not in sizes:
-                written["dataset_size"] = figures.impact("training-set size", impact_table(sizes, runs),
+                written["dataset_size"] = plots.impact("training-set size", impact_table(sizes, runs),
                                                          root / "dataset_size.png", "training images")
                 lines += ["", "![Jaccard against training-set size](dataset_size.png)"]
         if parameter == "lab_params":
-            written["before_after"] = figures.before_after(runs, values, root / "before_after.png")
+            written["before_after"] = plots.before_after(runs, values, root / "before_after.png")
             lines += ["", "![the lab's two parameter sets: before / after](before_after.png)"]
     if classifiers:
         lines += ["", *adequacy_section(classifiers, root, adequacy_bar)]

@@ -1,0 +1,240 @@
+"""Every figure and overlay beadseg draws, in one place: data analysis, evaluation, prediction, sweep reports."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from skimage.segmentation import find_boundaries  # noqa: E402
+
+
+def save(fig, path: Path, dpi: int = 110) -> Path:
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def display(image: np.ndarray) -> np.ndarray:
+    """An image stretched to 0..1 between its 0.5 and 99.5 percentiles (huge images: from a strided sample)."""
+    step = max(1, int(np.sqrt(image.size / 4e6)))
+    low, high = np.percentile(np.asarray(image[::step, ::step], np.float32), (0.5, 99.5))
+    return np.clip((np.asarray(image, np.float32) - low) / max(high - low, 1e-9), 0, 1)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, color=(1.0, 0.2, 0.2), max_side: int | None = None) -> np.ndarray:
+    """The image in gray (0..1 RGB) with the outlines of a mask's or label image's objects in ``color``;
+    images larger than ``max_side`` are shown by every k-th pixel (bounded memory for huge frames)."""
+    step = max(1, math.ceil(max(image.shape) / max_side)) if max_side else 1
+    rgb = np.repeat(display(image[::step, ::step])[..., None], 3, axis=-1)
+    rgb[find_boundaries(np.asarray(labels[::step, ::step]), mode="inner")] = color
+    return rgb
+
+
+def _short(name: str, width: int = 34) -> str:
+    """A long file name on two lines instead of cut short."""
+    return name if len(name) <= width else f"{name[:width]}\n{name[width:2 * width]}"
+
+
+# data analysis
+
+def distribution_figure(rows: list[dict], diameters: np.ndarray, path: Path) -> Path:
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    axes[0, 0].hist([100 * r["positive_ratio"] for r in rows], bins=20, color="tab:blue")
+    axes[0, 0].set(title="Bead pixels per image", xlabel="positive pixels (%)", ylabel="images")
+    axes[0, 1].hist([r["bead_count"] for r in rows], bins=20, color="tab:green")
+    axes[0, 1].set(title="Beads per image", xlabel="beads (mask components)", ylabel="images")
+    axes[1, 0].hist(diameters, bins=30, color="tab:orange")
+    axes[1, 0].set(title="Bead size", xlabel="equivalent diameter (px)", ylabel="beads")
+    scatter = axes[1, 1].scatter([r["brightness"] for r in rows], [r["contrast"] for r in rows],
+                                 c=[r["bead_count"] for r in rows], cmap="viridis")
+    axes[1, 1].set(title="Brightness vs contrast", xlabel="mean intensity", ylabel="intensity std")
+    fig.colorbar(scatter, ax=axes[1, 1], label="beads per image")
+    return save(fig, path)
+
+
+def sample_figure(samples: list, path: Path) -> Path:
+    """Up to six images spanning the density range, mask outlines in red."""
+    fig, axes = plt.subplots(2, 3, figsize=(13, 9))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, sample in zip(axes.ravel(), samples):
+        ax.imshow(overlay(sample.image, sample.mask))
+        ax.set_title(f"{_short(sample.name)}\n{sample.bead_count} beads", fontsize=9)
+    return save(fig, path)
+
+
+def _crop_around(points: np.ndarray, shape: tuple[int, int], size: int = 96) -> tuple[slice, slice]:
+    centre = np.median(points, axis=0) if len(points) else np.array(shape) / 2
+    y0 = int(np.clip(centre[0] - size / 2, 0, max(shape[0] - size, 0)))
+    x0 = int(np.clip(centre[1] - size / 2, 0, max(shape[1] - size, 0)))
+    return slice(y0, y0 + size), slice(x0, x0 + size)
+
+
+MAX_QA_PANELS = 6  # rows of the label-QA figure (per_image.csv lists every flagged image)
+
+
+def label_qa_figure(cases: list[tuple[str, object, object, object, dict]], path: Path) -> Path:
+    """One panel per (problem, sample, detections, check, row): the evidence drawn on the image.
+
+    Red: the mask's outlines; cyan: the beads the detector sees; yellow circles: beads no mask covers.
+    """
+    cases = cases[:MAX_QA_PANELS]
+    rows = max(len(cases), 1)
+    fig, axes = plt.subplots(rows, 2, figsize=(10, 3.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if not cases:
+        axes[0, 0].text(0, 0.5, "No label problem was flagged.", fontsize=14)
+    for (problem, sample, detections, check, row), (left, right) in zip(cases, axes):
+        rgb = overlay(sample.image, sample.mask)
+        rgb[find_boundaries(detections.labels, mode="inner") & ~find_boundaries(sample.mask, mode="inner")] = (0.1, 0.9, 0.9)
+        left.imshow(rgb)
+        left.scatter(check.unlabelled_centroids[:, 1], check.unlabelled_centroids[:, 0], s=80,
+                     facecolors="none", edgecolors="yellow", linewidths=1.2)
+        left.set_title(f"{problem}: {sample.name[:40]}\n{row['unlabelled_beads']} of {row['detected_beads']} detected "
+                       f"beads unlabelled; offset ({row['offset_y']:+.1f}, {row['offset_x']:+.1f}) px; "
+                       f"size ratio {row['size_ratio']}", fontsize=9)
+        points = check.unlabelled_centroids if problem == "missing labels" else detections.centroids
+        ys, xs = _crop_around(points, sample.image.shape)
+        right.imshow(rgb[ys, xs], interpolation="nearest")
+        right.set_title("zoom (red: mask, cyan: beads in the image, yellow: unlabelled)", fontsize=9)
+    return save(fig, path, dpi=100)
+
+
+def comparison_figure(name_a: str, rows_a: list[dict], diam_a, name_b: str, rows_b: list[dict], diam_b, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for rows, diam, name in ((rows_a, diam_a, name_a), (rows_b, diam_b, name_b)):
+        axes[0].hist([r["bead_count"] for r in rows], bins=20, alpha=0.6, label=name)
+        axes[1].hist(diam, bins=30, alpha=0.6, density=True, label=name)
+        axes[2].hist([100 * r["positive_ratio"] for r in rows], bins=20, alpha=0.6, label=name)
+    axes[0].set(title="Beads per image", xlabel="beads", ylabel="images")
+    axes[1].set(title="Bead size", xlabel="equivalent diameter (px)", ylabel="density")
+    axes[2].set(title="Bead pixels per image", xlabel="positive pixels (%)", ylabel="images")
+    for ax in axes:
+        ax.legend()
+    return save(fig, path)
+
+
+# evaluation
+
+def worst_figure(cases: list, path: Path) -> Path:
+    fig, axes = plt.subplots(max(len(cases), 1), 2, figsize=(10, 5 * max(len(cases), 1)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for (row, image, truth, predicted), (left, right) in zip(cases, axes):
+        left.imshow(overlay(image, truth, (0.1, 0.9, 0.1)))
+        left.set_title(f"{row['image'][:40]}\ntruth: {row['true_count']} beads", fontsize=9)
+        right.imshow(overlay(image, predicted, (1.0, 0.8, 0.0)))
+        right.set_title(f"prediction: {row['predicted_count']} beads; object F1 {row['object_f1']}, IoU {row['iou']}", fontsize=9)
+    return save(fig, path, dpi=100)
+
+
+def sweep_figure(sweep: list[dict], best: float, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([s["threshold"] for s in sweep], [s["iou"] for s in sweep], marker="o", label="pixel IoU")
+    ax.plot([s["threshold"] for s in sweep], [s["object_f1"] for s in sweep], marker="s", label="object F1")
+    ax.axvline(best, color="gray", linestyle="--", label=f"best {best:g}")
+    ax.set(xlabel="probability threshold", ylabel="score", ylim=(0, 1.02), title="Threshold sweep")
+    ax.legend()
+    return save(fig, path)
+
+
+# prediction
+
+def group_counts_figure(rows: list[dict], path: Path) -> Path:
+    """Mean beads per image against the group (log-log when the groups are numbers, e.g. dilutions)."""
+    numeric = [(float(r["group"]), r["mean_count"], r["std_count"]) for r in rows if re.fullmatch(r"[\d.]+", r["group"])]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    if numeric:
+        x, y, e = map(np.asarray, zip(*sorted(numeric)))
+        ax.errorbar(x, np.maximum(y, 0.5), yerr=e, marker="o", capsize=3)
+        ax.set(xscale="log", yscale="log", xlabel="group (from the file name)", ylabel="beads per image")
+    else:
+        ax.bar([r["group"] for r in rows], [r["mean_count"] for r in rows], yerr=[r["std_count"] for r in rows])
+        ax.set(ylabel="beads per image")
+    ax.set_title("Bead count per group")
+    return save(fig, path)
+
+
+# sweep reports
+
+def _legend(ax, runs: list) -> None:
+    if len(runs) <= 12:
+        ax.legend(fontsize=7)
+
+
+def curves(runs: list, tag: str, ylabel: str, path: Path, target: float | None = None, log: bool = False) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for run in runs:
+        values = run.learning_rate if tag == "lr" else run.series.get(tag, [])
+        if values:
+            ax.plot(range(len(values)), values, label=run.name[:60], marker="o" if len(values) < 12 else None)
+    if target is not None:
+        ax.axhline(target, color="green", linestyle="--", label=f"target {target:g}")
+    ax.set(xlabel="epoch", ylabel=ylabel, yscale="log" if log else "linear")
+    _legend(ax, runs)
+    return save(fig, path)
+
+
+def generalisation_gap(run, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for tag, label in (("train/jaccard", "training"), ("val/jaccard", "validation")):
+        values = run.series.get(tag, [])
+        ax.plot(range(len(values)), values, label=label)
+    ax.set(xlabel="epoch", ylabel="Jaccard", title=f"Best run: {run.name[:70]}")
+    ax.legend()
+    return save(fig, path)
+
+
+def best_bars(runs: list, path: Path, baseline: float | None) -> Path:
+    names = [run.name[:40] or str(i) for i, run in enumerate(runs)]
+    values = [run.best()[0] or 0.0 for run in runs]
+    colors = ["tab:blue"] * len(runs)
+    if baseline is not None:
+        names.append("classical baseline (eval IoU)")
+        values.append(baseline)
+        colors.append("tab:gray")
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 5))
+    ax.bar(range(len(names)), values, color=colors)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set(ylabel="best validation Jaccard")
+    return save(fig, path)
+
+
+def impact(parameter: str, table: list[dict], path: Path, xlabel: str | None = None) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = [str(row["value"]) for row in table]
+    means = [row["mean"] for row in table]
+    stds = [row["std"] for row in table]
+    numeric = all(isinstance(row["value"], (int, float)) and not isinstance(row["value"], bool) for row in table)
+    if numeric:
+        x = np.asarray([row["value"] for row in table], float)
+        ax.errorbar(x, means, yerr=stds, marker="o", capsize=3, label="mean ± std")
+        ax.plot(x, [row["best"] for row in table], marker="^", linestyle=":", label="best")
+        ax.legend()
+    else:
+        ax.bar(labels, means, yerr=stds, capsize=3)
+        ax.tick_params(axis="x", rotation=30)
+    ax.set(xlabel=xlabel or parameter, ylabel="best validation Jaccard", title=f"Impact of {parameter}")
+    return save(fig, path)
+
+
+def before_after(runs: list, labels: list, path: Path) -> Path:
+    """One panel per run (e.g. the lab's mitochondria vs microbead settings): training and validation Jaccard."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.5), sharey=True, squeeze=False)
+    for ax, run, label in zip(axes[0], runs, labels):
+        for tag, name in (("train/jaccard", "training"), ("val/jaccard", "validation")):
+            values = run.series.get(tag, [])
+            ax.plot(range(len(values)), values, label=name)
+        best, epoch = run.best()
+        ax.set(title=f"{label}: best val Jaccard {best:.3f} (epoch {epoch})", xlabel="epoch", ylabel="Jaccard")
+        ax.legend()
+    return save(fig, path)
