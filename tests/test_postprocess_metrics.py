@@ -74,3 +74,18 @@ def test_iou_matching_and_matrix():
     assert match_by_iou(truth, predicted, 0.7).true_positives == 0
     empty = match_by_centroid(np.zeros((5, 5), int), np.zeros((5, 5), int))
     assert empty.f1 == 1.0
+
+
+def test_circularity_of_small_disks_is_close_to_one():
+    from skimage.draw import disk
+
+    from beadseg.inference.postprocess import object_table
+
+    labels = np.zeros((60, 90), np.int32)
+    for index, (centre, radius) in enumerate((((15, 15), 2.5), ((15, 45), 3.8), ((40, 30), 5.0), ((40, 70), 7.5)), start=1):
+        labels[disk(centre, radius, shape=labels.shape)] = index
+    rows = object_table(labels, np.ones(labels.shape), np.ones(labels.shape))
+    assert all(0.95 <= row["circularity"] <= 1.1 for row in rows), [row["circularity"] for row in rows]
+    square = np.zeros((20, 40), np.int32)
+    square[5:15, 5:35] = 1  # a 10 x 30 bar: clearly not round
+    assert object_table(square, np.ones(square.shape), np.ones(square.shape))[0]["circularity"] < 0.75

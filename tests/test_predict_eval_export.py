@@ -151,3 +151,30 @@ def test_16_bit_tiff_round_trips_and_large_tiffs_open_as_memory_maps(tmp_path):
     assert isinstance(opened, np.memmap) and opened.dtype == np.uint16
     np.testing.assert_array_equal(opened, deep)
     np.testing.assert_array_equal(read_image(tmp_path / "deep.tif"), deep)
+
+
+def test_eval_marks_the_checkpoints_own_training_images(tiny_checkpoint, compose_config, tmp_path):
+    from beadseg.data.synthetic import SyntheticSource
+    from beadseg.inference.evaluate import evaluate
+
+    split = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)["beadseg_split"]
+    source = SyntheticSource(40, 256, seed=0)  # the data the fixture trained on (debug=fast, default synthetic)
+    trained = [index for index in range(40) if split.get(source.render(index)[0]) == "train"][:2]
+    for index in trained:
+        name, image, labels = source.render(index)
+        (tmp_path / "d" / "images").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "d" / "masks").mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(tmp_path / "d" / "images" / f"{name}.tif", image)
+        tifffile.imwrite(tmp_path / "d" / "masks" / f"{name}.tif", labels.astype(np.uint16))
+    metrics = evaluate(compose_config("eval", [f"ckpt={tiny_checkpoint}", f"data.root={tmp_path / 'd'}",
+                                              f"output={tmp_path / 'e'}", "inference.tile=128"]))["metrics"]
+    assert len(trained) == 2 and metrics["training_images"] == 2
+
+
+def test_near_ties_in_the_threshold_sweep_keep_the_stored_threshold():
+    from beadseg.inference.evaluate import best_threshold
+
+    sweep = [{"threshold": t, "object_f1": f} for t, f in ((0.3, 0.90), (0.5, 0.951), (0.7, 0.953), (0.9, 0.9531))]
+    assert best_threshold(sweep, 0.5) == 0.5  # +0.002 F1 is noise: stay
+    assert best_threshold(sweep, 0.5, tolerance=0.0) == 0.9
+    assert best_threshold([{"threshold": 0.5, "object_f1": 0.8}, {"threshold": 0.8, "object_f1": 0.9}], 0.5) == 0.8

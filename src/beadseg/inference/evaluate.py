@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,21 @@ from beadseg.metrics.objects import ObjectMatch, match_by_centroid, match_by_iou
 from beadseg.metrics.pixel import confusion, scores
 from beadseg.tables import write_csv
 
+log = logging.getLogger(__name__)
+
+
+def checkpoint_split(ckpt: str | None) -> dict[str, str]:
+    """Which image the checkpoint's training run put in which split (empty for the classical model)."""
+    return (module_settings(ckpt)[0].get("beadseg_split") or {}) if ckpt else {}
+
+
+def best_threshold(sweep: list[dict], stored: float, tolerance: float = 0.005) -> float:
+    """The threshold with the best object F1; among those within ``tolerance`` of it, the one nearest the stored
+    threshold (a noise-level gain in F1 does not move it)."""
+    top = max(s["object_f1"] for s in sweep)
+    near = [s for s in sweep if s["object_f1"] >= top - tolerance]
+    return min(near, key=lambda s: (abs(s["threshold"] - stored), -s["object_f1"]))["threshold"]
+
 
 def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tuple[Path, Path]]:
     pairs = source.pairs()
@@ -26,7 +42,7 @@ def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tup
         return pairs
     if not ckpt:
         raise ValueError(f"split={split} needs the checkpoint's split (ckpt=PATH); use split=all otherwise")
-    assignment = module_settings(ckpt)[0].get("beadseg_split") or {}
+    assignment = checkpoint_split(ckpt)
     chosen = [pair for pair in pairs if assignment.get(pair[0].stem) == split]
     if not chosen:
         raise ValueError(f"no image of {source.root} is in the {split} split of {ckpt}; use split=all")
@@ -105,9 +121,14 @@ def evaluate(cfg) -> dict:
                 kept.append((row, sample.image, sample.mask, mask))
     summaries = {t: run.summary() for t, run in runs.items()}
     sweep = [{"threshold": t, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]} for t, s in summaries.items()]
-    best = max(sweep, key=lambda s: (s["object_f1"], s["iou"]))["threshold"]
+    best = best_threshold(sweep, threshold)
+    seen = sorted(p[0].stem for p in pairs if not classical and checkpoint_split(ckpt).get(p[0].stem) == "train")
+    if seen:
+        log.warning("%d of the %d images were training images of this checkpoint (%s...): these scores are not "
+                    "a test of generalisation; use split=val or split=test", len(seen), len(pairs), ", ".join(seen[:3]))
     metrics = {"model": "classical" if classical else "checkpoint", "ckpt": None if classical else ckpt,
                "data": str(source.root), "split": cfg.split, "threshold": threshold,
+               "training_images": len(seen), "training_image_names": seen,
                **summaries[threshold], "threshold_sweep": sweep, "best_threshold": best,
                "best_threshold_iou": max(sweep, key=lambda s: s["iou"])["threshold"]}
     written = {"metrics": out / "metrics.json", "per_image": write_csv(runs[threshold].rows, out / "per_image.csv",

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def circularity(area: np.ndarray, perimeter: np.ndarray) -> np.ndarray:
-    """4π·area/perimeter² (1 for a disk; small objects can exceed 1)."""
+    """4π·area/perimeter² with the Crofton perimeter (pass ``perimeter_crofton``), which stays right on small
+    objects: 1.01 for a 15 px disk, 1.05-1.08 for 5-7 px ones (the 4-connected perimeter gives 1.2-1.4 there)."""
     return 4 * np.pi * np.asarray(area, float) / np.maximum(np.asarray(perimeter, float), 1.0) ** 2
 
 
@@ -28,9 +29,9 @@ def object_table(labels: np.ndarray, image: np.ndarray, probability: np.ndarray,
         return []
     intensity = np.stack([np.asarray(image, np.float32), np.asarray(probability, np.float32)], -1)
     shape = regionprops_table(labels, intensity_image=intensity,
-                              properties=("label", "centroid", "area", "equivalent_diameter_area", "perimeter",
+                              properties=("label", "centroid", "area", "equivalent_diameter_area", "perimeter_crofton",
                                           "intensity_mean"))
-    roundness = circularity(shape["area"], shape["perimeter"])
+    roundness = circularity(shape["area"], shape["perimeter_crofton"])
     return [
         {
             "bead_id": int(shape["label"][i]),
@@ -85,13 +86,13 @@ class PostProcess:
             mask = ndi.binary_fill_holes(mask)
         labels = split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
         if labels.max():
-            table = regionprops_table(labels, properties=("label", "area", "perimeter"))
+            table = regionprops_table(labels, properties=("label", "area", "perimeter_crofton"))
             drop = np.ones(labels.max() + 1, bool)
             keep = table["area"] >= self.min_area
             if self.max_area is not None:
                 keep &= table["area"] <= self.max_area
             if self.min_circularity > 0:
-                keep &= circularity(table["area"], table["perimeter"]) >= self.min_circularity
+                keep &= circularity(table["area"], table["perimeter_crofton"]) >= self.min_circularity
             drop[table["label"]] = ~keep
             labels[drop[labels]] = 0
             labels = _relabel(labels)

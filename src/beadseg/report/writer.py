@@ -114,13 +114,11 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
     baseline_iou = baseline["pixel"]["iou"] if baseline else None
     best_run = max(runs, key=lambda r: r.best()[0])
     rows = [summary_row(i, run) for i, run in enumerate(runs)]
-    written = {
-        "val_jaccard": plots.curves(runs, "val/jaccard", "validation Jaccard", root / "figure1_val_jaccard.png", target),
-        "gap": plots.generalisation_gap(best_run, root / "figure2_train_vs_val.png"),
-        "val_loss": plots.curves(runs, "val/loss", "validation loss", root / "figure3_val_loss.png"),
-        "bars": plots.best_bars(runs, root / "figure4_best_val_jaccard.png", baseline_iou),
-        "lr": plots.curves(runs, "lr", "learning rate", root / "figure5_learning_rate.png", log=True),
-    }
+    plots.curves(runs, "val/jaccard", "validation Jaccard", root / "figure1_val_jaccard.png", target)
+    plots.generalisation_gap(best_run, root / "figure2_train_vs_val.png")
+    plots.curves(runs, "val/loss", "validation loss", root / "figure3_val_loss.png")
+    plots.best_bars(runs, root / "figure4_best_val_jaccard.png", baseline_iou)
+    plots.curves(runs, "lr", "learning rate", root / "figure5_learning_rate.png", log=True)
     best_value, best_epoch = best_run.best()
     lines = [
         f"# Training report: `{root}`",
@@ -142,17 +140,16 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
     for number, (parameter, values) in enumerate(swept.items(), start=6):
         table = impact_table(values, runs)
         slug = parameter.replace("/", "_").replace(".", "_")
-        written[f"impact_{slug}"] = plots.impact(parameter, table, root / f"impact_{slug}.png")
+        plots.impact(parameter, table, root / f"impact_{slug}.png")
         lines += ["", f"### `{parameter}`", *_table(table, ["value", "runs", "mean", "std", "best"]), "",
                   f"![impact of {parameter}](impact_{slug}.png)"]
         if parameter == "data.train_fraction":
             sizes = [training_images(run) for run in runs]
             if None not in sizes:
-                written["dataset_size"] = plots.impact("training-set size", impact_table(sizes, runs),
-                                                         root / "dataset_size.png", "training images")
+                plots.impact("training-set size", impact_table(sizes, runs), root / "dataset_size.png", "training images")
                 lines += ["", "![Jaccard against training-set size](dataset_size.png)"]
         if parameter == "lab_params":
-            written["before_after"] = plots.before_after(runs, values, root / "before_after.png")
+            plots.before_after(runs, values, root / "before_after.png")
             lines += ["", "![the lab's two parameter sets: before / after](before_after.png)"]
     if classifiers:
         lines += ["", *adequacy_section(classifiers, root, adequacy_bar)]
