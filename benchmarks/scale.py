@@ -70,7 +70,7 @@ def write_frames(root: Path, count: int, pool: list) -> Path:
 
 
 def classify_command(root: Path, run: Path, steps: int) -> list:
-    return [BIN / "beadseg-train", "task=classify", "data=classify", f"data.root={root}", "data.image_size=64",
+    return [BIN / "beadseg-train", "task=classify", "data=classify", f"data.root={root}", "data.patch_size=64",
             "data.batch_size=16", "model.model_name=resnet18", f"+trainer.limit_train_batches={steps // 3}",
             "trainer.max_epochs=3", "+trainer.limit_val_batches=20", "callbacks.early_stopping=null",
             "+callbacks.first_step._target_=scale_probe.FirstStep", f"hydra.run.dir={run}"]

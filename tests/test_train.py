@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -122,3 +123,24 @@ def test_lab_microbead_preset_has_the_lab_settings(compose_config):
     assert cfg.callbacks.early_stopping.patience == 20 and cfg.trainer.gradient_clip_val == 1.0
     mito = compose_config("train", ["experiment=lab_mitochondria_params"])
     assert mito.optimizer.lr == 1e-3 and mito.data.batch_size == 8 and mito.loss.gamma == 2.0 and mito.model.dropout == 0.0
+
+
+def test_debug_fast_works_for_every_task(run_train, tmp_path):
+    result = run_train(["task=classify"], name="classify")
+    assert result["monitor"] == "val/accuracy" and result["epochs_run"] == 1
+    assert Path(result["last_checkpoint"]).is_file()
+
+
+def test_bf16_mixed_precision_on_the_cpu_runs_losses_metrics_and_tta(run_train, tmp_path):
+    """No GPU here: bf16 autocast on the CPU is where the mixed-precision paths run in CI."""
+    from beadseg.checkpoint import load_network
+    from beadseg.data.synthetic import render_beads
+    from beadseg.inference.predictor import ModelPredictor
+
+    result = run_train(["model.base_channels=4", "trainer.precision=bf16-mixed", "trainer.accelerator=cpu"])
+    assert torch.isfinite(torch.tensor(result["best_score"]))
+    predictor = ModelPredictor(load_network(result["last_checkpoint"]), tile=64, tta=True, amp=True)
+    image, _ = render_beads(np.random.default_rng(0), 96, 10, "brightfield", 8)
+    probability, uncertainty = predictor.predict(image)
+    assert probability.dtype == np.float32 and np.isfinite(probability).all() and 0 <= probability.min() <= probability.max() <= 1
+    assert uncertainty is not None and uncertainty.shape == image.shape and (uncertainty >= 0).all()

@@ -58,7 +58,6 @@ TRAIN_RULES = {
     "data.batch_size": (int, 1, None, True),
     "data.val_batch_size": (int, 1, None, True),
     "data.patch_size": (int, 8, None, True),
-    "data.image_size": (int, 8, None, True),
     "data.patches_per_image": (int, 1, None, True),
     "data.val_fraction": (float, 0.0, 1.0, True),
     "data.test_fraction": (float, 0.0, 1.0, True),

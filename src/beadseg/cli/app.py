@@ -8,9 +8,11 @@ a handled error (bad data, a bad setting, a refused checkpoint) prints ``beadseg
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import sys
+import warnings
 from typing import Callable
 
 import hydra
@@ -42,6 +44,19 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_libraries() -> None:
+    """Keep the console for what matters: no deprecation notes from inside the libraries, no advertising."""
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated.*", category=FutureWarning)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropTips())
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)
+
+
 def beadseg_app(config_name: str) -> Callable:
     """``@beadseg_app("predict")`` over ``def main(cfg)``: the command's entry point."""
 
@@ -60,6 +75,7 @@ def beadseg_app(config_name: str) -> Callable:
 
         @functools.wraps(task)
         def entry():
+            quiet_libraries()
             sys.argv[1:] = quote_values(sys.argv[1:])
             return app()
 

@@ -135,13 +135,13 @@ def crop_window(shape: tuple[int, int], size: int, rng: np.random.Generator | No
 
 
 class FrameDataset(Dataset):
-    """Frames read on demand; a ``image_size`` window (random for training, central otherwise) is cut from the
+    """Frames read on demand; a ``patch_size`` window (random for training, central otherwise) is cut from the
     raw frame (from a memory map where the file allows), normalised with the whole frame's bounds, padded."""
 
-    def __init__(self, items: OnDemand, normalization: Normalization, image_size: int, augmentation: A.Compose | None,
+    def __init__(self, items: OnDemand, normalization: Normalization, patch_size: int, augmentation: A.Compose | None,
                  train: bool, seed: int = 0):
-        self.items, self.normalization, self.image_size, self.train = items, normalization, image_size, train
-        self.pad = A.PadIfNeeded(image_size, image_size, border_mode=cv2.BORDER_REFLECT_101)
+        self.items, self.normalization, self.patch_size, self.train = items, normalization, patch_size, train
+        self.pad = A.PadIfNeeded(patch_size, patch_size, border_mode=cv2.BORDER_REFLECT_101)
         self.augmentation = augmentation if train else None
         self.seeding = SeededTransforms(seed, self.augmentation)
 
@@ -151,7 +151,7 @@ class FrameDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         self.seeding.ensure()
         image, label = self.items[index]
-        crop = image[crop_window(image.shape, self.image_size, self.seeding.rng if self.train else None)]
+        crop = image[crop_window(image.shape, self.patch_size, self.seeding.rng if self.train else None)]
         frame = self.pad(image=self.normalization.apply(crop, self.normalization.bounds(image)))["image"]
         if self.augmentation is not None:
             frame = self.augmentation(image=frame)["image"]
@@ -164,17 +164,17 @@ def frame_item(image: np.ndarray, row: dict) -> tuple[np.ndarray, int]:
 
 class ClassifyDataModule(pl.LightningDataModule):
     """Frames split by class (stratified, seeded) from the manifest, normalised (fitted on the training rows),
-    cut to ``image_size``, read by the loaders on demand.
+    cut to ``patch_size``, read by the loaders on demand.
 
     ``root`` and ``csv_file`` only record what the source config reads (``data.root``, ``data.csv_file``)."""
 
     def __init__(self, source, normalization: Normalization | None = None, augmentation: A.Compose | None = None,
-                 image_size: int = 64, batch_size: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.0,
+                 patch_size: int = 64, batch_size: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.0,
                  num_workers: int | str = 0, cache_mb: float = 512, seed: int = 0, output_dir: str | None = None,
                  root: str | None = None, csv_file: str | None = None, input_dir: str | None = None) -> None:
         super().__init__()
         self.source, self.normalization = source, normalization or Normalization()
-        self.augmentation, self.image_size, self.batch_size = augmentation, image_size, batch_size
+        self.augmentation, self.patch_size, self.batch_size = augmentation, patch_size, batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.num_workers, self.cache_mb = worker_count(num_workers), cache_mb
         self.seed, self.output_dir, self.root, self.csv_file = seed, output_dir, root, csv_file
@@ -201,7 +201,7 @@ class ClassifyDataModule(pl.LightningDataModule):
         errors = Path(self.output_dir) / "errors.csv" if self.output_dir else None
         for split, rows_in_split in chosen.items():
             items = OnDemand(self.source, rows_in_split, frame_item, self.cache_mb, errors)
-            self.datasets[split] = FrameDataset(items, self.normalization, self.image_size, self.augmentation,
+            self.datasets[split] = FrameDataset(items, self.normalization, self.patch_size, self.augmentation,
                                                 train=split == "train", seed=self.seed)
         if self.output_dir and (self.trainer is None or self.trainer.is_global_zero):
             write_csv(self.split_table, Path(self.output_dir) / "split.csv")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
@@ -72,3 +73,29 @@ class LastCheckpoint(ModelCheckpoint):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if self.seconds is not None and time.monotonic() - self.saved_at >= self.seconds:
             self._save_checkpoint(trainer, str(self.path))
+
+
+class EpochLines(ProgressBar):
+    """Progress for logs and pipes: one plain line per epoch with its metrics (a bar's redraws would wrap)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled = True
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.enabled or not trainer.is_global_zero:
+            return
+        metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k != "v_num"}
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {shown}", flush=True)
+
+
+def progress_bar() -> ProgressBar:
+    """A live bar on a terminal, plain epoch lines otherwise (logs, pipes, batch jobs)."""
+    return RichProgressBar() if sys.stdout.isatty() else EpochLines()

@@ -42,6 +42,13 @@ class RunRecorder(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
 
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """End a sweep with where its table is and how to see it, not with the last run's line."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if (sweep_dir / "summary.csv").is_file():
+            print(f"beadseg: sweep done: {sweep_dir / 'summary.csv'}; figures and REPORT.md with: "
+                  f"beadseg-report dir={sweep_dir}")
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
             return  # the other processes of a multi-GPU run: rank 0 records it
