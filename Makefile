@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.beadseg-installed
 
-.PHONY: install train test benchmark clean
+.PHONY: install train test test-fast benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ train: install
 ## Run the test suite (CI runs this through .ci/run)
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The edit loop: the suite without the end-to-end runs marked slow (under a minute)
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ## Lightning loop vs a plain PyTorch loop, images per second
 benchmark: install

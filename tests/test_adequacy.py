@@ -55,6 +55,7 @@ def classifier(tmp_path_factory):
     return train(cfg), out
 
 
+@pytest.mark.slow
 def test_a_tiny_classifier_learns_and_states_adequacy(classifier):
     result, out = classifier
     assert result["monitor"] == "val/accuracy" and result["best_score"] >= 0.75  # chance is 0.5
@@ -77,6 +78,7 @@ def test_dataset_max_keeps_16_bit_precision():
     assert len(np.unique(norm(brightest))) == len(np.unique(brightest))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
 def test_attributions_have_the_input_shape_and_sit_on_the_beads(classifier, method):
     import torch
@@ -96,6 +98,7 @@ def test_attributions_have_the_input_shape_and_sit_on_the_beads(classifier, meth
     assert np.median(ratios) > 1.5, ratios
 
 
+@pytest.mark.slow
 def test_explain_writes_overlays_and_names_a_missing_captum(classifier, tmp_path, monkeypatch):
     frames = tmp_path / "frames"
     frames.mkdir()

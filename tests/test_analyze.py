@@ -143,6 +143,7 @@ def test_bad_input_gives_the_training_errors(tmp_path, run_analyze):
         run_analyze(tmp_path / "broken")
 
 
+@pytest.mark.slow
 def test_cli_with_compare_and_the_recommendation_trains(tmp_path):
     write_folder(tmp_path / "a")
     write_folder(tmp_path / "b", lambda labels, i: ndi.binary_dilation(labels > 0, iterations=2))

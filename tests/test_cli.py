@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent
 
 
@@ -36,6 +38,7 @@ def test_a_typo_in_an_override_gets_hydras_message_not_a_traceback():
     assert "Could not find 'model/unetx'" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_synth_then_train_on_the_folder_with_python_m(tmp_path):
     done = run(str(BIN / "beadseg-synth"), f"out={tmp_path / 'synth'}", "n=4", "size=64", f"hydra.run.dir={tmp_path / 'synth_run'}")
     assert done.returncode == 0, done.stderr
@@ -49,6 +52,7 @@ def test_synth_then_train_on_the_folder_with_python_m(tmp_path):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 def test_multirun_writes_a_summary_row_per_run_and_records_failures(tmp_path):
     sweep = tmp_path / "sweep"
     done = run(str(BIN / "beadseg-train"), "-m", "debug=fast", "model.base_channels=4", "optimizer=sgd",

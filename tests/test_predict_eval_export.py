@@ -54,6 +54,7 @@ def run(*args) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, bead_images, tmp_path):
     out = tmp_path / "pred"
     done = run(BIN / "beadseg-predict", f"ckpt={tiny_checkpoint}", f"input={bead_images}", f"hydra.run.dir={out}",
@@ -86,6 +87,7 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
     assert again.returncode != 0 and "never overwrites" in again.stderr
 
 
+@pytest.mark.slow
 def test_classical_model_predicts_without_a_checkpoint(bead_images, tmp_path):
     done = run(BIN / "beadseg-predict", "model=classical", f"input={bead_images / 'gray.png'}", f"hydra.run.dir={tmp_path / 'c'}")
     assert done.returncode == 0, done.stderr
@@ -93,6 +95,7 @@ def test_classical_model_predicts_without_a_checkpoint(bead_images, tmp_path):
     assert 8 <= count <= 14  # 12 beads were drawn
 
 
+@pytest.mark.slow
 def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path):
     data = tmp_path / "data"
     for sub in ("images", "masks"):
@@ -137,6 +140,7 @@ def test_torchscript_export_matches_the_checkpoint(tiny_checkpoint, tmp_path):
         export(str(tiny_checkpoint), "pdf", tmp_path / "x", tile=64)
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_the_checkpoint(tiny_checkpoint, tmp_path):
     pytest.importorskip("onnxruntime", reason="format=onnx needs the onnx extra (pip install 'beadseg[onnx]')")
     pytest.importorskip("onnxscript", reason="format=onnx needs the onnx extra (pip install 'beadseg[onnx]')")

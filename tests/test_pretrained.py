@@ -33,6 +33,7 @@ def test_shipped_model_segments_synthetic_beads(modality, bit_depth):
     assert found.f1 >= 0.9
 
 
+@pytest.mark.slow
 def test_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -5,6 +5,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from beadseg.data.datamodule import BeadDataModule
 from beadseg.data.folder import FolderSource
 
@@ -28,6 +30,7 @@ def test_folds_never_put_a_capture_on_both_sides(real_data):
         assert all(len(s) == 1 for s in sides.values()) and sum(s == {"val"} for s in sides.values()) >= 1
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_runs_end_to_end(real_data, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_microbeads.py"), "--tiny", "--data", str(real_data),
                            "--work", str(tmp_path / "work"), "--output", str(tmp_path / "table.md")],

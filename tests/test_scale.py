@@ -113,6 +113,7 @@ def test_a_folder_that_is_no_pack_says_so(tmp_path):
         PackedSource(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_frames_train_from_a_pack_through_the_cli(tmp_path):
     from beadseg.data.classify import SyntheticClassSource
 
@@ -133,6 +134,7 @@ def test_frames_train_from_a_pack_through_the_cli(tmp_path):
     assert len(split) == 24 and {row["label"] for row in split} == {"empty", "beads"}
 
 
+@pytest.mark.slow
 def test_chunked_instances_equal_whole_frame_instances():
     _, labels = render_beads(np.random.default_rng(4), 2048, 2500, "fluorescence", 8)
     probability = gaussian_filter((labels > 0).astype(np.float32), 0.7)
@@ -177,6 +179,7 @@ def uninterrupted(many_frames, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_killed_prediction_resumes_to_the_same_tables(many_frames, uninterrupted, tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(predict_cmd(many_frames, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -202,6 +205,7 @@ def test_a_killed_prediction_resumes_to_the_same_tables(many_frames, uninterrupt
     assert not list(out.rglob(".*.partial")) and not (out / ".scratch").exists()
 
 
+@pytest.mark.slow
 def test_ddp_prediction_with_two_processes_does_every_image_once(many_frames, uninterrupted, tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(predict_cmd(many_frames, out, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
@@ -221,6 +225,7 @@ def test_manifest_row_survives_a_damaged_cache(synthetic_folder):
     assert json.loads(cache.read_text())["rows"] == rows
 
 
+@pytest.mark.slow
 def test_loader_workers_read_every_validation_image_once(synthetic_folder):
     datamodule = BeadDataModule(FolderSource(synthetic_folder), patch_size=48, val_fraction=0.5, num_workers=2)
     datamodule.setup()

@@ -78,6 +78,7 @@ def test_report_numbers_come_from_the_logs(tmp_path):
     assert len(re.findall(r"\(figure\d", report)) == 5
 
 
+@pytest.mark.slow
 def test_two_trial_optuna_sweep_has_a_best_trial(tmp_path):
     sweep = tmp_path / "optuna"
     done = subprocess.run([str(BIN / "beadseg-train"), "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fast",
@@ -91,6 +92,7 @@ def test_two_trial_optuna_sweep_has_a_best_trial(tmp_path):
     assert len(table(report, "## Summary")) == 2
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes_trains_one_epoch(tmp_path):
     run = tmp_path / "ddp"
     done = subprocess.run([str(BIN / "beadseg-train"), "debug=fast", "model.base_channels=4", "trainer=ddp",

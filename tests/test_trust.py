@@ -88,6 +88,7 @@ def test_every_command_that_takes_a_checkpoint_refuses_a_hostile_one(hostile, ki
         assert "builtins.open" in str(refused.value)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_with_one_line_and_no_traceback(hostile, tmp_path):
     path, victim = hostile["pickle"]
     image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
@@ -112,6 +113,7 @@ def test_last_checkpoint_is_the_last_epoch_even_without_improvement(compose_conf
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
     commands = [[BIN / "beadseg-synth", f"out={tmp_path / name}", "n=1", "size=16"] for name in ("a", "b")]
     processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for command in commands]
@@ -120,6 +122,7 @@ def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path)
     assert len(runs) == 2 and runs[0].name[:19] <= runs[1].name[:19]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_a_stopped_run_records_how_to_resume(tmp_path, stop):
     run = tmp_path / "run"
@@ -148,6 +151,7 @@ def test_nan_in_a_memory_mapped_frame_is_refused_by_name(tmp_path):
         open_image(tmp_path / "nan.tif")
 
 
+@pytest.mark.slow
 def test_duplicate_stems_in_an_input_folder_are_refused_by_name(tmp_path):
     image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
     (tmp_path / "in").mkdir()
@@ -207,6 +211,7 @@ def test_settings_are_checked_by_key_before_any_data_is_read(compose_config, tmp
         train(compose_config("train", [override, f"paths.output_dir={tmp_path}"]))
 
 
+@pytest.mark.slow
 def test_paths_with_spaces_and_accents_need_no_quotes(tmp_path):
     assert quote_values(["input=/data/my beads", "out=/données", "a=b", "x='q r'", "-m"]) == \
         ["input='/data/my beads'", "out='/données'", "a=b", "x='q r'", "-m"]
