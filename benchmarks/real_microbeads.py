@@ -26,7 +26,7 @@ from hydra import compose, initialize_config_dir
 from beadseg.config import CONFIG_DIR
 from beadseg.data.folder import pair_folder
 from beadseg.data.split import group_names
-from beadseg.inference.evaluate import evaluate
+from beadseg.evaluation.evaluate import evaluate
 from beadseg.metrics.objects import ObjectMatch
 from beadseg.metrics.pixel import scores
 from beadseg.training.task import train

@@ -59,12 +59,20 @@ def classifier(tmp_path_factory):
 def test_a_tiny_classifier_learns_and_states_adequacy(classifier):
     result, out = classifier
     assert result["monitor"] == "val/accuracy" and result["best_score"] >= 0.75  # chance is 0.5
-    assert "adequacy bar of 0.80" in result["adequacy"]
+    assert result["adequacy"].startswith(f"Validation accuracy {result['best_score']:.3f} clears the adequacy bar of 0.80")
     module = BeadClassifierModule.load_from_checkpoint(result["checkpoint"], map_location="cpu")
     assert module.hparams.class_names == ["empty", "beads"]
     recipe = module.hparams.normalization
     assert recipe["method"] == "dataset_max" and recipe["vmax"] > 255  # 16-bit maximum, fitted once and stored
     assert json.loads((out / "result.json").read_text())["best_score"] == result["best_score"]
+
+
+def test_the_verdict_follows_the_accuracy():
+    from beadseg.metrics.adequacy import adequacy_verdict
+
+    assert "clears the adequacy bar of 0.80: the data look learnable" in adequacy_verdict(0.85, 0.8)
+    assert "stays under the adequacy bar of 0.80" in adequacy_verdict(0.62, 0.8)
+    assert "clears" not in adequacy_verdict(0.79, 0.8)
 
 
 def test_dataset_max_keeps_16_bit_precision():

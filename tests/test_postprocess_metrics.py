@@ -89,3 +89,18 @@ def test_circularity_of_small_disks_is_close_to_one():
     square = np.zeros((20, 40), np.int32)
     square[5:15, 5:35] = 1  # a 10 x 30 bar: clearly not round
     assert object_table(square, np.ones(square.shape), np.ones(square.shape))[0]["circularity"] < 0.75
+
+
+def test_prediction_and_evaluation_find_the_same_instances():
+    """beadseg-predict (chunked, with the object table) and beadseg-eval (whole frame) post-process alike."""
+    from scipy.ndimage import gaussian_filter
+
+    from beadseg.data.synthetic import render_beads
+
+    _, truth = render_beads(np.random.default_rng(2), 256, 150, "brightfield", 8)
+    probability = gaussian_filter((truth > 0).astype(np.float32), 0.8)
+    post = PostProcess(min_circularity=0.5, min_area=20)
+    _, whole = post(probability)
+    chunked, rows = post.instances(probability, probability, labels_out=None)
+    assert whole.max() > 100 and np.array_equal(whole, chunked) and len(rows) == whole.max()
+    assert min(row["area"] for row in rows) >= 20 and min(row["circularity"] for row in rows) >= 0.5

@@ -82,7 +82,8 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
         assert iio.imread(out / "overlays" / f"{name}.png").shape == (*labels.shape, 3)
         assert counts[name]["flagged"] in ("yes", "no") and float(counts[name]["mean_uncertainty"]) >= 0
     assert tifffile.imread(out / "masks" / "deep.tif").shape == (77, 91)
-    assert (out / "group_counts.csv").is_file() and (out / "group_counts.png").is_file()
+    groups = {row["group"]: int(row["total_count"]) for row in csv.DictReader(open(out / "group_counts.csv"))}
+    assert groups == {name: int(row["count"]) for name, row in counts.items()} and (out / "group_counts.png").is_file()
     again = run(BIN / "beadseg-predict", f"ckpt={tiny_checkpoint}", f"input={bead_images / 'gray.png'}", f"output={out}")
     assert again.returncode != 0 and "never overwrites" in again.stderr
 
@@ -159,7 +160,7 @@ def test_16_bit_tiff_round_trips_and_large_tiffs_open_as_memory_maps(tmp_path):
 
 def test_eval_marks_the_checkpoints_own_training_images(tiny_checkpoint, compose_config, tmp_path):
     from beadseg.data.synthetic import SyntheticSource
-    from beadseg.inference.evaluate import evaluate
+    from beadseg.evaluation.evaluate import evaluate
 
     split = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)["beadseg_split"]
     source = SyntheticSource(40, 256, seed=0)  # the data the fixture trained on (debug=fast, default synthetic)
@@ -176,9 +177,42 @@ def test_eval_marks_the_checkpoints_own_training_images(tiny_checkpoint, compose
 
 
 def test_near_ties_in_the_threshold_sweep_keep_the_stored_threshold():
-    from beadseg.inference.evaluate import best_threshold
+    from beadseg.evaluation.scores import best_threshold
 
     sweep = [{"threshold": t, "object_f1": f} for t, f in ((0.3, 0.90), (0.5, 0.951), (0.7, 0.953), (0.9, 0.9531))]
     assert best_threshold(sweep, 0.5) == 0.5  # +0.002 F1 is noise: stay
     assert best_threshold(sweep, 0.5, tolerance=0.0) == 0.9
     assert best_threshold([{"threshold": 0.5, "object_f1": 0.8}, {"threshold": 0.8, "object_f1": 0.9}], 0.5) == 0.8
+
+
+def test_eval_scores_a_folder_of_saved_predictions_against_truth(compose_config, tmp_path):
+    """Any tool's output: label images for some images, a binary mask for another, scored by beadseg's metrics."""
+    from beadseg.evaluation.evaluate import evaluate
+
+    truth_labels = {}
+    for index in range(3):
+        image, labels = render_beads(np.random.default_rng(index + 20), 96, 12, "brightfield", 8)
+        write_pair = tmp_path / "data"
+        for sub in ("images", "masks"):
+            (write_pair / sub).mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(write_pair / "images" / f"i{index}.tif", image)
+        tifffile.imwrite(write_pair / "masks" / f"i{index}.tif", labels.astype(np.uint16))
+        truth_labels[f"i{index}"] = labels
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    tifffile.imwrite(saved / "i0.tif", truth_labels["i0"].astype(np.uint16))  # perfect
+    missed = truth_labels["i1"].copy()
+    missed[np.isin(missed, [1, 2, 3])] = 0  # three beads missed
+    tifffile.imwrite(saved / "i1.tif", missed.astype(np.uint16))
+    iio.imwrite(saved / "i2.png", (truth_labels["i2"] > 0).astype(np.uint8) * 255)  # a binary mask
+    metrics = evaluate(compose_config("eval", [f"predictions={saved}", f"data.root={tmp_path / 'data'}",
+                                              f"output={tmp_path / 'e'}"]))["metrics"]
+    rows = {row["image"]: row for row in csv.DictReader(open(tmp_path / "e" / "per_image.csv"))}
+    assert float(rows["i0"]["object_f1"]) == 1.0 and float(rows["i0"]["iou"]) == 1.0
+    assert int(rows["i1"]["predicted_count"]) == int(rows["i1"]["true_count"]) - 3
+    assert float(rows["i1"]["object_precision"]) == 1.0 and float(rows["i2"]["iou"]) == 1.0
+    assert metrics["model"] == "saved predictions" and metrics["images"] == 3
+    (saved / "i2.png").unlink()
+    with pytest.raises(ValueError, match=r"no prediction for 1 image\(s\) .*i2"):
+        evaluate(compose_config("eval", [f"predictions={saved}", f"data.root={tmp_path / 'data'}",
+                                         f"output={tmp_path / 'f'}"]))

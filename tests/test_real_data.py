@@ -2,6 +2,8 @@
 
 from collections import defaultdict
 
+import numpy as np
+
 from beadseg.data.datamodule import BeadDataModule
 from beadseg.data.folder import FolderSource
 
@@ -19,5 +21,6 @@ def test_real_images_load_and_split_by_whole_captures(real_data, tmp_path):
     assert all(len(s) == 1 for s in sides.values()), sides
     assert {"train", "val", "test"} <= {row["split"] for row in table}
     image = datamodule.datasets["val"][0]["image"]
-    assert image.shape == (1, 512, 512) and 0.0 <= float(image.median()) <= 1.0
+    assert image.shape == (1, 512, 512)  # normalised per image: its 1st and 99.8th percentiles map to 0 and 1
+    assert abs(float(np.percentile(image, 1))) < 0.01 and abs(float(np.percentile(image, 99.8)) - 1) < 0.01
     assert (tmp_path / "split.csv").read_text().count("\n") == 57

@@ -37,7 +37,7 @@ def test_every_model_trains_and_writes_checkpoint_and_events(run_train, tmp_path
     assert Path(result["checkpoint"]).is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert (run_dir / "split.csv").read_text().startswith("name,group,bead_count,density_bin,split")
-    assert 0.0 <= result["best_val_jaccard"] <= 1.0 and result["epochs_run"] == 1
+    assert f"jaccard{result['best_val_jaccard']:.4f}.ckpt" in result["checkpoint"] and result["epochs_run"] == 1
 
 
 def test_tensorboard_gets_metrics_learning_rate_and_image_grids(run_train, tmp_path):
@@ -108,10 +108,11 @@ def test_test_split_is_evaluated_with_the_best_checkpoint(run_train):
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")))
 def test_every_experiment_preset_composes_and_builds(compose_config, tmp_path, preset):
     cfg = compose_config("train", [f"experiment={preset}", f"paths.output_dir={tmp_path}"])
-    module = instantiate(cfg.module)
-    datamodule = instantiate(cfg.data)
-    trainer = instantiate(cfg.trainer)
-    assert module.net is not None and datamodule.batch_size == cfg.data.batch_size and trainer.max_epochs >= 1
+    module = instantiate(cfg.module).eval()
+    instantiate(cfg.data)
+    instantiate(cfg.trainer)
+    with torch.no_grad():  # the preset's network runs: an odd-sized image in, a map of the same size out
+        assert module(torch.rand(2, 1, 72, 88)).shape == (2, 1, 72, 88)
 
 
 def test_lab_microbead_preset_has_the_lab_settings(compose_config):

@@ -59,7 +59,7 @@ def hostile(checkpoint, tmp_path) -> dict:
 
 @pytest.mark.parametrize("kind", ["pickle", "target"])
 def test_every_command_that_takes_a_checkpoint_refuses_a_hostile_one(hostile, kind, compose_config, tmp_path):
-    from beadseg.inference.evaluate import select_pairs
+    from beadseg.evaluation.evaluate import select_pairs
     from beadseg.inference.explain import explain
     from beadseg.inference.export import export
     from beadseg.inference.predictor import load_predictor
@@ -176,7 +176,7 @@ def test_blurred_masks_are_refused_and_label_images_up_to_255_accepted(tmp_path)
 
 
 def test_eval_counts_label_masks_with_gaps_and_names_a_blurred_mask(compose_config, tmp_path):
-    from beadseg.inference.evaluate import evaluate
+    from beadseg.evaluation.evaluate import evaluate
 
     labels = np.zeros((64, 64), np.uint16)
     for value, (y, x) in zip((1, 3, 4), ((10, 10), (30, 40), (50, 20))):  # label 2 is missing

@@ -108,3 +108,23 @@ def load_network(path: str | Path, task: str | None = None) -> Network:
         raise CheckpointError(f"ckpt={path}: its weights do not fit its own network ({str(error).splitlines()[0]})") from None
     network.net.eval()
     return network
+
+
+def checkpoint_split(ckpt: str | None) -> dict[str, str]:
+    """Which image the checkpoint's training run put in which split (empty without a checkpoint)."""
+    return (module_settings(ckpt)[0].get("beadseg_split") or {}) if ckpt else {}
+
+
+def write_tuned_checkpoint(ckpt: Path, threshold: float, out: Path) -> Path:
+    """A copy of the checkpoint whose stored threshold is ``threshold`` (the original stays as it was),
+    beside it, or in ``out`` for the shipped model (the installed package is not written to)."""
+    from beadseg.pretrained import CHECKPOINT
+
+    folder = out if ckpt.resolve() == CHECKPOINT else ckpt.parent
+    target = folder / f"{ckpt.stem}.tuned.ckpt"
+    if target.exists():
+        raise FileExistsError(f"{target} exists already; beadseg never overwrites a checkpoint")
+    checkpoint = read_checkpoint(ckpt)
+    checkpoint["hyper_parameters"]["threshold"] = float(threshold)
+    torch.save(checkpoint, target)
+    return target

@@ -9,7 +9,7 @@ from beadseg.cli.app import beadseg_app
 
 @beadseg_app("eval")
 def main(cfg: DictConfig) -> None:
-    from beadseg.inference.evaluate import evaluate
+    from beadseg.evaluation.evaluate import evaluate
 
     result = evaluate(cfg)
     metrics, written = result["metrics"], result["written"]

@@ -78,30 +78,39 @@ class PostProcess:
     chunk: int = 2048
     halo: int = 64
 
-    def __call__(self, probability: np.ndarray, default_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        """Clean binary mask and instance labels (int32, 0 = background) of a whole (small) probability map."""
-        threshold = default_threshold if self.threshold is None else self.threshold
-        mask = np.asarray(probability) > threshold
+    def threshold_for(self, default: float) -> float:
+        """The probability threshold in force: this one's, or else ``default`` (the model's stored one)."""
+        return default if self.threshold is None else self.threshold
+
+    def candidates(self, probability: np.ndarray, default_threshold: float = 0.5) -> np.ndarray:
+        """Instance labels before the size and shape filters: threshold, hole filling, touching beads split."""
+        mask = np.asarray(probability) > self.threshold_for(default_threshold)
         if self.fill_holes:
             mask = ndi.binary_fill_holes(mask)
-        labels = split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
+        return split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
+
+    def keeps(self, area: np.ndarray, roundness: np.ndarray) -> np.ndarray:
+        """Which objects pass the size (``min_area``, ``max_area``) and shape (``min_circularity``) filters."""
+        keep = np.asarray(area) >= self.min_area
+        if self.max_area is not None:
+            keep &= np.asarray(area) <= self.max_area
+        return keep & (np.asarray(roundness) >= self.min_circularity)
+
+    def __call__(self, probability: np.ndarray, default_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """Clean binary mask and instance labels (int32, 0 = background) of a whole (small) probability map."""
+        labels = self.candidates(probability, default_threshold)
         if labels.max():
             table = regionprops_table(labels, properties=("label", "area", "perimeter_crofton"))
-            drop = np.ones(labels.max() + 1, bool)
-            keep = table["area"] >= self.min_area
-            if self.max_area is not None:
-                keep &= table["area"] <= self.max_area
-            if self.min_circularity > 0:
-                keep &= circularity(table["area"], table["perimeter_crofton"]) >= self.min_circularity
-            drop[table["label"]] = ~keep
-            labels[drop[labels]] = 0
-            labels = _relabel(labels)
+            keep = np.zeros(labels.max() + 1, bool)
+            keep[table["label"]] = self.keeps(table["area"], circularity(table["area"], table["perimeter_crofton"]))
+            labels = _relabel(np.where(keep[labels], labels, 0))
         return labels > 0, labels
 
     def instances(self, probability: np.ndarray, image: np.ndarray, default_threshold: float = 0.5,
                   labels_out: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
         """Instance labels of a frame of any size (into ``labels_out``, e.g. a memory map, when given) and its
-        object table, computed chunk by chunk: memory does not grow with the frame."""
+        object table, computed chunk by chunk (one measurement per bead serves the filters and the table):
+        memory does not grow with the frame."""
         height, width = probability.shape
         labels = labels_out if labels_out is not None else np.zeros((height, width), np.int32)
         rows: list[dict] = []
@@ -111,25 +120,27 @@ class PostProcess:
                 core = (top, min(top + self.chunk, height), left, min(left + self.chunk, width))
                 y0, y1 = max(core[0] - self.halo, 0), min(core[1] + self.halo, height)
                 x0, x1 = max(core[2] - self.halo, 0), min(core[3] + self.halo, width)
-                _, local = self(probability[y0:y1, x0:x1], default_threshold)
-                if not local.max():
+                local = self.candidates(probability[y0:y1, x0:x1], default_threshold)
+                table = object_table(local, image[y0:y1, x0:x1], probability[y0:y1, x0:x1], (y0, x0))
+                if not table:
                     continue
-                props = regionprops_table(local, properties=("label", "centroid", "bbox"))
-                cy, cx = props["centroid-0"] + y0, props["centroid-1"] + x0
+                ids = np.array([row["bead_id"] for row in table])
+                cy, cx = np.array([[row["centroid_y"], row["centroid_x"]] for row in table]).T
                 owned = (cy >= core[0]) & (cy < core[1]) & (cx >= core[2]) & (cx < core[3])
-                at_edge = (((props["bbox-0"] == 0) & (y0 > 0)) | ((props["bbox-2"] == y1 - y0) & (y1 < height))
-                           | ((props["bbox-1"] == 0) & (x0 > 0)) | ((props["bbox-3"] == x1 - x0) & (x1 < width)))
-                truncated += int(np.sum(owned & at_edge))
+                owned &= self.keeps([row["area"] for row in table], [row["circularity"] for row in table])
+                cut = [local[0] if y0 > 0 else (), local[-1] if y1 < height else (),
+                       local[:, 0] if x0 > 0 else (), local[:, -1] if x1 < width else ()]
+                truncated += int(np.isin(ids[owned], np.concatenate([np.ravel(c) for c in cut])).sum())
                 lookup = np.zeros(local.max() + 1, np.int64)
-                lookup[props["label"][owned]] = np.arange(1, owned.sum() + 1) + len(rows)
+                lookup[ids[owned]] = np.arange(1, owned.sum() + 1) + len(rows)
+                for row, new_id in zip((r for r, o in zip(table, owned) if o), lookup[ids[owned]]):
+                    rows.append({**row, "bead_id": int(new_id)})
                 mine = lookup[local]
                 window = labels[y0:y1, x0:x1]
                 free = (mine > 0) & (window == 0)
                 window[free] = mine[free]
-                rows += object_table(mine, image[y0:y1, x0:x1], probability[y0:y1, x0:x1], (y0, x0))
             release_pages(image, probability, labels)
         if truncated:
             log.warning("%d beads reach past the %d px halo of their chunk (larger than the halo?): "
                         "raise postprocess.halo", truncated, self.halo)
-        rows.sort(key=lambda row: row["bead_id"])
         return labels, rows

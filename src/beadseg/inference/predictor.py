@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -29,6 +31,7 @@ class ModelPredictor:
     keeps dropout on and averages that many passes. Either gives a per-pixel uncertainty (std of the members)."""
 
     name = "model"
+    checkpoint: str | None = None  # the file it was loaded from (set by load_predictor)
 
     def __init__(self, network, tile: int = 512, overlap: int = 32, batch_size: int | str = "auto", blend: str = "gaussian",
                  tta: bool = False, mc_samples: int = 0, device: str | None = None, amp: bool | None = None) -> None:
@@ -88,6 +91,7 @@ class ClassicalPredictor:
     name = "classical"
     threshold = 0.5
     net = None
+    checkpoint: str | None = None  # a checkpoint given only to borrow its split (beadseg-eval split=test)
 
     def __init__(self, **detector) -> None:
         self.detector = detector
@@ -107,7 +111,7 @@ def is_classical(model: dict | None) -> bool:
     return bool(model) and model.get("name") == "classical"
 
 
-def resolve_checkpoint(model: dict | None, ckpt: str | None) -> str | None:
+def _resolve_checkpoint(model: dict | None, ckpt: str | None) -> str | None:
     """The checkpoint to use: ``ckpt`` if given, else (unless ``model=classical``) the shipped bead model."""
     if ckpt or is_classical(model):
         return ckpt
@@ -119,11 +123,15 @@ def resolve_checkpoint(model: dict | None, ckpt: str | None) -> str | None:
 
 
 def load_predictor(model: dict | None, ckpt: str | None, detector: dict, inference: dict):
-    """``model=classical``, or the checkpoint ``ckpt=PATH`` (default: the shipped bead model)."""
-    ckpt = resolve_checkpoint(model, ckpt)
+    """``model=classical``, or the checkpoint ``ckpt=PATH`` (default: the shipped bead model). The predictor's
+    ``checkpoint`` is the file it came from (for ``model=classical``, the one given only to borrow its split)."""
+    ckpt = _resolve_checkpoint(model, ckpt)
     if is_classical(model):
-        return ClassicalPredictor(**detector)
-    if model:
+        predictor = ClassicalPredictor(**detector)
+    elif model:
         raise ValueError("a trained model comes from its checkpoint (ckpt=PATH); model=classical is the only model "
                          "that needs none")
-    return ModelPredictor(load_network(ckpt, "segment"), **{k: v for k, v in inference.items() if k != "num_workers"})
+    else:
+        predictor = ModelPredictor(load_network(ckpt, "segment"), **{k: v for k, v in inference.items() if k != "num_workers"})
+    predictor.checkpoint = str(Path(ckpt).resolve()) if ckpt else None
+    return predictor

@@ -1,0 +1,115 @@
+"""The evaluation task: a checkpoint's (or the classical baseline's) predictions, or a folder of any tool's saved
+predictions, scored against reference masks; a threshold sweep, the worst images."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from rich.progress import track
+
+from beadseg import plots
+from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
+from beadseg.data.folder import FolderSource, load_pair
+from beadseg.data.instances import bead_instances
+from beadseg.data.io import BeadDataError, list_images, read_mask
+from beadseg.evaluation.scores import Evaluation, best_threshold
+from beadseg.inference.postprocess import PostProcess
+from beadseg.inference.predictor import is_classical, load_predictor
+from beadseg.tables import write_csv
+
+log = logging.getLogger(__name__)
+
+
+def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tuple[Path, Path]]:
+    pairs = source.pairs()
+    if split == "all":
+        return pairs
+    if not ckpt:
+        raise ValueError(f"split={split} needs the checkpoint's split (ckpt=PATH); use split=all otherwise")
+    assignment = checkpoint_split(ckpt)
+    chosen = [pair for pair in pairs if assignment.get(pair[0].stem) == split]
+    if not chosen:
+        raise ValueError(f"no image of {source.root} is in the {split} split of {ckpt}; use split=all")
+    return chosen
+
+
+def write_results(out: Path, run: Evaluation, metrics: dict, kept: list, worst_images: int) -> dict:
+    """``metrics.json``, ``per_image.csv`` and the worst images (truth vs prediction)."""
+    written = {"metrics": out / "metrics.json", "per_image": write_csv(run.rows, out / "per_image.csv", list(run.rows[0]))}
+    written["metrics"].write_text(json.dumps(metrics, indent=2))
+    worst = sorted(kept, key=lambda case: (case[0]["object_f1"], case[0]["iou"]))[:worst_images]
+    written["worst"] = plots.worst_figure(worst, out / "worst_images.png")
+    return written
+
+
+def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
+    """Score a folder of saved predictions (any tool's masks or label images, paired by file stem, e.g. the
+    ``instances/`` of a beadseg-predict run) against the reference masks, with beadseg's metrics."""
+    predicted = {path.stem: path for path in list_images(cfg.predictions)}
+    pairs = source.pairs()
+    missing = [image.stem for image, _ in pairs if image.stem not in predicted]
+    if missing:
+        raise BeadDataError(f"predictions={cfg.predictions} has no prediction for {len(missing)} image(s) of "
+                            f"{source.root}: {', '.join(missing[:5])}")
+    run, kept = Evaluation(cfg.match_distance, cfg.min_iou), []
+    for image_path, mask_path in track(pairs, description="scoring"):
+        sample = load_pair(image_path, mask_path)
+        raw = read_mask(predicted[sample.name])
+        if raw.shape != sample.labels.shape:
+            raise BeadDataError(f"size mismatch: prediction {predicted[sample.name]} is {raw.shape}, "
+                                f"mask {mask_path} is {sample.labels.shape}")
+        labels = bead_instances(raw)
+        row = run.add(sample.name, sample.mask, sample.labels, labels > 0, labels)
+        kept.append((row, sample.image, sample.mask, labels > 0))
+    metrics = {"model": "saved predictions", "predictions": str(cfg.predictions), "data": str(source.root),
+               **run.summary()}
+    return {"metrics": metrics, "written": write_results(out, run, metrics, kept, cfg.worst_images)}
+
+
+def evaluate(cfg) -> dict:
+    """Run the whole evaluation; writes metrics.json, per_image.csv and figures into ``cfg.output``."""
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
+    if cfg.get("predictions"):
+        if cfg.ckpt or cfg.get("model"):
+            raise ValueError("predictions=DIR scores saved predictions: give no ckpt= or model= with it")
+        return evaluate_saved(cfg, source, out)
+    predictor = load_predictor(cfg.get("model"), cfg.ckpt, dict(cfg.detector), dict(cfg.inference))
+    post = PostProcess(**cfg.postprocess)
+    classical = is_classical(cfg.get("model"))
+    ckpt = predictor.checkpoint
+    pairs = select_pairs(source, cfg.split, ckpt)  # model=classical may borrow a checkpoint's split
+    threshold = post.threshold_for(predictor.threshold)
+    thresholds = sorted({*map(float, cfg.thresholds), threshold})
+    runs = {t: Evaluation(cfg.match_distance, cfg.min_iou) for t in thresholds}
+    at_threshold = {t: replace(post, threshold=t) for t in thresholds}
+    kept = []
+    for image_path, mask_path in track(pairs, description="evaluating"):
+        sample = load_pair(image_path, mask_path)
+        probability, _ = predictor.predict(sample.image)
+        for t, run in runs.items():
+            mask, labels = at_threshold[t](probability)
+            row = run.add(sample.name, sample.mask, sample.labels, mask, labels)
+            if t == threshold:
+                kept.append((row, sample.image, sample.mask, mask))
+    summaries = {t: run.summary() for t, run in runs.items()}
+    sweep = [{"threshold": t, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]} for t, s in summaries.items()]
+    best = best_threshold(sweep, threshold)
+    seen = sorted(p[0].stem for p in pairs if not classical and checkpoint_split(ckpt).get(p[0].stem) == "train")
+    if seen:
+        log.warning("%d of the %d images were training images of this checkpoint (%s...): these scores are not "
+                    "a test of generalisation; use split=val or split=test", len(seen), len(pairs), ", ".join(seen[:3]))
+    metrics = {"model": "classical" if classical else "checkpoint", "ckpt": None if classical else ckpt,
+               "data": str(source.root), "split": cfg.split, "threshold": threshold,
+               "training_images": len(seen), "training_image_names": seen,
+               **summaries[threshold], "threshold_sweep": sweep, "best_threshold": best,
+               "best_threshold_iou": max(sweep, key=lambda s: s["iou"])["threshold"]}
+    written = write_results(out, runs[threshold], metrics, kept, cfg.worst_images)
+    written["sweep"] = plots.sweep_figure(sweep, best, out / "threshold_sweep.png")
+    if cfg.write_threshold and not classical:
+        written["tuned_checkpoint"] = write_tuned_checkpoint(Path(ckpt), best, out)
+    return {"metrics": metrics, "written": written}
