@@ -58,7 +58,7 @@ def run_fold(capture: str, data: Path, work: Path, train_overrides: list[str]) -
     threshold = val["best_threshold"]
     test = evaluate(compose_config("eval", [*common, "split=test", f"postprocess.threshold={threshold}",
                                             f"thresholds=[{threshold}]", f"output={fold / 'eval_test'}"]))["metrics"]
-    classical = evaluate(compose_config("eval", [*common, "model=classical", "split=test", "thresholds=[0.5]",
+    classical = evaluate(compose_config("eval", [*common, "method=classical", "split=test", "thresholds=[0.5]",
                                                  f"output={fold / 'eval_classical'}"]))["metrics"]
     return {"capture": capture, "threshold": threshold, "train_seconds": trained, "epochs": result["epochs_run"],
             "model": test, "classical": classical, "dirs": {"model": fold / "eval_test", "classical": fold / "eval_classical"}}

@@ -97,12 +97,13 @@ def bench_loader(work: Path, count: int) -> dict:
     from hydra.utils import instantiate
 
     from beadseg.config import CONFIG_DIR
+    from beadseg.data import build_datamodule
 
     root = write_frames(work / f"frames_{count}", count, frame_pool(8))
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", ["task=classify", "data=classify", f"data.root={root}", "data.num_workers=1",
                                 "data.batch_size=16", f"paths.output_dir={work / 'loader_run'}"])
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.setup()
     loader = datamodule.train_dataloader()
     batches, start = 0, None

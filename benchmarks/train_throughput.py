@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from beadseg.config import CONFIG_DIR
+from beadseg.data import build_datamodule
 
 
 class StepTimer(pl.Callback):
@@ -43,8 +44,8 @@ class StepTimer(pl.Callback):
 
 def build(overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["paths.output_dir=/tmp/beadseg-benchmark", *overrides])
-    datamodule = instantiate(cfg.data, output_dir=None)
+        cfg = compose("train", overrides=["paths.output_dir=/tmp/beadseg-benchmark", "data.output_dir=null", *overrides])
+    datamodule = build_datamodule(cfg.data)
     datamodule.setup("fit")
     return cfg, datamodule
 

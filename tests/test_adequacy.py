@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from hydra.utils import instantiate
 from scipy import ndimage as ndi
 
-from beadseg.analysis.qc import QCThresholds, run_qc
+from beadseg.analysis.qc import run_qc
 from beadseg.data.classify import SyntheticClassSource
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.explain import attribute, explain
@@ -18,7 +19,7 @@ from beadseg.training.module import BeadClassifierModule
 from beadseg.training.task import train
 
 
-def test_qc_flags_planted_frames_and_keeps_clean_ones(tmp_path):
+def test_qc_flags_planted_frames_and_keeps_clean_ones(tmp_path, compose_config):
     frames = tmp_path / "frames"
     frames.mkdir()
     for index in range(6):
@@ -30,7 +31,8 @@ def test_qc_flags_planted_frames_and_keeps_clean_ones(tmp_path):
     tifffile.imwrite(frames / "saturated.tif", np.clip(beads * 20, 0, 65535).astype(np.uint16))
     tifffile.imwrite(frames / "blurred.tif", ndi.gaussian_filter(beads, 3).astype(np.uint16))
     before = {p.name: p.read_bytes() for p in frames.iterdir()}
-    result = run_qc(frames, tmp_path / "qc", QCThresholds(), {}, workers=2, symlinks=True)
+    cfg = compose_config("qc", [f"data.root={frames}"])
+    result = run_qc(frames, tmp_path / "qc", instantiate(cfg.qc), instantiate(cfg.detector), workers=2, symlinks=True)
     rows = {Path(r["frame"]).stem: r for r in csv.DictReader(open(tmp_path / "qc" / "qc.csv"))}
     assert rows["empty"]["flags"] == "empty" and rows["noisy"]["flags"] == "noisy"
     assert "overexposed" in rows["saturated"]["flags"] and rows["blurred"]["flags"] == "out_of_focus"

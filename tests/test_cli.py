@@ -25,7 +25,8 @@ def test_help_lists_the_config_groups():
                 "augmentation": {"none", "light", "heavy"}, "trainer": {"default", "cpu", "gpu", "ddp"},
                 "optimizer": {"adam", "adamw", "sgd"}, "scheduler": {"plateau", "cosine", "none"},
                 "logger": {"tensorboard", "csv"}, "callbacks": {"default"}, "debug": {"fast"}, "task": {"segment", "classify"},
-                "experiment": {"lab_microbead_params", "lab_mitochondria_params"}}
+                "experiment": {"microbeads_real"}, "lab_params": {"microbead", "mitochondria"},
+                "study": {"dataset_size", "lab_comparison"}, "method": {"checkpoint", "classical"}}
     for group, options in expected.items():
         assert options <= set(groups[group].split(", ")), group
 

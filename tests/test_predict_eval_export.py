@@ -90,7 +90,7 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
 
 @pytest.mark.slow
 def test_classical_model_predicts_without_a_checkpoint(bead_images, tmp_path):
-    done = run(BIN / "beadseg-predict", "model=classical", f"input={bead_images / 'gray.png'}", f"hydra.run.dir={tmp_path / 'c'}")
+    done = run(BIN / "beadseg-predict", "method=classical", f"input={bead_images / 'gray.png'}", f"hydra.run.dir={tmp_path / 'c'}")
     assert done.returncode == 0, done.stderr
     count = int(next(csv.DictReader(open(tmp_path / "c" / "counts.csv")))["count"])
     assert 8 <= count <= 14  # 12 beads were drawn
@@ -120,7 +120,7 @@ def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path)
     assert (out / "worst_images.png").is_file() and (out / "threshold_sweep.png").is_file()
     rows = list(csv.DictReader(open(out / "per_image.csv")))
     assert [int(r["true_count"]) for r in rows] == [15, 15, 15]
-    classical = run(BIN / "beadseg-eval", "model=classical", f"data.root={data}", f"hydra.run.dir={tmp_path / 'evalc'}")
+    classical = run(BIN / "beadseg-eval", "method=classical", f"data.root={data}", f"hydra.run.dir={tmp_path / 'evalc'}")
     assert classical.returncode == 0, classical.stderr
     assert json.loads((tmp_path / "evalc" / "metrics.json").read_text())["objects"]["centroid"]["f1"] > 0.8
     wrong = run(BIN / "beadseg-eval", f"ckpt={tiny_checkpoint}", f"data.root={data}", "split=val", f"hydra.run.dir={tmp_path / 'e3'}")

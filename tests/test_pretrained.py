@@ -1,6 +1,7 @@
 """The bead model shipped inside the package: loads offline, segments synthetic beads, backs the CLIs."""
 
 import csv
+from functools import partial
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +19,13 @@ from beadseg.pretrained import CHECKPOINT
 
 def test_shipped_model_is_small_and_loads_offline():
     assert CHECKPOINT.is_file() and CHECKPOINT.stat().st_size < 8 * 2**20
-    predictor = load_predictor(None, None, {}, {"tile": 256})
+    predictor = load_predictor(None, partial(ModelPredictor, tile=256))
     assert isinstance(predictor, ModelPredictor) and predictor.normalization.method == "percentile"
 
 
 @pytest.mark.parametrize("modality, bit_depth", [("brightfield", 8), ("fluorescence", 16)])
 def test_shipped_model_segments_synthetic_beads(modality, bit_depth):
-    predictor = load_predictor(None, None, {}, {"tile": 256})
+    predictor = load_predictor(None, partial(ModelPredictor, tile=256))
     found = ObjectMatch(0, 0, 0)
     for seed in (11, 12, 14, 15):  # 60 beads in 256², many touching
         image, truth = render_beads(np.random.default_rng(seed), 256, 60, modality, bit_depth)

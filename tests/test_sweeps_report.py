@@ -120,9 +120,9 @@ def test_launcher_configs_compose(launcher, target):
 
 def test_study_presets_sweep_what_they_say(compose_config):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        size = compose("train", ["experiment=dataset_size_study"], return_hydra_config=True)
-        lab = compose("train", ["experiment=lab_comparison"], return_hydra_config=True)
+        size = compose("train", ["study=dataset_size"], return_hydra_config=True)
+        lab = compose("train", ["study=lab_comparison"], return_hydra_config=True)
     assert size.hydra.sweeper.params["data.train_fraction"] == "0.1,0.2,0.5,0.75,1.0"
-    assert lab.hydra.sweeper.params["+lab_params"] == "mitochondria,microbead"
+    assert lab.hydra.sweeper.params["lab_params"] == "mitochondria,microbead"
     for choice, lr in (("mitochondria", 1e-3), ("microbead", 1e-4)):
-        assert compose_config("train", [f"+lab_params={choice}"]).optimizer.lr == lr
+        assert compose_config("train", [f"lab_params={choice}"]).optimizer.lr == lr

@@ -8,6 +8,7 @@ import torch
 from hydra.utils import instantiate
 
 from beadseg.config import CONFIG_DIR
+from beadseg.data import build_datamodule
 from beadseg.training.module import BeadSegModule
 from beadseg.training.task import train
 
@@ -105,24 +106,25 @@ def test_test_split_is_evaluated_with_the_best_checkpoint(run_train):
     assert set(result["test"]) >= {"test/jaccard", "test/dice", "test/precision", "test/recall", "test/loss"}
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")))
-def test_every_experiment_preset_composes_and_builds(compose_config, tmp_path, preset):
-    cfg = compose_config("train", [f"experiment={preset}", f"paths.output_dir={tmp_path}"])
+@pytest.mark.parametrize("preset", sorted(f"{group}={p.stem}" for group in ("experiment", "lab_params", "study")
+                                           for p in (CONFIG_DIR / group).glob("*.yaml")))
+def test_every_preset_composes_and_builds(compose_config, tmp_path, preset):
+    cfg = compose_config("train", [preset, f"paths.output_dir={tmp_path}"])
     module = instantiate(cfg.module).eval()
-    instantiate(cfg.data)
+    build_datamodule(cfg.data)
     instantiate(cfg.trainer)
     with torch.no_grad():  # the preset's network runs: an odd-sized image in, a map of the same size out
         assert module(torch.rand(2, 1, 72, 88)).shape == (2, 1, 72, 88)
 
 
 def test_lab_microbead_preset_has_the_lab_settings(compose_config):
-    cfg = compose_config("train", ["experiment=lab_microbead_params"])
+    cfg = compose_config("train", ["lab_params=microbead"])
     assert cfg.model._target_.endswith("UNet") and cfg.model.dropout == 0.3
     assert cfg.optimizer.lr == 1e-4 and cfg.data.batch_size == 32 and cfg.data.patch_size == 256
     assert cfg.loss._target_.endswith("DiceLoss") and cfg.data.val_fraction == 0.15
     assert (cfg.scheduler.scheduler.factor, cfg.scheduler.scheduler.patience, cfg.scheduler.scheduler.min_lr) == (0.5, 10, 1e-6)
     assert cfg.callbacks.early_stopping.patience == 20 and cfg.trainer.gradient_clip_val == 1.0
-    mito = compose_config("train", ["experiment=lab_mitochondria_params"])
+    mito = compose_config("train", ["lab_params=mitochondria"])
     assert mito.optimizer.lr == 1e-3 and mito.data.batch_size == 8 and mito.loss.gamma == 2.0 and mito.model.dropout == 0.0
 
 

@@ -70,7 +70,7 @@ def test_every_command_that_takes_a_checkpoint_refuses_a_hostile_one(hostile, ki
     image, labels = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
     write_pair(folder, "a", image, labels.astype(np.uint16))
     attempts = {
-        "predict": lambda: load_predictor(None, str(path), {}, {}),
+        "predict": lambda: load_predictor(str(path)),
         "eval split": lambda: select_pairs(FolderSource(folder), "val", str(path)),
         "export": lambda: export(str(path), "torchscript", tmp_path / "export"),
         "explain": lambda: explain(str(path), [folder / "images" / "a.tif"], tmp_path / "explain", ["occlusion"]),
@@ -159,7 +159,7 @@ def test_duplicate_stems_in_an_input_folder_are_refused_by_name(tmp_path):
     import imageio.v3 as iio
 
     iio.imwrite(tmp_path / "in" / "sample.png", image)
-    done = subprocess.run([BIN / "beadseg-predict", "model=classical", f"input={tmp_path / 'in'}",
+    done = subprocess.run([BIN / "beadseg-predict", "method=classical", f"input={tmp_path / 'in'}",
                            f"output={tmp_path / 'o'}", f"hydra.run.dir={tmp_path / 'h'}"], capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "sample.png, sample.tif" in done.stderr and not (tmp_path / "o" / "counts.csv").exists()
@@ -183,12 +183,12 @@ def test_eval_counts_label_masks_with_gaps_and_names_a_blurred_mask(compose_conf
         labels[y - 3 : y + 4, x - 3 : x + 4] = value
     image = (1000 + 20000 * (labels > 0)).astype(np.uint16)
     write_pair(tmp_path / "gaps", "a", image, labels)
-    cfg = compose_config("eval", ["model=classical", f"data.root={tmp_path / 'gaps'}", f"output={tmp_path / 'e'}"])
+    cfg = compose_config("eval", ["method=classical", f"data.root={tmp_path / 'gaps'}", f"output={tmp_path / 'e'}"])
     metrics = evaluate(cfg)["metrics"]
     assert metrics["count"]["total_true"] == 3 and metrics["objects"]["centroid"]["f1"] == 1.0
     write_pair(tmp_path / "blur", "b", image, (gaussian_filter((labels > 0) * 1.0, 1) * 250).astype(np.uint8))
     with pytest.raises(BeadDataError, match=r"b\.tif is neither binary"):
-        evaluate(compose_config("eval", ["model=classical", f"data.root={tmp_path / 'blur'}", f"output={tmp_path / 'f'}"]))
+        evaluate(compose_config("eval", ["method=classical", f"data.root={tmp_path / 'blur'}", f"output={tmp_path / 'f'}"]))
 
 
 def test_empty_non_image_and_tiny_files_are_named_for_what_they_are(tmp_path):

@@ -41,6 +41,14 @@ def unique_suffix() -> str:
     return f"{os.getpid() % 0x10000:04x}{secrets.token_hex(2)}"
 
 
+def density_edges() -> list[int]:
+    """The bead-density bins' upper edges, defined once (beadseg.data.split) for the split and the analysis."""
+    from beadseg.data.split import DENSITY_EDGES
+
+    return list(DENSITY_EDGES)
+
+
+OmegaConf.register_new_resolver("beadseg.density_edges", density_edges, replace=True)
 OmegaConf.register_new_resolver("beadseg.unique", unique_suffix, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("beadseg.precision", default_precision, replace=True)
 OmegaConf.register_new_resolver("task_metric", task_metric, replace=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import imageio.v3 as iio
 import numpy as np
 import tifffile
+from hydra.utils import instantiate
 from rich.progress import track
 
 from beadseg import plots
@@ -20,7 +22,7 @@ from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
 from beadseg.data.io import mask_kind, read_image, read_mask
 from beadseg.data.sample import BeadSample
-from beadseg.models.classical import Detections, detect_beads
+from beadseg.models.classical import Detections
 from beadseg.tables import write_csv
 
 
@@ -38,12 +40,12 @@ class FolderAnalysis:
         return np.sqrt(4 * self.bead_areas / np.pi)
 
 
-def inspect(sample: BeadSample, detector: dict, qa: QAThresholds) -> tuple[Detections, LabelCheck]:
-    detections = detect_beads(sample.image, **detector)
+def inspect(sample: BeadSample, detector: Callable, qa: QAThresholds) -> tuple[Detections, LabelCheck]:
+    detections = detector(sample.image)
     return detections, check_labels(sample.mask, detections, qa.max_shift)
 
 
-def analyze_folder(source: FolderSource, detector: dict, qa: QAThresholds) -> FolderAnalysis:
+def analyze_folder(source: FolderSource, detector: Callable, qa: QAThresholds) -> FolderAnalysis:
     """Measure every image (streamed, with a progress bar); the same pairing and errors as training."""
     result, areas, any_beads = FolderAnalysis(source.root), [], False
     for image_path, mask_path in track(source.pairs(), description=f"analysing {source.root.name}"):
@@ -63,7 +65,7 @@ def _worst(rows: list[dict], flag: str, key, count: int = 2) -> list[dict]:
     return sorted((r for r in rows if flag in r["flags"].split(";")), key=key)[:count]
 
 
-def qa_cases(source: FolderSource, analysis: FolderAnalysis, detector: dict, qa: QAThresholds) -> list:
+def qa_cases(source: FolderSource, analysis: FolderAnalysis, detector: Callable, qa: QAThresholds) -> list:
     """The worst images per label problem, re-inspected for drawing."""
     chosen = [("missing labels", r) for r in _worst(analysis.rows, "missing_labels", lambda r: r["labelled_fraction"])]
     chosen += [("offset", r) for r in _worst(analysis.rows, "offset", lambda r: -np.hypot(r["offset_y"], r["offset_x"]))]
@@ -85,7 +87,7 @@ def spread_by_density(source: FolderSource, rows: list[dict], count: int = 6) ->
 
 
 def fix_masks(source: FolderSource, analysis: FolderAnalysis, out_masks: Path, add_missing: bool,
-              detector: dict, qa: QAThresholds) -> Path:
+              detector: Callable, qa: QAThresholds) -> Path:
     """Write corrected masks (offsets undone; optionally unlabelled beads added) to a new folder."""
     if out_masks.resolve() == (source.root / source.masks).resolve():
         raise ValueError(f"out_masks={out_masks} is the original mask folder: corrected masks go to a new folder")
@@ -150,7 +152,7 @@ def analyze(cfg) -> dict:
     """Run the whole analysis; returns the paths it wrote."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    detector, qa = dict(cfg.detector), QAThresholds(**{k: (tuple(v) if k == "size_ratio_range" else v) for k, v in cfg.qa.items()})
+    detector, qa = instantiate(cfg.detector), instantiate(cfg.qa)
     source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
     analysis = analyze_folder(source, detector, qa)
     settings, choices = recommend(analysis.summary, [r["image"] for r in analysis.rows], str(source.root))

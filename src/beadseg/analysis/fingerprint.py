@@ -11,20 +11,19 @@ from skimage.measure import label
 from beadseg.analysis.label_qa import LabelCheck
 from beadseg.data.io import bit_depth
 from beadseg.data.sample import BeadSample
+from beadseg.data.split import DENSITY_EDGES, density_bin_ranges
 from beadseg.models.classical import Detections
-
-DENSITY_BINS = ((0, 5), (6, 15), (16, 30), (31, 100), (101, None))
 
 
 @dataclass
 class QAThresholds:
-    """When an image is flagged."""
+    """When an image is flagged (the values and their meaning: ``qa`` in conf/analyze.yaml)."""
 
-    min_labelled_fraction: float = 0.8
-    min_offset_px: float = 2.0
-    min_offset_confidence: float = 0.5
-    size_ratio_range: tuple[float, float] = (0.8, 1.25)
-    max_shift: int = 8  # largest mask offset searched, in pixels
+    min_labelled_fraction: float
+    min_offset_px: float
+    min_offset_confidence: float
+    size_ratio_range: tuple[float, float]
+    max_shift: int
 
 
 def image_row(sample: BeadSample, detections: Detections, check: LabelCheck, qa: QAThresholds) -> tuple[dict, np.ndarray]:
@@ -78,7 +77,7 @@ def summarise(rows: list[dict], bead_areas: np.ndarray) -> dict:
     counts = [r["bead_count"] for r in rows]
     bins = {
         (f"{lo}-{hi}" if hi is not None else f">{lo - 1}"): int(sum(lo <= c and (hi is None or c <= hi) for c in counts))
-        for lo, hi in DENSITY_BINS
+        for lo, hi in density_bin_ranges(DENSITY_EDGES)
     }
     flags = Counter(flag for r in rows for flag in r["flags"].split(";") if flag)
     ratios = [r["size_ratio"] for r in rows if r["size_ratio"] != ""]

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from rich.progress import track
@@ -18,14 +19,16 @@ from beadseg.tables import write_csv
 
 @dataclass
 class QCThresholds:
-    min_beads: int = 1  # fewer clear beads (peak >= min_snr noise units): empty
-    min_snr: float = 8.0
-    max_noise_ratio: float = 2.0  # pixel noise above this multiple of the set's median: noisy
-    max_saturated: float = 0.005  # fraction of pixels at the bit depth's maximum: above is overexposed
-    min_focus_ratio: float = 0.5  # sharpness below this share of the set's median: out of focus
+    """When a frame is flagged (the values and their meaning: ``qc`` in conf/qc.yaml)."""
+
+    min_beads: int
+    min_snr: float
+    max_noise_ratio: float
+    max_saturated: float
+    min_focus_ratio: float
 
 
-def measure_frame(path: Path, detector: dict | None = None) -> dict:
+def measure_frame(path: Path, detect: Callable = detect_beads) -> dict:
     """One frame's QC measurements (no flags yet: focus is judged against the whole set)."""
     try:
         image = read_image(path)
@@ -34,7 +37,7 @@ def measure_frame(path: Path, detector: dict | None = None) -> dict:
     depth = bit_depth(image)
     full_scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else float(image.max())
     pixels = image.astype(np.float32)
-    detections = detect_beads(pixels, **(detector or {}))
+    detections = detect(pixels)
     residual = pixels - ndi.gaussian_filter(pixels, 1.0)
     noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     # sharpness: how steep the beads' edges are, relative to the image's own intensity spread
@@ -55,7 +58,7 @@ def measure_frame(path: Path, detector: dict | None = None) -> dict:
     }
 
 
-def _measure(args: tuple[Path, dict]) -> dict:
+def _measure(args: tuple[Path, Callable]) -> dict:
     return measure_frame(*args)
 
 
@@ -85,13 +88,13 @@ def flag(rows: list[dict], qc: QCThresholds) -> list[dict]:
     return rows
 
 
-def run_qc(root: Path, out: Path, qc: QCThresholds, detector: dict, workers: int = 0, symlinks: bool = False) -> dict:
+def run_qc(root: Path, out: Path, qc: QCThresholds, detect: Callable, workers: int = 0, symlinks: bool = False) -> dict:
     """Measure every frame (in parallel, streamed), flag, and write ``qc.csv`` and ``kept.txt``."""
     if not root.is_dir():
         raise BeadDataError(f"data.root={root} is not a folder")
     files = list_images(root, recursive=True, unique_stems=False)
     workers = workers or max(1, (os.cpu_count() or 1))
-    jobs = [(path, detector) for path in files]
+    jobs = [(path, detect) for path in files]
     if workers > 1:
         with Pool(workers) as pool:
             rows = list(track(pool.imap(_measure, jobs, chunksize=8), total=len(jobs), description="checking frames"))

@@ -12,10 +12,12 @@ from beadseg.cli.app import beadseg_app
 
 @beadseg_app("qc")
 def main(cfg: DictConfig) -> None:
-    from beadseg.analysis.qc import QCThresholds, run_qc
+    from hydra.utils import instantiate
+
+    from beadseg.analysis.qc import run_qc
 
     started = time.time()
-    result = run_qc(Path(cfg.data.root), Path(cfg.out), QCThresholds(**cfg.qc), dict(cfg.detector), cfg.workers, cfg.symlinks)
+    result = run_qc(Path(cfg.data.root), Path(cfg.out), instantiate(cfg.qc), instantiate(cfg.detector), cfg.workers, cfg.symlinks)
     rate = result["frames"] / max(time.time() - started, 1e-9)
     print(f"beadseg-qc: {result['frames']} frames ({rate:.0f}/s), {result['kept']} kept, flagged {result['flags']} "
           f"-> {result['out'] / 'qc.csv'}, {result['out'] / 'kept.txt'}")

@@ -164,20 +164,17 @@ def frame_item(image: np.ndarray, row: dict) -> tuple[np.ndarray, int]:
 
 class ClassifyDataModule(pl.LightningDataModule):
     """Frames split by class (stratified, seeded) from the manifest, normalised (fitted on the training rows),
-    cut to ``patch_size``, read by the loaders on demand.
-
-    ``root`` and ``csv_file`` only record what the source config reads (``data.root``, ``data.csv_file``)."""
+    cut to ``patch_size``, read by the loaders on demand."""
 
     def __init__(self, source, normalization: Normalization | None = None, augmentation: A.Compose | None = None,
                  patch_size: int = 64, batch_size: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.0,
-                 num_workers: int | str = 0, cache_mb: float = 512, seed: int = 0, output_dir: str | None = None,
-                 root: str | None = None, csv_file: str | None = None, input_dir: str | None = None) -> None:
+                 num_workers: int | str = 0, cache_mb: float = 512, seed: int = 0, output_dir: str | None = None) -> None:
         super().__init__()
         self.source, self.normalization = source, normalization or Normalization()
         self.augmentation, self.patch_size, self.batch_size = augmentation, patch_size, batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.num_workers, self.cache_mb = worker_count(num_workers), cache_mb
-        self.seed, self.output_dir, self.root, self.csv_file = seed, output_dir, root, csv_file
+        self.seed, self.output_dir = seed, output_dir
         self.datasets: dict[str, Dataset] = {}
         self.split_table: list[dict] = []
         self.class_names: list[str] = []

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from beadseg.data.io import Normalization
 from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.data.sample import BeadSample
-from beadseg.data.split import density_bins, group_names, stratified_split
+from beadseg.data.split import DENSITY_EDGES, density_bins, group_names, stratified_split
 from beadseg.tables import write_csv
 
 
@@ -89,7 +89,6 @@ class BeadDataModule(pl.LightningDataModule):
     The split is written to ``output_dir/split.csv``; normalisation is fitted on the training rows only.
     ``test_groups`` (names produced by ``group_by``) are held out whole as the test split. ``cache_mb`` bounds
     the normalised images each loader process keeps (0: read every time).
-    ``root`` and ``synthetic_images`` only record what the source configs read (``data.root``, ...).
     """
 
     def __init__(
@@ -107,14 +106,11 @@ class BeadDataModule(pl.LightningDataModule):
         train_fraction: float = 1.0,
         group_by: str | None = None,
         test_groups: list[str] | None = None,
-        density_edges: tuple[int, ...] = (5, 15, 30, 100),
+        density_edges: tuple[int, ...] = DENSITY_EDGES,
         num_workers: int | str = "auto",
         cache_mb: float = 512,
         seed: int = 0,
         output_dir: str | None = None,
-        root: str | None = None,
-        synthetic_images: int | None = None,
-        input_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -127,7 +123,7 @@ class BeadDataModule(pl.LightningDataModule):
         self.group_by, self.density_edges = group_by, tuple(density_edges)
         self.test_groups = tuple(test_groups or ())
         self.num_workers, self.cache_mb = worker_count(num_workers), cache_mb
-        self.seed, self.output_dir, self.root = seed, output_dir, root
+        self.seed, self.output_dir = seed, output_dir
         self.datasets: dict[str, Dataset] = {}
         self.split_table: list[dict] = []
 

@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+DENSITY_EDGES = (5, 15, 30, 100)  # beads per image: bins 0-5, 6-15, 16-30, 31-100, >100 (split, analysis)
 
 
 def group_names(names: list[str], group_by: str | None) -> list[str]:
@@ -22,6 +23,12 @@ def group_names(names: list[str], group_by: str | None) -> list[str]:
     return groups
 
 
+def density_bin_ranges(edges: tuple[int, ...]) -> list[tuple[int, int | None]]:
+    """The bins as (lowest, highest) bead counts, the last open-ended: (0, 5), (6, 15), ..., (101, None)."""
+    lows = [0, *(edge + 1 for edge in edges)]
+    return list(zip(lows, [*edges, None]))
+
+
 def density_bins(counts: list[float], edges: list[float]) -> np.ndarray:
     """Bin index of each bead count; ``edges`` are inclusive upper bounds (e.g. 5, 15, 30, 100)."""
     return np.digitize(counts, np.asarray(edges, float), right=True)
@@ -32,7 +39,7 @@ def stratified_split(
     groups: list[str],
     val_fraction: float,
     test_fraction: float = 0.0,
-    edges: tuple[float, ...] = (5, 15, 30, 100),
+    edges: tuple[float, ...] = DENSITY_EDGES,
     train_fraction: float = 1.0,
     seed: int = 0,
     test_groups: tuple[str, ...] = (),

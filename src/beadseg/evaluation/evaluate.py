@@ -8,6 +8,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from hydra.utils import instantiate
 from rich.progress import track
 
 from beadseg import plots
@@ -16,8 +17,7 @@ from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
 from beadseg.data.io import BeadDataError, list_images, read_mask
 from beadseg.evaluation.scores import Evaluation, best_threshold
-from beadseg.inference.postprocess import PostProcess
-from beadseg.inference.predictor import is_classical, load_predictor
+from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,14 @@ def evaluate(cfg) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
     if cfg.get("predictions"):
-        if cfg.ckpt or cfg.get("model"):
-            raise ValueError("predictions=DIR scores saved predictions: give no ckpt= or model= with it")
+        if cfg.ckpt or cfg.method.name == "classical":
+            raise ValueError("predictions=DIR scores saved predictions: give no ckpt= or method= with it")
         return evaluate_saved(cfg, source, out)
-    predictor = load_predictor(cfg.get("model"), cfg.ckpt, dict(cfg.detector), dict(cfg.inference))
-    post = PostProcess(**cfg.postprocess)
-    classical = is_classical(cfg.get("model"))
+    predictor = predictor_from_config(cfg)
+    post = instantiate(cfg.postprocess)
+    classical = predictor.name == "classical"
     ckpt = predictor.checkpoint
-    pairs = select_pairs(source, cfg.split, ckpt)  # model=classical may borrow a checkpoint's split
+    pairs = select_pairs(source, cfg.split, ckpt)  # method=classical may borrow a checkpoint's split
     threshold = post.threshold_for(predictor.threshold)
     thresholds = sorted({*map(float, cfg.thresholds), threshold})
     runs = {t: Evaluation(cfg.match_distance, cfg.min_iou) for t in thresholds}

@@ -28,7 +28,7 @@ from beadseg.data.io import BeadDataError, list_images, open_image
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
 from beadseg.inference.postprocess import PostProcess
-from beadseg.inference.predictor import load_predictor
+from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
 STATE_FILE = ".beadseg-predict.json"
@@ -260,7 +260,7 @@ def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
 def run_settings(cfg: DictConfig, ckpt: str | None) -> dict:
     """What must match for a resumed run to continue this one."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    keys = ("model", "detector", "inference", "postprocess", "save_probability", "save_uncertainty", "overlay_max_side",
+    keys = ("method", "detector", "inference", "postprocess", "save_probability", "save_uncertainty", "overlay_max_side",
             "flag_uncertainty")
     return {"ckpt": ckpt, **{key: plain.get(key) for key in keys}}
 
@@ -269,10 +269,10 @@ def predict(cfg: DictConfig) -> dict:
     """Run the whole prediction; returns counts of images done and failed, and the output folder."""
     out = Path(cfg.output)
     files = list_images(cfg.input)
-    predictor = load_predictor(cfg.get("model"), cfg.ckpt, dict(cfg.detector), dict(cfg.inference))
+    predictor = predictor_from_config(cfg)
     settings = run_settings(cfg, predictor.checkpoint)
-    post = PostProcess(**cfg.postprocess)
-    data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead_workers(cfg.inference.num_workers))
+    post = instantiate(cfg.postprocess)
+    data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead_workers(cfg.num_workers))
     options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty")}
     writer = PredictionWriter(out, files, options)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -93,28 +94,22 @@ class ClassicalPredictor:
     net = None
     checkpoint: str | None = None  # a checkpoint given only to borrow its split (beadseg-eval split=test)
 
-    def __init__(self, **detector) -> None:
-        self.detector = detector
+    def __init__(self, detect: Callable = detect_beads) -> None:
+        self.detect = detect
 
     def keep_dropout_on(self) -> None:
         """No network, no dropout."""
 
     def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None):
-        probability = (detect_beads(np.asarray(image), **self.detector).labels > 0).astype(np.float32)
+        probability = (self.detect(np.asarray(image)).labels > 0).astype(np.float32)
         if probability_out is not None:
             probability_out[:] = probability
             probability = probability_out
         return probability, None
 
 
-def is_classical(model: dict | None) -> bool:
-    return bool(model) and model.get("name") == "classical"
-
-
-def _resolve_checkpoint(model: dict | None, ckpt: str | None) -> str | None:
-    """The checkpoint to use: ``ckpt`` if given, else (unless ``model=classical``) the shipped bead model."""
-    if ckpt or is_classical(model):
-        return ckpt
+def shipped_checkpoint() -> str:
+    """The bead model that comes with beadseg (used when no ``ckpt=`` is given)."""
     from beadseg.pretrained import CHECKPOINT
 
     if not CHECKPOINT.is_file():
@@ -122,16 +117,23 @@ def _resolve_checkpoint(model: dict | None, ckpt: str | None) -> str | None:
     return str(CHECKPOINT)
 
 
-def load_predictor(model: dict | None, ckpt: str | None, detector: dict, inference: dict):
-    """``model=classical``, or the checkpoint ``ckpt=PATH`` (default: the shipped bead model). The predictor's
-    ``checkpoint`` is the file it came from (for ``model=classical``, the one given only to borrow its split)."""
-    ckpt = _resolve_checkpoint(model, ckpt)
-    if is_classical(model):
-        predictor = ClassicalPredictor(**detector)
-    elif model:
-        raise ValueError("a trained model comes from its checkpoint (ckpt=PATH); model=classical is the only model "
-                         "that needs none")
+def load_predictor(ckpt: str | None = None, build: Callable = ModelPredictor, detect: Callable | None = None):
+    """The classical detector when ``detect`` is given (``ckpt`` then only lends its split to beadseg-eval), else
+    ``build(network)`` of the checkpoint ``ckpt`` (default: the shipped bead model). ``checkpoint`` on the
+    predictor is the file it came from."""
+    if detect is not None:
+        predictor = ClassicalPredictor(detect)
     else:
-        predictor = ModelPredictor(load_network(ckpt, "segment"), **{k: v for k, v in inference.items() if k != "num_workers"})
+        ckpt = ckpt or shipped_checkpoint()
+        predictor = build(load_network(ckpt, "segment"))
     predictor.checkpoint = str(Path(ckpt).resolve()) if ckpt else None
     return predictor
+
+
+def predictor_from_config(cfg):
+    """The predictor a predict/eval config asks for: ``method=classical`` (``detector.*``) or a checkpoint
+    (``ckpt``, ``inference.*``)."""
+    from hydra.utils import instantiate
+
+    classical = cfg.method.name == "classical"
+    return load_predictor(cfg.ckpt, instantiate(cfg.inference), instantiate(cfg.detector) if classical else None)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from beadseg.checkpoint import module_settings, read_checkpoint
 from beadseg.config import check_settings
+from beadseg.data import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.training.callbacks import LastCheckpoint
 
@@ -106,7 +107,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("ckpt_path"):
         module_settings(cfg.ckpt_path)  # refused here, by name, if it is not plain weights and beadseg settings
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     module = instantiate(cfg.module)
     if cfg.get("init_from"):
         load_weights(module, cfg.init_from)
