@@ -73,6 +73,7 @@ def test_counts_and_areas_are_exact_and_clean_labels_pass(tmp_path, run_analyze)
     assert "Masks read as: binary masks" in (out / "REPORT.md").read_text()
     for name in ("distribution_analysis.png", "sample_images.png", "label_qa.png", "REPORT.md", "recommended.yaml"):
         assert (out / name).stat().st_size > 0
+    assert iio.imread(out / "label_qa.png").shape[0] <= 2200  # a figure one can look at, not a 4000 px strip
 
 
 def test_planted_shift_is_found_on_every_shifted_image_only(tmp_path, run_analyze):

@@ -51,6 +51,9 @@ def test_synth_then_train_on_the_folder_with_python_m(tmp_path):
     assert f"checkpoint {run_dir}/checkpoints/" in done.stdout
     assert f"tensorboard --logdir {run_dir}/tensorboard" in done.stdout
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert "epoch 1/1: " in done.stdout and "val/jaccard" in done.stdout  # plain epoch lines off a terminal
+    noise = done.stdout + done.stderr
+    assert "LeafSpec" not in noise and "litlogger" not in noise  # no library chatter
 
 
 @pytest.mark.slow
