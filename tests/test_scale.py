@@ -162,7 +162,7 @@ def many_frames(tmp_path_factory) -> Path:
 
 def predict_cmd(frames: Path, out: Path, *extra: str) -> list[str]:
     return [str(BIN / "beadseg-predict"), f"input={frames}", f"output={out}", f"hydra.run.dir={out.parent / 'hydra'}",
-            "inference.num_workers=1", *extra]
+            "num_workers=1", *extra]
 
 
 def tables(out: Path) -> tuple[str, str]:
