@@ -104,3 +104,21 @@ def test_prediction_and_evaluation_find_the_same_instances():
     chunked, rows = post.instances(probability, probability, labels_out=None)
     assert whole.max() > 100 and np.array_equal(whole, chunked) and len(rows) == whole.max()
     assert min(row["area"] for row in rows) >= 20 and min(row["circularity"] for row in rows) >= 0.5
+
+
+def test_object_counts_metric_gives_hand_computed_f1_and_count_error():
+    from beadseg.metrics.objects import ObjectCounts
+
+    truth = np.zeros((40, 60), np.int32)
+    predicted = np.zeros_like(truth)
+    for index, (y, x) in enumerate(((10, 10), (10, 30), (30, 20)), start=1):
+        truth[y - 2 : y + 3, x - 2 : x + 3] = index
+    predicted[8:13, 8:13], predicted[9:14, 29:34], predicted[30:35, 50:55] = 1, 2, 3  # 2 found, 1 false, 1 missed
+    metric = ObjectCounts(max_distance=5.0)
+    metric.update(truth, predicted)  # counts 3 vs 3: no count error, yet one bead wrong
+    second = np.zeros((20, 20), np.int32)
+    second[2:5, 2:5], second[10:13, 10:13], second[2:5, 12:15], second[14:17, 3:6] = 1, 2, 3, 4
+    metric.update(second, (second == 1) + 2 * (second == 2))  # 2 of 4 found: count error 0.5
+    values = metric.compute()
+    assert float(values["object_f1"]) == pytest.approx(2 * 4 / (2 * 4 + 1 + 3))  # TP 4, FP 1, FN 3
+    assert float(values["count_error"]) == pytest.approx(0.25)  # median of 0.0 and 0.5

@@ -147,3 +147,17 @@ def test_bf16_mixed_precision_on_the_cpu_runs_losses_metrics_and_tta(run_train, 
     probability, uncertainty = predictor.predict(image)
     assert probability.dtype == np.float32 and np.isfinite(probability).all() and 0 <= probability.min() <= probability.max() <= 1
     assert uncertainty is not None and uncertainty.shape == image.shape and (uncertainty >= 0).all()
+
+
+def test_object_metrics_are_logged_and_can_be_the_monitor(run_train, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from beadseg.pretrained import CHECKPOINT
+
+    result = run_train(["model.base_channels=16", f"init_from={CHECKPOINT}", "optimizer.lr=1e-5", "monitor=val/object_f1",
+                        "trainer.max_epochs=2", "data.source.n_images=12"])
+    assert "object_f1" in Path(result["checkpoint"]).name and result["val_object_f1"] == pytest.approx(result["best_score"])
+    assert result["val_object_f1"] > 0.5  # a model that finds beads: the metric measures something
+    assert 0 <= result["val_count_error"] < 0.5 and result["best_val_jaccard"] > 0.3
+    scalars = set(EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload().Tags()["scalars"])
+    assert {"val/object_f1", "val/count_error"} <= scalars

@@ -33,14 +33,15 @@ def patch_sampler(patch_size: int, foreground_oversample: float) -> A.Compose:
 
 
 class NormalizedItem:
-    """What a segmentation dataset keeps of a sample: the name, the normalised image and the bead mask
+    """What a segmentation dataset keeps of a sample: the name, the normalised image and the bead instance labels
     (a class, not a closure: loader workers started by spawn or forkserver must pickle it)."""
 
     def __init__(self, normalization: Normalization) -> None:
         self.normalization = normalization
 
     def __call__(self, sample: BeadSample, row: dict) -> tuple[str, np.ndarray, np.ndarray]:
-        return sample.name, self.normalization(sample.image), sample.mask.astype(np.uint8)
+        labels = sample.labels.astype(np.uint16 if sample.bead_count < 2**16 else np.int32)
+        return sample.name, self.normalization(sample.image), labels
 
 
 class PatchDataset(Dataset):
@@ -57,8 +58,8 @@ class PatchDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         self.seeding.ensure()
-        _, image, mask = self.items[index % len(self.items)]
-        patch = self.sampler(image=image, mask=mask)
+        _, image, labels = self.items[index % len(self.items)]
+        patch = self.sampler(image=image, mask=(labels > 0).astype(np.uint8))
         if self.augmentation is not None:
             patch = self.augmentation(**patch)
         return {
@@ -68,7 +69,7 @@ class PatchDataset(Dataset):
 
 
 class WholeImageDataset(Dataset):
-    """Whole normalised images with their masks and names (validation and test), read on demand."""
+    """Whole normalised images with their masks, bead labels and names (validation and test), read on demand."""
 
     def __init__(self, items: OnDemand):
         self.items = items
@@ -77,9 +78,9 @@ class WholeImageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-        name, image, mask = self.items[index]
-        return {"image": torch.from_numpy(image)[None], "mask": torch.from_numpy(mask.astype(np.float32))[None],
-                "name": name}
+        name, image, labels = self.items[index]
+        return {"image": torch.from_numpy(image)[None], "mask": torch.from_numpy((labels > 0).astype(np.float32))[None],
+                "labels": torch.from_numpy(labels.astype(np.int32))[None], "name": name}
 
 
 class BeadDataModule(pl.LightningDataModule):

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 
 @dataclass
@@ -72,3 +75,31 @@ def match_by_iou(truth: np.ndarray, predicted: np.ndarray, min_iou: float = 0.5)
     iou = iou_matrix(truth, predicted)
     matched = _matched(-iou, iou >= min_iou) if iou.size else 0
     return ObjectMatch(matched, int(predicted.max()) - matched, int(truth.max()) - matched)
+
+
+class ObjectCounts(Metric):
+    """Object F1 (centroid matching) and the median relative count error over images, accumulated across
+    batches and synchronised across DDP processes. ``update`` takes per-image true and predicted labels."""
+
+    full_state_update = False
+
+    def __init__(self, max_distance: float = 5.0) -> None:
+        super().__init__()
+        self.max_distance = max_distance
+        for name in ("true_positives", "false_positives", "false_negatives"):
+            self.add_state(name, default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("count_errors", default=[], dist_reduce_fx="cat")
+
+    def update(self, truth: np.ndarray, predicted: np.ndarray) -> None:
+        match = match_by_centroid(truth, predicted, self.max_distance)
+        self.true_positives += match.true_positives
+        self.false_positives += match.false_positives
+        self.false_negatives += match.false_negatives
+        true_count = int(truth.max())
+        if true_count:
+            self.count_errors.append(torch.tensor([abs(int(predicted.max()) - true_count) / true_count]))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        match = ObjectMatch(int(self.true_positives), int(self.false_positives), int(self.false_negatives))
+        errors = dim_zero_cat(self.count_errors) if len(self.count_errors) else torch.zeros(1)
+        return {"object_f1": torch.tensor(match.f1), "count_error": torch.quantile(errors.float(), 0.5)}

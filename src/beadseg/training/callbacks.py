@@ -99,3 +99,15 @@ class EpochLines(ProgressBar):
 def progress_bar() -> ProgressBar:
     """A live bar on a terminal, plain epoch lines otherwise (logs, pipes, batch jobs)."""
     return RichProgressBar() if sys.stdout.isatty() else EpochLines()
+
+
+class ValidationHistory(pl.Callback):
+    """Every epoch's validation metrics, so the run's record can give all of them at its best epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[int, dict[str, float]] = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.epochs[trainer.current_epoch] = {key: float(value) for key, value in trainer.callback_metrics.items()
+                                                  if key.startswith("val/")}

@@ -18,6 +18,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from beadseg.inference.postprocess import PostProcess
+from beadseg.metrics.objects import ObjectCounts
 from beadseg.metrics.pixel import pixel_metrics
 
 
@@ -99,15 +101,52 @@ class ConfiguredModule(pl.LightningModule, ABC):
 
 
 class BeadSegModule(ConfiguredModule):
-    """Binary bead segmentation; the checkpoint also carries the probability threshold."""
+    """Binary bead segmentation; the checkpoint also carries the probability threshold.
+
+    With ``object_metrics`` every validation (and test) image is also post-processed into beads as
+    beadseg-predict does, and ``val/object_f1`` (centroids within ``match_distance`` px) and ``val/count_error``
+    (median relative error of the count per image) are logged: usable as the checkpoint and plateau monitor."""
 
     def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, threshold: float = 0.5,
-                 normalization: dict | None = None) -> None:
+                 normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0) -> None:
         super().__init__(net, loss, optimizer, scheduler, pixel_metrics(threshold), threshold=threshold,
-                         normalization=normalization)
+                         normalization=normalization, object_metrics=object_metrics, match_distance=match_distance)
+        self.val_objects, self.test_objects = ObjectCounts(match_distance), ObjectCounts(match_distance)
+        self.post = PostProcess()
 
     def metric_inputs(self, logits, target):
         return torch.sigmoid(logits), target.int()
+
+    def _count_objects(self, batch: dict, logits: torch.Tensor, stage: str) -> None:
+        if not self.hparams.object_metrics or "labels" not in batch:
+            return
+        probabilities = torch.sigmoid(logits.detach().float())[:, 0].cpu().numpy()
+        for probability, truth in zip(probabilities, batch["labels"][:, 0].cpu().numpy()):
+            getattr(self, f"{stage}_objects").update(truth, self.post(probability, self.hparams.threshold)[1])
+
+    def _log_objects(self, stage: str) -> None:
+        objects = getattr(self, f"{stage}_objects")
+        if not self.hparams.object_metrics or not objects.update_called:
+            return
+        for name, value in objects.compute().items():
+            self.log(f"{stage}/{name}", value.float(), prog_bar=stage == "val" and name == "object_f1")
+        objects.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        logits = self._shared_step(batch, "val")[1]
+        self._count_objects(batch, logits, "val")
+        return {"logits": logits}
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        logits = self._shared_step(batch, "test")[1]
+        self._count_objects(batch, logits, "test")
+        return {"logits": logits}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_objects("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_objects("test")
 
 
 class BeadClassifierModule(ConfiguredModule):

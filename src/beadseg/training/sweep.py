@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from beadseg.tables import write_csv
 
 SUMMARY_COLUMNS = [
-    "job", "overrides", "status", "monitor", "best_score", "best_val_jaccard", "best_epoch", "epochs_run", "wall_time_s", "checkpoint", "error",
+    "job", "overrides", "status", "monitor", "best_score", "best_val_jaccard", "val_object_f1", "val_count_error",
+    "best_epoch", "epochs_run", "wall_time_s", "checkpoint", "error",
 ]
 
 

@@ -18,7 +18,7 @@ from beadseg.checkpoint import module_settings, read_checkpoint
 from beadseg.config import check_settings
 from beadseg.data import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
-from beadseg.training.callbacks import LastCheckpoint
+from beadseg.training.callbacks import LastCheckpoint, ValidationHistory
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def train(cfg: DictConfig) -> dict:
     module = instantiate(cfg.module)
     if cfg.get("init_from"):
         load_weights(module, cfg.init_from)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    history = ValidationHistory()
+    callbacks = [*instantiate_group(cfg.get("callbacks")), history]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -127,12 +128,16 @@ def train(cfg: DictConfig) -> dict:
     best_path = checkpoint.best_model_path if checkpoint else ""
     best_score = checkpoint.best_model_score if checkpoint else None
     best = float(best_score) if best_score is not None else None
+    best_epoch = read_checkpoint(best_path)["epoch"] if best_path else None
+    at_best = history.epochs.get(best_epoch, {})
     result = {
         "status": "completed",
         "monitor": cfg.monitor,
         "best_score": best,
-        "best_val_jaccard": best if cfg.monitor == "val/jaccard" else None,
-        "best_epoch": read_checkpoint(best_path)["epoch"] if best_path else None,
+        "best_val_jaccard": at_best.get("val/jaccard"),
+        "val_object_f1": at_best.get("val/object_f1"),  # at the best epoch, whatever the monitor
+        "val_count_error": at_best.get("val/count_error"),
+        "best_epoch": best_epoch,
         "epochs_run": trainer.current_epoch,
         "checkpoint": best_path,
         "last_checkpoint": str(last) if last and last.is_file() else "",
