@@ -18,8 +18,8 @@ def _beads(seed: int, size: int = 96) -> np.ndarray:
 
 
 def _items(image: np.ndarray, mask: np.ndarray) -> list:
-    """What PatchDataset reads: (name, normalised image, mask) per image."""
-    return [("beads", image, mask)]
+    """What PatchDataset reads: (name, normalised image, labels, pixels left out of the loss) per image."""
+    return [("beads", image, mask, None)]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

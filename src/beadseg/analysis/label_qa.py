@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from scipy.signal import fftconvolve
 from skimage.measure import label
 
-from beadseg.models.classical import Detections
+from beadseg.models.classical import Detections, coverage
 
 
 @dataclass
@@ -71,9 +71,7 @@ def check_labels(mask: np.ndarray, detections: Detections, max_shift: int = 8) -
     dy, dx, confidence = estimate_offset(mask, detections.signal, max_shift)
     aligned = shift_mask(mask, -round(dy), -round(dx)) if confidence > 0 else mask
     centres = np.clip(np.round(detections.centroids).astype(int), 0, np.array(mask.shape) - 1)
-    covered = ndi.binary_dilation(aligned)[tuple(centres.T)] if detections.count else np.zeros(0, bool)
-    # A bead counts as missed only if it stands out like the labelled ones (not a faint dip or a cut-off half bead).
-    clear = detections.heights >= 0.5 * np.median(detections.heights[covered]) if covered.any() else np.ones_like(covered)
+    covered, clear = coverage(detections, aligned)
     missed = ~covered & clear
 
     components = label(aligned, connectivity=1)

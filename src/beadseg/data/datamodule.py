@@ -13,8 +13,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from beadseg.data.io import Normalization
 from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
-from beadseg.data.sample import BeadSample
+from beadseg.data.sample import IGNORE_INDEX, BeadSample
 from beadseg.data.split import DENSITY_EDGES, density_bins, group_names, stratified_split
+from beadseg.models.classical import unlabelled_regions
 from beadseg.tables import write_csv
 
 
@@ -33,15 +34,17 @@ def patch_sampler(patch_size: int, foreground_oversample: float) -> A.Compose:
 
 
 class NormalizedItem:
-    """What a segmentation dataset keeps of a sample: the name, the normalised image and the bead instance labels
-    (a class, not a closure: loader workers started by spawn or forkserver must pickle it)."""
+    """What a segmentation dataset keeps of a sample: the name, the normalised image, the bead instance labels and,
+    with ``ignore_unlabelled``, the pixels of visible beads no label covers (else None). A class, not a closure:
+    loader workers started by spawn or forkserver must pickle it."""
 
-    def __init__(self, normalization: Normalization) -> None:
-        self.normalization = normalization
+    def __init__(self, normalization: Normalization, ignore_unlabelled: bool = False, ignore_margin: int = 2) -> None:
+        self.normalization, self.ignore_unlabelled, self.ignore_margin = normalization, ignore_unlabelled, ignore_margin
 
-    def __call__(self, sample: BeadSample, row: dict) -> tuple[str, np.ndarray, np.ndarray]:
+    def __call__(self, sample: BeadSample, row: dict) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
         labels = sample.labels.astype(np.uint16 if sample.bead_count < 2**16 else np.int32)
-        return sample.name, self.normalization(sample.image), labels
+        ignore = unlabelled_regions(sample.image, labels, self.ignore_margin) if self.ignore_unlabelled else None
+        return sample.name, self.normalization(sample.image), labels, ignore
 
 
 class PatchDataset(Dataset):
@@ -58,13 +61,18 @@ class PatchDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         self.seeding.ensure()
-        _, image, labels = self.items[index % len(self.items)]
-        patch = self.sampler(image=image, mask=(labels > 0).astype(np.uint8))
+        _, image, labels, ignore = self.items[index % len(self.items)]
+        classes = (labels > 0).astype(np.uint8)  # 0 background, 1 bead, 2 left out of the loss
+        if ignore is not None:
+            classes[ignore] = 2
+        patch = self.sampler(image=image, mask=classes)
         if self.augmentation is not None:
             patch = self.augmentation(**patch)
+        target = np.asarray(patch["mask"], np.float32)
+        target[target == 2] = IGNORE_INDEX
         return {
             "image": torch.from_numpy(np.ascontiguousarray(patch["image"], np.float32))[None],
-            "mask": torch.from_numpy(np.ascontiguousarray(patch["mask"], np.float32))[None],
+            "mask": torch.from_numpy(np.ascontiguousarray(target))[None],  # 1 bead, 0 background, IGNORE_INDEX
         }
 
 
@@ -78,7 +86,7 @@ class WholeImageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-        name, image, labels = self.items[index]
+        name, image, labels, _ = self.items[index]
         return {"image": torch.from_numpy(image)[None], "mask": torch.from_numpy((labels > 0).astype(np.float32))[None],
                 "labels": torch.from_numpy(labels.astype(np.int32))[None], "name": name}
 
@@ -89,7 +97,8 @@ class BeadDataModule(pl.LightningDataModule):
 
     The split is written to ``output_dir/split.csv``; normalisation is fitted on the training rows only.
     ``test_groups`` (names produced by ``group_by``) are held out whole as the test split. ``cache_mb`` bounds
-    the normalised images each loader process keeps (0: read every time).
+    the normalised images each loader process keeps (0: read every time). ``ignore_unlabelled`` leaves out of the
+    training loss the pixels of clearly visible beads that no label covers (instead of teaching "background").
     """
 
     def __init__(
@@ -110,6 +119,7 @@ class BeadDataModule(pl.LightningDataModule):
         density_edges: tuple[int, ...] = DENSITY_EDGES,
         num_workers: int | str = "auto",
         cache_mb: float = 512,
+        ignore_unlabelled: bool = False,
         seed: int = 0,
         output_dir: str | None = None,
     ) -> None:
@@ -124,6 +134,7 @@ class BeadDataModule(pl.LightningDataModule):
         self.group_by, self.density_edges = group_by, tuple(density_edges)
         self.test_groups = tuple(test_groups or ())
         self.num_workers, self.cache_mb = worker_count(num_workers), cache_mb
+        self.ignore_unlabelled = ignore_unlabelled
         self.seed, self.output_dir = seed, output_dir
         self.datasets: dict[str, Dataset] = {}
         self.split_table: list[dict] = []
@@ -158,7 +169,9 @@ class BeadDataModule(pl.LightningDataModule):
             )
         self.normalization.fit([row["vmax"] for row in by_split["train"]])
         errors = Path(self.output_dir) / "errors.csv" if self.output_dir else None
-        items = {split: OnDemand(self.source, chosen, NormalizedItem(self.normalization), self.cache_mb, errors)
+        items = {split: OnDemand(self.source, chosen,
+                                 NormalizedItem(self.normalization, self.ignore_unlabelled and split == "train"),
+                                 self.cache_mb, errors)
                  for split, chosen in by_split.items()}
         self.datasets["train"] = PatchDataset(
             items["train"], patch_sampler(self.patch_size, self.foreground_oversample), self.augmentation,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+IGNORE_INDEX = -1  # training-target value of pixels left out of the loss and the metrics (conf/loss: ignore_index)
+
 
 @dataclass
 class BeadSample:

@@ -6,15 +6,18 @@ import numpy as np
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
+from beadseg.data.sample import IGNORE_INDEX
+
 
 def pixel_metrics(threshold: float = 0.5) -> MetricCollection:
-    """Jaccard (IoU), Dice (= pixel F1), precision and recall of ``probabilities > threshold``, over all pixels."""
+    """Jaccard (IoU), Dice (= pixel F1), precision and recall of ``probabilities > threshold``, over all pixels
+    but those the target leaves out (``IGNORE_INDEX``)."""
     return MetricCollection(
         {
-            "jaccard": BinaryJaccardIndex(threshold=threshold),
-            "dice": BinaryF1Score(threshold=threshold),
-            "precision": BinaryPrecision(threshold=threshold),
-            "recall": BinaryRecall(threshold=threshold),
+            "jaccard": BinaryJaccardIndex(threshold=threshold, ignore_index=IGNORE_INDEX),
+            "dice": BinaryF1Score(threshold=threshold, ignore_index=IGNORE_INDEX),
+            "precision": BinaryPrecision(threshold=threshold, ignore_index=IGNORE_INDEX),
+            "recall": BinaryRecall(threshold=threshold, ignore_index=IGNORE_INDEX),
         }
     )
 

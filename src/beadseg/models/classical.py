@@ -82,3 +82,28 @@ def detect_beads(
     areas = ndi.sum_labels(np.ones_like(labels), labels, index).astype(int)
     centroids = np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, index)).reshape(-1, 2)
     return Detections(polarity, signal, centroids, labels, areas, peak_height[1:])
+
+
+def coverage(detections: Detections, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per detected bead: whether a mask pixel (grown by one) covers its centre, and whether it stands out like
+    the labelled ones (at least half their median height: not a faint dip or a cut-off half bead)."""
+    if not detections.count:
+        return np.zeros(0, bool), np.zeros(0, bool)
+    centres = np.clip(np.round(detections.centroids).astype(int), 0, np.array(mask.shape) - 1)
+    covered = ndi.binary_dilation(mask)[tuple(centres.T)]
+    clear = detections.heights >= 0.5 * np.median(detections.heights[covered]) if covered.any() else np.ones_like(covered)
+    return covered, clear
+
+
+def unlabelled_regions(image: np.ndarray, labels: np.ndarray, margin: int = 2) -> np.ndarray:
+    """Pixels of clearly visible beads that no label covers, grown by ``margin`` px but never onto a labelled
+    bead: where a loss should not be told "background" (label-aware training)."""
+    detections = detect_beads(image)
+    covered, clear = coverage(detections, labels > 0)
+    missed = np.flatnonzero(~covered & clear) + 1
+    if not len(missed):
+        return np.zeros(labels.shape, bool)
+    region = np.isin(detections.labels, missed)
+    if margin:
+        region = ndi.binary_dilation(region, iterations=margin)
+    return region & (labels == 0)
