@@ -236,3 +236,14 @@ def test_loader_workers_read_every_validation_image_once(synthetic_folder):
     assert sorted(names) == sorted(expected) and len(expected) >= 3
     batches = len(datamodule.datasets["train"]) // datamodule.batch_size  # the last, short batch is dropped
     assert sum(len(batch["image"]) for batch in datamodule.train_dataloader()) == batches * datamodule.batch_size
+
+
+def test_masks_from_another_folder_get_their_own_manifest(synthetic_folder, tmp_path):
+    fixed = tmp_path / "fixed masks"
+    fixed.mkdir()
+    for mask in (synthetic_folder / "masks").iterdir():
+        tifffile.imwrite(fixed / mask.name, np.zeros((96, 96), np.uint16) + (tifffile.imread(mask) > 0))
+    rows = FolderSource(synthetic_folder, masks=str(fixed)).entries()
+    assert {row["files"]["mask"] for row in rows} == {str(p) for p in fixed.iterdir()}
+    assert [p.name for p in (synthetic_folder / ".beadseg").iterdir() if p.is_dir()] == []  # one file, no sub-folders
+    assert all(row["bead_count"] >= 1 for row in rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,6 +32,7 @@ def cache_dir() -> Path:
 
 def manifest_path(root: Path, key: str) -> Path:
     """``<root>/.beadseg/manifest-<key>.json`` when the data folder is writable, else a file in the cache folder."""
+    key = re.sub(r"[^\w.-]+", "_", key)  # a mask folder given as a path must not become sub-folders
     beside = root / ".beadseg" / f"manifest-{key}.json"
     try:
         beside.parent.mkdir(exist_ok=True)
