@@ -81,8 +81,6 @@ TRAIN_RULES = {
 
 def check_settings(cfg, rules: dict = TRAIN_RULES) -> None:
     """Refuse, by key, a setting whose value has the wrong type or lies out of range (``optimizer.lr=abc``)."""
-    from omegaconf import OmegaConf
-
     for key, (kind, low, high, inclusive) in rules.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:

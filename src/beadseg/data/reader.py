@@ -92,14 +92,17 @@ class OnDemand:
         raise BeadDataError(f"none of the {len(self.rows)} images could be read (see {self.errors_csv or 'the log'})")
 
 
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def worker_count(num_workers: int | str) -> int:
     """``auto``: on a GPU, workers keep it fed; on a small CPU box they would steal cores from the model."""
     if num_workers != "auto":
         return int(num_workers)
     import torch
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(8, cpus - 1) if torch.cuda.is_available() else 0
+    return min(8, usable_cpus() - 1) if torch.cuda.is_available() else 0
 
 
 class SeededTransforms:

@@ -99,7 +99,8 @@ def evaluate(cfg) -> dict:
     summaries = {t: run.summary() for t, run in runs.items()}
     sweep = [{"threshold": t, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]} for t, s in summaries.items()]
     best = best_threshold(sweep, threshold)
-    seen = sorted(p[0].stem for p in pairs if not classical and checkpoint_split(ckpt).get(p[0].stem) == "train")
+    assignment = {} if classical else checkpoint_split(ckpt)  # read once, not once per image
+    seen = sorted(p[0].stem for p in pairs if assignment.get(p[0].stem) == "train")
     if seen:
         log.warning("%d of the %d images were training images of this checkpoint (%s...): these scores are not "
                     "a test of generalisation; use split=val or split=test", len(seen), len(pairs), ", ".join(seen[:3]))

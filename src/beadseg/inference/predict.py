@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from beadseg import plots
 from beadseg.data.io import BeadDataError, list_images, open_image
+from beadseg.data.reader import usable_cpus
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
 from beadseg.inference.postprocess import PostProcess
@@ -42,8 +43,7 @@ def read_ahead_workers(num_workers: int | str) -> int:
     """``auto``: loader processes that read the next images while the model runs (one core stays free)."""
     if num_workers != "auto":
         return int(num_workers)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(4, cpus - 1))
+    return max(0, min(4, usable_cpus() - 1))
 
 
 class InputImages(Dataset):

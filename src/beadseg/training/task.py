@@ -69,7 +69,7 @@ def sigterm_as_interrupt():
             signal.signal(signal.SIGTERM, previous)
 
 
-def resume_command(output_dir: Path, last: Path | None) -> str:
+def resume_command(last: Path) -> str:
     """The command that continues this run from its last checkpoint (same overrides, a new run directory)."""
     from hydra.core.hydra_config import HydraConfig
 
@@ -85,7 +85,7 @@ def record_interruption(output_dir: Path, trainer: pl.Trainer, last: Path | None
     saved = last if last and last.is_file() else None
     result = {"status": "interrupted", "epochs_run": trainer.current_epoch, "last_checkpoint": str(saved or ""),
               "stopped_by": type(stop).__name__,
-              "resume": resume_command(output_dir, saved) if saved else "no checkpoint was written yet: start again"}
+              "resume": resume_command(saved) if saved else "no checkpoint was written yet: start again"}
     (output_dir / "result.json").write_text(json.dumps(result, indent=2))
     print(f"beadseg-train: interrupted after {trainer.current_epoch} epoch(s); resume with: {result['resume']}",
           file=sys.stderr)
