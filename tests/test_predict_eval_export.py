@@ -111,7 +111,8 @@ def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 3 and set(metrics["pixel"]) == {"iou", "dice", "precision", "recall", "f1", "accuracy"}
-    assert set(metrics["objects"]) == {"centroid", "iou"} and metrics["count"]["total_true"] == 45
+    assert set(metrics["objects"]) == {"centroid", "iou", "components", "centres"}
+    assert metrics["count"]["total_true"] == 45
     sweep = {s["threshold"]: s["object_f1"] for s in metrics["threshold_sweep"]}
     assert len(sweep) >= 9 and len(set(sweep.values())) > 1  # thresholds make a difference: no tie decides
     assert sweep[metrics["best_threshold"]] == max(sweep.values()) > 0.8

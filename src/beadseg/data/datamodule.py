@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from beadseg.data.instances import centre_heatmap
 from beadseg.data.io import Normalization
 from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.data.sample import IGNORE_INDEX, BeadSample
@@ -47,13 +48,29 @@ class NormalizedItem:
         return sample.name, self.normalization(sample.image), labels, ignore
 
 
+def targets(mask: np.ndarray, labels: np.ndarray, centre_sigma: float | None) -> dict[str, torch.Tensor]:
+    """The training targets of one image or patch: the mask (1 bead, 0 background, IGNORE_INDEX left out) and,
+    with ``centre_sigma``, the bead-centre heat-map of the instance labels (left out where the mask is)."""
+    out = {"mask": torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None]}
+    if centre_sigma:
+        heat = centre_heatmap(labels, centre_sigma)
+        heat[mask == IGNORE_INDEX] = IGNORE_INDEX
+        out["centres"] = torch.from_numpy(heat)[None]
+    return out
+
+
 class PatchDataset(Dataset):
-    """``patches_per_image`` random patches of every image per epoch, augmented with the mask."""
+    """``patches_per_image`` random patches of every image per epoch, augmented with the mask (and the instance
+    labels, from which the centre heat-map is drawn after augmentation, when ``centre_sigma`` is set)."""
 
     def __init__(self, items: OnDemand, sampler: A.Compose, augmentation: A.Compose | None, patches_per_image: int,
-                 seed: int = 0):
+                 seed: int = 0, centre_sigma: float | None = None):
         self.items, self.sampler, self.augmentation = items, sampler, augmentation
-        self.patches_per_image = patches_per_image
+        self.patches_per_image, self.centre_sigma = patches_per_image, centre_sigma
+        if centre_sigma:
+            for transform in (sampler, augmentation):
+                if transform is not None:
+                    transform.add_targets({"labels": "mask"})
         self.seeding = SeededTransforms(seed, sampler, augmentation)
 
     def __len__(self) -> int:
@@ -65,29 +82,27 @@ class PatchDataset(Dataset):
         classes = (labels > 0).astype(np.uint8)  # 0 background, 1 bead, 2 left out of the loss
         if ignore is not None:
             classes[ignore] = 2
-        patch = self.sampler(image=image, mask=classes)
+        patch = self.sampler(image=image, mask=classes, **({"labels": labels} if self.centre_sigma else {}))
         if self.augmentation is not None:
             patch = self.augmentation(**patch)
         target = np.asarray(patch["mask"], np.float32)
         target[target == 2] = IGNORE_INDEX
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(patch["image"], np.float32))[None],
-            "mask": torch.from_numpy(np.ascontiguousarray(target))[None],  # 1 bead, 0 background, IGNORE_INDEX
-        }
+        image = torch.from_numpy(np.ascontiguousarray(patch["image"], np.float32))[None]
+        return {"image": image, **targets(target, patch.get("labels"), self.centre_sigma)}
 
 
 class WholeImageDataset(Dataset):
     """Whole normalised images with their masks, bead labels and names (validation and test), read on demand."""
 
-    def __init__(self, items: OnDemand):
-        self.items = items
+    def __init__(self, items: OnDemand, centre_sigma: float | None = None):
+        self.items, self.centre_sigma = items, centre_sigma
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
         name, image, labels, _ = self.items[index]
-        return {"image": torch.from_numpy(image)[None], "mask": torch.from_numpy((labels > 0).astype(np.float32))[None],
+        return {"image": torch.from_numpy(image)[None], **targets(labels > 0, labels, self.centre_sigma),
                 "labels": torch.from_numpy(labels.astype(np.int32))[None], "name": name}
 
 
@@ -99,6 +114,7 @@ class BeadDataModule(pl.LightningDataModule):
     ``test_groups`` (names produced by ``group_by``) are held out whole as the test split. ``cache_mb`` bounds
     the normalised images each loader process keeps (0: read every time). ``ignore_unlabelled`` leaves out of the
     training loss the pixels of clearly visible beads that no label covers (instead of teaching "background").
+    ``centre_sigma`` (set by ``target=centres``) adds the bead-centre heat-map to every sample.
     """
 
     def __init__(
@@ -120,6 +136,7 @@ class BeadDataModule(pl.LightningDataModule):
         num_workers: int | str = "auto",
         cache_mb: float = 512,
         ignore_unlabelled: bool = False,
+        centre_sigma: float | None = None,
         seed: int = 0,
         output_dir: str | None = None,
     ) -> None:
@@ -134,7 +151,7 @@ class BeadDataModule(pl.LightningDataModule):
         self.group_by, self.density_edges = group_by, tuple(density_edges)
         self.test_groups = tuple(test_groups or ())
         self.num_workers, self.cache_mb = worker_count(num_workers), cache_mb
-        self.ignore_unlabelled = ignore_unlabelled
+        self.ignore_unlabelled, self.centre_sigma = ignore_unlabelled, centre_sigma
         self.seed, self.output_dir = seed, output_dir
         self.datasets: dict[str, Dataset] = {}
         self.split_table: list[dict] = []
@@ -175,10 +192,10 @@ class BeadDataModule(pl.LightningDataModule):
                  for split, chosen in by_split.items()}
         self.datasets["train"] = PatchDataset(
             items["train"], patch_sampler(self.patch_size, self.foreground_oversample), self.augmentation,
-            self.patches_per_image, self.seed,
+            self.patches_per_image, self.seed, self.centre_sigma,
         )
         for split in ("val", "test"):
-            self.datasets[split] = WholeImageDataset(items[split])
+            self.datasets[split] = WholeImageDataset(items[split], self.centre_sigma)
         if self.output_dir and (self.trainer is None or self.trainer.is_global_zero):
             write_csv(self.split_table, Path(self.output_dir) / "split.csv")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.feature import peak_local_max
 from skimage.measure import label
 from skimage.morphology import h_maxima
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import clear_border, relabel_sequential, watershed
 
 # How far (px) a distance-transform peak must rise above the neck joining it to a higher one to seed its own bead.
 SPLIT_DEPTH = 0.7
@@ -31,3 +32,66 @@ def bead_instances(raw_mask: np.ndarray) -> np.ndarray:
     if len(np.unique(raw_mask)) > 2:
         return relabel_sequential(raw_mask.astype(np.int32))[0]
     return split_touching(raw_mask > 0)
+
+
+def split_at_peaks(mask: np.ndarray, centres: np.ndarray, min_peak: float = 0.3, min_distance: int = 2) -> np.ndarray:
+    """Instance labels from a mask and a bead-centre heat-map: every local maximum of the heat-map inside the mask
+    above ``min_peak`` (at least ``min_distance`` px from a higher one) is a bead, whose pixels are those the
+    watershed of the heat-map gives it. Mask components holding no peak are no bead."""
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    peaks = peak_local_max(np.where(mask, centres, 0), min_distance=min_distance, threshold_abs=min_peak,
+                           exclude_border=False)
+    markers = np.zeros(mask.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return watershed(-centres, markers, mask=mask).astype(np.int32)
+
+
+def centre_heatmap(labels: np.ndarray, sigma: float) -> np.ndarray:
+    """The bead-centre target: a Gaussian of width ``sigma`` px whose peak, exactly 1, lies on the pixel holding
+    each instance's centroid (where two overlap, the larger value), float32 in [0, 1]."""
+    heat = np.zeros(labels.shape, np.float32)
+    present = np.unique(labels)
+    present = present[present > 0]
+    if not len(present):
+        return heat
+    centres = np.asarray(ndi.center_of_mass(np.ones(labels.shape), labels, present)).reshape(-1, 2)
+    reach = int(np.ceil(3 * sigma))
+    for cy, cx in np.round(centres):
+        y0, y1 = max(int(cy) - reach, 0), min(int(cy) + reach + 1, labels.shape[0])
+        x0, x1 = max(int(cx) - reach, 0), min(int(cx) + reach + 1, labels.shape[1])
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2)).astype(np.float32)
+        np.maximum(heat[y0:y1, x0:x1], bump, out=heat[y0:y1, x0:x1])
+    return heat
+
+
+def single_bead_area(mask: np.ndarray) -> float:
+    """The area of one bead: the median area of the mask's smaller connected components (those up to 1.5 times
+    the lower quartile, so that merged clusters do not pull it up), leaving out those cut by the image edge."""
+    components = label(mask > 0, connectivity=1)
+    inner = clear_border(components)
+    areas = np.bincount((inner if inner.any() else components).ravel())[1:]
+    areas = areas[areas > 0]
+    if not len(areas):
+        return 0.0
+    return float(np.median(areas[areas <= 1.5 * np.percentile(areas, 25)]))
+
+
+def centres_by_area(mask: np.ndarray, single_area: float | None = None, seed: int = 0) -> np.ndarray:
+    """Bead centres (N, 2) of a mask whose touching beads merged: a component of area A holds
+    ``round(A / single_area)`` beads (at least one), placed by k-means on its pixels."""
+    from scipy.cluster.vq import kmeans2
+
+    components = label(mask > 0, connectivity=1)
+    single = single_area or single_bead_area(mask)
+    centres = []
+    for index, pixels in enumerate(ndi.value_indices(components, ignore_value=0).values()):
+        points = np.stack(pixels, 1).astype(float)
+        beads = max(1, int(round(len(points) / single))) if single else 1
+        if beads == 1:
+            centres.append(points.mean(0)[None])
+            continue
+        found, _ = kmeans2(points, beads, minit="++", seed=seed + index)
+        centres.append(found)
+    return np.concatenate(centres) if centres else np.zeros((0, 2))

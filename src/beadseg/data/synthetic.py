@@ -16,10 +16,13 @@ from beadseg.data.sample import BeadSample
 MODALITIES = ("brightfield", "fluorescence")
 
 
-def _place_beads(rng: np.random.Generator, size: int, n_beads: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bead centres (N, 2) and radii (N,): some scattered, some touching a neighbour in clusters."""
+def _place_beads(rng: np.random.Generator, size: int, n_beads: int,
+                 cluster_fraction: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Bead centres (N, 2) and radii (N,): some scattered, some (``cluster_fraction`` of them, drawn from 0-0.5
+    when None) touching a neighbour in clusters."""
     mean_radius = rng.uniform(2.5, 6.0)
-    cluster_fraction = rng.uniform(0.0, 0.5)
+    drawn = rng.uniform(0.0, 0.5)
+    cluster_fraction = drawn if cluster_fraction is None else cluster_fraction
     centres: list[np.ndarray] = []
     radii: list[float] = []
     for _ in range(n_beads):
@@ -81,10 +84,12 @@ def render_beads(
     n_beads: int | None = None,
     modality: str = "brightfield",
     bit_depth: int = 8,
+    cluster_fraction: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic image (uint8 or uint16) and its instance labels (int32, 0 = background).
 
-    ``n_beads`` defaults to a log-uniform draw from 3 to 700 per 512x512 (scaled by area).
+    ``n_beads`` defaults to a log-uniform draw from 3 to 700 per 512x512 (scaled by area); ``cluster_fraction``
+    (the share of beads placed touching another) to a draw from 0 to 0.5.
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality={modality!r}: choose one of {MODALITIES}")
@@ -92,7 +97,7 @@ def render_beads(
         raise ValueError(f"bit_depth={bit_depth}: choose 8 or 16")
     if n_beads is None:
         n_beads = int(np.exp(rng.uniform(np.log(3), np.log(700))) * (size / 512) ** 2)
-    centres, radii = _place_beads(rng, size, max(n_beads, 0))
+    centres, radii = _place_beads(rng, size, max(n_beads, 0), cluster_fraction)
     density, labels = _draw(size, centres, radii, rng)
     blurred = gaussian_filter(density, sigma=rng.uniform(0.6, 1.6))
     illumination = _illumination(rng, size)
@@ -112,7 +117,8 @@ def render_beads(
 class SyntheticSource:
     """``n_images`` synthetic images; image ``i`` depends only on (``seed``, ``i``).
 
-    ``modality`` and ``bit_depth`` may be ``mixed``: each image then draws one.
+    ``modality`` and ``bit_depth`` may be ``mixed``: each image then draws one. ``cluster_fraction`` fixes the
+    share of beads touching another (e.g. 0.5 with 300-700 beads: dense touching clusters).
     """
 
     def __init__(
@@ -124,10 +130,11 @@ class SyntheticSource:
         bit_depth: int | str = "mixed",
         min_beads: int = 3,
         max_beads: int = 700,
+        cluster_fraction: float | None = None,
     ) -> None:
         self.n_images, self.image_size, self.seed = n_images, image_size, seed
         self.modality, self.bit_depth = modality, bit_depth
-        self.min_beads, self.max_beads = min_beads, max_beads
+        self.min_beads, self.max_beads, self.cluster_fraction = min_beads, max_beads, cluster_fraction
 
     def render(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
         """Name, image and instance labels of image ``index``."""
@@ -136,7 +143,8 @@ class SyntheticSource:
         bit_depth = int(rng.choice([8, 16])) if self.bit_depth == "mixed" else int(self.bit_depth)
         per_area = (self.image_size / 512) ** 2
         n_beads = int(np.exp(rng.uniform(np.log(self.min_beads), np.log(self.max_beads))) * per_area)
-        image, labels = render_beads(rng, self.image_size, max(n_beads, 1), str(modality), bit_depth)
+        image, labels = render_beads(rng, self.image_size, max(n_beads, 1), str(modality), bit_depth,
+                                     self.cluster_fraction)
         return f"synthetic_{modality[:2]}{bit_depth}_{index:04d}", image, labels
 
     def entries(self) -> list[dict]:

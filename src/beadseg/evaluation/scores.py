@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from beadseg.metrics.objects import ObjectMatch, match_by_centroid, match_by_iou
+import numpy as np
+from skimage.measure import label
+
+from beadseg.data.instances import centres_by_area
+from beadseg.metrics.objects import ObjectMatch, centroids, match_by_iou, match_points
 from beadseg.metrics.pixel import confusion, scores
 
 
@@ -16,27 +20,61 @@ def best_threshold(sweep: list[dict], stored: float, tolerance: float = 0.005) -
     return min(near, key=lambda s: (abs(s["threshold"] - stored), -s["object_f1"]))["threshold"]
 
 
+# The two conventions a merged mask can be counted by: each connected component is one bead (the lab's), or a
+# component holds round(area / single-bead area) beads, placed by k-means (bead centres).
+CONVENTIONS = ("components", "centres")
+
+
+@dataclass
+class Truth:
+    """The reference beads of one image, in every form the scores need (computed once, reused per threshold):
+    instances (beadseg's bead definition), connected components, and bead centres with merged components split
+    by area."""
+
+    mask: np.ndarray
+    labels: np.ndarray
+    components: np.ndarray
+    centres: np.ndarray
+
+    @classmethod
+    def of(cls, mask: np.ndarray, labels: np.ndarray) -> Truth:
+        mask = np.asarray(mask) > 0
+        return cls(mask, labels, centroids(label(mask, connectivity=1)), centres_by_area(mask))
+
+
+def _relative(found: int, true: int) -> float | str:
+    return round((found - true) / true, 4) if true else ""
+
+
 class Evaluation:
-    """Accumulates pixel counts, object matches and counts per image at one threshold."""
+    """Accumulates pixel counts, object matches and counts per image at one threshold. Objects are matched
+    against beadseg's instances (``centroid``, ``iou``) and against both counting conventions."""
 
     def __init__(self, match_distance: float, min_iou: float) -> None:
         self.match_distance, self.min_iou = match_distance, min_iou
         self.pixels = np.zeros(4, np.int64)
-        self.by_centroid, self.by_iou = ObjectMatch(0, 0, 0), ObjectMatch(0, 0, 0)
+        self.matches = {name: ObjectMatch(0, 0, 0) for name in ("centroid", "iou", *CONVENTIONS)}
         self.rows: list[dict] = []
 
-    def add(self, name: str, truth_mask, truth_labels, mask, labels) -> dict:
-        pixels = confusion(truth_mask, mask)
-        centroid = match_by_centroid(truth_labels, labels, self.match_distance)
-        overlap = match_by_iou(truth_labels, labels, self.min_iou)
+    def add(self, name: str, truth: Truth, mask, labels) -> dict:
+        pixels = confusion(truth.mask, mask)
+        found_points = centroids(labels)
+        matches = {"centroid": match_points(centroids(truth.labels), found_points, self.match_distance),
+                   "iou": match_by_iou(truth.labels, labels, self.min_iou),
+                   **{c: match_points(getattr(truth, c), found_points, self.match_distance) for c in CONVENTIONS}}
         self.pixels += pixels
-        self.by_centroid, self.by_iou = self.by_centroid + centroid, self.by_iou + overlap
-        true_count, found = int(truth_labels.max()), int(labels.max())
+        self.matches = {key: self.matches[key] + match for key, match in matches.items()}
+        centroid = matches["centroid"]
+        true_count, found = int(truth.labels.max()), int(labels.max())
         row = {"image": name, **{k: round(v, 4) for k, v in scores(pixels).items()},
                "object_precision": round(centroid.precision, 4), "object_recall": round(centroid.recall, 4),
-               "object_f1": round(centroid.f1, 4), "object_f1_iou": round(overlap.f1, 4),
+               "object_f1": round(centroid.f1, 4), "object_f1_iou": round(matches["iou"].f1, 4),
                "true_count": true_count, "predicted_count": found, "count_error": found - true_count,
-               "relative_count_error": round((found - true_count) / true_count, 4) if true_count else ""}
+               "relative_count_error": _relative(found, true_count)}
+        for convention in CONVENTIONS:
+            true = len(getattr(truth, convention))
+            row |= {f"object_f1_{convention}": round(matches[convention].f1, 4), f"true_count_{convention}": true,
+                    f"relative_count_error_{convention}": _relative(found, true)}
         self.rows.append(row)
         return row
 
@@ -46,8 +84,12 @@ class Evaluation:
         objects = {
             name: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "true_positives": m.true_positives,
                    "false_positives": m.false_positives, "false_negatives": m.false_negatives}
-            for name, m in (("centroid", self.by_centroid), ("iou", self.by_iou))
+            for name, m in self.matches.items()
         }
+        for convention in CONVENTIONS:
+            errors_by = [abs(r[f"relative_count_error_{convention}"]) for r in self.rows
+                         if r[f"relative_count_error_{convention}"] != ""]
+            objects[convention]["median_relative_count_error"] = float(np.median(errors_by)) if errors_by else None
         true_total = sum(r["true_count"] for r in self.rows)
         found_total = sum(r["predicted_count"] for r in self.rows)
         return {

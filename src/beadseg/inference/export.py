@@ -38,9 +38,12 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     divisor = getattr(net, "divisor", 32)
     if tile % divisor:
         raise ValueError(f"tile={tile} must be a multiple of the model's divisor ({divisor})")
+    channels = int(network.hparams["net"].get("out_channels", 1))
+    output = ("(N, 2, H, W) logits: channel 0 the bead mask, channel 1 the bead-centre heat-map (one bead per "
+              "peak inside the mask)" if channels == 2 else "(N, 1, H, W) logits of the bead mask")
     recipe = {"normalization": network.hparams.get("normalization"), "threshold": float(network.hparams["threshold"]),
               "divisor": divisor, "input": "(N, 1, H, W) float32, normalised; H, W multiples of divisor",
-              "output": "(N, 1, H, W) logits", "checkpoint": str(ckpt)}
+              "output": output, "target": "centres" if channels == 2 else "mask", "checkpoint": str(ckpt)}
     out.mkdir(parents=True, exist_ok=True)
     example = torch.rand(1, 1, tile, tile)
     probe = torch.rand(2, 1, tile, tile)

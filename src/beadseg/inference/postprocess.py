@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label, regionprops_table
 
-from beadseg.data.instances import SPLIT_DEPTH, split_touching
+from beadseg.data.instances import SPLIT_DEPTH, split_at_peaks, split_touching
 from beadseg.data.io import release_pages
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,23 @@ def _starts(length: int, chunk: int) -> list[int]:
     return list(range(0, length, chunk))
 
 
+def bead_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The bead probability and, for a ``target=centres`` model, the centre heat-map, of a (H, W) or (C, H, W)
+    stack of maps."""
+    if not isinstance(maps, np.ndarray):  # keeps a memory map a memory map
+        maps = np.asarray(maps)
+    if maps.ndim == 2:
+        return maps, None
+    return maps[0], (maps[1] if len(maps) > 1 else None)
+
+
 @dataclass
 class PostProcess:
     """Threshold, fill holes, separate touching beads, drop objects of the wrong size or shape.
+
+    The input is the bead probability map (H, W) or, from a ``target=centres`` model, the stack (2, H, W) of
+    probability and centre heat-map: then every heat-map peak above ``peak_threshold`` inside the mask is one
+    bead (``peak_distance`` px apart at least) and the watershed of the heat-map gives it its pixels.
 
     ``threshold=None`` uses the model's own (tuned on validation and stored with the checkpoint). Frames larger
     than ``chunk`` px are processed in chunks that see ``halo`` px of their neighbours; a bead belongs to the
@@ -75,6 +89,8 @@ class PostProcess:
     min_area: int = 4
     max_area: int | None = None
     min_circularity: float = 0.3
+    peak_threshold: float = 0.3
+    peak_distance: int = 2
     chunk: int = 2048
     halo: int = 64
 
@@ -82,11 +98,15 @@ class PostProcess:
         """The probability threshold in force: this one's, or else ``default`` (the model's stored one)."""
         return default if self.threshold is None else self.threshold
 
-    def candidates(self, probability: np.ndarray, default_threshold: float = 0.5) -> np.ndarray:
-        """Instance labels before the size and shape filters: threshold, hole filling, touching beads split."""
+    def candidates(self, maps: np.ndarray, default_threshold: float = 0.5) -> np.ndarray:
+        """Instance labels before the size and shape filters: threshold, hole filling, touching beads split (at
+        the centre heat-map's peaks when there is one)."""
+        probability, centres = bead_maps(maps)
         mask = np.asarray(probability) > self.threshold_for(default_threshold)
         if self.fill_holes:
             mask = ndi.binary_fill_holes(mask)
+        if centres is not None:
+            return split_at_peaks(mask, np.asarray(centres), self.peak_threshold, self.peak_distance)
         return split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
 
     def keeps(self, area: np.ndarray, roundness: np.ndarray) -> np.ndarray:
@@ -96,9 +116,9 @@ class PostProcess:
             keep &= np.asarray(area) <= self.max_area
         return keep & (np.asarray(roundness) >= self.min_circularity)
 
-    def __call__(self, probability: np.ndarray, default_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, maps: np.ndarray, default_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """Clean binary mask and instance labels (int32, 0 = background) of a whole (small) probability map."""
-        labels = self.candidates(probability, default_threshold)
+        labels = self.candidates(maps, default_threshold)
         if labels.max():
             table = regionprops_table(labels, properties=("label", "area", "perimeter_crofton"))
             keep = np.zeros(labels.max() + 1, bool)
@@ -106,11 +126,12 @@ class PostProcess:
             labels = _relabel(np.where(keep[labels], labels, 0))
         return labels > 0, labels
 
-    def instances(self, probability: np.ndarray, image: np.ndarray, default_threshold: float = 0.5,
+    def instances(self, maps: np.ndarray, image: np.ndarray, default_threshold: float = 0.5,
                   labels_out: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
         """Instance labels of a frame of any size (into ``labels_out``, e.g. a memory map, when given) and its
         object table, computed chunk by chunk (one measurement per bead serves the filters and the table):
         memory does not grow with the frame."""
+        probability = bead_maps(maps)[0]
         height, width = probability.shape
         labels = labels_out if labels_out is not None else np.zeros((height, width), np.int32)
         rows: list[dict] = []
@@ -120,7 +141,7 @@ class PostProcess:
                 core = (top, min(top + self.chunk, height), left, min(left + self.chunk, width))
                 y0, y1 = max(core[0] - self.halo, 0), min(core[1] + self.halo, height)
                 x0, x1 = max(core[2] - self.halo, 0), min(core[3] + self.halo, width)
-                local = self.candidates(probability[y0:y1, x0:x1], default_threshold)
+                local = self.candidates(maps[..., y0:y1, x0:x1], default_threshold)
                 table = object_table(local, image[y0:y1, x0:x1], probability[y0:y1, x0:x1], (y0, x0))
                 if not table:
                     continue
@@ -139,7 +160,7 @@ class PostProcess:
                 window = labels[y0:y1, x0:x1]
                 free = (mine > 0) & (window == 0)
                 window[free] = mine[free]
-            release_pages(image, probability, labels)
+            release_pages(image, maps, labels)
         if truncated:
             log.warning("%d beads reach past the %d px halo of their chunk (larger than the halo?): "
                         "raise postprocess.halo", truncated, self.halo)

@@ -41,6 +41,7 @@ class ModelPredictor:
             self.net.to(device or "cuda")
         self.normalization = Normalization(**(network.hparams.get("normalization") or {}))
         self.threshold = float(network.hparams.get("threshold", 0.5))
+        self.channels = int(network.hparams["net"].get("out_channels", 1))  # 2: bead mask and centre heat-map
         if batch_size == "auto":  # fp32 activations of 8 tiles of 512² take ~1.3 GB of RAM on a CPU; fp16 on a GPU, half
             batch_size = 8 if self.device.type == "cuda" else 4
         self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, int(batch_size), blend
@@ -82,7 +83,7 @@ class ModelPredictor:
         return predict_tiled(
             self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), self.tile, self.overlap,
             self.batch_size, self.blend, self.device, getattr(self.net, "divisor", 1), probability_out, uncertainty_out,
-            on_tile_row,
+            on_tile_row, self.channels,
         )
 
 
@@ -91,6 +92,7 @@ class ClassicalPredictor:
 
     name = "classical"
     threshold = 0.5
+    channels = 1
     net = None
     checkpoint: str | None = None  # a checkpoint given only to borrow its split (beadseg-eval split=test)
 

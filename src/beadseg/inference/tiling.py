@@ -14,7 +14,7 @@ import torch
 
 from beadseg.data.io import release_pages
 
-# (N, 1, h, w) normalised tiles -> (N, 1, h, w) probabilities and (optionally) their uncertainty
+# (N, 1, h, w) normalised tiles -> (N, C, h, w) probabilities and (optionally) their uncertainty
 TileModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
@@ -64,8 +64,10 @@ def predict_tiled(
     probability_out: np.ndarray | None = None,
     uncertainty_out: np.ndarray | None = None,
     on_tile_row: Callable[[int], None] | None = None,
+    channels: int = 1,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Probability map (and uncertainty map when the model gives one) of a whole 2-D image of any size.
+    """Probability map (and uncertainty map when the model gives one) of a whole 2-D image of any size: (H, W),
+    or (channels, H, W) for a model with several output maps (the uncertainty is that of the first).
 
     ``normalize`` maps a raw crop to model input; tiles are ``tile`` px at most (a multiple of ``multiple``,
     the model's divisor, so that it pads nothing), neighbours sharing at least ``overlap`` px. Outputs go into ``probability_out`` / ``uncertainty_out``
@@ -75,10 +77,12 @@ def predict_tiled(
     tile_h, rows = tile_plan(height, tile, overlap, multiple)
     tile_w, cols = tile_plan(width, tile, overlap, multiple)
     weights = blend_window(tile_h, tile_w, blend)
-    probability = probability_out if probability_out is not None else np.empty((height, width), np.float32)
+    shape = (channels, height, width) if channels > 1 else (height, width)
+    probability = probability_out if probability_out is not None else np.empty(shape, np.float32)
     uncertainty = uncertainty_out
     # Weighted sums over one band of tile_h rows: only rows no later tile touches are divided out and written.
-    band = {"probability": np.zeros((tile_h, width), np.float32), "weight": np.zeros((tile_h, width), np.float32)}
+    band = {"probability": np.zeros((channels, tile_h, width), np.float32), "weight": np.zeros((tile_h, width), np.float32)}
+    rows_of = (lambda array, start, stop: array[:, start:stop]) if channels > 1 else (lambda array, start, stop: array[start:stop])
     origin = 0  # image row of the band's first row
 
     def flush(until: int) -> None:
@@ -86,12 +90,13 @@ def predict_tiled(
         count = until - origin
         if count <= 0:
             return
-        probability[origin:until] = band["probability"][:count] / band["weight"][:count]
+        finished = band["probability"][:, :count] / band["weight"][:count]
+        rows_of(probability, origin, until)[:] = finished if channels > 1 else finished[0]
         if "uncertainty" in band:
             uncertainty[origin:until] = band["uncertainty"][:count] / band["weight"][:count]
         for values in band.values():
-            values[: tile_h - count] = values[count:].copy()
-            values[tile_h - count :] = 0
+            values[..., : tile_h - count, :] = values[..., count:, :].copy()
+            values[..., tile_h - count :, :] = 0
         origin = until
         release_pages(image, probability, uncertainty)
 
@@ -102,7 +107,9 @@ def predict_tiled(
             tiles = torch.from_numpy(np.stack([strip[:, x : x + tile_w] for x in xs])[:, None]).to(device)
             with torch.no_grad():
                 probs, spread = model(tiles)
-            probs = probs[:, 0].float().cpu().numpy()
+            probs = probs.float().cpu().numpy()
+            if probs.shape[1] != channels:
+                raise ValueError(f"the model gives {probs.shape[1]} output maps, {channels} expected")
             if spread is not None and "uncertainty" not in band:
                 band["uncertainty"] = np.zeros_like(band["weight"])
                 if uncertainty is None:
@@ -111,7 +118,7 @@ def predict_tiled(
             offset = top - origin
             for index, x in enumerate(xs):
                 window = (slice(offset, offset + tile_h), slice(x, x + tile_w))
-                band["probability"][window] += probs[index] * weights
+                band["probability"][(slice(None), *window)] += probs[index] * weights
                 if spread is not None:
                     band["uncertainty"][window] += spread[index] * weights
                 band["weight"][window] += weights

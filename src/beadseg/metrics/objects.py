@@ -53,11 +53,16 @@ def _matched(cost: np.ndarray, allowed: np.ndarray) -> int:
     return int(allowed[rows, cols].sum())
 
 
+def match_points(truth: np.ndarray, predicted: np.ndarray, max_distance: float = 5.0) -> ObjectMatch:
+    """One-to-one matches of (N, 2) points lying within ``max_distance`` pixels (minimising total distance)."""
+    distance = cdist(truth, predicted) if len(truth) and len(predicted) else None
+    matched = _matched(distance, distance <= max_distance) if distance is not None else 0
+    return ObjectMatch(matched, len(predicted) - matched, len(truth) - matched)
+
+
 def match_by_centroid(truth: np.ndarray, predicted: np.ndarray, max_distance: float = 5.0) -> ObjectMatch:
-    """One-to-one matches whose centroids lie within ``max_distance`` pixels (minimising total distance)."""
-    a, b = centroids(truth), centroids(predicted)
-    matched = _matched(cdist(a, b), cdist(a, b) <= max_distance) if len(a) and len(b) else 0
-    return ObjectMatch(matched, len(b) - matched, len(a) - matched)
+    """One-to-one matches of instances whose centroids lie within ``max_distance`` pixels."""
+    return match_points(centroids(truth), centroids(predicted), max_distance)
 
 
 def iou_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:

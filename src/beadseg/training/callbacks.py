@@ -19,7 +19,8 @@ def _stretch(image: torch.Tensor) -> torch.Tensor:
 
 
 class ImageGridLogger(pl.Callback):
-    """Every ``every_n_epochs``, log a TensorBoard grid of validation images: image | truth | prediction."""
+    """Every ``every_n_epochs``, log a TensorBoard grid of validation images: image | truth | prediction (| the
+    predicted centre heat-map, for a ``target=centres`` model)."""
 
     def __init__(self, every_n_epochs: int = 5, max_images: int = 4) -> None:
         self.every_n_epochs, self.max_images = every_n_epochs, max_images
@@ -35,10 +36,11 @@ class ImageGridLogger(pl.Callback):
         if not self._active(trainer) or len(self.rows) >= self.max_images:
             return
         probabilities = torch.sigmoid(outputs["logits"].detach().float())
-        prediction = (probabilities > pl_module.hparams.threshold).float()
-        for image, mask, predicted in zip(batch["image"], batch["mask"], prediction):
+        prediction = (probabilities[:, :1] > pl_module.hparams.threshold).float()
+        for image, mask, predicted, heat in zip(batch["image"], batch["mask"], prediction, probabilities[:, 1:]):
             if len(self.rows) < self.max_images:
-                self.rows.append(torch.cat([_stretch(image.float()), mask.float(), predicted], dim=-1).cpu())
+                parts = [_stretch(image.float()), mask.float().clamp(min=0), predicted, *heat[:, None]]
+                self.rows.append(torch.cat(parts, dim=-1).cpu())
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.rows:

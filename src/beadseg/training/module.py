@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -55,10 +56,13 @@ class ConfiguredModule(pl.LightningModule, ABC):
     def metric_inputs(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the metrics compare: predictions (probabilities) and targets."""
 
+    def compute_loss(self, logits: torch.Tensor, batch: dict, stage: str) -> torch.Tensor:
+        return self.loss_fn(logits, batch[self.target_key])
+
     def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["image"])
         target = batch[self.target_key]
-        loss = self.loss_fn(logits, target)
+        loss = self.compute_loss(logits, batch, stage)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{stage} loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: "
@@ -103,26 +107,52 @@ class ConfiguredModule(pl.LightningModule, ABC):
 class BeadSegModule(ConfiguredModule):
     """Binary bead segmentation; the checkpoint also carries the probability threshold.
 
-    With ``object_metrics`` every validation (and test) image is also post-processed into beads as
+    The network's first output channel is the bead mask. With ``centres`` (``target=centres``: ``sigma``,
+    ``weight``, ``loss``) a second channel learns the bead-centre heat-map beside it (multi-task, ``weight`` times
+    its own loss), and beads are decoded from its peaks. With ``object_metrics`` every validation (and test) image is also post-processed into beads as
     beadseg-predict does, and ``val/object_f1`` (centroids within ``match_distance`` px) and ``val/count_error``
     (median relative error of the count per image) are logged: usable as the checkpoint and plateau monitor."""
 
     def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, threshold: float = 0.5,
-                 normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0) -> None:
+                 normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0,
+                 centres: dict | None = None) -> None:
         super().__init__(net, loss, optimizer, scheduler, pixel_metrics(threshold), threshold=threshold,
-                         normalization=normalization, object_metrics=object_metrics, match_distance=match_distance)
+                         normalization=normalization, object_metrics=object_metrics, match_distance=match_distance,
+                         centres=_plain(centres))
+        self.centre_loss = instantiate(self.hparams.centres["loss"]) if centres else None
+        if centres:
+            self._start_centres_rare()
         self.val_objects, self.test_objects = ObjectCounts(match_distance), ObjectCounts(match_distance)
         self.post = PostProcess()
 
+    def _start_centres_rare(self, prior: float = 0.01) -> None:
+        """Start the centre map at a low probability everywhere (CenterNet's bias prior): centres are rare, and a
+        map starting at 0.5 would begin with a huge, unstable loss."""
+        head = [m for m in self.net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        if head.out_channels == 2 and head.bias is not None:
+            with torch.no_grad():
+                head.bias[1] = float(np.log(prior / (1 - prior)))
+
+    def compute_loss(self, logits: torch.Tensor, batch: dict, stage: str) -> torch.Tensor:
+        loss = self.loss_fn(logits[:, :1], batch["mask"])
+        if self.centre_loss is None:
+            return loss
+        if logits.shape[1] != 2:
+            raise ValueError(f"target=centres needs a network with 2 output channels, this one has {logits.shape[1]}")
+        centre_loss = self.centre_loss(logits[:, 1:], batch["centres"])
+        self.log(f"{stage}/centre_loss", centre_loss, on_step=False, on_epoch=True, batch_size=len(logits),
+                 sync_dist=stage != "train")
+        return loss + self.hparams.centres["weight"] * centre_loss
+
     def metric_inputs(self, logits, target):
-        return torch.sigmoid(logits), target.int()
+        return torch.sigmoid(logits[:, :1]), target.int()
 
     def _count_objects(self, batch: dict, logits: torch.Tensor, stage: str) -> None:
         if not self.hparams.object_metrics or "labels" not in batch:
             return
-        probabilities = torch.sigmoid(logits.detach().float())[:, 0].cpu().numpy()
-        for probability, truth in zip(probabilities, batch["labels"][:, 0].cpu().numpy()):
-            getattr(self, f"{stage}_objects").update(truth, self.post(probability, self.hparams.threshold)[1])
+        maps = torch.sigmoid(logits.detach().float()).cpu().numpy()
+        for bead_maps, truth in zip(maps, batch["labels"][:, 0].cpu().numpy()):
+            getattr(self, f"{stage}_objects").update(truth, self.post(bead_maps, self.hparams.threshold)[1])
 
     def _log_objects(self, stage: str) -> None:
         objects = getattr(self, f"{stage}_objects")

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -45,8 +46,17 @@ def _flat_hparams(cfg: DictConfig) -> dict:
 
 
 def load_weights(module: pl.LightningModule, checkpoint_path: str) -> None:
-    """Start from another run's weights (fine-tuning); unlike ``ckpt_path`` the epoch, optimiser and schedule start anew."""
+    """Start from another run's weights (fine-tuning); unlike ``ckpt_path`` the epoch, optimiser and schedule start anew.
+
+    A mask model can start a ``target=centres`` one: where the new output layer has more channels than the
+    checkpoint's, the checkpoint fills the first (the mask) and the others keep their fresh start."""
     state = module_settings(checkpoint_path)[0]["state_dict"]
+    own = module.state_dict()
+    for key, value in state.items():
+        if key in own and value.ndim and value.shape[1:] == own[key].shape[1:] and len(value) < len(own[key]):
+            state[key] = torch.cat([value.to(own[key].dtype), own[key][len(value):]])
+            log.info("init_from: %s has %d of this model's %d output channels; the others start fresh", key,
+                     len(value), len(own[key]))
     try:
         module.load_state_dict(state)
     except RuntimeError as error:
