@@ -1,9 +1,9 @@
 """The bead model shipped inside the package: loads offline, segments synthetic beads, backs the CLIs."""
 
 import csv
-from functools import partial
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import imageio.v3 as iio

@@ -1,8 +1,8 @@
 """Sweeps at scale: the generated report, Optuna, DDP on CPU processes, launchers and study presets."""
 
+import csv
 import json
 import re
-import csv
 import subprocess
 import sys
 from pathlib import Path

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import write_pair
 from scipy.ndimage import gaussian_filter
 
 from beadseg.checkpoint import CheckpointError
@@ -19,7 +20,6 @@ from beadseg.config import ConfigError
 from beadseg.data.io import BeadDataError, mask_kind, open_image, read_image, read_mask
 from beadseg.data.synthetic import render_beads
 from beadseg.training.task import train
-from conftest import write_pair
 
 BIN = Path(sys.executable).parent
 
@@ -59,11 +59,11 @@ def hostile(checkpoint, tmp_path) -> dict:
 
 @pytest.mark.parametrize("kind", ["pickle", "target"])
 def test_every_command_that_takes_a_checkpoint_refuses_a_hostile_one(hostile, kind, compose_config, tmp_path):
+    from beadseg.data.folder import FolderSource
     from beadseg.evaluation.evaluate import select_pairs
     from beadseg.inference.explain import explain
     from beadseg.inference.export import export
     from beadseg.inference.predictor import load_predictor
-    from beadseg.data.folder import FolderSource
 
     path, victim = hostile[kind]
     folder = tmp_path / "beads"

@@ -20,7 +20,7 @@ from beadseg.analysis.recommend import recommend, write_recommended
 from beadseg.analysis.report import write_report
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
-from beadseg.data.io import mask_kind, read_image, read_mask
+from beadseg.data.io import image_name, mask_kind, read_image, read_mask
 from beadseg.data.sample import BeadSample
 from beadseg.models.classical import Detections
 from beadseg.tables import write_csv
@@ -71,7 +71,7 @@ def qa_cases(source: FolderSource, analysis: FolderAnalysis, detector: Callable,
     chosen += [("offset", r) for r in _worst(analysis.rows, "offset", lambda r: -np.hypot(r["offset_y"], r["offset_x"]))]
     chosen += [("size bias", r) for r in _worst(analysis.rows, "mask_smaller", lambda r: r["size_ratio"])]
     chosen += [("size bias", r) for r in _worst(analysis.rows, "mask_larger", lambda r: -r["size_ratio"])]
-    pairs = {image.stem: (image, mask) for image, mask in source.pairs()}
+    pairs = {image_name(image): (image, mask) for image, mask in source.pairs()}
     cases = []
     for problem, row in chosen:
         sample = load_pair(*pairs[row["image"]])
@@ -96,12 +96,12 @@ def fix_masks(source: FolderSource, analysis: FolderAnalysis, out_masks: Path, a
     out_masks.mkdir(parents=True, exist_ok=True)
     rows = {row["image"]: row for row in analysis.rows}
     for image_path, mask_path in track(source.pairs(), description="writing corrected masks"):
-        row, original = rows[image_path.stem], read_image(mask_path)
+        row, original = rows[image_name(image_path)], read_image(mask_path)
         raw = original
         if "offset" in row["flags"].split(";"):
             raw = shift_mask(raw, -round(row["offset_y"]), -round(row["offset_x"]))
         if add_missing and row["unlabelled_beads"]:
-            sample = BeadSample(image_path.stem, read_image(image_path), bead_instances(raw))
+            sample = BeadSample(image_name(image_path), read_image(image_path), bead_instances(raw))
             detections, check = inspect(sample, detector, qa)
             centres = np.round(check.unlabelled_centroids).astype(int)
             missing = np.unique(detections.labels[tuple(centres.T)])

@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from beadseg.config import CONFIG_DIR
+from beadseg.data.microscope import configure as configure_reading
 
 HANDLED = (ValueError, FileExistsError, FileNotFoundError, ImportError)  # BeadDataError, CheckpointError, ConfigError: ValueError
 PLAIN_KEY = re.compile(r"^[+~]{0,2}[\w.\-/@]+=")
@@ -64,6 +65,7 @@ def beadseg_app(config_name: str) -> Callable:
         @functools.wraps(task)
         def handled(cfg: DictConfig):
             try:
+                configure_reading(cfg.get("image"))
                 return task(cfg)
             except HANDLED as error:
                 if os.environ.get("HYDRA_FULL_ERROR") == "1" or in_sweep():

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from beadseg.data.folder import check_unchanged
-from beadseg.data.io import BeadDataError, Normalization, list_images, open_image
+from beadseg.data.io import BeadDataError, Normalization, image_name, list_images, open_image
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
 from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.data.split import stratified_split
@@ -60,7 +60,7 @@ class ClassFolderSource(FileFrames):
             raise BeadDataError(f"{self.root} needs at least two class sub-folders, found {self.classes}")
 
     def labelled_files(self) -> list[tuple[str, Path, int]]:
-        return [(f"{name}/{path.stem}", path, index) for index, name in enumerate(self.classes)
+        return [(f"{name}/{image_name(path)}", path, index) for index, name in enumerate(self.classes)
                 for path in list_images(self.root / name)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from beadseg.data.instances import bead_instances
-from beadseg.data.io import BeadDataError, file_stamp, list_images, open_image, read_mask
+from beadseg.data.io import BeadDataError, file_stamp, image_name, list_images, open_image, read_mask
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
 from beadseg.data.sample import BeadSample
 
@@ -17,8 +17,8 @@ def pair_folder(root: str | Path, images: str = "images", masks: str = "masks") 
     for folder in (image_dir, mask_dir):
         if not folder.is_dir():
             raise BeadDataError(f"data folder {folder} does not exist: data.root must hold {images}/ and {masks}/")
-    image_files = {path.stem: path for path in list_images(image_dir)}
-    mask_files = {path.stem: path for path in list_images(mask_dir)}
+    image_files = {image_name(path): path for path in list_images(image_dir)}
+    mask_files = {image_name(path): path for path in list_images(mask_dir)}
     missing = sorted(set(image_files) - set(mask_files))
     extra = sorted(set(mask_files) - set(image_files))
     problems = [f"image {image_files[s]} has no mask in {mask_dir}" for s in missing]
@@ -32,7 +32,7 @@ def load_pair(image_path: Path, mask_path: Path) -> BeadSample:
     image, raw_mask = open_image(image_path), read_mask(mask_path)
     if image.shape != raw_mask.shape:
         raise BeadDataError(f"size mismatch: image {image_path} is {image.shape}, mask {mask_path} is {raw_mask.shape}")
-    return BeadSample(image_path.stem, image, bead_instances(raw_mask))
+    return BeadSample(image_name(image_path), image, bead_instances(raw_mask))
 
 
 def measure_pair(item: dict) -> dict:
@@ -68,7 +68,7 @@ class FolderSource:
 
     def entries(self) -> list[dict]:
         """The manifest: one row per pair (name, files, stamps, height, width, dtype, vmin, vmax, bead_count)."""
-        items = [{"name": image.stem, "files": {"image": image, "mask": mask}} for image, mask in self.pairs()]
+        items = [{"name": image_name(image), "files": {"image": image, "mask": mask}} for image, mask in self.pairs()]
         rows = build_manifest(items, measure_pair, manifest_path(self.root, f"pairs-{self.images}-{self.masks}"),
                               self.workers, f"indexing {self.root.name}")
         self.require_beads(any(row["bead_count"] for row in rows))

@@ -12,11 +12,21 @@ import numpy as np
 import tifffile
 from skimage.measure import label as measure_label
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+from beadseg.data.microscope import MicroscopeError, microscope_format, read_plane
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".nd2", ".czi", ".lif")  # and OME-Zarr folders
 
 
 class BeadDataError(ValueError):
     """Bad input data; the message names the file (or folder) and what to do."""
+
+
+def image_name(path: str | Path) -> str:
+    """What outputs and pairings call an image: its file name without the suffix, and without the ``.ome`` of
+    ``.ome.tif`` / ``.ome.zarr`` (``a.ome.tif`` and ``a.png`` are both ``a``)."""
+    path = Path(path)
+    suffix = microscope_format(path)
+    return path.name[: -len(suffix)] if suffix else path.stem
 
 
 def list_images(target: str | Path, recursive: bool = False, unique_stems: bool = True) -> list[Path]:
@@ -30,20 +40,23 @@ def list_images(target: str | Path, recursive: bool = False, unique_stems: bool 
         if not target.exists():
             raise BeadDataError(f"{target} does not exist")
         return [target]
+    if microscope_format(target):  # an OME-Zarr folder is one image
+        return [target]
     candidates = target.rglob("*") if recursive else target.iterdir()
     files = sorted(
         path for path in candidates
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(target).parts)
+        if ((path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or (path.is_dir() and path.suffix.lower() == ".zarr"))
+        and not any(part.startswith(".") or part.lower().endswith(".zarr") for part in path.relative_to(target).parts[:-1])
+        and not path.name.startswith(".")
     )
     if not files:
         raise BeadDataError(f"{target} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     if unique_stems:
         seen: dict[tuple[Path, str], Path] = {}
         for path in files:
-            key = (path.parent, path.stem)
+            key = (path.parent, image_name(path))
             if key in seen:
-                raise BeadDataError(f"two files share the stem {path.stem!r} in {path.parent}: "
+                raise BeadDataError(f"two files share the stem {image_name(path)!r} in {path.parent}: "
                                     f"{seen[key].name}, {path.name} (their outputs would overwrite each other)")
             seen[key] = path
     return files
@@ -64,6 +77,8 @@ def _unreadable(path: Path, error: Exception) -> BeadDataError:
     """Why a file could not be read, in words: missing, empty, not an image at all, or a damaged image."""
     if not path.exists():
         return BeadDataError(f"image file {path} does not exist")
+    if path.is_dir():
+        return BeadDataError(f"cannot read image folder {path} ({type(error).__name__}: {error})")
     head = path.read_bytes()[:8] if path.is_file() else b""
     if not head:
         return BeadDataError(f"image file {path} is empty (0 bytes)")
@@ -75,16 +90,21 @@ def _unreadable(path: Path, error: Exception) -> BeadDataError:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read a PNG/TIFF (8/16-bit, gray or RGB) as a 2-D array; RGB is averaged to gray.
+    """Read a PNG/TIFF (8/16-bit, gray or RGB) as a 2-D array; RGB is averaged to gray. Microscope files
+    (OME-TIFF, OME-Zarr, ND2, CZI, LIF) give the plane the command's ``image`` config picks.
 
     The dtype is kept (so the bit depth stays known): integer RGB is averaged and rounded back to it.
     """
     path = Path(path)
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if microscope_format(path):
+            array = read_plane(path)
+        elif path.suffix.lower() in (".tif", ".tiff"):
             array = tifffile.imread(path)
         else:
             array = iio.imread(path)
+    except MicroscopeError as error:
+        raise BeadDataError(str(error)) from error
     except Exception as error:  # every reader raises its own type: name the file whatever it was
         raise _unreadable(path, error) from error
     array = np.asarray(array)
@@ -137,7 +157,7 @@ def mask_kind(mask: np.ndarray) -> str:
 def open_image(path: str | Path) -> np.ndarray:
     """Like :func:`read_image`, but an uncompressed gray TIFF comes back as a read-only memory map."""
     path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
+    if path.suffix.lower() in (".tif", ".tiff") and not microscope_format(path):
         try:
             array = tifffile.memmap(path, mode="r")
         except Exception:  # compressed, tiled or odd layouts: read it whole (read_image names the file on failure)

@@ -15,8 +15,8 @@ from beadseg import plots
 from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
-from beadseg.data.io import BeadDataError, list_images, read_mask
-from beadseg.evaluation.scores import Evaluation, best_threshold
+from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
+from beadseg.evaluation.scores import Evaluation, Truth, best_threshold
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
@@ -30,7 +30,7 @@ def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tup
     if not ckpt:
         raise ValueError(f"split={split} needs the checkpoint's split (ckpt=PATH); use split=all otherwise")
     assignment = checkpoint_split(ckpt)
-    chosen = [pair for pair in pairs if assignment.get(pair[0].stem) == split]
+    chosen = [pair for pair in pairs if assignment.get(image_name(pair[0])) == split]
     if not chosen:
         raise ValueError(f"no image of {source.root} is in the {split} split of {ckpt}; use split=all")
     return chosen
@@ -48,9 +48,9 @@ def write_results(out: Path, run: Evaluation, metrics: dict, kept: list, worst_i
 def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
     """Score a folder of saved predictions (any tool's masks or label images, paired by file stem, e.g. the
     ``instances/`` of a beadseg-predict run) against the reference masks, with beadseg's metrics."""
-    predicted = {path.stem: path for path in list_images(cfg.predictions)}
+    predicted = {image_name(path): path for path in list_images(cfg.predictions)}
     pairs = source.pairs()
-    missing = [image.stem for image, _ in pairs if image.stem not in predicted]
+    missing = [image_name(image) for image, _ in pairs if image_name(image) not in predicted]
     if missing:
         raise BeadDataError(f"predictions={cfg.predictions} has no prediction for {len(missing)} image(s) of "
                             f"{source.root}: {', '.join(missing[:5])}")
@@ -62,7 +62,7 @@ def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
             raise BeadDataError(f"size mismatch: prediction {predicted[sample.name]} is {raw.shape}, "
                                 f"mask {mask_path} is {sample.labels.shape}")
         labels = bead_instances(raw)
-        row = run.add(sample.name, sample.mask, sample.labels, labels > 0, labels)
+        row = run.add(sample.name, Truth.of(sample.mask, sample.labels), labels > 0, labels)
         kept.append((row, sample.image, sample.mask, labels > 0))
     metrics = {"model": "saved predictions", "predictions": str(cfg.predictions), "data": str(source.root),
                **run.summary()}
@@ -91,16 +91,17 @@ def evaluate(cfg) -> dict:
     for image_path, mask_path in track(pairs, description="evaluating"):
         sample = load_pair(image_path, mask_path)
         probability, _ = predictor.predict(sample.image)
+        truth = Truth.of(sample.mask, sample.labels)
         for t, run in runs.items():
             mask, labels = at_threshold[t](probability)
-            row = run.add(sample.name, sample.mask, sample.labels, mask, labels)
+            row = run.add(sample.name, truth, mask, labels)
             if t == threshold:
                 kept.append((row, sample.image, sample.mask, mask))
     summaries = {t: run.summary() for t, run in runs.items()}
     sweep = [{"threshold": t, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]} for t, s in summaries.items()]
     best = best_threshold(sweep, threshold)
     assignment = {} if classical else checkpoint_split(ckpt)  # read once, not once per image
-    seen = sorted(p[0].stem for p in pairs if assignment.get(p[0].stem) == "train")
+    seen = sorted(image_name(p[0]) for p in pairs if assignment.get(image_name(p[0])) == "train")
     if seen:
         log.warning("%d of the %d images were training images of this checkpoint (%s...): these scores are not "
                     "a test of generalisation; use split=val or split=test", len(seen), len(pairs), ", ".join(seen[:3]))

@@ -10,7 +10,7 @@ import torch
 
 from beadseg import plots
 from beadseg.checkpoint import load_network
-from beadseg.data.io import Normalization, read_image
+from beadseg.data.io import Normalization, image_name, read_image
 from beadseg.tables import write_csv
 
 METHODS = ("integrated_gradients", "occlusion")
@@ -67,6 +67,6 @@ def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window
         rows.append({"frame": str(path), "predicted": names[predicted], "probability": round(float(probabilities[predicted]), 4)})
         for method in methods:
             attribution = attribute(network.net, image, predicted, method, window)
-            iio.imwrite(out / f"{path.stem}_{method}.png", attribution_overlay(raw, attribution))
+            iio.imwrite(out / f"{image_name(path)}_{method}.png", attribution_overlay(raw, attribution))
     write_csv(rows, out / "predictions.csv", ["frame", "predicted", "probability"])
     return out

@@ -7,6 +7,7 @@ that a resumed run would trust. Arrays larger than ``LARGE`` pixels (memory maps
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -35,30 +36,71 @@ def _tiles(array: np.ndarray, convert: Callable[[np.ndarray], np.ndarray], dtype
         release_pages(array)
 
 
-def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype) -> Path:
-    """``convert(array)`` as a zlib-compressed TIFF of ``dtype``; large arrays go tile by tile (bounded memory)."""
+# label_format: the suffix of the mask and instance files
+LABEL_FORMATS = {"tiff": ".tif", "ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr"}
+
+
+def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,
+               pixel_size_um: float | None = None) -> Path:
+    """``convert(array)`` as a zlib-compressed TIFF of ``dtype``; large arrays go tile by tile (bounded memory).
+    A ``.ome.tif`` name gets OME metadata with the pixel size (Fiji and napari open it at scale)."""
     partial = _partial(path)
+    ome = path.name.endswith(".ome.tif")
+    options = {"compression": "zlib", "ome": ome}
+    if ome:
+        options["metadata"] = {"axes": "YX", **({"PhysicalSizeX": pixel_size_um, "PhysicalSizeY": pixel_size_um,
+                                                 "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
+                                                if pixel_size_um else {})}
     if array.size > LARGE:
         tifffile.imwrite(partial, _tiles(array, convert, dtype), shape=array.shape, dtype=dtype,
-                         tile=(TIFF_TILE, TIFF_TILE), compression="zlib")
+                         tile=(TIFF_TILE, TIFF_TILE), **options)
     else:
-        tifffile.imwrite(partial, convert(np.asarray(array)).astype(dtype), compression="zlib")
+        tifffile.imwrite(partial, convert(np.asarray(array)).astype(dtype), **options)
     os.replace(partial, path)
     return path
+
+
+def write_ome_zarr(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,
+                   pixel_size_um: float | None = None, chunk: int = 1024) -> Path:
+    """``convert(array)`` as an OME-Zarr image (axes y, x; pixel size in µm when known), written band by band
+    (frames of any size, bounded memory) into a temporary folder renamed into place."""
+    from bioio_ome_zarr.writers import OMEZarrWriter
+
+    partial = _partial(path)
+    shutil.rmtree(partial, ignore_errors=True)
+    size = [pixel_size_um, pixel_size_um] if pixel_size_um else None
+    writer = OMEZarrWriter(str(partial), level_shapes=array.shape, dtype=np.dtype(dtype),
+                           chunk_shape=(min(chunk, array.shape[0]), min(chunk, array.shape[1])), zarr_format=2,
+                           axes_names=["y", "x"], axes_types=["space", "space"],
+                           axes_units=["micrometer", "micrometer"] if size else None, physical_pixel_size=size)
+    for top in range(0, array.shape[0], chunk):
+        band = convert(np.asarray(array[top : top + chunk])).astype(dtype)
+        writer.write_region(band, (slice(top, top + len(band)), slice(0, array.shape[1])))
+        release_pages(array)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(partial, path)
+    return path
+
+
+def write_labelled(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,
+                   pixel_size_um: float | None = None) -> Path:
+    """A label-like image in the format its name says: ``.ome.zarr``, ``.ome.tif`` or plain ``.tif``."""
+    write = write_ome_zarr if path.name.endswith(".ome.zarr") else write_tiff
+    return write(array, path, convert, dtype, pixel_size_um)
 
 
 def label_dtype(bead_count: int):
     return np.uint16 if bead_count < 2**16 else np.uint32
 
 
-def write_labels(labels: np.ndarray, path: Path, bead_count: int) -> Path:
+def write_labels(labels: np.ndarray, path: Path, bead_count: int, pixel_size_um: float | None = None) -> Path:
     dtype = label_dtype(bead_count)
-    return write_tiff(labels, path, lambda block: block.astype(dtype), dtype)
+    return write_labelled(labels, path, lambda block: block.astype(dtype), dtype, pixel_size_um)
 
 
-def write_mask(labels: np.ndarray, path: Path) -> Path:
+def write_mask(labels: np.ndarray, path: Path, pixel_size_um: float | None = None) -> Path:
     """0/255 bead mask from instance labels."""
-    return write_tiff(labels, path, lambda block: (block > 0).astype(np.uint8) * 255, np.uint8)
+    return write_labelled(labels, path, lambda block: (block > 0).astype(np.uint8) * 255, np.uint8, pixel_size_um)
 
 
 def write_map(values: np.ndarray, path: Path) -> Path:

@@ -24,7 +24,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from beadseg import plots
-from beadseg.data.io import BeadDataError, list_images, open_image
+from beadseg.data.io import BeadDataError, image_name, list_images, open_image
+from beadseg.data.microscope import MicroscopeError, pixel_size_um
 from beadseg.data.reader import usable_cpus
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
@@ -34,8 +35,9 @@ from beadseg.tables import write_csv
 
 STATE_FILE = ".beadseg-predict.json"
 OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
-                  "mean_intensity", "mean_probability"]
-COUNT_COLUMNS = ["image", "count", "mean_diameter", "coverage", "mean_uncertainty", "flagged"]
+                  "mean_intensity", "mean_probability", "area_um2", "equivalent_diameter_um"]
+COUNT_COLUMNS = ["image", "count", "mean_diameter", "coverage", "mean_uncertainty", "flagged", "pixel_size_um",
+                 "mean_diameter_um", "beads_per_mm2"]
 KEPT_OUTPUTS = {".hydra", "predict.log"}  # what a fresh run directory already holds
 
 
@@ -58,12 +60,13 @@ class InputImages(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.files[index]
-        item = {"name": path.stem, "path": str(path), "image": None, "error": None}
+        item = {"name": image_name(path), "path": str(path), "image": None, "error": None, "pixel_size_um": None}
         try:
             image = open_image(path)
             if not isinstance(image, np.memmap):
                 item["image"] = image
-        except (BeadDataError, OSError) as error:
+            item["pixel_size_um"] = pixel_size_um(path)
+        except (BeadDataError, MicroscopeError, OSError) as error:
             item["error"] = str(error)
         return item
 
@@ -106,7 +109,7 @@ class PredictionData(pl.LightningDataModule):
         if self.trainer is not None:
             self.trainer.strategy.barrier("beadseg-predict output")
         done = finished(self.out) if self.resume else set()
-        self.todo = [path for path in self.files if path.stem not in done]
+        self.todo = [path for path in self.files if image_name(path) not in done]
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(InputImages(self.todo), batch_size=1, collate_fn=_one_item, num_workers=self.num_workers,
@@ -164,7 +167,9 @@ class PredictionTask(pl.LightningModule):
         if image.size > outputs.LARGE:
             self.scratch.mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(dir=self.scratch))
-            maps = {"probability_out": self._map(folder, "probability", np.float32, image.shape)}
+            channels = getattr(self.predictor, "channels", 1)
+            maps = {"probability_out": self._map(folder, "probability", np.float32,
+                                                 (channels, *image.shape) if channels > 1 else image.shape)}
             if getattr(self.predictor, "tta", False) or getattr(self.predictor, "mc_samples", 0):
                 maps["uncertainty_out"] = self._map(folder, "uncertainty", np.float32, image.shape)
         probability, uncertainty = self.predictor.predict(image, **maps)
@@ -172,6 +177,14 @@ class PredictionTask(pl.LightningModule):
         labels, objects = self.post.instances(probability, image, self.predictor.threshold, labels_out)
         return {**item, "image": image, "probability": probability, "uncertainty": uncertainty, "labels": labels,
                 "objects": objects, "scratch": folder}
+
+
+def physical_sizes(row: dict, pixel_size_um: float | None) -> dict:
+    """A bead's area (µm²) and equivalent diameter (µm), or blanks when the pixel size is unknown."""
+    if not pixel_size_um:
+        return {"area_um2": "", "equivalent_diameter_um": ""}
+    return {"area_um2": round(row["area"] * pixel_size_um**2, 4),
+            "equivalent_diameter_um": round(row["equivalent_diameter"] * pixel_size_um, 4)}
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -195,13 +208,17 @@ class PredictionWriter(BasePredictionWriter):
             print(f"beadseg-predict: skipped {result['path']}: {result['error']}")
             self._record({"image": name, "path": result["path"], "error": result["error"]})
             return
-        labels, image, objects = result["labels"], result["image"], result["objects"]
-        outputs.write_mask(labels, out / "masks" / f"{name}.tif")
-        outputs.write_labels(labels, out / "instances" / f"{name}.tif", len(objects))
+        labels, image, size = result["labels"], result["image"], result["pixel_size_um"]
+        objects = [{**row, **physical_sizes(row, size)} for row in result["objects"]]
+        suffix = outputs.LABEL_FORMATS[self.options["label_format"]]
+        outputs.write_mask(labels, out / "masks" / f"{name}{suffix}", size)
+        outputs.write_labels(labels, out / "instances" / f"{name}{suffix}", len(objects), size)
         outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", self.options["overlay_max_side"])
         if self.options["save_probability"]:
-            (out / "probability").mkdir(exist_ok=True)
-            outputs.write_map(result["probability"], out / "probability" / f"{name}.tif")
+            maps = result["probability"]
+            for folder, values in zip(("probability", "centres"), maps if maps.ndim == 3 else [maps]):
+                (out / folder).mkdir(exist_ok=True)
+                outputs.write_map(values, out / folder / f"{name}.tif")
         if result["uncertainty"] is not None and self.options["save_uncertainty"]:
             (out / "uncertainty").mkdir(exist_ok=True)
             outputs.write_map(result["uncertainty"], out / "uncertainty" / f"{name}.tif")
@@ -213,6 +230,10 @@ class PredictionWriter(BasePredictionWriter):
             "coverage": round(coverage, 5),
             "mean_uncertainty": "" if mean_uncertainty is None else round(mean_uncertainty, 4),
             "flagged": "yes" if mean_uncertainty is not None and mean_uncertainty > self.options["flag_uncertainty"] else "no",
+            "pixel_size_um": size or "",
+            "mean_diameter_um": round(float(np.mean([r["equivalent_diameter_um"] for r in objects])), 3)
+            if objects and size else "",
+            "beads_per_mm2": round(len(objects) / (labels.size * size**2 * 1e-6), 2) if size else "",
         }
         self._record({"image": name, "counts": counts, "objects": objects})
         if result["scratch"]:
@@ -228,9 +249,9 @@ class PredictionWriter(BasePredictionWriter):
 def merge_tables(out: Path, files: list[Path], group_regex: str | None) -> dict:
     """``counts.csv``, ``objects.csv`` (and ``errors.csv``) from the part files, in input order."""
     records = part_lines(out)
-    done = [records[p.stem] for p in files if p.stem in records and "error" not in records[p.stem]]
-    failed = [{"image": records[p.stem]["path"], "error": records[p.stem]["error"]}
-              for p in files if p.stem in records and "error" in records[p.stem]]
+    done = [records[image_name(p)] for p in files if image_name(p) in records and "error" not in records[image_name(p)]]
+    failed = [{"image": records[image_name(p)]["path"], "error": records[image_name(p)]["error"]}
+              for p in files if image_name(p) in records and "error" in records[image_name(p)]]
     counts = [record["counts"] for record in done]
     objects = [{"image": record["image"], **row} for record in done for row in record["objects"]]
     write_csv(objects, out / "objects.csv", OBJECT_COLUMNS)
@@ -242,7 +263,7 @@ def merge_tables(out: Path, files: list[Path], group_regex: str | None) -> dict:
     if group_regex and counts:
         group_counts(counts, group_regex, out)
     return {"output": out, "done": len(counts), "failed": failed, "beads": len(objects),
-            "missing": [str(p) for p in files if p.stem not in records]}
+            "missing": [str(p) for p in files if image_name(p) not in records]}
 
 
 def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
@@ -261,7 +282,7 @@ def run_settings(cfg: DictConfig, ckpt: str | None) -> dict:
     """What must match for a resumed run to continue this one."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     keys = ("method", "detector", "inference", "postprocess", "save_probability", "save_uncertainty", "overlay_max_side",
-            "flag_uncertainty")
+            "flag_uncertainty", "label_format", "image")
     return {"ckpt": ckpt, **{key: plain.get(key) for key in keys}}
 
 
@@ -273,10 +294,13 @@ def predict(cfg: DictConfig) -> dict:
     settings = run_settings(cfg, predictor.checkpoint)
     post = instantiate(cfg.postprocess)
     data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead_workers(cfg.num_workers))
-    options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty")}
+    if cfg.label_format not in outputs.LABEL_FORMATS:
+        raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(outputs.LABEL_FORMATS)}")
+    options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
+                                         "label_format")}
     writer = PredictionWriter(out, files, options)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
-    if cfg.resume and not (set(p.stem for p in files) - finished(out)):
+    if cfg.resume and not (set(image_name(p) for p in files) - finished(out)):
         data.setup()  # nothing left to predict: only check the folder, then merge
     else:
         trainer.predict(PredictionTask(predictor, post, out / ".scratch"), datamodule=data, return_predictions=False)
