@@ -37,7 +37,7 @@ STATE_FILE = ".beadseg-predict.json"
 OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
                   "mean_intensity", "mean_probability", "area_um2", "equivalent_diameter_um"]
 COUNT_COLUMNS = ["image", "count", "mean_diameter", "coverage", "mean_uncertainty", "flagged", "pixel_size_um",
-                 "mean_diameter_um", "beads_per_mm2"]
+                 "mean_diameter_um", "beads_per_mm2", "path"]
 KEPT_OUTPUTS = {".hydra", "predict.log"}  # what a fresh run directory already holds
 
 
@@ -234,6 +234,7 @@ class PredictionWriter(BasePredictionWriter):
             "mean_diameter_um": round(float(np.mean([r["equivalent_diameter_um"] for r in objects])), 3)
             if objects and size else "",
             "beads_per_mm2": round(len(objects) / (labels.size * size**2 * 1e-6), 2) if size else "",
+            "path": result["path"],
         }
         self._record({"image": name, "counts": counts, "objects": objects})
         if result["scratch"]:
