@@ -29,6 +29,17 @@ def display(image: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(image, np.float32) - low) / max(high - low, 1e-9), 0, 1)
 
 
+def cover_figure(image: np.ndarray, probability: np.ndarray):
+    """A 2:1 picture of a model: an image beside its bead probability (a bioimage.io cover)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6, 3))
+    left.imshow(display(image), cmap="gray")
+    right.imshow(probability, cmap="magma", vmin=0, vmax=1)
+    for ax, title in ((left, "image"), (right, "bead probability")):
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    return fig
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, color=(1.0, 0.2, 0.2), max_side: int | None = None) -> np.ndarray:
     """The image in gray (0..1 RGB) with the outlines of a mask's or label image's objects in ``color``;
     images larger than ``max_side`` are shown by every k-th pixel (bounded memory for huge frames)."""

@@ -1,4 +1,5 @@
-"""``beadseg-export ckpt=PATH format=torchscript|onnx``: a deployable model, checked against the checkpoint."""
+"""``beadseg-export ckpt=PATH format=torchscript|onnx|checkpoint|bioimageio``: a deployable model, checked against
+the checkpoint."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ def main(cfg: DictConfig) -> None:
     from beadseg.inference.export import export
 
     path, difference = export(cfg.ckpt, cfg.format, Path(cfg.output), cfg.tile, cfg.tolerance)
-    print(f"beadseg-export: {path} (max difference from the checkpoint {difference:.1e}; recipe in {path.parent / 'beadseg.json'})")
+    where = ("rdf.yaml, weights, test tensors, cover and README inside; tested by bioimageio.core"
+             if cfg.format == "bioimageio" else f"recipe in {path.parent / 'beadseg.json'}")
+    print(f"beadseg-export: {path} (max difference from the checkpoint {difference:.1e}; {where})")
 
 
 if __name__ == "__main__":

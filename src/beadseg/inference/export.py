@@ -28,12 +28,17 @@ DEFAULT_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-4, "checkpoint": 5e-2}  # l
 def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | None = None) -> tuple[Path, float]:
     """Write the exported model into ``out``; returns its path and the largest difference from the checkpoint.
 
-    ``fmt``: ``torchscript``, ``onnx``, or ``checkpoint`` (a slim half-precision checkpoint that beadseg loads).
+    ``fmt``: ``torchscript``, ``onnx``, ``checkpoint`` (a slim half-precision checkpoint that beadseg loads) or
+    ``bioimageio`` (a bioimage.io model package, tested by bioimageio.core before it is written).
 
     The exported network takes (N, 1, H, W) normalised images whose H and W are multiples of ``divisor``
     (in ``beadseg.json`` beside it, with the normalisation recipe and threshold): pad before, crop after.
     """
     network = load_network(ckpt, "segment")
+    if fmt == "bioimageio":
+        from beadseg.inference.bioimageio import export_bioimageio  # bioimageio.core: an optional, heavy import
+
+        return export_bioimageio(network, out, tile)
     net = network.net
     divisor = getattr(net, "divisor", 32)
     if tile % divisor:
@@ -75,7 +80,7 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
         with torch.no_grad():
             got = load_network(path, "segment").net(probe)
     else:
-        raise ValueError(f"format={fmt!r}: choose torchscript, onnx or checkpoint")
+        raise ValueError(f"format={fmt!r}: choose torchscript, onnx, checkpoint or bioimageio")
     difference = float((got - expected).abs().max())
     tolerance = DEFAULT_TOLERANCE[fmt] if tolerance is None else tolerance
     if difference > tolerance:
