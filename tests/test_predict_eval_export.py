@@ -79,7 +79,10 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
         probability = tifffile.imread(out / "probability" / f"{name}.tif")
         assert probability.dtype == np.float16 and probability.shape == labels.shape
         assert tifffile.imread(out / "uncertainty" / f"{name}.tif").shape == labels.shape
-        assert iio.imread(out / "overlays" / f"{name}.png").shape == (*labels.shape, 3)
+        overlay = iio.imread(out / "overlays" / f"{name}.png")
+        banner = overlay.shape[0] - labels.shape[0]  # the count and the legend sit above the image
+        assert overlay.shape[1:] == (labels.shape[1], 3) and banner == max(22, labels.shape[1] // 40)
+        assert overlay[:banner].max() == 255 and overlay[:banner].min() == 0
         assert counts[name]["flagged"] in ("yes", "no") and float(counts[name]["mean_uncertainty"]) >= 0
     assert tifffile.imread(out / "masks" / "deep.tif").shape == (77, 91)
     groups = {row["group"]: int(row["total_count"]) for row in csv.DictReader(open(out / "group_counts.csv"))}

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 
@@ -27,6 +28,22 @@ def display(image: np.ndarray) -> np.ndarray:
     step = max(1, int(np.sqrt(image.size / 4e6)))
     low, high = np.percentile(np.asarray(image[::step, ::step], np.float32), (0.5, 99.5))
     return np.clip((np.asarray(image, np.float32) - low) / max(high - low, 1e-9), 0, 1)
+
+
+def annotate_overlay(rgb: np.ndarray, count: int, color: tuple[int, int, int] = (255, 220, 0)) -> np.ndarray:
+    """An overlay (uint8 RGB) with a banner above it: the bead count and a legend of the outline colour."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height = max(22, rgb.shape[1] // 40)
+    banner = Image.new("RGB", (rgb.shape[1], height), (0, 0, 0))
+    draw = ImageDraw.Draw(banner)
+    font = ImageFont.load_default(size=int(height * 0.7))
+    text = f"{count} beads"
+    draw.text((6, height // 2), text, fill=(255, 255, 255), font=font, anchor="lm")
+    start = 18 + int(draw.textlength(text, font=font))
+    draw.ellipse((start, height * 0.2, start + height * 0.6, height * 0.8), outline=color, width=max(1, height // 12))
+    draw.text((start + height * 0.8, height // 2), "bead outline", fill=color, font=font, anchor="lm")
+    return np.concatenate([np.asarray(banner), rgb])
 
 
 def cover_figure(image: np.ndarray, probability: np.ndarray):
@@ -115,8 +132,12 @@ def label_qa_figure(cases: list[tuple[str, object, object, object, dict]], path:
                        f"size ratio {row['size_ratio']}", fontsize=9)
         points = check.unlabelled_centroids if problem == "missing labels" else detections.centroids
         ys, xs = _crop_around(points, sample.image.shape)
-        right.imshow(rgb[ys, xs], interpolation="nearest")
-        right.set_title("zoom (red: mask, cyan: beads in the image, yellow: unlabelled)", fontsize=9)
+        left.add_patch(Rectangle((xs.start - 0.5, ys.start - 0.5), xs.stop - xs.start, ys.stop - ys.start, fill=False,
+                                 edgecolor="white", linestyle="--", linewidth=1.5))
+        right.imshow(rgb[ys, xs], interpolation="nearest",
+                     extent=(xs.start - 0.5, xs.stop - 0.5, ys.stop - 0.5, ys.start - 0.5))
+        right.set_title(f"zoom: the dashed box, rows {ys.start}-{ys.stop}, columns {xs.start}-{xs.stop}\n"
+                        "(red: mask, cyan: beads in the image, yellow: unlabelled)", fontsize=9)
     return save(fig, path, dpi=100)
 
 

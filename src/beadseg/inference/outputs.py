@@ -107,9 +107,11 @@ def write_map(values: np.ndarray, path: Path) -> Path:
     return write_tiff(values, path, lambda block: block.astype(np.float16), np.float16)
 
 
-def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int = 4096) -> Path:
-    """The image in gray with every bead's outline in yellow, as a PNG (huge frames: every k-th pixel)."""
+def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int = 4096, count: int | None = None) -> Path:
+    """The image in gray with every bead's outline in yellow, under a banner with the bead count and a legend, as a
+    PNG (huge frames: every k-th pixel)."""
     rgb = (plots.overlay(image, labels, (1.0, 220 / 255, 0.0), max_side) * 255).astype(np.uint8)
+    rgb = plots.annotate_overlay(rgb, int(labels.max()) if count is None else count)
     release_pages(image, labels)
     partial = _partial(path)
     iio.imwrite(partial, rgb, extension=".png")

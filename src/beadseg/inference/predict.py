@@ -213,7 +213,7 @@ class PredictionWriter(BasePredictionWriter):
         suffix = outputs.LABEL_FORMATS[self.options["label_format"]]
         outputs.write_mask(labels, out / "masks" / f"{name}{suffix}", size)
         outputs.write_labels(labels, out / "instances" / f"{name}{suffix}", len(objects), size)
-        outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", self.options["overlay_max_side"])
+        outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", self.options["overlay_max_side"], len(objects))
         if self.options["save_probability"]:
             maps = result["probability"]
             for folder, values in zip(("probability", "centres"), maps if maps.ndim == 3 else [maps]):
