@@ -1,0 +1,115 @@
+"""Microscope files through bioio: plane choice with clear errors, the pixel size into µm columns, label outputs
+as OME-TIFF and OME-Zarr that carry it."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from bioio import BioImage
+
+from beadseg.data.io import BeadDataError, image_name, list_images, read_image
+from beadseg.data.microscope import MicroscopeError, PlaneChoice, configure, pixel_size_um, tiff_pixel_size
+from beadseg.data.synthetic import render_beads
+
+BIN = Path(sys.executable).parent
+OME_SIZE = {"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
+
+
+@pytest.fixture
+def planes():
+    beads, labels = render_beads(np.random.default_rng(0), 128, 20, "fluorescence", 16)
+    other, _ = render_beads(np.random.default_rng(1), 128, 35, "fluorescence", 16)
+    return beads, other, int(labels.max())
+
+
+@pytest.fixture(autouse=True)
+def default_choice():
+    configure(None)  # every test starts from "no choice made"
+    yield
+    configure(None)
+
+
+def write_two_channels(path: Path, beads, other) -> Path:
+    tifffile.imwrite(path, np.stack([other, beads]), ome=True,
+                     metadata={"axes": "CYX", **OME_SIZE, "Channel": {"Name": ["BF", "FL"]}})
+    return path
+
+
+def test_channel_by_name_or_index_and_a_clear_error_otherwise(planes, tmp_path):
+    beads, other, _ = planes
+    path = write_two_channels(tmp_path / "two.ome.tif", beads, other)
+    configure({"channel": "FL"})
+    assert np.array_equal(read_image(path), beads)
+    configure({"channel": 0})
+    assert np.array_equal(read_image(path), other)
+    configure(None)
+    with pytest.raises(BeadDataError, match=r"two.ome.tif holds 2 channels \(BF, FL\).*image.channel="):
+        read_image(path)
+    configure({"channel": "GFP"})
+    with pytest.raises(BeadDataError, match=r"two.ome.tif has no channel 'GFP'; it holds BF, FL"):
+        read_image(path)
+    assert image_name(path) == "two" and list_images(tmp_path) == [path]
+
+
+def test_scene_choice(planes, tmp_path):
+    beads, other, _ = planes
+    path = tmp_path / "plate.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(other, metadata={"axes": "YX", "Name": "A1"})
+        tif.write(beads, metadata={"axes": "YX", "Name": "B2"})
+    scenes = list(BioImage(path).scenes)
+    assert len(scenes) == 2
+    with pytest.raises(BeadDataError, match="holds 2 scenes.*image.scene="):
+        read_image(path)
+    configure({"scene": 1})
+    assert np.array_equal(read_image(path), beads)
+
+
+def test_pixel_size_from_metadata_imagej_tiff_or_config(planes, tmp_path):
+    beads, other, _ = planes
+    assert pixel_size_um(write_two_channels(tmp_path / "a.ome.tif", beads, other), PlaneChoice(channel=1)) == 0.5
+    imagej = tmp_path / "fiji.tif"
+    tifffile.imwrite(imagej, beads, imagej=True, resolution=(1 / 0.325, 1 / 0.325), metadata={"unit": "micron"})
+    assert tiff_pixel_size(imagej) == pytest.approx(0.325)
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, beads)
+    assert pixel_size_um(plain, PlaneChoice()) is None
+    assert pixel_size_um(plain, PlaneChoice(pixel_size_um=0.8)) == 0.8
+    with pytest.raises(MicroscopeError, match="plain.tif records no pixel size.*image.pixel_size_um="):
+        pixel_size_um(plain, PlaneChoice(require_pixel_size=True))
+
+
+def test_missing_reader_names_the_extra(tmp_path):
+    path = tmp_path / "scan.czi"
+    path.write_bytes(b"ZISRAWFILE" + bytes(100))
+    with pytest.raises(BeadDataError, match=r"scan.czi.*beadseg\[czi\]"):
+        read_image(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label_format", ["ome-tiff", "ome-zarr"])
+def test_predict_reports_microns_and_writes_labels_at_scale(planes, tmp_path, label_format):
+    beads, other, _ = planes
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_two_channels(inputs / "two.ome.tif", beads, other)
+    out = tmp_path / "out"
+    done = subprocess.run([str(BIN / "beadseg-predict"), "method=classical", f"input={inputs}", f"output={out}",
+                           "image.channel=FL", f"label_format={label_format}"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    counts = next(csv.DictReader(open(out / "counts.csv")))
+    count = int(counts["count"])
+    assert count > 10 and float(counts["pixel_size_um"]) == 0.5
+    assert float(counts["beads_per_mm2"]) == pytest.approx(count / (128 * 128 * 0.25e-6), rel=1e-4)
+    objects = list(csv.DictReader(open(out / "objects.csv")))
+    for row in objects:
+        assert float(row["area_um2"]) == pytest.approx(int(row["area"]) * 0.25, abs=1e-3)
+        assert float(row["equivalent_diameter_um"]) == pytest.approx(float(row["equivalent_diameter"]) * 0.5, abs=1e-3)
+    suffix = ".ome.tif" if label_format == "ome-tiff" else ".ome.zarr"
+    labels = BioImage(out / "instances" / f"two{suffix}")
+    assert labels.physical_pixel_sizes.X == pytest.approx(0.5)
+    assert labels.get_image_data("YX").max() == count == len(objects)
