@@ -2,6 +2,7 @@
 as OME-TIFF and OME-Zarr that carry it."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,19 @@ def test_predict_reports_microns_and_writes_labels_at_scale(planes, tmp_path, la
     labels = BioImage(out / "instances" / f"two{suffix}")
     assert labels.physical_pixel_sizes.X == pytest.approx(0.5)
     assert labels.get_image_data("YX").max() == count == len(objects)
+
+
+def test_analyze_reports_bead_sizes_in_microns(bead_folder, compose_config, tmp_path):
+    from beadseg.analysis.analyze import analyze
+
+    configure({"pixel_size_um": 0.5})
+    written = analyze(compose_config("analyze", [f"data.root={bead_folder}", f"out={tmp_path / 'a'}"]))
+    summary = json.loads(written["summary"].read_text())
+    assert summary["pixel_size_um"] == 0.5
+    pixels, microns = summary["bead_equivalent_diameter_px"], summary["bead_equivalent_diameter_um"]
+    assert microns["median"] == pytest.approx(pixels["median"] * 0.5, abs=1e-3)
+    assert summary["bead_area_um2"]["mean"] == pytest.approx(summary["bead_area_px"]["mean"] * 0.25, abs=1e-3)
+    assert "In µm (pixel size 0.5 µm)" in written["report"].read_text()
+    configure(None)
+    unknown = analyze(compose_config("analyze", [f"data.root={bead_folder}", f"out={tmp_path / 'b'}"]))
+    assert "Pixel size unknown" in unknown["report"].read_text()

@@ -21,6 +21,7 @@ from beadseg.analysis.report import write_report
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
 from beadseg.data.io import image_name, mask_kind, read_image, read_mask
+from beadseg.data.microscope import pixel_size_um
 from beadseg.data.sample import BeadSample
 from beadseg.models.classical import Detections
 from beadseg.tables import write_csv
@@ -148,6 +149,18 @@ def compare_summaries(a: dict, b: dict, name_a: str, name_b: str) -> tuple[list[
     return table, notes
 
 
+def physical_sizes(source: FolderSource, summary: dict) -> dict:
+    """Bead sizes in µm when every image has the same known pixel size (metadata or ``image.pixel_size_um``)."""
+    sizes = {pixel_size_um(image) for image, _ in source.pairs()}
+    if len(sizes) != 1 or None in sizes:
+        return {"pixel_size_um": sorted(sizes) if None not in sizes else None}
+    size = sizes.pop()
+    scale = {"bead_equivalent_diameter_um": ("bead_equivalent_diameter_px", size),
+             "bead_area_um2": ("bead_area_px", size**2)}
+    return {"pixel_size_um": size, **{key: {k: (round(v * factor, 4) if isinstance(v, float) else v)
+                                            for k, v in summary[px].items()} for key, (px, factor) in scale.items()}}
+
+
 def analyze(cfg) -> dict:
     """Run the whole analysis; returns the paths it wrote."""
     out = Path(cfg.out)
@@ -156,7 +169,7 @@ def analyze(cfg) -> dict:
     source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
     analysis = analyze_folder(source, detector, qa)
     settings, choices = recommend(analysis.summary, [r["image"] for r in analysis.rows], str(source.root))
-    summary = {**analysis.summary, "recommendations": choices}
+    summary = {**analysis.summary, **physical_sizes(source, analysis.summary), "recommendations": choices}
     written = {
         "per_image": write_csv(analysis.rows, out / "per_image.csv"),
         "recommended": write_recommended(settings, out / "recommended.yaml", str(source.root)),

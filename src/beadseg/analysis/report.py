@@ -22,6 +22,16 @@ def _flagged(rows: list[dict], flag: str) -> list[dict]:
     return [r for r in rows if flag in r["flags"].split(";")]
 
 
+def _microns(summary: dict) -> str:
+    size = summary.get("pixel_size_um")
+    if isinstance(size, float):
+        return (f"- In µm (pixel size {size:g} µm): equivalent diameter {_range(summary['bead_equivalent_diameter_um'], ' µm', 2)}; "
+                f"area {_range(summary['bead_area_um2'], ' µm²', 2)}.")
+    if size:
+        return f"- Pixel sizes differ between images ({', '.join(f'{v:g}' for v in size)} µm): sizes stay in pixels."
+    return "- Pixel size unknown (no metadata; give `image.pixel_size_um=`): sizes stay in pixels."
+
+
 def write_report(path: Path, root: Path, summary: dict, rows: list[dict], choices: list[dict], comparison, qa) -> Path:
     beads, qa_totals = summary["beads_per_image"], summary["label_qa"]
     bins = ", ".join(f"{k}: {v}" for k, v in beads["density_bins"].items())
@@ -37,6 +47,7 @@ def write_report(path: Path, root: Path, summary: dict, rows: list[dict], choice
         f"- Bead size: equivalent diameter {_range(summary['bead_equivalent_diameter_px'], ' px')}; "
         f"area {_range(summary['bead_area_px'], ' px²')}; {summary['merged_fraction']:.0%} of labelled objects are "
         "over 1.8× the median bead (touching beads labelled as one).",
+        _microns(summary),
         f"- Brightness {_range(summary['brightness'])}; contrast (intensity std) {_range(summary['contrast'])}; "
         f"bead contrast-to-noise {_range(summary['bead_contrast_to_noise'])}.",
         "",
