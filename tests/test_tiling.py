@@ -79,3 +79,22 @@ def test_every_tta_transform_is_undone():
     assert outputs == {(2, 1, 5, 7), (2, 1, 7, 5)}
     for turns, flip in DIHEDRAL:
         assert torch.equal(_invert(_apply(x, turns, flip), turns, flip), x)
+
+
+def test_several_output_maps_are_stitched_each_exactly(tmp_path):
+    """A two-map model (mask and centre heat-map): both maps come back whole, also into a memory map."""
+
+    def two_maps(tiles):
+        probability, _ = Pointwise()(tiles)
+        return torch.cat([probability, 1 - probability], dim=1), None
+
+    image = np.random.default_rng(1).random((150, 97), dtype=np.float32)
+    maps, _ = predict_tiled(two_maps, image, lambda c: c, tile=64, overlap=20, batch_size=2, channels=2)
+    assert maps.shape == (2, 150, 97)
+    np.testing.assert_allclose(maps[0], whole_image(image), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(maps[1], 1 - whole_image(image), atol=1e-5, rtol=0)
+    out = np.lib.format.open_memmap(tmp_path / "maps.npy", "w+", np.float32, (2, 150, 97))
+    predict_tiled(two_maps, image, lambda c: c, tile=64, overlap=20, probability_out=out, channels=2)
+    np.testing.assert_allclose(out, maps, atol=1e-6)
+    with pytest.raises(ValueError, match="gives 2 output maps, 1 expected"):
+        predict_tiled(two_maps, image, lambda c: c, tile=64)

@@ -82,7 +82,6 @@ def predict_tiled(
     uncertainty = uncertainty_out
     # Weighted sums over one band of tile_h rows: only rows no later tile touches are divided out and written.
     band = {"probability": np.zeros((channels, tile_h, width), np.float32), "weight": np.zeros((tile_h, width), np.float32)}
-    rows_of = (lambda array, start, stop: array[:, start:stop]) if channels > 1 else (lambda array, start, stop: array[start:stop])
     origin = 0  # image row of the band's first row
 
     def flush(until: int) -> None:
@@ -91,7 +90,7 @@ def predict_tiled(
         if count <= 0:
             return
         finished = band["probability"][:, :count] / band["weight"][:count]
-        rows_of(probability, origin, until)[:] = finished if channels > 1 else finished[0]
+        probability[..., origin:until, :] = finished if channels > 1 else finished[0]
         if "uncertainty" in band:
             uncertainty[origin:until] = band["uncertainty"][:count] / band["weight"][:count]
         for values in band.values():
