@@ -2,7 +2,7 @@
 neighbour, bright-field and fluorescence (fixed seeds), scored against the generator's instance labels.
 
     python benchmarks/dense_synthetic.py                       # the shipped model and the classical baseline
-    python benchmarks/dense_synthetic.py --ckpt RUN/checkpoints/best.ckpt --images 10
+    python benchmarks/dense_synthetic.py --ckpt RUN/checkpoints/best.ckpt --images 10 postprocess.peak_distance=3
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", default=None, help="checkpoint to score (default: the shipped model)")
     parser.add_argument("--images", type=int, default=10, help="images per modality")
+    parser.add_argument("overrides", nargs="*", help="beadseg-eval overrides, e.g. postprocess.peak_distance=3")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "benchmarks" / f"dense_{time.strftime('%Y%m%d_%H%M%S')}")
     args = parser.parse_args()
-    methods = {"model": [f"ckpt={args.ckpt}"] if args.ckpt else [], "classical": ["method=classical"]}
+    methods = {"model": [*([f"ckpt={args.ckpt}"] if args.ckpt else []), *args.overrides],
+               "classical": ["method=classical"]}
     lines = ["| images | method | beads (true) | object F1 | object precision | object recall | median count error | total count error |",
              "|---|---|---|---|---|---|---|---|"]
     for modality, seed in SETS.items():
