@@ -130,3 +130,15 @@ def test_analyze_reports_bead_sizes_in_microns(bead_folder, compose_config, tmp_
     configure(None)
     unknown = analyze(compose_config("analyze", [f"data.root={bead_folder}", f"out={tmp_path / 'b'}"]))
     assert "Pixel size unknown" in unknown["report"].read_text()
+
+
+def test_an_ome_zarr_folder_is_one_image(planes, tmp_path):
+    from beadseg.inference.outputs import write_ome_zarr
+
+    beads, _, _ = planes
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    path = write_ome_zarr(beads, folder / "big.ome.zarr", lambda block: block, beads.dtype, 0.65, chunk=48)
+    assert list_images(folder) == [path] and image_name(path) == "big"
+    assert np.array_equal(read_image(path), beads)
+    assert pixel_size_um(path, PlaneChoice()) == pytest.approx(0.65)

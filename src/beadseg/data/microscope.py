@@ -16,7 +16,8 @@ import numpy as np
 import tifffile
 
 # suffix: the pip extra whose bioio plugin reads it
-MICROSCOPE_FORMATS = {".ome.tif": "bioio-ome-tiff", ".ome.tiff": "bioio-ome-tiff", ".zarr": "bioio-ome-zarr",
+MICROSCOPE_FORMATS = {".ome.tif": "bioio-ome-tiff", ".ome.tiff": "bioio-ome-tiff", ".ome.zarr": "bioio-ome-zarr",
+                      ".zarr": "bioio-ome-zarr",
                       ".nd2": "bioio-nd2", ".czi": "bioio-czi", ".lif": "bioio-lif"}
 EXTRAS = {"bioio-nd2": "nd2", "bioio-czi": "czi", "bioio-lif": "lif"}
 ENV_PREFIX = "BEADSEG_IMAGE_"
