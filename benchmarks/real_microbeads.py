@@ -7,6 +7,7 @@ validation capture, and model and classical baseline are evaluated on the held-o
     python benchmarks/real_microbeads.py                         # all folds, the budget of experiment=microbeads_real
     python benchmarks/real_microbeads.py --tiny                  # one fold, a few steps (CI)
     python benchmarks/real_microbeads.py --epochs 30 model=attention_unet   # any training override
+    python benchmarks/real_microbeads.py --reuse WORK inference.tta=true    # the same checkpoints, other inference
 """
 
 from __future__ import annotations
@@ -46,22 +47,29 @@ def compose_config(name: str, overrides: list[str]):
         return compose(name, overrides=overrides)
 
 
-def run_fold(capture: str, data: Path, work: Path, train_overrides: list[str]) -> dict:
+def run_fold(capture: str, data: Path, work: Path, train_overrides: list[str], reuse: dict | None = None,
+             eval_overrides: tuple[str, ...] = ()) -> dict:
+    """Train on every capture but ``capture`` (or, with ``reuse``, take that earlier fold's checkpoint), tune the
+    threshold on the validation capture, evaluate model and classical baseline on the held-out one."""
     fold = work / re.sub(r"[^\w.-]", "_", capture)
     started = time.time()
-    result = train(compose_config("train", [
-        "experiment=microbeads_real", f"data.root={data}", f"data.test_groups=['{capture}']", "test=false",
-        f"paths.output_dir={fold / 'train'}", "callbacks.progress_bar=null", *train_overrides]))
-    trained = time.time() - started
+    if reuse:
+        result = {"checkpoint": reuse["model"]["ckpt"], "epochs_run": reuse["epochs"]}
+    else:
+        result = train(compose_config("train", [
+            "experiment=microbeads_real", f"data.root={data}", f"data.test_groups=['{capture}']", "test=false",
+            f"paths.output_dir={fold / 'train'}", "callbacks.progress_bar=null", *train_overrides]))
+    trained = reuse["train_seconds"] if reuse else time.time() - started
     ckpt = result["checkpoint"]
-    common = [f"data.root={data}", f"ckpt={ckpt}"]
+    common = [f"data.root={data}", f"ckpt={ckpt}", *eval_overrides]
     val = evaluate(compose_config("eval", [*common, "split=val", f"output={fold / 'eval_val'}"]))["metrics"]
-    threshold = val["best_threshold"]
-    test = evaluate(compose_config("eval", [*common, "split=test", f"postprocess.threshold={threshold}",
-                                            f"thresholds=[{threshold}]", f"output={fold / 'eval_test'}"]))["metrics"]
+    threshold, peak = val["best_threshold"], val["best_peak_threshold"]
+    tuned = [f"postprocess.threshold={threshold}", f"thresholds=[{threshold}]", "peak_thresholds=[]",
+             *([f"postprocess.peak_threshold={peak}"] if peak is not None else [])]
+    test = evaluate(compose_config("eval", [*common, "split=test", *tuned, f"output={fold / 'eval_test'}"]))["metrics"]
     classical = evaluate(compose_config("eval", [*common, "method=classical", "split=test", "thresholds=[0.5]",
                                                  f"output={fold / 'eval_classical'}"]))["metrics"]
-    return {"capture": capture, "threshold": threshold, "train_seconds": trained, "epochs": result["epochs_run"],
+    return {"capture": capture, "threshold": threshold, "peak_threshold": peak, "train_seconds": trained, "epochs": result["epochs_run"],
             "model": test, "classical": classical, "dirs": {"model": fold / "eval_test", "classical": fold / "eval_classical"}}
 
 
@@ -112,6 +120,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs per fold (default: the preset's)")
     parser.add_argument("--tiny", action="store_true", help="one fold, two steps: a smoke test")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "real_microbeads.md")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="the --work folder of an earlier run: evaluate its fold checkpoints again, no training "
+                             "(the overrides then go to beadseg-eval, e.g. inference.tta=true)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for training, e.g. model=attention_unet")
     args = parser.parse_args()
     if not (args.data / "images").is_dir():
@@ -127,11 +138,17 @@ def main() -> None:
     results = []
     for index, capture in enumerate(folds, start=1):
         print(f"[fold {index}/{len(folds)}] test capture {capture}", flush=True)
-        results.append(run_fold(capture, args.data, args.work, overrides))
+        if args.reuse:
+            earlier = {fold["capture"]: fold for fold in json.loads((args.reuse / "results.json").read_text())}
+            results.append(run_fold(capture, args.data, args.work, [], earlier[capture], tuple(args.overrides)))
+        else:
+            results.append(run_fold(capture, args.data, args.work, overrides))
     rows = {"model": [], "classical": []}
     lines = [f"# Leave-capture-out benchmark on the lab's real microbeads ({date.today()})", "",
-             f"Data: `{args.data}` ({len(folds)} folds, one per capture). Training: `experiment=microbeads_real "
-             f"{' '.join(overrides)}` per fold on {torch.get_num_threads()} CPU threads"
+             f"Data: `{args.data}` ({len(folds)} folds, one per capture). "
+             + (f"The fold checkpoints of `{args.reuse}`, evaluated with `{' '.join(overrides)}`"
+                if args.reuse else f"Training: `experiment=microbeads_real {' '.join(overrides)}` per fold")
+             + f" on {torch.get_num_threads()} CPU threads"
              f"{' / ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}; "
              f"total wall time {(time.time() - started) / 60:.1f} min.",
              "Object metrics: one-to-one matches by centroid distance ≤ 5 px; count error: median over test images "
@@ -140,13 +157,14 @@ def main() -> None:
              "convention: merged beads count once) and bead centres (a component holds round(area / single-bead "
              "area) beads).", "",
              "| test capture | method | Jaccard | Dice | object precision | object recall | object F1 | median count error "
-             "| F1 / count error vs components | F1 / count error vs centres | threshold | epochs | train min |",
+             "| F1 / count error vs components | F1 / count error vs centres | threshold (/ peak) | epochs | train min |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for fold in results:
         for method in ("model", "classical"):
             row = summarise(fold[method], fold["dirs"][method] / "per_image.csv")
             rows[method].append(row)
-            extra = (f"{fold['threshold']:g} | {fold['epochs']} | {fold['train_seconds'] / 60:.1f}" if method == "model"
+            tuned = f"{fold['threshold']:g}" + (f" / {fold['peak_threshold']:g}" if fold.get('peak_threshold') is not None else "")
+            extra = (f"{tuned} | {fold['epochs']} | {fold['train_seconds'] / 60:.1f}" if method == "model"
                      else "- | - | -")
             lines.append(f"| {fold['capture']} | {method} | {cells(row)} | {extra} |")
     for method in ("model", "classical"):

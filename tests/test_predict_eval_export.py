@@ -181,12 +181,16 @@ def test_eval_marks_the_checkpoints_own_training_images(tiny_checkpoint, compose
 
 
 def test_near_ties_in_the_threshold_sweep_keep_the_stored_threshold():
-    from beadseg.evaluation.scores import best_threshold
+    from beadseg.evaluation.scores import best_setting
 
     sweep = [{"threshold": t, "object_f1": f} for t, f in ((0.3, 0.90), (0.5, 0.951), (0.7, 0.953), (0.9, 0.9531))]
-    assert best_threshold(sweep, 0.5) == 0.5  # +0.002 F1 is noise: stay
-    assert best_threshold(sweep, 0.5, tolerance=0.0) == 0.9
-    assert best_threshold([{"threshold": 0.5, "object_f1": 0.8}, {"threshold": 0.8, "object_f1": 0.9}], 0.5) == 0.8
+    stored = {"threshold": 0.5}
+    assert best_setting(sweep, stored)["threshold"] == 0.5  # +0.002 F1 is noise: stay
+    assert best_setting(sweep, stored, tolerance=0.0)["threshold"] == 0.9
+    assert best_setting([{"threshold": 0.5, "object_f1": 0.8}, {"threshold": 0.8, "object_f1": 0.9}], stored)["threshold"] == 0.8
+    # a centre-map model: the peak threshold is tuned beside the mask threshold, nearest the stored pair on ties
+    cross = [{"threshold": 0.5, "peak_threshold": p, "object_f1": f} for p, f in ((0.1, 0.93), (0.3, 0.80), (0.5, 0.70))]
+    assert best_setting(cross, {"threshold": 0.5, "peak_threshold": 0.3}) == cross[0]
 
 
 def test_eval_scores_a_folder_of_saved_predictions_against_truth(compose_config, tmp_path):

@@ -115,9 +115,10 @@ def checkpoint_split(ckpt: str | None) -> dict[str, str]:
     return (module_settings(ckpt)[0].get("beadseg_split") or {}) if ckpt else {}
 
 
-def write_tuned_checkpoint(ckpt: Path, threshold: float, out: Path) -> Path:
-    """A copy of the checkpoint whose stored threshold is ``threshold`` (the original stays as it was),
-    beside it, or in ``out`` for the shipped model (the installed package is not written to)."""
+def write_tuned_checkpoint(ckpt: Path, threshold: float, out: Path, peak_threshold: float | None = None) -> Path:
+    """A copy of the checkpoint whose stored threshold is ``threshold`` (and peak threshold, for a centre-map
+    model; the original stays as it was), beside it, or in ``out`` for the shipped model (the installed package
+    is not written to)."""
     from beadseg.pretrained import CHECKPOINT
 
     folder = out if ckpt.resolve() == CHECKPOINT else ckpt.parent
@@ -126,5 +127,7 @@ def write_tuned_checkpoint(ckpt: Path, threshold: float, out: Path) -> Path:
         raise FileExistsError(f"{target} exists already; beadseg never overwrites a checkpoint")
     checkpoint = read_checkpoint(ckpt)
     checkpoint["hyper_parameters"]["threshold"] = float(threshold)
+    if peak_threshold is not None:
+        checkpoint["hyper_parameters"]["peak_threshold"] = float(peak_threshold)
     torch.save(checkpoint, target)
     return target

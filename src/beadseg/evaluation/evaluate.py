@@ -16,7 +16,7 @@ from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
-from beadseg.evaluation.scores import Evaluation, Truth, best_threshold
+from beadseg.evaluation.scores import Evaluation, Truth, best_setting
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
@@ -79,27 +79,32 @@ def evaluate(cfg) -> dict:
             raise ValueError("predictions=DIR scores saved predictions: give no ckpt= or method= with it")
         return evaluate_saved(cfg, source, out)
     predictor = predictor_from_config(cfg)
-    post = instantiate(cfg.postprocess)
+    post = instantiate(cfg.postprocess).for_model(predictor)
     classical = predictor.name == "classical"
     ckpt = predictor.checkpoint
     pairs = select_pairs(source, cfg.split, ckpt)  # method=classical may borrow a checkpoint's split
-    threshold = post.threshold_for(predictor.threshold)
-    thresholds = sorted({*map(float, cfg.thresholds), threshold})
-    runs = {t: Evaluation(cfg.match_distance, cfg.min_iou) for t in thresholds}
-    at_threshold = {t: replace(post, threshold=t) for t in thresholds}
+    threshold, peak = post.threshold_for(predictor.threshold), post.peak_threshold
+    stored = (threshold, peak)
+    # a cross through the stored setting: every mask threshold at the stored peak threshold and, for a model
+    # with a centre map, every peak threshold at the stored mask threshold
+    settings = sorted({*((float(t), peak) for t in cfg.thresholds), stored,
+                       *((threshold, float(p)) for p in (cfg.peak_thresholds if predictor.channels > 1 else ()))})
+    runs = {s: Evaluation(cfg.match_distance, cfg.min_iou) for s in settings}
+    at_setting = {s: replace(post, threshold=s[0], peak_threshold=s[1]) for s in settings}
     kept = []
     for image_path, mask_path in track(pairs, description="evaluating"):
         sample = load_pair(image_path, mask_path)
         probability, _ = predictor.predict(sample.image)
         truth = Truth.of(sample.mask, sample.labels)
-        for t, run in runs.items():
-            mask, labels = at_threshold[t](probability)
+        for setting, run in runs.items():
+            mask, labels = at_setting[setting](probability)
             row = run.add(sample.name, truth, mask, labels)
-            if t == threshold:
+            if setting == stored:
                 kept.append((row, sample.image, sample.mask, mask))
-    summaries = {t: run.summary() for t, run in runs.items()}
-    sweep = [{"threshold": t, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]} for t, s in summaries.items()]
-    best = best_threshold(sweep, threshold)
+    summaries = {s: run.summary() for s, run in runs.items()}
+    sweep = [{"threshold": t, "peak_threshold": p, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]}
+             for (t, p), s in summaries.items()]
+    best = best_setting(sweep, {"threshold": threshold, "peak_threshold": peak})
     assignment = {} if classical else checkpoint_split(ckpt)  # read once, not once per image
     seen = sorted(image_name(p[0]) for p in pairs if assignment.get(image_name(p[0])) == "train")
     if seen:
@@ -108,10 +113,14 @@ def evaluate(cfg) -> dict:
     metrics = {"model": "classical" if classical else "checkpoint", "ckpt": None if classical else ckpt,
                "data": str(source.root), "split": cfg.split, "threshold": threshold,
                "training_images": len(seen), "training_image_names": seen,
-               **summaries[threshold], "threshold_sweep": sweep, "best_threshold": best,
+               "peak_threshold": peak if predictor.channels > 1 else None,
+               **summaries[stored], "threshold_sweep": sweep, "best_threshold": best["threshold"],
+               "best_peak_threshold": best["peak_threshold"] if predictor.channels > 1 else None,
                "best_threshold_iou": max(sweep, key=lambda s: s["iou"])["threshold"]}
-    written = write_results(out, runs[threshold], metrics, kept, cfg.worst_images)
-    written["sweep"] = plots.sweep_figure(sweep, best, out / "threshold_sweep.png")
+    written = write_results(out, runs[stored], metrics, kept, cfg.worst_images)
+    at_peak = [s for s in sweep if s["peak_threshold"] == peak]
+    written["sweep"] = plots.sweep_figure(at_peak, best["threshold"], out / "threshold_sweep.png")
     if cfg.write_threshold and not classical:
-        written["tuned_checkpoint"] = write_tuned_checkpoint(Path(ckpt), best, out)
+        written["tuned_checkpoint"] = write_tuned_checkpoint(Path(ckpt), best["threshold"], out,
+                                                             metrics["best_peak_threshold"])
     return {"metrics": metrics, "written": written}

@@ -12,12 +12,13 @@ from beadseg.metrics.objects import ObjectMatch, centroids, match_by_iou, match_
 from beadseg.metrics.pixel import confusion, scores
 
 
-def best_threshold(sweep: list[dict], stored: float, tolerance: float = 0.005) -> float:
-    """The threshold with the best object F1; among those within ``tolerance`` of it, the one nearest the stored
-    threshold (a noise-level gain in F1 does not move it)."""
+def best_setting(sweep: list[dict], stored: dict, tolerance: float = 0.005) -> dict:
+    """The sweep row with the best object F1; among those within ``tolerance`` of it, the one nearest the stored
+    setting (``stored``: its threshold, and peak threshold for a centre-map model), so that a noise-level gain in
+    F1 does not move it."""
     top = max(s["object_f1"] for s in sweep)
     near = [s for s in sweep if s["object_f1"] >= top - tolerance]
-    return min(near, key=lambda s: (abs(s["threshold"] - stored), -s["object_f1"]))["threshold"]
+    return min(near, key=lambda s: (sum(abs(s[k] - v) for k, v in stored.items()), -s["object_f1"]))
 
 
 # The two conventions a merged mask can be counted by: each connected component is one bead (the lab's), or a

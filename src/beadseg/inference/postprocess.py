@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -13,6 +13,8 @@ from beadseg.data.instances import SPLIT_DEPTH, split_at_peaks, split_touching
 from beadseg.data.io import release_pages
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PEAK_THRESHOLD = 0.3  # an untuned target=centres model's
 
 
 def circularity(area: np.ndarray, perimeter: np.ndarray) -> np.ndarray:
@@ -75,6 +77,7 @@ class PostProcess:
     The input is the bead probability map (H, W) or, from a ``target=centres`` model, the stack (2, H, W) of
     probability and centre heat-map: then every heat-map peak above ``peak_threshold`` inside the mask is one
     bead (``peak_distance`` px apart at least) and the watershed of the heat-map gives it its pixels.
+    ``peak_threshold=None`` uses the model's own (:meth:`for_model`; 0.3 untuned).
 
     ``threshold=None`` uses the model's own (tuned on validation and stored with the checkpoint). Frames larger
     than ``chunk`` px are processed in chunks that see ``halo`` px of their neighbours; a bead belongs to the
@@ -89,7 +92,7 @@ class PostProcess:
     min_area: int = 4
     max_area: int | None = None
     min_circularity: float = 0.3
-    peak_threshold: float = 0.3
+    peak_threshold: float | None = None
     peak_distance: int = 2
     chunk: int = 2048
     halo: int = 64
@@ -97,6 +100,12 @@ class PostProcess:
     def threshold_for(self, default: float) -> float:
         """The probability threshold in force: this one's, or else ``default`` (the model's stored one)."""
         return default if self.threshold is None else self.threshold
+
+    def for_model(self, predictor) -> PostProcess:
+        """This post-processing with the predictor's stored peak threshold where none is set here."""
+        if self.peak_threshold is not None:
+            return self
+        return replace(self, peak_threshold=float(getattr(predictor, "peak_threshold", DEFAULT_PEAK_THRESHOLD)))
 
     def candidates(self, maps: np.ndarray, default_threshold: float = 0.5) -> np.ndarray:
         """Instance labels before the size and shape filters: threshold, hole filling, touching beads split (at
@@ -106,7 +115,8 @@ class PostProcess:
         if self.fill_holes:
             mask = ndi.binary_fill_holes(mask)
         if centres is not None:
-            return split_at_peaks(mask, np.asarray(centres), self.peak_threshold, self.peak_distance)
+            peak = DEFAULT_PEAK_THRESHOLD if self.peak_threshold is None else self.peak_threshold
+            return split_at_peaks(mask, np.asarray(centres), peak, self.peak_distance)
         return split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
 
     def keeps(self, area: np.ndarray, roundness: np.ndarray) -> np.ndarray:

@@ -293,7 +293,7 @@ def predict(cfg: DictConfig) -> dict:
     files = list_images(cfg.input)
     predictor = predictor_from_config(cfg)
     settings = run_settings(cfg, predictor.checkpoint)
-    post = instantiate(cfg.postprocess)
+    post = instantiate(cfg.postprocess).for_model(predictor)
     data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead_workers(cfg.num_workers))
     if cfg.label_format not in outputs.LABEL_FORMATS:
         raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(outputs.LABEL_FORMATS)}")

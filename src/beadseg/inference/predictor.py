@@ -10,6 +10,7 @@ import torch
 
 from beadseg.checkpoint import load_network
 from beadseg.data.io import Normalization
+from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD
 from beadseg.inference.tiling import predict_tiled
 from beadseg.models.classical import detect_beads
 
@@ -42,6 +43,7 @@ class ModelPredictor:
         self.normalization = Normalization(**(network.hparams.get("normalization") or {}))
         self.threshold = float(network.hparams.get("threshold", 0.5))
         self.channels = int(network.hparams["net"].get("out_channels", 1))  # 2: bead mask and centre heat-map
+        self.peak_threshold = float(network.hparams.get("peak_threshold") or DEFAULT_PEAK_THRESHOLD)
         if batch_size == "auto":  # fp32 activations of 8 tiles of 512² take ~1.3 GB of RAM on a CPU; fp16 on a GPU, half
             batch_size = 8 if self.device.type == "cuda" else 4
         self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, int(batch_size), blend

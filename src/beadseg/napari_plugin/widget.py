@@ -141,7 +141,8 @@ class BeadCounter(QWidget):
     def show_beads(self) -> None:
         """Beads at the slider's threshold, as layers, count and table."""
         layer = self.viewer.layers[self.source_name]
-        labels, rows = PostProcess(threshold=self.threshold).instances(self.maps, self.image)
+        post = PostProcess(threshold=self.threshold).for_model(self.predictor)
+        labels, rows = post.instances(self.maps, self.image)
         centres = np.array([[r["centroid_y"], r["centroid_x"]] for r in rows]).reshape(-1, 2)
         features = {column: np.array([r[column] for r in rows]) for column in rows[0]} if rows else {}
         self._put(f"{self.source_name} beads", "labels", labels, scale=layer.scale)

@@ -115,15 +115,15 @@ class BeadSegModule(ConfiguredModule):
 
     def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, threshold: float = 0.5,
                  normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0,
-                 centres: dict | None = None) -> None:
+                 centres: dict | None = None, peak_threshold: float | None = None) -> None:
         super().__init__(net, loss, optimizer, scheduler, pixel_metrics(threshold), threshold=threshold,
                          normalization=normalization, object_metrics=object_metrics, match_distance=match_distance,
-                         centres=_plain(centres))
+                         centres=_plain(centres), peak_threshold=peak_threshold)
         self.centre_loss = instantiate(self.hparams.centres["loss"]) if centres else None
         if centres:
             self._start_centres_rare()
         self.val_objects, self.test_objects = ObjectCounts(match_distance), ObjectCounts(match_distance)
-        self.post = PostProcess()
+        self.post = PostProcess(peak_threshold=peak_threshold)
 
     def _start_centres_rare(self, prior: float = 0.01) -> None:
         """Start the centre map at a low probability everywhere (CenterNet's bias prior): centres are rare, and a
