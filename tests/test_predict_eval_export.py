@@ -26,13 +26,14 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A run's checkpoint that finds beads: two tiny steps on from the shipped model (so it has its own split)."""
+    """A run's checkpoint that finds beads: two tiny steps on from the shipped model (so it has its own split); like
+    the shipped model it has the object-aware target, so predict, eval and export below all go through it."""
     from beadseg.pretrained import CHECKPOINT
 
     out = tmp_path_factory.mktemp("tiny_run")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", ["debug=fast", "model.base_channels=16", f"init_from={CHECKPOINT}", "optimizer.lr=1e-5",
-                                f"paths.output_dir={out}"])
+        cfg = compose("train", ["debug=fast", "target=centres", "model.base_channels=16", f"init_from={CHECKPOINT}",
+                                "optimizer.lr=1e-5", f"paths.output_dir={out}"])
     return Path(train(cfg)["last_checkpoint"])
 
 
@@ -78,6 +79,8 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
         assert set(np.unique(mask)) <= {0, 255} and ((mask > 0) == (labels > 0)).all()
         probability = tifffile.imread(out / "probability" / f"{name}.tif")
         assert probability.dtype == np.float16 and probability.shape == labels.shape
+        centres = tifffile.imread(out / "centres" / f"{name}.tif")  # the second map of a target=centres model
+        assert centres.shape == labels.shape and centres.max() > 0.2
         assert tifffile.imread(out / "uncertainty" / f"{name}.tif").shape == labels.shape
         overlay = iio.imread(out / "overlays" / f"{name}.png")
         banner = overlay.shape[0] - labels.shape[0]  # the count and the legend sit above the image
@@ -140,7 +143,9 @@ def test_torchscript_export_matches_the_checkpoint(tiny_checkpoint, tmp_path):
     probe = torch.rand(3, 1, 128, 96)
     with torch.no_grad():
         torch.testing.assert_close(scripted(probe), module(probe), atol=1e-4, rtol=0)
-    assert json.loads(extra["beadseg.json"])["normalization"]["method"] == "percentile"
+    recipe = json.loads(extra["beadseg.json"])
+    assert recipe["normalization"]["method"] == "percentile" and recipe["target"] == "centres"
+    assert scripted(probe).shape == (3, 2, 128, 96)  # bead mask and centre heat-map
     with pytest.raises(ValueError, match="format='pdf'"):
         export(str(tiny_checkpoint), "pdf", tmp_path / "x", tile=64)
 

@@ -154,7 +154,8 @@ def test_object_metrics_are_logged_and_can_be_the_monitor(run_train, tmp_path):
 
     from beadseg.pretrained import CHECKPOINT
 
-    result = run_train(["model.base_channels=16", f"init_from={CHECKPOINT}", "optimizer.lr=1e-5", "monitor=val/object_f1",
+    result = run_train(["target=centres", "model.base_channels=16", f"init_from={CHECKPOINT}", "optimizer.lr=1e-5",
+                        "monitor=val/object_f1",
                         "trainer.max_epochs=2", "data.source.n_images=12"])
     assert "object_f1" in Path(result["checkpoint"]).name and result["val_object_f1"] == pytest.approx(result["best_score"])
     assert result["val_object_f1"] > 0.5  # a model that finds beads: the metric measures something
