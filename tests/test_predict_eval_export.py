@@ -119,11 +119,15 @@ def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path)
     assert metrics["images"] == 3 and set(metrics["pixel"]) == {"iou", "dice", "precision", "recall", "f1", "accuracy"}
     assert set(metrics["objects"]) == {"centroid", "iou", "components", "centres"}
     assert metrics["count"]["total_true"] == 45
-    sweep = {s["threshold"]: s["object_f1"] for s in metrics["threshold_sweep"]}
-    assert len(sweep) >= 9 and len(set(sweep.values())) > 1  # thresholds make a difference: no tie decides
-    assert sweep[metrics["best_threshold"]] == max(sweep.values()) > 0.8
-    tuned = tiny_checkpoint.with_name(f"{tiny_checkpoint.stem}.tuned.ckpt")
-    assert BeadSegModule.load_from_checkpoint(tuned).hparams.threshold == metrics["best_threshold"]
+    sweep = metrics["threshold_sweep"]  # mask thresholds at the stored peak threshold, peak thresholds at the stored mask one
+    assert len({s["threshold"] for s in sweep if s["peak_threshold"] == metrics["peak_threshold"]}) >= 9
+    assert len({s["peak_threshold"] for s in sweep if s["threshold"] == metrics["threshold"]}) >= 7
+    assert len({s["object_f1"] for s in sweep}) > 1  # the settings make a difference: no tie decides
+    best = next(s for s in sweep if (s["threshold"], s["peak_threshold"]) == (metrics["best_threshold"],
+                                                                             metrics["best_peak_threshold"]))
+    assert best["object_f1"] == max(s["object_f1"] for s in sweep) > 0.8
+    tuned = BeadSegModule.load_from_checkpoint(tiny_checkpoint.with_name(f"{tiny_checkpoint.stem}.tuned.ckpt")).hparams
+    assert (tuned.threshold, tuned.peak_threshold) == (metrics["best_threshold"], metrics["best_peak_threshold"])
     assert (out / "worst_images.png").is_file() and (out / "threshold_sweep.png").is_file()
     rows = list(csv.DictReader(open(out / "per_image.csv")))
     assert [int(r["true_count"]) for r in rows] == [15, 15, 15]
