@@ -73,3 +73,17 @@ def test_manifest_names_the_reader_and_the_widget():
     manifest = npe2.PluginManifest.from_distribution("beadseg")  # found through the napari.manifest entry point
     assert {c.python_name for c in manifest.contributions.commands} == {
         "beadseg.napari_plugin.reader:get_reader", "beadseg.napari_plugin.widget:BeadCounter"}
+
+
+def test_widget_names_what_it_cannot_count(qtbot, tmp_path):
+    viewer = ViewerModel()
+    viewer.add_image(np.zeros((3, 4, 32, 32)), name="stack")
+    widget = BeadCounter(viewer)
+    qtbot.addWidget(widget)
+    widget.count()
+    assert "layer 'stack'" in widget.result.text() and "2-D" in widget.result.text()
+    widget.checkpoint.setText(str(tmp_path / "missing.ckpt"))
+    viewer.add_image(np.zeros((32, 32)), name="flat")
+    widget.layer_box.setCurrentText("flat")
+    widget.count()
+    assert "missing.ckpt" in widget.result.text() and "sample centres" not in viewer.layers

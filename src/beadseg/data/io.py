@@ -89,6 +89,22 @@ def _unreadable(path: Path, error: Exception) -> BeadDataError:
     return BeadDataError(f"cannot read image file {path}: a damaged or truncated {kind} ({reason})")
 
 
+def as_gray(array, source: str) -> np.ndarray:
+    """A 2-D gray array from a gray or RGB(A) one (leading axes of one dropped; integer RGB averaged and rounded
+    back to its dtype); an error naming ``source`` for anything else."""
+    array = np.asarray(array)
+    while array.ndim > 2 and array.shape[0] == 1:  # leading page/plane axes of one
+        array = array[0]
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        gray = array[..., :3].astype(np.float32).mean(axis=-1)
+        array = np.round(gray).astype(array.dtype) if array.dtype.kind in "ui" else gray
+    if array.ndim != 2:
+        raise BeadDataError(f"{source}: expected a 2-D gray or RGB image, got an array of shape {array.shape}")
+    return array
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read a PNG/TIFF (8/16-bit, gray or RGB) as a 2-D array; RGB is averaged to gray. Microscope files
     (OME-TIFF, OME-Zarr, ND2, CZI, LIF) give the plane the command's ``image`` config picks.
@@ -107,16 +123,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise BeadDataError(str(error)) from error
     except Exception as error:  # every reader raises its own type: name the file whatever it was
         raise _unreadable(path, error) from error
-    array = np.asarray(array)
-    while array.ndim > 2 and array.shape[0] == 1:  # leading page/plane axes of one
-        array = array[0]
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        gray = array[..., :3].astype(np.float32).mean(axis=-1)
-        array = np.round(gray).astype(array.dtype) if array.dtype.kind in "ui" else gray
-    if array.ndim != 2:
-        raise BeadDataError(f"{path}: expected a 2-D gray or RGB image, got an array of shape {array.shape}")
+    array = as_gray(array, str(path))
     if min(array.shape) < MIN_SIDE:
         raise BeadDataError(f"image file {path} is {array.shape[0]}x{array.shape[1]} px: too small to hold a bead")
     if array.dtype.kind == "f" and not np.isfinite(array).all():

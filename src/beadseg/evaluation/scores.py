@@ -34,13 +34,14 @@ class Truth:
 
     mask: np.ndarray
     labels: np.ndarray
+    instances: np.ndarray  # centroids of ``labels``
     components: np.ndarray
     centres: np.ndarray
 
     @classmethod
     def of(cls, mask: np.ndarray, labels: np.ndarray) -> Truth:
         mask = np.asarray(mask) > 0
-        return cls(mask, labels, centroids(label(mask, connectivity=1)), centres_by_area(mask))
+        return cls(mask, labels, centroids(labels), centroids(label(mask, connectivity=1)), centres_by_area(mask))
 
 
 def _relative(found: int, true: int) -> float | str:
@@ -60,7 +61,7 @@ class Evaluation:
     def add(self, name: str, truth: Truth, mask, labels) -> dict:
         pixels = confusion(truth.mask, mask)
         found_points = centroids(labels)
-        matches = {"centroid": match_points(centroids(truth.labels), found_points, self.match_distance),
+        matches = {"centroid": match_points(truth.instances, found_points, self.match_distance),
                    "iou": match_by_iou(truth.labels, labels, self.min_iou),
                    **{c: match_points(getattr(truth, c), found_points, self.match_distance) for c in CONVENTIONS}}
         self.pixels += pixels

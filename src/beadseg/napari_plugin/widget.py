@@ -25,20 +25,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from beadseg.data.io import as_gray
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.tiling import tile_plan
 
 TABLE_COLUMNS = ("bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity", "mean_probability")
-
-
-def _gray(data) -> np.ndarray:
-    image = np.asarray(data)
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        image = image[..., :3].mean(-1)
-    if image.ndim != 2:
-        raise ValueError(f"beadseg counts beads in 2-D images; this layer is {image.shape}: pick one plane first")
-    return image
 
 
 class BeadCounter(QWidget):
@@ -123,9 +115,13 @@ class BeadCounter(QWidget):
         if not name:
             self.result.setText("add an image layer first")
             return
-        layer = self.viewer.layers[name]
-        self.image, self.source_name = _gray(layer.data), name
-        predictor = self._load()
+        try:
+            image = as_gray(self.viewer.layers[name].data, f"layer {name!r} (pick one plane first)")
+            predictor = self._load()
+        except (ValueError, FileNotFoundError) as error:  # a 3-D layer, a refused or missing checkpoint
+            self.result.setText(str(error))
+            return
+        self.image, self.source_name = image, name
         rows = len(tile_plan(self.image.shape[0], predictor.tile, predictor.overlap)[1])
         cols = len(tile_plan(self.image.shape[1], predictor.tile, predictor.overlap)[1])
         self.progress.setRange(0, rows * cols)
