@@ -18,9 +18,8 @@ import numpy as np  # noqa: E402
 from skimage.measure import label  # noqa: E402
 
 from beadseg.data.folder import pair_folder  # noqa: E402
-from beadseg.data.instances import centres_by_area, single_bead_area, split_touching  # noqa: E402
+from beadseg.data.instances import centres_by_area, centroids, single_bead_area, split_touching  # noqa: E402
 from beadseg.data.io import read_image, read_mask  # noqa: E402
-from beadseg.metrics.objects import centroids  # noqa: E402
 from beadseg.plots import overlay  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,22 +33,23 @@ def main() -> None:
     parser.add_argument("--ckpt", default=None, help="checkpoint to score (default: the shipped model)")
     parser.add_argument("--images", type=int, default=10, help="images per modality")
     parser.add_argument("overrides", nargs="*", help="beadseg-eval overrides, e.g. postprocess.peak_distance=3")
-    parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "benchmarks" / f"dense_{time.strftime('%Y%m%d_%H%M%S')}")
+    parser.add_argument("--work", type=Path,
+                        default=ROOT / "outputs" / "benchmarks" / f"dense_{time.strftime('%Y%m%d_%H%M%S')}")
     args = parser.parse_args()
     methods = {"model": [*([f"ckpt={args.ckpt}"] if args.ckpt else []), *args.overrides],
                "classical": ["method=classical"]}
-    lines = ["| images | method | beads (true) | object F1 | object precision | object recall | median count error | total count error |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| images | method | beads (true) | object F1 | object precision | object recall | median count error "
+             "| total count error |", "|---|---|---|---|---|---|---|---|"]
     for modality, seed in SETS.items():
-        data = write_synthetic_folder(SyntheticSource(args.images, 512, seed, modality, 8 if modality == "brightfield" else 16,
-                                                      min_beads=300, max_beads=700, cluster_fraction=0.5),
-                                      args.work / modality)
+        dense = SyntheticSource(args.images, 512, seed, modality, 8 if modality == "brightfield" else 16,
+                                min_beads=300, max_beads=700, cluster_fraction=0.5)
+        data = write_synthetic_folder(dense, args.work / modality)
         for name, method in methods.items():
             metrics = score(data, args.work / f"eval_{modality}_{name}", method)
             objects, count = metrics["objects"]["centroid"], metrics["count"]
             lines.append(f"| {args.images} {modality} | {name} | {count['total_true']} | {objects['f1']:.3f} | "
-                         f"{objects['precision']:.3f} | {objects['recall']:.3f} | {count['median_relative_error']:.3f} | "
-                         f"{count['total_relative_error']:+.3f} |")
+                         f"{objects['precision']:.3f} | {objects['recall']:.3f} | "
+                         f"{count['median_relative_error']:.3f} | {count['total_relative_error']:+.3f} |")
             print(lines[-1], flush=True)
     print("\n".join(["", f"model: {args.ckpt or 'the shipped model'}; truth: the generator's instance labels; "
                      "objects matched one-to-one by centroid ≤ 5 px", "", *lines]))

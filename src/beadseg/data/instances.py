@@ -47,17 +47,23 @@ def split_at_peaks(mask: np.ndarray, centres: np.ndarray, min_peak: float = 0.3,
     return watershed(-centres, markers, mask=mask).astype(np.int32)
 
 
+def centroids(labels: np.ndarray) -> np.ndarray:
+    """Centroids (N, 2) of the instances present in ``labels``, in label order (numbers may be skipped, as in a
+    crop of a label image)."""
+    count = int(labels.max()) if labels.size else 0
+    if count == 0:
+        return np.zeros((0, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):  # skipped numbers have no pixels: NaN, dropped below
+        found = np.asarray(ndi.center_of_mass(np.ones(labels.shape), labels, np.arange(1, count + 1))).reshape(-1, 2)
+    return found[np.isfinite(found).all(1)]
+
+
 def centre_heatmap(labels: np.ndarray, sigma: float) -> np.ndarray:
     """The bead-centre target: a Gaussian of width ``sigma`` px whose peak, exactly 1, lies on the pixel holding
     each instance's centroid (where two overlap, the larger value), float32 in [0, 1]."""
     heat = np.zeros(labels.shape, np.float32)
-    present = np.unique(labels)
-    present = present[present > 0]
-    if not len(present):
-        return heat
-    centres = np.asarray(ndi.center_of_mass(np.ones(labels.shape), labels, present)).reshape(-1, 2)
     reach = int(np.ceil(3 * sigma))
-    for cy, cx in np.round(centres):
+    for cy, cx in np.round(centroids(labels)):
         y0, y1 = max(int(cy) - reach, 0), min(int(cy) + reach + 1, labels.shape[0])
         x0, x1 = max(int(cx) - reach, 0), min(int(cx) + reach + 1, labels.shape[1])
         yy, xx = np.ogrid[y0:y1, x0:x1]

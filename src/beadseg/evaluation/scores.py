@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.measure import label
 
-from beadseg.data.instances import centres_by_area
-from beadseg.metrics.objects import ObjectMatch, centroids, match_by_iou, match_points
+from beadseg.data.instances import centres_by_area, centroids
+from beadseg.metrics.objects import ObjectMatch, match_by_iou, match_points
 from beadseg.metrics.pixel import confusion, scores
 
 

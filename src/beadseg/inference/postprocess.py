@@ -105,7 +105,7 @@ class PostProcess:
         """This post-processing with the predictor's stored peak threshold where none is set here."""
         if self.peak_threshold is not None:
             return self
-        return replace(self, peak_threshold=float(getattr(predictor, "peak_threshold", DEFAULT_PEAK_THRESHOLD)))
+        return replace(self, peak_threshold=predictor.peak_threshold)
 
     def candidates(self, maps: np.ndarray, default_threshold: float = 0.5) -> np.ndarray:
         """Instance labels before the size and shape filters: threshold, hole filling, touching beads split (at

@@ -250,9 +250,9 @@ class PredictionWriter(BasePredictionWriter):
 def merge_tables(out: Path, files: list[Path], group_regex: str | None) -> dict:
     """``counts.csv``, ``objects.csv`` (and ``errors.csv``) from the part files, in input order."""
     records = part_lines(out)
-    done = [records[image_name(p)] for p in files if image_name(p) in records and "error" not in records[image_name(p)]]
-    failed = [{"image": records[image_name(p)]["path"], "error": records[image_name(p)]["error"]}
-              for p in files if image_name(p) in records and "error" in records[image_name(p)]]
+    found = [records[name] for name in map(image_name, files) if name in records]
+    done = [record for record in found if "error" not in record]
+    failed = [{"image": record["path"], "error": record["error"]} for record in found if "error" in record]
     counts = [record["counts"] for record in done]
     objects = [{"image": record["image"], **row} for record in done for row in record["objects"]]
     write_csv(objects, out / "objects.csv", OBJECT_COLUMNS)

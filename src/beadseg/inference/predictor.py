@@ -94,6 +94,7 @@ class ClassicalPredictor:
 
     name = "classical"
     threshold = 0.5
+    peak_threshold = DEFAULT_PEAK_THRESHOLD  # no centre map to use it on; eval records it all the same
     channels = 1
     net = None
     checkpoint: str | None = None  # a checkpoint given only to borrow its split (beadseg-eval split=test)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
+
+from beadseg.data.instances import centroids
 
 
 @dataclass
@@ -37,13 +38,6 @@ class ObjectMatch:
     def __add__(self, other: ObjectMatch) -> ObjectMatch:
         return ObjectMatch(self.true_positives + other.true_positives, self.false_positives + other.false_positives,
                            self.false_negatives + other.false_negatives)
-
-
-def centroids(labels: np.ndarray) -> np.ndarray:
-    count = int(labels.max())
-    if count == 0:
-        return np.zeros((0, 2))
-    return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, np.arange(1, count + 1))).reshape(-1, 2)
 
 
 def _matched(cost: np.ndarray, allowed: np.ndarray) -> int:
