@@ -34,7 +34,7 @@ def test_postprocess_threshold_holes_size_and_shape():
     assert labels.max() == 1 and mask[15, 15] and not mask[41, 30] and not mask[50, 50]
     _, none = PostProcess(threshold=0.95)(probability)
     assert none.max() == 0
-    _, kept = PostProcess(min_circularity=0.0, min_area=1, watershed=False)(probability)
+    _, kept = PostProcess(min_circularity=0.0, min_area=1, watershed=False, debris_area_fraction=None)(probability)
     assert kept.max() == 3
 
 
@@ -101,7 +101,7 @@ def test_prediction_and_evaluation_find_the_same_instances():
     probability = gaussian_filter((truth > 0).astype(np.float32), 0.8)
     post = PostProcess(min_circularity=0.5, min_area=20)
     _, whole = post(probability)
-    chunked, rows = post.instances(probability, probability, labels_out=None)
+    chunked, rows, _ = post.instances(probability, probability, labels_out=None)
     assert whole.max() > 100 and np.array_equal(whole, chunked) and len(rows) == whole.max()
     assert min(row["area"] for row in rows) >= 20 and min(row["circularity"] for row in rows) >= 0.5
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -23,17 +24,70 @@ def circularity(area: np.ndarray, perimeter: np.ndarray) -> np.ndarray:
     return 4 * np.pi * np.asarray(area, float) / np.maximum(np.asarray(perimeter, float), 1.0) ** 2
 
 
-def object_table(labels: np.ndarray, image: np.ndarray, probability: np.ndarray,
-                 offset: tuple[int, int] = (0, 0)) -> list[dict]:
+def image_noise(image: np.ndarray, window: int = 256, grid: int = 3) -> float:
+    """The image's pixel noise (σ, in its own units): the robust spread (MAD) of the image minus its 1 px Gaussian
+    blur, over up to ``grid``² windows spread across the frame (cheap on any size; beads barely move a median)."""
+    height, width = image.shape
+    crops = [np.asarray(image[top : top + window, left : left + window], np.float32)
+             for top in np.linspace(0, max(height - window, 0), grid).astype(int)
+             for left in np.linspace(0, max(width - window, 0), grid).astype(int)]
+    residual = np.concatenate([(crop - ndi.gaussian_filter(crop, 1.0)).ravel() for crop in crops])
+    spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    # a smooth, coarsely quantised frame can have a MAD of 0: never below a thousandth of its range
+    value_range = float(np.ptp(np.percentile(np.concatenate([crop.ravel() for crop in crops]), (0.1, 99.9))))
+    return max(spread, 1e-3 * value_range, 1e-6)
+
+
+def contrast_snr(labels: np.ndarray, image: np.ndarray, noise: float, ring: int = 4) -> np.ndarray:
+    """Per label (index = label number): the aperture signal-to-noise ratio of each object, how far its mean
+    intensity stands from its local background in units of the noise of a mean over that many pixels,
+    ``|mean(object) - background| * sqrt(area) / noise`` (dark and bright beads alike). The background is the
+    median of a ring 2..``ring`` px around the object, clear of every object. A blob of noise scores about 1."""
+    count = int(labels.max())
+    snr = np.zeros(count + 1)
+    if not count:
+        return snr
+    image = np.asarray(image, np.float32)
+    around = ndi.maximum_filter(labels, size=2 * ring + 1)
+    ring_mask = (around > 0) & ~ndi.maximum_filter(labels > 0, size=3)
+    owners, values = around[ring_mask], image[ring_mask]
+    order = np.lexsort((values, owners))
+    owners, values = owners[order], values[order]
+    starts = np.searchsorted(owners, np.arange(count + 2))
+    has_ring = starts[1:-1] < starts[2:]
+    background = np.full(count + 1, np.median(image[labels == 0]) if (labels == 0).any() else 0.0, np.float32)
+    background[1:][has_ring] = values[((starts[1:-1] + starts[2:]) // 2)[has_ring]]
+    pixels = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    total = np.bincount(labels.ravel(), weights=image.ravel(), minlength=count + 1)[1:]
+    mean = total / np.maximum(pixels, 1)
+    snr[1:] = np.abs(mean - background[1:]) * np.sqrt(pixels) / noise
+    return snr
+
+
+def reference_area(areas: np.ndarray) -> float | None:
+    """The area of one bead in a frame: the median object area, taken again over the objects at least half of it
+    (beads of one stock are monodisperse; specks far smaller than them do not pull it down)."""
+    areas = np.asarray(areas, float)
+    if not len(areas):
+        return None
+    reference = float(np.median(areas))
+    return float(np.median(areas[areas >= 0.5 * reference]))
+
+
+def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.ndarray,
+                 offset: tuple[int, int] = (0, 0), noise: float | None = None) -> list[dict]:
     """One row per bead (id, centroid shifted by ``offset``, area, diameter, circularity, mean intensity and
-    probability): the columns of ``objects.csv``."""
+    probability, and with ``noise`` its contrast over the local background in noise units): the columns of
+    ``objects.csv``. ``bbox`` (frame coordinates) is for the caller to drop."""
     if labels.max() == 0:
         return []
-    intensity = np.stack([np.asarray(image, np.float32), np.asarray(probability, np.float32)], -1)
+    intensity = np.stack([np.asarray(probability if image is None else image, np.float32),
+                          np.asarray(probability, np.float32)], -1)
     shape = regionprops_table(labels, intensity_image=intensity,
                               properties=("label", "centroid", "area", "equivalent_diameter_area", "perimeter_crofton",
-                                          "intensity_mean"))
+                                          "intensity_mean", "bbox"))
     roundness = circularity(shape["area"], shape["perimeter_crofton"])
+    contrast = contrast_snr(labels, image, noise) if image is not None and noise else None
     return [
         {
             "bead_id": int(shape["label"][i]),
@@ -42,18 +96,13 @@ def object_table(labels: np.ndarray, image: np.ndarray, probability: np.ndarray,
             "area": int(shape["area"][i]),
             "equivalent_diameter": round(float(shape["equivalent_diameter_area"][i]), 3),
             "circularity": round(float(roundness[i]), 3),
-            "mean_intensity": round(float(shape["intensity_mean-0"][i]), 3),
+            "mean_intensity": round(float(shape["intensity_mean-0"][i]), 3) if image is not None else "",
             "mean_probability": round(float(shape["intensity_mean-1"][i]), 4),
+            "contrast_snr": round(float(contrast[shape["label"][i]]), 2) if contrast is not None else "",
+            "bbox": [int(shape[f"bbox-{k}"][i]) + offset[k % 2] for k in range(4)],
         }
         for i in range(len(shape["label"]))
     ]
-
-
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    values = np.unique(labels)
-    lookup = np.zeros(values.max() + 1, np.int32)
-    lookup[values] = np.arange(len(values))
-    return lookup[labels]
 
 
 def _starts(length: int, chunk: int) -> list[int]:
@@ -70,14 +119,30 @@ def bead_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return maps[0], (maps[1] if len(maps) > 1 else None)
 
 
+class Instances(NamedTuple):
+    """A frame's beads: instance labels (0 = background), one row per bead (``objects.csv``), and the objects
+    rejected as debris, each with its ``reason`` (``small``: under ``debris_area_fraction`` of the frame's bead
+    area; ``faint``: contrast under ``min_contrast_snr``), whose pixels are background in ``labels``."""
+
+    labels: np.ndarray
+    objects: list[dict]
+    debris: list[dict]
+
+
 @dataclass
 class PostProcess:
-    """Threshold, fill holes, separate touching beads, drop objects of the wrong size or shape.
+    """Threshold, fill holes, separate touching beads, drop objects of the wrong size or shape, and tell beads
+    from debris.
 
     The input is the bead probability map (H, W) or, from a ``target=centres`` model, the stack (2, H, W) of
     probability and centre heat-map: then every heat-map peak above ``peak_threshold`` inside the mask is one
     bead (``peak_distance`` px apart at least) and the watershed of the heat-map gives it its pixels.
     ``peak_threshold=None`` uses the model's own (:meth:`for_model`; 0.3 untuned).
+
+    Debris: beads of one stock are monodisperse, so an object smaller than ``debris_area_fraction`` of the frame's
+    bead area (:func:`reference_area`, or ``bead_area`` px when set) is a speck, not a bead, unless the frame's
+    edge cuts it; and an object whose contrast over its local background (:func:`contrast_snr`) is under
+    ``min_contrast_snr`` noise units is no bead (the contrast needs the image). Either rule is off at ``None``.
 
     ``threshold=None`` uses the model's own (tuned on validation and stored with the checkpoint). Frames larger
     than ``chunk`` px are processed in chunks that see ``halo`` px of their neighbours; a bead belongs to the
@@ -94,6 +159,9 @@ class PostProcess:
     min_circularity: float = 0.3
     peak_threshold: float | None = None
     peak_distance: int = 2
+    debris_area_fraction: float | None = 0.5
+    min_contrast_snr: float | None = 5.0
+    bead_area: float | None = None
     chunk: int = 2048
     halo: int = 64
 
@@ -126,24 +194,36 @@ class PostProcess:
             keep &= np.asarray(area) <= self.max_area
         return keep & (np.asarray(roundness) >= self.min_circularity)
 
-    def __call__(self, maps: np.ndarray, default_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        """Clean binary mask and instance labels (int32, 0 = background) of a whole (small) probability map."""
-        labels = self.candidates(maps, default_threshold)
-        if labels.max():
-            table = regionprops_table(labels, properties=("label", "area", "perimeter_crofton"))
-            keep = np.zeros(labels.max() + 1, bool)
-            keep[table["label"]] = self.keeps(table["area"], circularity(table["area"], table["perimeter_crofton"]))
-            labels = _relabel(np.where(keep[labels], labels, 0))
+    def debris_reasons(self, rows: list[dict], shape: tuple[int, int]) -> list[str]:
+        """Why each object is debris (``faint``, ``small``), or "" for a bead."""
+        area = np.array([row["area"] for row in rows], float)
+        contrast = np.array([row["contrast_snr"] if row["contrast_snr"] != "" else np.inf for row in rows])
+        box = np.array([row["bbox"] for row in rows]).reshape(-1, 4)
+        at_edge = (box[:, 0] == 0) | (box[:, 1] == 0) | (box[:, 2] == shape[0]) | (box[:, 3] == shape[1])
+        faint = contrast < self.min_contrast_snr if self.min_contrast_snr is not None else np.zeros(len(rows), bool)
+        small = np.zeros(len(rows), bool)
+        if self.debris_area_fraction is not None:
+            reference = self.bead_area or reference_area(area[~faint & ~at_edge])
+            if reference:
+                small = ~at_edge & (area < self.debris_area_fraction * reference)
+        return ["faint" if f else "small" if s else "" for f, s in zip(faint, small)]
+
+    def __call__(self, maps: np.ndarray, default_threshold: float = 0.5,
+                 image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Clean binary mask and instance labels (int32, 0 = background) of a whole (small) map: the beads of
+        :meth:`instances` (without ``image``, no contrast rule)."""
+        labels = self.instances(maps, image, default_threshold).labels
         return labels > 0, labels
 
-    def instances(self, maps: np.ndarray, image: np.ndarray, default_threshold: float = 0.5,
-                  labels_out: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
-        """Instance labels of a frame of any size (into ``labels_out``, e.g. a memory map, when given) and its
-        object table, computed chunk by chunk (one measurement per bead serves the filters and the table):
-        memory does not grow with the frame."""
+    def instances(self, maps: np.ndarray, image: np.ndarray | None = None, default_threshold: float = 0.5,
+                  labels_out: np.ndarray | None = None) -> Instances:
+        """Beads and debris of a frame of any size (labels into ``labels_out``, e.g. a memory map, when given),
+        computed chunk by chunk (one measurement per object serves the filters and the table; the debris rules
+        judge the whole frame): memory does not grow with the frame."""
         probability = bead_maps(maps)[0]
         height, width = probability.shape
         labels = labels_out if labels_out is not None else np.zeros((height, width), np.int32)
+        noise = image_noise(image) if image is not None else None
         rows: list[dict] = []
         truncated = 0
         for top in _starts(height, self.chunk):
@@ -152,7 +232,8 @@ class PostProcess:
                 y0, y1 = max(core[0] - self.halo, 0), min(core[1] + self.halo, height)
                 x0, x1 = max(core[2] - self.halo, 0), min(core[3] + self.halo, width)
                 local = self.candidates(maps[..., y0:y1, x0:x1], default_threshold)
-                table = object_table(local, image[y0:y1, x0:x1], probability[y0:y1, x0:x1], (y0, x0))
+                table = object_table(local, None if image is None else image[y0:y1, x0:x1],
+                                     probability[y0:y1, x0:x1], (y0, x0), noise)
                 if not table:
                     continue
                 ids = np.array([row["bead_id"] for row in table])
@@ -174,4 +255,22 @@ class PostProcess:
         if truncated:
             log.warning("%d beads reach past the %d px halo of their chunk (larger than the halo?): "
                         "raise postprocess.halo", truncated, self.halo)
-        return labels, rows
+        return self._sort_debris(labels, rows)
+
+    def _sort_debris(self, labels: np.ndarray, rows: list[dict], band: int = 2048) -> Instances:
+        """Debris out of the labels and the bead table (beads renumbered 1..N in order), into its own list."""
+        reasons = self.debris_reasons(rows, labels.shape) if rows else []
+        beads, debris = [], []
+        renumber = np.zeros(len(rows) + 1, labels.dtype)
+        for row, reason in zip(rows, reasons):
+            row.pop("bbox")
+            if reason:
+                debris.append({**row, "reason": reason})
+            else:
+                beads.append({**row, "bead_id": len(beads) + 1})
+                renumber[row["bead_id"]] = len(beads)
+        if debris:
+            for top in range(0, labels.shape[0], band):
+                labels[top : top + band] = renumber[labels[top : top + band]]
+                release_pages(labels)
+        return Instances(labels, beads, debris)

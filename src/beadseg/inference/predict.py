@@ -35,8 +35,10 @@ from beadseg.tables import write_csv
 
 STATE_FILE = ".beadseg-predict.json"
 OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
-                  "mean_intensity", "mean_probability", "area_um2", "equivalent_diameter_um"]
-COUNT_COLUMNS = ["image", "count", "mean_diameter", "coverage", "mean_uncertainty", "flagged", "pixel_size_um",
+                  "mean_intensity", "mean_probability", "contrast_snr", "area_um2", "equivalent_diameter_um"]
+DEBRIS_COLUMNS = ["image", "reason", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
+                  "mean_probability", "contrast_snr"]
+COUNT_COLUMNS = ["image", "count", "debris", "mean_diameter", "coverage", "mean_uncertainty", "flagged", "pixel_size_um",
                  "mean_diameter_um", "beads_per_mm2", "path"]
 KEPT_OUTPUTS = {".hydra", "predict.log"}  # what a fresh run directory already holds
 
@@ -174,9 +176,9 @@ class PredictionTask(pl.LightningModule):
                 maps["uncertainty_out"] = self._map(folder, "uncertainty", np.float32, image.shape)
         probability, uncertainty = self.predictor.predict(image, **maps)
         labels_out = self._map(folder, "labels", np.uint32, image.shape) if folder else None
-        labels, objects = self.post.instances(probability, image, self.predictor.threshold, labels_out)
+        labels, objects, debris = self.post.instances(probability, image, self.predictor.threshold, labels_out)
         return {**item, "image": image, "probability": probability, "uncertainty": uncertainty, "labels": labels,
-                "objects": objects, "scratch": folder}
+                "objects": objects, "debris": debris, "scratch": folder}
 
 
 def physical_sizes(row: dict, pixel_size_um: float | None) -> dict:
@@ -226,6 +228,7 @@ class PredictionWriter(BasePredictionWriter):
         counts = {
             "image": name,
             "count": len(objects),
+            "debris": len(result["debris"]),
             "mean_diameter": round(float(np.mean([r["equivalent_diameter"] for r in objects])), 3) if objects else 0.0,
             "coverage": round(coverage, 5),
             "mean_uncertainty": "" if mean_uncertainty is None else round(mean_uncertainty, 4),
@@ -236,7 +239,9 @@ class PredictionWriter(BasePredictionWriter):
             "beads_per_mm2": round(len(objects) / (labels.size * size**2 * 1e-6), 2) if size else "",
             "path": result["path"],
         }
-        self._record({"image": name, "counts": counts, "objects": objects})
+        debris = [{key: row[key] for key in DEBRIS_COLUMNS[1:]} for row in result["debris"]] \
+            if self.options["save_debris"] else []
+        self._record({"image": name, "counts": counts, "objects": objects, "debris": debris})
         if result["scratch"]:
             del result["probability"], result["uncertainty"], result["labels"]
             shutil.rmtree(result["scratch"], ignore_errors=True)
@@ -247,8 +252,9 @@ class PredictionWriter(BasePredictionWriter):
             self.part = None
 
 
-def merge_tables(out: Path, files: list[Path], group_regex: str | None) -> dict:
-    """``counts.csv``, ``objects.csv`` (and ``errors.csv``) from the part files, in input order."""
+def merge_tables(out: Path, files: list[Path], group_regex: str | None, save_debris: bool = False) -> dict:
+    """``counts.csv``, ``objects.csv`` (and ``errors.csv``; ``debris.csv`` with ``save_debris``) from the part
+    files, in input order."""
     records = part_lines(out)
     found = [records[name] for name in map(image_name, files) if name in records]
     done = [record for record in found if "error" not in record]
@@ -257,6 +263,9 @@ def merge_tables(out: Path, files: list[Path], group_regex: str | None) -> dict:
     objects = [{"image": record["image"], **row} for record in done for row in record["objects"]]
     write_csv(objects, out / "objects.csv", OBJECT_COLUMNS)
     write_csv(counts, out / "counts.csv", COUNT_COLUMNS)
+    if save_debris:
+        debris = [{"image": record["image"], **row} for record in done for row in record.get("debris", ())]
+        write_csv(debris, out / "debris.csv", DEBRIS_COLUMNS)
     if failed:
         write_csv(failed, out / "errors.csv", ["image", "error"])
     elif (out / "errors.csv").exists():
@@ -283,7 +292,7 @@ def run_settings(cfg: DictConfig, ckpt: str | None) -> dict:
     """What must match for a resumed run to continue this one."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     keys = ("method", "detector", "inference", "postprocess", "save_probability", "save_uncertainty", "overlay_max_side",
-            "flag_uncertainty", "label_format", "image")
+            "flag_uncertainty", "label_format", "image", "save_debris")
     return {"ckpt": ckpt, **{key: plain.get(key) for key in keys}}
 
 
@@ -298,7 +307,7 @@ def predict(cfg: DictConfig) -> dict:
     if cfg.label_format not in outputs.LABEL_FORMATS:
         raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(outputs.LABEL_FORMATS)}")
     options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
-                                         "label_format")}
+                                         "label_format", "save_debris")}
     writer = PredictionWriter(out, files, options)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
     if cfg.resume and not (set(image_name(p) for p in files) - finished(out)):
@@ -309,4 +318,4 @@ def predict(cfg: DictConfig) -> dict:
     if not trainer.is_global_zero:
         return {"output": out, "done": 0, "failed": [], "beads": 0, "missing": [], "rank": trainer.global_rank}
     shutil.rmtree(out / ".scratch", ignore_errors=True)
-    return merge_tables(out, files, cfg.get("group_regex"))
+    return merge_tables(out, files, cfg.get("group_regex"), cfg.save_debris)

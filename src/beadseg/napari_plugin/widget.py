@@ -138,7 +138,7 @@ class BeadCounter(QWidget):
         """Beads at the slider's threshold, as layers, count and table."""
         layer = self.viewer.layers[self.source_name]
         post = PostProcess(threshold=self.threshold).for_model(self.predictor)
-        labels, rows = post.instances(self.maps, self.image)
+        labels, rows, _ = post.instances(self.maps, self.image)
         centres = np.array([[r["centroid_y"], r["centroid_x"]] for r in rows]).reshape(-1, 2)
         features = {column: np.array([r[column] for r in rows]) for column in rows[0]} if rows else {}
         self._put(f"{self.source_name} beads", "labels", labels, scale=layer.scale)

@@ -151,8 +151,10 @@ class BeadSegModule(ConfiguredModule):
         if not self.hparams.object_metrics or "labels" not in batch:
             return
         maps = torch.sigmoid(logits.detach().float()).cpu().numpy()
-        for bead_maps, truth in zip(maps, batch["labels"][:, 0].cpu().numpy()):
-            getattr(self, f"{stage}_objects").update(truth, self.post(bead_maps, self.hparams.threshold)[1])
+        images = batch["image"][:, 0].float().cpu().numpy()
+        for bead_maps, image, truth in zip(maps, images, batch["labels"][:, 0].cpu().numpy()):
+            found = self.post(bead_maps, self.hparams.threshold, image)[1]
+            getattr(self, f"{stage}_objects").update(truth, found)
 
     def _log_objects(self, stage: str) -> None:
         objects = getattr(self, f"{stage}_objects")
