@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from beadseg.data.instances import centre_heatmap
+from beadseg.data.instances import centre_heatmap, split_by_area
 from beadseg.data.io import Normalization
 from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.data.sample import IGNORE_INDEX, BeadSample
@@ -36,14 +36,21 @@ def patch_sampler(patch_size: int, foreground_oversample: float) -> A.Compose:
 
 class NormalizedItem:
     """What a segmentation dataset keeps of a sample: the name, the normalised image, the bead instance labels and,
-    with ``ignore_unlabelled``, the pixels of visible beads no label covers (else None). A class, not a closure:
-    loader workers started by spawn or forkserver must pickle it."""
+    with ``ignore_unlabelled``, the pixels of visible beads no label covers (else None). ``bead_truth`` says how
+    the beads of a binary mask are counted: ``area`` (a merged component of area A holds round(A / one bead's
+    area) beads, :func:`split_by_area`: the centres convention) or ``watershed`` (the distance-transform split).
+    A class, not a closure: loader workers started by spawn or forkserver must pickle it."""
 
-    def __init__(self, normalization: Normalization, ignore_unlabelled: bool = False, ignore_margin: int = 2) -> None:
+    def __init__(self, normalization: Normalization, ignore_unlabelled: bool = False, ignore_margin: int = 2,
+                 bead_truth: str = "area") -> None:
+        if bead_truth not in ("area", "watershed"):
+            raise ValueError(f"data.bead_truth={bead_truth}: choose area or watershed")
         self.normalization, self.ignore_unlabelled, self.ignore_margin = normalization, ignore_unlabelled, ignore_margin
+        self.bead_truth = bead_truth
 
     def __call__(self, sample: BeadSample, row: dict) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
-        labels = sample.labels.astype(np.uint16 if sample.bead_count < 2**16 else np.int32)
+        beads = split_by_area(sample.mask) if sample.binary_mask and self.bead_truth == "area" else sample.labels
+        labels = beads.astype(np.uint16 if beads.max() < 2**16 else np.int32)
         ignore = unlabelled_regions(sample.image, labels, self.ignore_margin) if self.ignore_unlabelled else None
         return sample.name, self.normalization(sample.image), labels, ignore
 
@@ -114,7 +121,8 @@ class BeadDataModule(pl.LightningDataModule):
     ``test_groups`` (names produced by ``group_by``) are held out whole as the test split. ``cache_mb`` bounds
     the normalised images each loader process keeps (0: read every time). ``ignore_unlabelled`` leaves out of the
     training loss the pixels of clearly visible beads that no label covers (instead of teaching "background").
-    ``centre_sigma`` (set by ``target=centres``) adds the bead-centre heat-map to every sample.
+    ``centre_sigma`` (set by ``target=centres``) adds the bead-centre heat-map to every sample. ``bead_truth``:
+    how the beads of binary masks are counted for the centre target and the object metrics (:class:`NormalizedItem`).
     """
 
     def __init__(
@@ -137,6 +145,7 @@ class BeadDataModule(pl.LightningDataModule):
         cache_mb: float = 512,
         ignore_unlabelled: bool = False,
         centre_sigma: float | None = None,
+        bead_truth: str = "area",
         seed: int = 0,
         output_dir: str | None = None,
     ) -> None:
@@ -151,7 +160,7 @@ class BeadDataModule(pl.LightningDataModule):
         self.group_by, self.density_edges = group_by, tuple(density_edges)
         self.test_groups = tuple(test_groups or ())
         self.num_workers, self.cache_mb = worker_count(num_workers), cache_mb
-        self.ignore_unlabelled, self.centre_sigma = ignore_unlabelled, centre_sigma
+        self.ignore_unlabelled, self.centre_sigma, self.bead_truth = ignore_unlabelled, centre_sigma, bead_truth
         self.seed, self.output_dir = seed, output_dir
         self.datasets: dict[str, Dataset] = {}
         self.split_table: list[dict] = []
@@ -187,7 +196,8 @@ class BeadDataModule(pl.LightningDataModule):
         self.normalization.fit([row["vmax"] for row in by_split["train"]])
         errors = Path(self.output_dir) / "errors.csv" if self.output_dir else None
         items = {split: OnDemand(self.source, chosen,
-                                 NormalizedItem(self.normalization, self.ignore_unlabelled and split == "train"),
+                                 NormalizedItem(self.normalization, self.ignore_unlabelled and split == "train",
+                                                bead_truth=self.bead_truth),
                                  self.cache_mb, errors)
                  for split, chosen in by_split.items()}
         self.datasets["train"] = PatchDataset(

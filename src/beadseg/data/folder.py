@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from beadseg.data.instances import bead_instances
 from beadseg.data.io import BeadDataError, file_stamp, image_name, list_images, open_image, read_mask
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
@@ -32,7 +34,7 @@ def load_pair(image_path: Path, mask_path: Path) -> BeadSample:
     image, raw_mask = open_image(image_path), read_mask(mask_path)
     if image.shape != raw_mask.shape:
         raise BeadDataError(f"size mismatch: image {image_path} is {image.shape}, mask {mask_path} is {raw_mask.shape}")
-    return BeadSample(image_name(image_path), image, bead_instances(raw_mask))
+    return BeadSample(image_name(image_path), image, bead_instances(raw_mask), len(np.unique(raw_mask)) <= 2)
 
 
 def measure_pair(item: dict) -> dict:

@@ -84,20 +84,30 @@ def single_bead_area(mask: np.ndarray) -> float:
     return float(np.median(areas[areas <= 1.5 * np.percentile(areas, 25)]))
 
 
-def centres_by_area(mask: np.ndarray, single_area: float | None = None, seed: int = 0) -> np.ndarray:
-    """Bead centres (N, 2) of a mask whose touching beads merged: a component of area A holds
-    ``round(A / single_area)`` beads (at least one), placed by k-means on its pixels."""
-    from scipy.cluster.vq import kmeans2
+def split_by_area(mask: np.ndarray, single_area: float | None = None, seed: int = 0) -> np.ndarray:
+    """Instance labels of a mask whose touching beads merged, one per bead by area: a component of area A holds
+    ``round(A / single_area)`` beads (at least one; ``single_area`` defaults to :func:`single_bead_area`), each
+    the pixels nearest one of the centres k-means places on it. The lab's convention for counting beads."""
+    from scipy.cluster.vq import kmeans2, vq
 
     components = label(mask > 0, connectivity=1)
     single = single_area or single_bead_area(mask)
-    centres = []
+    labels = np.zeros(mask.shape, np.int32)
+    count = 0
     for index, pixels in enumerate(ndi.value_indices(components, ignore_value=0).values()):
-        points = np.stack(pixels, 1).astype(float)
-        beads = max(1, int(round(len(points) / single))) if single else 1
+        beads = max(1, int(round(len(pixels[0]) / single))) if single else 1
         if beads == 1:
-            centres.append(points.mean(0)[None])
+            labels[pixels] = count = count + 1
             continue
+        points = np.stack(pixels, 1).astype(float)
         found, _ = kmeans2(points, beads, minit="++", seed=seed + index)
-        centres.append(found)
-    return np.concatenate(centres) if centres else np.zeros((0, 2))
+        nearest = vq(points, found)[0]
+        _, numbered = np.unique(nearest, return_inverse=True)  # an empty cluster leaves no number unused
+        labels[pixels] = count + 1 + numbered
+        count = int(labels.max())
+    return labels
+
+
+def centres_by_area(mask: np.ndarray, single_area: float | None = None, seed: int = 0) -> np.ndarray:
+    """Bead centres (N, 2) of a mask whose touching beads merged: the centroids of :func:`split_by_area`."""
+    return centroids(split_by_area(mask, single_area, seed))

@@ -11,11 +11,13 @@ IGNORE_INDEX = -1  # training-target value of pixels left out of the loss and th
 
 @dataclass
 class BeadSample:
-    """One raw image (native intensity scale) with its bead instance labels (int32, 0 = background)."""
+    """One raw image (native intensity scale) with its bead instance labels (int32, 0 = background).
+    ``binary_mask``: the labels come from a binary mask, where touching beads may have merged."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
+    binary_mask: bool = False
 
     @property
     def mask(self) -> np.ndarray:
