@@ -2,7 +2,8 @@
 
 A bead is an (almost) round disk; its image is the disk blurred by a Gaussian PSF, dark on a bright
 background (bright-field) or bright on a dark one (fluorescence), under uneven illumination, with
-Poisson (shot) and Gaussian (read) noise, stored as 8- or 16-bit.
+Poisson (shot) and Gaussian (read) noise, stored as 8- or 16-bit. Debris, specks far smaller than the beads
+(a third to half their radius), is drawn like them but is no bead: it is background in the labels.
 """
 
 from __future__ import annotations
@@ -85,11 +86,13 @@ def render_beads(
     modality: str = "brightfield",
     bit_depth: int = 8,
     cluster_fraction: float | None = None,
+    n_debris: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic image (uint8 or uint16) and its instance labels (int32, 0 = background).
 
     ``n_beads`` defaults to a log-uniform draw from 3 to 700 per 512x512 (scaled by area); ``cluster_fraction``
-    (the share of beads placed touching another) to a draw from 0 to 0.5.
+    (the share of beads placed touching another) to a draw from 0 to 0.5. ``n_debris`` specks are drawn too,
+    unlabelled (hard negatives).
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality={modality!r}: choose one of {MODALITIES}")
@@ -99,6 +102,10 @@ def render_beads(
         n_beads = int(np.exp(rng.uniform(np.log(3), np.log(700))) * (size / 512) ** 2)
     centres, radii = _place_beads(rng, size, max(n_beads, 0), cluster_fraction)
     density, labels = _draw(size, centres, radii, rng)
+    if n_debris:
+        bead_radius = float(np.median(radii)) if len(radii) else rng.uniform(2.5, 6.0)
+        specks = np.maximum(bead_radius * rng.uniform(0.3, 0.5, n_debris), 0.8)
+        np.maximum(density, _draw(size, rng.uniform(0, size, (n_debris, 2)), specks, rng)[0], out=density)
     blurred = gaussian_filter(density, sigma=rng.uniform(0.6, 1.6))
     illumination = _illumination(rng, size)
     if modality == "brightfield":
@@ -118,7 +125,9 @@ class SyntheticSource:
     """``n_images`` synthetic images; image ``i`` depends only on (``seed``, ``i``).
 
     ``modality`` and ``bit_depth`` may be ``mixed``: each image then draws one. ``cluster_fraction`` fixes the
-    share of beads touching another (e.g. 0.5 with 300-700 beads: dense touching clusters).
+    share of beads touching another (e.g. 0.5 with 300-700 beads: dense touching clusters). ``empty_fraction``
+    of the images hold no bead (empty backgrounds to learn from); each image draws up to ``max_debris`` unlabelled
+    specks (per 512², hard negatives).
     """
 
     def __init__(
@@ -131,10 +140,13 @@ class SyntheticSource:
         min_beads: int = 3,
         max_beads: int = 700,
         cluster_fraction: float | None = None,
+        empty_fraction: float = 0.0,
+        max_debris: int = 0,
     ) -> None:
         self.n_images, self.image_size, self.seed = n_images, image_size, seed
         self.modality, self.bit_depth = modality, bit_depth
         self.min_beads, self.max_beads, self.cluster_fraction = min_beads, max_beads, cluster_fraction
+        self.empty_fraction, self.max_debris = empty_fraction, max_debris
 
     def render(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
         """Name, image and instance labels of image ``index``."""
@@ -142,9 +154,12 @@ class SyntheticSource:
         modality = rng.choice(MODALITIES) if self.modality == "mixed" else self.modality
         bit_depth = int(rng.choice([8, 16])) if self.bit_depth == "mixed" else int(self.bit_depth)
         per_area = (self.image_size / 512) ** 2
-        n_beads = int(np.exp(rng.uniform(np.log(self.min_beads), np.log(self.max_beads))) * per_area)
-        image, labels = render_beads(rng, self.image_size, max(n_beads, 1), str(modality), bit_depth,
-                                     self.cluster_fraction)
+        n_beads = max(int(np.exp(rng.uniform(np.log(self.min_beads), np.log(self.max_beads))) * per_area), 1)
+        if self.empty_fraction and rng.random() < self.empty_fraction:
+            n_beads = 0
+        n_debris = int(rng.integers(0, self.max_debris + 1) * per_area) if self.max_debris else 0
+        image, labels = render_beads(rng, self.image_size, n_beads, str(modality), bit_depth, self.cluster_fraction,
+                                     n_debris)
         return f"synthetic_{modality[:2]}{bit_depth}_{index:04d}", image, labels
 
     def entries(self) -> list[dict]:

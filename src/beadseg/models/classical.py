@@ -95,11 +95,14 @@ def coverage(detections: Detections, mask: np.ndarray) -> tuple[np.ndarray, np.n
     return covered, clear
 
 
-def unlabelled_regions(image: np.ndarray, labels: np.ndarray, margin: int = 2) -> np.ndarray:
+def unlabelled_regions(image: np.ndarray, labels: np.ndarray, margin: int = 2, debris_fraction: float = 0.5) -> np.ndarray:
     """Pixels of clearly visible beads that no label covers, grown by ``margin`` px but never onto a labelled
-    bead: where a loss should not be told "background" (label-aware training)."""
+    bead: where a loss should not be told "background" (label-aware training). A speck under ``debris_fraction``
+    of the labelled beads' (half-maximum) size is debris, which the loss must call background: it stays in."""
     detections = detect_beads(image)
     covered, clear = coverage(detections, labels > 0)
+    if covered.any():
+        clear &= detections.areas >= debris_fraction * np.median(detections.areas[covered])
     missed = np.flatnonzero(~covered & clear) + 1
     if not len(missed):
         return np.zeros(labels.shape, bool)
