@@ -16,6 +16,7 @@ from beadseg.data.instances import (
     bead_instances,
     centre_heatmap,
     centres_by_area,
+    split_by_area,
     single_bead_area,
     split_at_peaks,
     split_touching,
@@ -64,6 +65,30 @@ def test_centres_by_area_split_merged_components_by_the_single_bead_area():
     assert len(found) == 3
     nearest = np.sort(np.hypot(*(found[:, None] - np.array(CENTRES)[None]).transpose(2, 0, 1)).min(0))
     assert nearest.max() < 1.5
+
+
+def test_split_by_area_gives_one_instance_per_bead_in_a_chain_and_training_uses_it():
+    from beadseg.data.datamodule import NormalizedItem
+    from beadseg.data.io import Normalization
+    from beadseg.data.sample import BeadSample
+
+    mask = np.zeros((60, 100), bool)
+    for x in (15, 26, 37, 48):  # a chain of four touching beads, radius 6, 11 px apart: one component
+        mask[disk((20, x), 6)] = True
+    for centre in ((45, 20), (45, 60), (45, 85)):  # three lone beads give the single-bead area
+        mask[disk(centre, 6)] = True
+    assert label(mask).max() == 4
+    labels = split_by_area(mask)
+    assert labels.max() == 7 and np.array_equal(labels > 0, mask)
+    chain = np.unique(labels[20, 10:55])
+    assert len(chain[chain > 0]) == 4  # the chain holds four beads, each about one bead's area
+    areas = np.bincount(labels.ravel())[1:]
+    assert areas.min() > 0.7 * areas.max()
+    sample = BeadSample("chain", mask.astype(np.float32), label(mask).astype(np.int32), binary_mask=True)
+    normalization = Normalization()
+    normalization.fit([1.0])
+    assert NormalizedItem(normalization)(sample, {})[2].max() == 7  # the area convention (default)
+    assert NormalizedItem(normalization, bead_truth="watershed")(sample, {})[2].max() == 4  # labels as given
 
 
 def test_peak_decoding_counts_clusters_a_distance_watershed_gets_wrong():

@@ -196,6 +196,38 @@ def group_counts_figure(rows: list[dict], path: Path) -> Path:
     return save(fig, path)
 
 
+def dilution_figure(result: dict, path: Path) -> Path:
+    """Left: count per frame against dilution (log-log) with the fitted slope and the slope -1 line through the
+    series' concentration; right: count × dilution per group with its interval and the series' value."""
+    groups = result["groups"]
+    colours = {"ok": "tab:blue", "saturated": "tab:red", "disagrees": "tab:orange"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    dilution = np.array([g["dilution"] for g in groups])
+    for g in groups:
+        left.errorbar(g["dilution"], max(g["mean_count"], 0.5), yerr=g["std_count"], marker="o", capsize=3,
+                      color=colours[g["status"]])
+        right.errorbar(g["dilution"], g["concentration"], yerr=[[g["concentration"] - g["ci_low"]],
+                       [g["ci_high"] - g["concentration"]]], marker="o", capsize=3, color=colours[g["status"]])
+    span = np.geomspace(dilution.min() / 1.3, dilution.max() * 1.3, 50)
+    left.plot(span, result["concentration"] / span, "k--", lw=1, label="slope -1 (proportional)")
+    if result["slope"]:
+        fit = result["slope"]
+        left.plot(span, 10 ** fit["intercept"] * span ** fit["slope"], color="tab:blue", lw=1,
+                  label=f"fit: slope {fit['slope']:.2f} [{fit['low']:.2f}, {fit['high']:.2f}]")
+    low, high = result["concentration_ci"]
+    right.axhspan(low, high, color="0.85", label="series (CI)")
+    right.axhline(result["concentration"], color="k", lw=1)
+    for status, colour in colours.items():
+        if any(g["status"] == status for g in groups):
+            right.plot([], [], "o", color=colour, label=status)
+    left.set(xscale="log", yscale="log", xlabel="dilution", ylabel="beads per frame", title="Count against dilution")
+    right.set(xscale="log", xlabel="dilution", ylabel="count × dilution (beads per frame at 1x)",
+              title="Concentration per dilution")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    return save(fig, path)
+
+
 # sweep reports
 
 def _legend(ax, runs: list) -> None:

@@ -24,15 +24,25 @@ def circularity(area: np.ndarray, perimeter: np.ndarray) -> np.ndarray:
     return 4 * np.pi * np.asarray(area, float) / np.maximum(np.asarray(perimeter, float), 1.0) ** 2
 
 
+def _residual_share() -> float:
+    """How much of white noise's σ survives subtracting its 1 px Gaussian blur (about 0.87)."""
+    impulse = np.zeros((15, 15))
+    impulse[7, 7] = 1.0
+    return float(np.sqrt(np.sum((impulse - ndi.gaussian_filter(impulse, 1.0)) ** 2)))
+
+
+_RESIDUAL_SHARE = _residual_share()
+
+
 def image_noise(image: np.ndarray, window: int = 256, grid: int = 3) -> float:
     """The image's pixel noise (σ, in its own units): the robust spread (MAD) of the image minus its 1 px Gaussian
-    blur, over up to ``grid``² windows spread across the frame (cheap on any size; beads barely move a median)."""
+    blur (scaled back to the σ of white noise), over up to ``grid``² windows spread across the frame (cheap on any size; beads barely move a median)."""
     height, width = image.shape
     crops = [np.asarray(image[top : top + window, left : left + window], np.float32)
              for top in np.linspace(0, max(height - window, 0), grid).astype(int)
              for left in np.linspace(0, max(width - window, 0), grid).astype(int)]
     residual = np.concatenate([(crop - ndi.gaussian_filter(crop, 1.0)).ravel() for crop in crops])
-    spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) / _RESIDUAL_SHARE
     # a smooth, coarsely quantised frame can have a MAD of 0: never below a thousandth of its range
     value_range = float(np.ptp(np.percentile(np.concatenate([crop.ravel() for crop in crops]), (0.1, 99.9))))
     return max(spread, 1e-3 * value_range, 1e-6)
