@@ -113,8 +113,8 @@ def test_every_preset_composes_and_builds(compose_config, tmp_path, preset):
     module = instantiate(cfg.module).eval()
     build_datamodule(cfg.data)
     instantiate(cfg.trainer)
-    with torch.no_grad():  # the preset's network runs: an odd-sized image in, a map of the same size out
-        assert module(torch.rand(2, 1, 72, 88)).shape == (2, 1, 72, 88)
+    with torch.no_grad():  # the preset's network runs: an odd-sized image in, maps of the same size out
+        assert module(torch.rand(2, 1, 72, 88)).shape == (2, cfg.target.channels, 72, 88)
 
 
 def test_lab_microbead_preset_has_the_lab_settings(compose_config):
@@ -162,3 +162,28 @@ def test_object_metrics_are_logged_and_can_be_the_monitor(run_train, tmp_path):
     assert 0 <= result["val_count_error"] < 0.5 and result["best_val_jaccard"] > 0.3
     scalars = set(EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload().Tags()["scalars"])
     assert {"val/object_f1", "val/count_error"} <= scalars
+
+
+def test_a_run_tunes_its_thresholds_on_validation_and_predict_takes_the_run(run_train, tmp_path):
+    from beadseg.checkpoint import read_checkpoint
+    from beadseg.inference.predictor import load_predictor
+
+    result = run_train(["target=centres", "model.base_channels=4",
+                        "tune_thresholds={thresholds: [0.4, 0.6], peak_thresholds: [0.2, 0.35]}"])
+    tuned = result["tuned"]
+    assert result["checkpoint"].endswith(".tuned.ckpt") and Path(result["untuned_checkpoint"]).is_file()
+    assert (tuned["threshold"], tuned["peak_threshold"]) in {(0.4, 0.3), (0.6, 0.3), (0.5, 0.2), (0.5, 0.35), (0.5, 0.3)}
+    stored = read_checkpoint(result["checkpoint"])["hyper_parameters"]
+    assert (stored["threshold"], stored["peak_threshold"]) == (tuned["threshold"], tuned["peak_threshold"])
+    predictor = load_predictor(str(tmp_path / "run"))  # ckpt=<the run directory>
+    assert predictor.checkpoint == result["checkpoint"] and predictor.threshold == tuned["threshold"]
+    assert predictor.peak_threshold == tuned["peak_threshold"]
+
+
+def test_mean_image_f1_weighs_a_sparse_frame_like_a_dense_one():
+    from beadseg.training.tuning import mean_image_f1
+
+    rows = [{"object_f1": 1.0, "true_count": 500, "predicted_count": 500},
+            {"object_f1": 0.5, "true_count": 3, "predicted_count": 9},
+            {"object_f1": 0.0, "true_count": 0, "predicted_count": 0}]  # empty and found empty: not scored
+    assert mean_image_f1(rows) == 0.75

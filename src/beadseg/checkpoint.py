@@ -7,6 +7,7 @@ before anything is instantiated from them.
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,25 @@ def check_targets(settings: dict, source: str) -> None:
                                   "beadseg builds (its networks and losses, torch layers, losses and optimisers)")
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint's contents, loaded weights-only."""
+def run_checkpoint(path: str | Path) -> Path:
+    """``ckpt=`` as given: a checkpoint file, or a beadseg-train run directory, whose ``result.json`` names its
+    checkpoint (the tuned one when the run tuned its thresholds)."""
     path = Path(path)
+    if not path.is_dir():
+        return path
+    try:
+        chosen = json.loads((path / "result.json").read_text()).get("checkpoint")
+    except (OSError, ValueError):
+        chosen = None
+    if not chosen:
+        raise CheckpointError(f"ckpt={path} is a folder but no finished beadseg-train run (its result.json names no "
+                              "checkpoint): give the checkpoint file, e.g. ckpt=<run>/checkpoints/<best>.ckpt")
+    return Path(chosen)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's contents (of a file, or of a training run's checkpoint), loaded weights-only."""
+    path = run_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt={path}: no such checkpoint file")
     try:

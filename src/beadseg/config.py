@@ -48,7 +48,15 @@ def density_edges() -> list[int]:
     return list(DENSITY_EDGES)
 
 
+def shipped_model() -> str:
+    """The shipped bead model's checkpoint (``init_from: ${beadseg.shipped_model:}``)."""
+    from beadseg.pretrained import CHECKPOINT
+
+    return str(CHECKPOINT)
+
+
 OmegaConf.register_new_resolver("beadseg.density_edges", density_edges, replace=True)
+OmegaConf.register_new_resolver("beadseg.shipped_model", shipped_model, replace=True)
 OmegaConf.register_new_resolver("beadseg.unique", unique_suffix, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("beadseg.precision", default_precision, replace=True)
 OmegaConf.register_new_resolver("task_metric", task_metric, replace=True)

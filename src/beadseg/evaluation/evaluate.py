@@ -16,7 +16,7 @@ from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
-from beadseg.evaluation.scores import Evaluation, Truth, best_setting
+from beadseg.evaluation.scores import Evaluation, Truth, best_setting, sweep_settings
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
@@ -85,10 +85,7 @@ def evaluate(cfg) -> dict:
     pairs = select_pairs(source, cfg.split, ckpt)  # method=classical may borrow a checkpoint's split
     threshold, peak = post.threshold_for(predictor.threshold), post.peak_threshold
     stored = (threshold, peak)
-    # a cross through the stored setting: every mask threshold at the stored peak threshold and, for a model
-    # with a centre map, every peak threshold at the stored mask threshold
-    settings = sorted({*((float(t), peak) for t in cfg.thresholds), stored,
-                       *((threshold, float(p)) for p in (cfg.peak_thresholds if predictor.channels > 1 else ()))})
+    settings = sweep_settings(threshold, peak, cfg.thresholds, cfg.peak_thresholds if predictor.channels > 1 else ())
     runs = {s: Evaluation(cfg.match_distance, cfg.min_iou) for s in settings}
     at_setting = {s: replace(post, threshold=s[0], peak_threshold=s[1]) for s in settings}
     kept = []
@@ -97,7 +94,7 @@ def evaluate(cfg) -> dict:
         probability, _ = predictor.predict(sample.image)
         truth = Truth.of(sample.mask, sample.labels)
         for setting, run in runs.items():
-            mask, labels = at_setting[setting](probability)
+            mask, labels = at_setting[setting](probability, image=sample.image)
             row = run.add(sample.name, truth, mask, labels)
             if setting == stored:
                 kept.append((row, sample.image, sample.mask, mask))

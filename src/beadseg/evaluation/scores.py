@@ -21,6 +21,13 @@ def best_setting(sweep: list[dict], stored: dict, tolerance: float = 0.005) -> d
     return min(near, key=lambda s: (sum(abs(s[k] - v) for k, v in stored.items()), -s["object_f1"]))
 
 
+def sweep_settings(threshold: float, peak: float | None, thresholds, peak_thresholds) -> list[tuple]:
+    """A cross through the stored (threshold, peak threshold): every mask threshold at the stored peak threshold
+    and every peak threshold (``peak_thresholds``: empty for a mask-only model) at the stored mask threshold."""
+    return sorted({*((float(t), peak) for t in thresholds), (threshold, peak),
+                   *((threshold, float(p)) for p in peak_thresholds)})
+
+
 # The two conventions a merged mask can be counted by: each connected component is one bead (the lab's), or a
 # component holds round(area / single-bead area) beads, placed by k-means (bead centres).
 CONVENTIONS = ("components", "centres")

@@ -151,7 +151,8 @@ class PostProcess:
 
     Debris: beads of one stock are monodisperse, so an object smaller than ``debris_area_fraction`` of the frame's
     bead area (:func:`reference_area`, or ``bead_area`` px when set) is a speck, not a bead, unless the frame's
-    edge cuts it; and an object whose contrast over its local background (:func:`contrast_snr`) is under
+    edge cuts it (a frame whose own bead area is under half the one the model learned, ``learned_bead_area``,
+    holds debris only: the model's then serves); and an object whose contrast over its local background (:func:`contrast_snr`) is under
     ``min_contrast_snr`` noise units is no bead (the contrast needs the image). Either rule is off at ``None``.
 
     ``threshold=None`` uses the model's own (tuned on validation and stored with the checkpoint). Frames larger
@@ -172,6 +173,7 @@ class PostProcess:
     debris_area_fraction: float | None = 0.5
     min_contrast_snr: float | None = 5.0
     bead_area: float | None = None
+    learned_bead_area: float | None = None  # set by for_model: the bead area the model saw in validation
     chunk: int = 2048
     halo: int = 64
 
@@ -180,10 +182,10 @@ class PostProcess:
         return default if self.threshold is None else self.threshold
 
     def for_model(self, predictor) -> PostProcess:
-        """This post-processing with the predictor's stored peak threshold where none is set here."""
-        if self.peak_threshold is not None:
-            return self
-        return replace(self, peak_threshold=predictor.peak_threshold)
+        """This post-processing with the predictor's stored peak threshold where none is set here, and the bead
+        area the model learned."""
+        peak = predictor.peak_threshold if self.peak_threshold is None else self.peak_threshold
+        return replace(self, peak_threshold=peak, learned_bead_area=getattr(predictor, "bead_area", None))
 
     def candidates(self, maps: np.ndarray, default_threshold: float = 0.5) -> np.ndarray:
         """Instance labels before the size and shape filters: threshold, hole filling, touching beads split (at
@@ -214,6 +216,9 @@ class PostProcess:
         small = np.zeros(len(rows), bool)
         if self.debris_area_fraction is not None:
             reference = self.bead_area or reference_area(area[~faint & ~at_edge])
+            learned = self.learned_bead_area
+            if not self.bead_area and learned and (reference is None or reference < 0.5 * learned):
+                reference = learned
             if reference:
                 small = ~at_edge & (area < self.debris_area_fraction * reference)
         return ["faint" if f else "small" if s else "" for f, s in zip(faint, small)]

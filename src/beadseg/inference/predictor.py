@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from beadseg.checkpoint import load_network
+from beadseg.checkpoint import load_network, run_checkpoint
 from beadseg.data.io import Normalization
 from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD
 from beadseg.inference.tiling import predict_tiled
@@ -44,6 +44,7 @@ class ModelPredictor:
         self.threshold = float(network.hparams.get("threshold", 0.5))
         self.channels = int(network.hparams["net"].get("out_channels", 1))  # 2: bead mask and centre heat-map
         self.peak_threshold = float(network.hparams.get("peak_threshold") or DEFAULT_PEAK_THRESHOLD)
+        self.bead_area = network.hparams.get("bead_area")  # px, the median bead the model saw in validation
         if batch_size == "auto":  # fp32 activations of 8 tiles of 512² take ~1.3 GB of RAM on a CPU; fp16 on a GPU, half
             batch_size = 8 if self.device.type == "cuda" else 4
         self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, int(batch_size), blend
@@ -95,6 +96,7 @@ class ClassicalPredictor:
     name = "classical"
     threshold = 0.5
     peak_threshold = DEFAULT_PEAK_THRESHOLD  # no centre map to use it on; eval records it all the same
+    bead_area = None
     channels = 1
     net = None
     checkpoint: str | None = None  # a checkpoint given only to borrow its split (beadseg-eval split=test)
@@ -129,7 +131,7 @@ def load_predictor(ckpt: str | None = None, build: Callable = ModelPredictor, de
     if detect is not None:
         predictor = ClassicalPredictor(detect)
     else:
-        ckpt = ckpt or shipped_checkpoint()
+        ckpt = str(run_checkpoint(ckpt)) if ckpt else shipped_checkpoint()
         predictor = build(load_network(ckpt, "segment"))
     predictor.checkpoint = str(Path(ckpt).resolve()) if ckpt else None
     return predictor

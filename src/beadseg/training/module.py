@@ -111,14 +111,17 @@ class BeadSegModule(ConfiguredModule):
     ``weight``, ``loss``) a second channel learns the bead-centre heat-map beside it (multi-task, ``weight`` times
     its own loss), and beads are decoded from its peaks. With ``object_metrics`` every validation (and test) image is also post-processed into beads as
     beadseg-predict does, and ``val/object_f1`` (centroids within ``match_distance`` px) and ``val/count_error``
-    (median relative error of the count per image) are logged: usable as the checkpoint and plateau monitor."""
+    (median relative error of the count per image) are logged: usable as the checkpoint and plateau monitor.
+    ``bead_area`` (median area of the validation beads, px) is recorded for the debris rule's fallback."""
 
     def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, threshold: float = 0.5,
                  normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0,
-                 centres: dict | None = None, peak_threshold: float | None = None) -> None:
+                 centres: dict | None = None, peak_threshold: float | None = None,
+                 bead_area: float | None = None) -> None:
         super().__init__(net, loss, optimizer, scheduler, pixel_metrics(threshold), threshold=threshold,
                          normalization=normalization, object_metrics=object_metrics, match_distance=match_distance,
-                         centres=_plain(centres), peak_threshold=peak_threshold)
+                         centres=_plain(centres), peak_threshold=peak_threshold, bead_area=bead_area)
+        self.bead_areas: list[int] = []
         self.centre_loss = instantiate(self.hparams.centres["loss"]) if centres else None
         if centres:
             self._start_centres_rare()
@@ -155,6 +158,9 @@ class BeadSegModule(ConfiguredModule):
         for bead_maps, image, truth in zip(maps, images, batch["labels"][:, 0].cpu().numpy()):
             found = self.post(bead_maps, self.hparams.threshold, image)[1]
             getattr(self, f"{stage}_objects").update(truth, found)
+            if stage == "val":
+                areas = np.bincount(truth.ravel())[1:]
+                self.bead_areas.extend(areas[areas > 0].tolist())
 
     def _log_objects(self, stage: str) -> None:
         objects = getattr(self, f"{stage}_objects")
@@ -174,8 +180,13 @@ class BeadSegModule(ConfiguredModule):
         self._count_objects(batch, logits, "test")
         return {"logits": logits}
 
+    def on_validation_epoch_start(self) -> None:
+        self.bead_areas: list[int] = []
+
     def on_validation_epoch_end(self) -> None:
         self._log_objects("val")
+        if self.bead_areas:  # the bead size the model learned (the debris rule's fallback), in the checkpoint
+            self.hparams.bead_area = float(np.median(self.bead_areas))
 
     def on_test_epoch_end(self) -> None:
         self._log_objects("test")

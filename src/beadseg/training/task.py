@@ -20,6 +20,7 @@ from beadseg.config import check_settings
 from beadseg.data import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.training.callbacks import LastCheckpoint, ValidationHistory
+from beadseg.training.tuning import tune_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def train(cfg: DictConfig) -> dict:
         raise
 
     checkpoint = trainer.checkpoint_callback
-    best_path = checkpoint.best_model_path if checkpoint else ""
+    best_path = str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else ""
     best_score = checkpoint.best_model_score if checkpoint else None
     best = float(best_score) if best_score is not None else None
     best_epoch = read_checkpoint(best_path)["epoch"] if best_path else None
@@ -157,6 +158,9 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("test") and len(datamodule.datasets.get("test", [])):
         scores = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)[0]
         result["test"] = {key: float(value) for key, value in scores.items()}
+    if cfg.get("tune_thresholds") and best_path and trainer.is_global_zero and hasattr(module, "post"):
+        result["tuned"] = tune_checkpoint(module, datamodule.datasets["val"], best_path, output_dir, cfg.tune_thresholds)
+        result["checkpoint"], result["untuned_checkpoint"] = result["tuned"]["checkpoint"], best_path
     if cfg.get("adequacy_bar") is not None and best is not None:
         result["adequacy"] = adequacy_verdict(best, cfg.adequacy_bar)
     for logger in loggers:  # TensorBoard's HParams tab: the settings with the run's final metrics
