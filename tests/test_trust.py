@@ -88,6 +88,49 @@ def test_every_command_that_takes_a_checkpoint_refuses_a_hostile_one(hostile, ki
         assert "builtins.open" in str(refused.value)
 
 
+ATTACKS = {
+    "prefix walk to os.open": lambda victim: {"_target_": "torch.nn.parallel.distributed.os.open",
+                                               "_args_": [str(victim), 577]},
+    "prefix walk to os.system": lambda victim: {"_target_": "torch.nn.parallel.distributed.os.system",
+                                                 "_args_": [f"touch {victim}"]},
+    "prefix walk to subprocess.Popen": lambda victim: {"_target_": "torch.nn.parallel.distributed.subprocess.Popen",
+                                                       "_args_": [["touch", str(victim)]]},
+    "builtins.exec": lambda victim: {"_target_": "builtins.exec", "_args_": [f"open({str(victim)!r}, 'w')"]},
+    "through _args_": lambda victim: {"_target_": "beadseg.models.UNet", "_args_": [
+        {"_target_": "torch.nn.modules.module.os.open", "_args_": [str(victim), 577]}]},
+    "nested target": lambda victim: {"_target_": "beadseg.models.UNet", "activation": {
+        "_target_": "torch.optim.sgd.os.system", "command": f"touch {victim}"}},
+    "through _partial_": lambda victim: {"_target_": "torch.nn.functional.os.open", "_partial_": True,
+                                         "path": str(victim), "flags": 577},
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_targets_are_checked_by_what_they_resolve_to(checkpoint, tmp_path, attack):
+    from beadseg.inference.predictor import load_predictor
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save({**content, "hyper_parameters": {**content["hyper_parameters"], "net": ATTACKS[attack](victim)}}, hostile)
+    with pytest.raises(CheckpointError, match="refused: its setting net"):
+        load_predictor(str(hostile))
+    assert victim.read_text() == "precious"  # not truncated, not touched
+
+
+def test_what_beadseg_builds_is_still_allowed():
+    from beadseg.checkpoint import buildable
+
+    for target in ("beadseg.models.UNet", "beadseg.losses.WeightedLoss", "torch.optim.Adam", "torch.nn.CrossEntropyLoss",
+                   "segmentation_models_pytorch.losses.DiceLoss", "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                   "timm.create_model"):
+        assert buildable(target), target
+    for target in ("torch.nn.parallel.distributed.os.open", "torch.nn.functional.relu", "torch.nn",
+                   "beadseg.models.torch.save", "torch.optim.adam.torch.load", "torch.nn.NoSuchLayer", "os.system"):
+        assert not buildable(target), target
+
+
 @pytest.mark.slow
 def test_the_cli_refuses_with_one_line_and_no_traceback(hostile, tmp_path):
     path, victim = hostile["pickle"]

@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 
-# What a checkpoint's settings may name: beadseg's networks and losses, torch layers, losses and optimisers,
-# smp's losses, timm's model factory. Anything else (open, shutil.copyfile, os.system, ...) is refused.
-ALLOWED_PREFIXES = ("beadseg.models.", "beadseg.losses.", "torch.nn.", "torch.optim.", "segmentation_models_pytorch.losses.")
-ALLOWED_TARGETS = {"timm.create_model"}
+# What a checkpoint's settings may build: classes defined in these modules that are networks, losses (both
+# torch.nn.Module), optimisers or learning-rate schedules, and these exact factories. A target is checked by what
+# it resolves to, not by how its name starts: ``torch.nn.parallel.distributed.os.open`` starts like a torch layer
+# but is ``os.open``.
+ALLOWED_MODULES = ("beadseg.models", "beadseg.losses", "torch.nn", "torch.optim", "segmentation_models_pytorch")
+ALLOWED_FACTORIES = ("timm.create_model",)
 
 
 class CheckpointError(ValueError):
@@ -41,10 +43,34 @@ def targets(node: Any, where: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def _within(module: str) -> bool:
+    return any(module == allowed or module.startswith(f"{allowed}.") for allowed in ALLOWED_MODULES)
+
+
+def buildable(target: str) -> bool:
+    """Whether ``target`` names something beadseg builds: an exact allowed factory, or a class defined in an allowed
+    module that is an ``nn.Module``, optimiser or learning-rate schedule. Names outside the allowed modules are
+    refused before anything is imported; the others are located (imported, never called) and the object checked."""
+    from hydra._internal.utils import _locate
+
+    if target in ALLOWED_FACTORIES:
+        return True
+    if not _within(target.rsplit(".", 1)[0]):
+        return False
+    try:
+        found = _locate(target)
+    except Exception:  # noqa: BLE001 - whatever fails to resolve is not something beadseg builds
+        return False
+    bases = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler,
+             torch.optim.lr_scheduler.ReduceLROnPlateau)
+    return isinstance(found, type) and _within(found.__module__) and issubclass(found, bases)
+
+
 def check_targets(settings: dict, source: str) -> None:
-    """Refuse settings that would build anything outside the allow-list, naming the first such target."""
+    """Refuse settings that would build anything but what beadseg builds (:func:`buildable`), at any depth (inside
+    ``_args_``, nested or ``_partial_`` targets too), naming the first such target."""
     for where, target in targets(settings):
-        if target not in ALLOWED_TARGETS and not target.startswith(ALLOWED_PREFIXES):
+        if not buildable(target):
             raise CheckpointError(f"{source}: refused: its setting {where} names {target!r}, which is not something "
                                   "beadseg builds (its networks and losses, torch layers, losses and optimisers)")
 
