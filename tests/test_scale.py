@@ -247,3 +247,49 @@ def test_masks_from_another_folder_get_their_own_manifest(synthetic_folder, tmp_
     assert {row["files"]["mask"] for row in rows} == {str(p) for p in fixed.iterdir()}
     assert [p.name for p in (synthetic_folder / ".beadseg").iterdir() if p.is_dir()] == []  # one file, no sub-folders
     assert all(row["bead_count"] >= 1 for row in rows)
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_input_and_leaves_the_tables(many_frames, uninterrupted, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("frame_000.tif", "frame_001.tif"):  # shares names with the first run's input
+        tifffile.imwrite(other / name, render_beads(np.random.default_rng(99), 128, 5, "brightfield", 8)[0])
+    before = tables(uninterrupted)
+    refused = subprocess.run(predict_cmd(other, uninterrupted, "resume=true"), capture_output=True, text=True)
+    assert refused.returncode == 1 and f"input={many_frames.resolve()} (40 files)" in refused.stderr
+    assert "Traceback" not in refused.stderr and tables(uninterrupted) == before
+
+
+def test_two_runs_claiming_one_output_at_once_never_both_win(tmp_path):
+    import threading
+
+    from beadseg.inference.predict import claim_output
+
+    for attempt in range(30):
+        out, start = tmp_path / f"out{attempt}", threading.Barrier(2)
+        outcomes = []
+
+        def claim():
+            start.wait()
+            try:
+                claim_output(out, {"ckpt": None}, resume=False)
+                outcomes.append("claimed")
+            except FileExistsError:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=claim) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["claimed", "refused"], attempt
+        assert not list(out.glob(".*.partial"))
+
+
+def test_an_output_that_is_a_file_is_named(tmp_path):
+    from beadseg.inference.predict import claim_output
+
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(FileExistsError, match="is a file, not a folder"):
+        claim_output(tmp_path / "out", {}, resume=False)

@@ -9,6 +9,7 @@ the image's files are in place; the tables are merged from the parts at the end,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -121,12 +122,19 @@ class PredictionData(pl.LightningDataModule):
 def claim_output(out: Path, settings: dict, resume: bool) -> None:
     """A new output folder gets the run's settings; ``resume=true`` needs a folder of a run with the same ones."""
     state = out / STATE_FILE
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output={out} is a file, not a folder: give a folder for the results")
     present = {p.name for p in out.iterdir()} - KEPT_OUTPUTS if out.is_dir() else set()
     if resume:
         if not state.is_file():
             raise FileExistsError(f"output={out} holds no beadseg-predict run to resume ({STATE_FILE} is missing)")
         before = json.loads(state.read_text())
         changed = sorted(key for key in set(before) | set(settings) if before.get(key) != settings.get(key))
+        if {"input", "input_files"} & set(changed):
+            raise ValueError(f"resume=true: output={out} holds the run of input={before.get('input')} "
+                             f"({before.get('input_files', {}).get('count', '?')} files), not of input="
+                             f"{settings['input']} ({settings['input_files']['count']} files): resume with the same "
+                             "input, or predict into a new output folder")
         if changed:
             raise ValueError(f"resume=true: output={out} was predicted with other settings ({', '.join(changed)}); "
                              "resume with the same settings, or predict into a new output folder")
@@ -135,11 +143,20 @@ def claim_output(out: Path, settings: dict, resume: bool) -> None:
     if present:
         raise FileExistsError(f"output={out} already holds results; beadseg never overwrites them: choose another "
                               "(or continue an interrupted run there with resume=true)")
+    out.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".partial", dir=out)  # one per claim
+    partial = Path(name)
+    with os.fdopen(handle, "w") as state_file:
+        state_file.write(json.dumps(settings, indent=2))
+    try:
+        os.link(partial, state)  # atomic: of two runs claiming the folder at once, exactly one succeeds
+    except FileExistsError:
+        raise FileExistsError(f"output={out} was just claimed by another beadseg-predict run; choose another "
+                              "output folder") from None
+    finally:
+        partial.unlink()
     for sub in ("masks", "instances", "overlays", "parts"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    partial = out / f".{STATE_FILE}.partial"
-    partial.write_text(json.dumps(settings, indent=2))
-    os.replace(partial, state)
+        (out / sub).mkdir(exist_ok=True)
 
 
 class PredictionTask(pl.LightningModule):
@@ -288,12 +305,22 @@ def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
     return write_csv(rows, out / "group_counts.csv", list(rows[0]))
 
 
-def run_settings(cfg: DictConfig, ckpt: str | None) -> dict:
-    """What must match for a resumed run to continue this one."""
+def file_set(files: list[Path]) -> dict:
+    """The input's fingerprint: how many files, and a hash of their paths, sizes and times."""
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return {"count": len(files), "sha256": digest.hexdigest()}
+
+
+def run_settings(cfg: DictConfig, ckpt: str | None, files: list[Path]) -> dict:
+    """What must match for a resumed run to continue this one: the input and its files, the model, the settings."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     keys = ("method", "detector", "inference", "postprocess", "save_probability", "save_uncertainty", "overlay_max_side",
             "flag_uncertainty", "label_format", "image", "save_debris")
-    return {"ckpt": ckpt, **{key: plain.get(key) for key in keys}}
+    return {"ckpt": ckpt, "input": str(Path(cfg.input).resolve()), "input_files": file_set(files),
+            **{key: plain.get(key) for key in keys}}
 
 
 def predict(cfg: DictConfig) -> dict:
@@ -301,7 +328,7 @@ def predict(cfg: DictConfig) -> dict:
     out = Path(cfg.output)
     files = list_images(cfg.input)
     predictor = predictor_from_config(cfg)
-    settings = run_settings(cfg, predictor.checkpoint)
+    settings = run_settings(cfg, predictor.checkpoint, files)
     post = instantiate(cfg.postprocess).for_model(predictor)
     data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead_workers(cfg.num_workers))
     if cfg.label_format not in outputs.LABEL_FORMATS:
