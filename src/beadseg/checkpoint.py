@@ -91,11 +91,37 @@ def run_checkpoint(path: str | Path) -> Path:
     return Path(chosen)
 
 
+FILE_KINDS = ((b"\x89PNG", "a PNG image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+              (b"\xff\xd8", "a JPEG image"), (b"\x1f\x8b", "a gzip archive"))
+
+
+def not_a_checkpoint(path: Path) -> str | None:
+    """What a file is when it cannot be a checkpoint (torch writes a zip archive, or a pickle in older
+    versions): "empty", "a PNG image", "a text file", ...; None when it may be one."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        return "empty"
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return None
+    kind = next((what for magic, what in FILE_KINDS if head.startswith(magic)), None)
+    if kind:
+        return kind
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "not a file torch writes"
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint's contents (of a file, or of a training run's checkpoint), loaded weights-only."""
     path = run_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt={path}: no such checkpoint file")
+    kind = not_a_checkpoint(path)
+    if kind:
+        raise CheckpointError(f"ckpt={path} is not a checkpoint ({kind}): give a .ckpt file that beadseg-train wrote")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

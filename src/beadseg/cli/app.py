@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 from beadseg.config import CONFIG_DIR
 from beadseg.data.microscope import configure as configure_reading
 
-HANDLED = (ValueError, FileExistsError, FileNotFoundError, ImportError)  # BeadDataError, CheckpointError, ConfigError: ValueError
+# BeadDataError, CheckpointError, ConfigError are ValueErrors; OSError: unwritable, missing or wrong-kind paths
+HANDLED = (ValueError, OSError, ImportError)
 PLAIN_KEY = re.compile(r"^[+~]{0,2}[\w.\-/@]+=")
 
 
@@ -46,8 +47,25 @@ def in_sweep() -> bool:
 
 
 class _DropTips(logging.Filter):
+    """Lightning's advertising and its accelerator roll call (``GPU available: False``) on every run."""
+
+    NOISE = ("Tip:", "GPU available:", "TPU available:", "HPU available:", "IPU available:")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
+        return not any(noise in record.getMessage() for noise in self.NOISE)
+
+
+def message(error: BaseException) -> str | None:
+    """The one line for an error beadseg handles (unwrapping Hydra's ``Error in call to target``), else None."""
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(error, InstantiationException) and isinstance(error.__cause__, (*HANDLED, MissingMandatoryValue)):
+        error = error.__cause__
+    if isinstance(error, MissingMandatoryValue):
+        key = getattr(error, "full_key", None) or str(error).split(":")[-1].strip()
+        return f"{key} has no value: give {key}=..."
+    return str(error) if isinstance(error, HANDLED) else None
 
 
 def quiet_libraries() -> None:
@@ -56,6 +74,70 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated.*", category=FutureWarning)
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropTips())
     logging.getLogger("tensorboard").setLevel(logging.WARNING)
+
+
+def _flat_keys(node, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig as Node
+
+    keys = []
+    for key in node.keys() if isinstance(node, Node) else ():
+        if str(key).startswith("_"):  # _target_, _partial_: not settings a user types
+            continue
+        path = f"{prefix}.{key}" if prefix else str(key)
+        keys.append(path)
+        try:
+            keys += _flat_keys(node._get_node(key), path)
+        except Exception:  # noqa: BLE001 - an interpolation that cannot resolve here is still a key
+            pass
+    return keys
+
+
+def unknown_override(config_name: str, arguments: list[str]) -> str | None:
+    """The message for an override whose key the composed config does not have (``optimzer.lr=1e-3``), or that
+    adds (``+``) under a node that does not exist, with the nearest valid keys; None when every key is known.
+    A sweep is checked at its first value; runs with other command-line flags are left to Hydra."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException, HydraException
+    from omegaconf import OmegaConf
+
+    flags = [a for a in arguments if a.startswith("-")]
+    if any(flag not in ("-m", "--multirun") for flag in flags):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in arguments if not a.startswith("-")])
+    except HydraException:
+        return None  # a syntax error: Hydra's own message says where
+    checked, added = [], []
+    for override in parsed:
+        if override.key_or_group.split(".")[0].split("/")[0] == "hydra":
+            continue
+        value = next(override.sweep_string_iterator()) if override.is_sweep_override() else override.get_value_element_as_str()
+        prefix = {"add": "+", "force_add": "++", "delete": "~"}.get(override.type.name.lower(), "")
+        checked.append(f"{prefix}{override.key_or_group}={value}" if prefix != "~" else f"~{override.key_or_group}")
+        if prefix == "+" and "." in override.key_or_group:
+            added.append(override.key_or_group)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        try:
+            cfg = compose(config_name, overrides=[c for c in checked if not c.startswith("+")])
+            compose(config_name, overrides=checked)
+        except ConfigCompositionException as error:
+            if "Could not override" not in str(error):
+                return None  # e.g. an unknown group option: Hydra's message lists the options
+            wrong = next((o.key_or_group for o in parsed if f"'{o.key_or_group}'" in str(error)), None)
+            if wrong is None:
+                return None
+            cfg, reason = compose(config_name), f"no setting {wrong}"
+        else:
+            wrong = next((key for key in added if OmegaConf.select(cfg, key.rsplit(".", 1)[0]) is None), None)
+            if wrong is None:
+                return None
+            parent, leaf = wrong.rsplit(".", 1)
+            reason = f"+{wrong}: there is no {parent} to add {leaf} to, so it would be ignored"
+    near = difflib.get_close_matches(wrong, _flat_keys(cfg), n=3, cutoff=0.6)
+    return reason + (f" (did you mean {' or '.join(near)}?)" if near else "")
 
 
 def beadseg_app(config_name: str) -> Callable:
@@ -67,10 +149,11 @@ def beadseg_app(config_name: str) -> Callable:
             try:
                 configure_reading(cfg.get("image"))
                 return task(cfg)
-            except HANDLED as error:
-                if os.environ.get("HYDRA_FULL_ERROR") == "1" or in_sweep():
+            except Exception as error:
+                line = message(error)
+                if line is None or os.environ.get("HYDRA_FULL_ERROR") == "1" or in_sweep():
                     raise
-                print(f"beadseg-{cfg.get('task_name', config_name)}: error: {error}", file=sys.stderr)
+                print(f"beadseg-{cfg.get('task_name', config_name)}: error: {line}", file=sys.stderr)
                 sys.exit(1)
 
         app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(handled)
@@ -79,6 +162,10 @@ def beadseg_app(config_name: str) -> Callable:
         def entry():
             quiet_libraries()
             sys.argv[1:] = quote_values(sys.argv[1:])
+            problem = unknown_override(config_name, sys.argv[1:])
+            if problem:
+                print(f"beadseg-{config_name}: error: {problem}", file=sys.stderr)
+                sys.exit(1)
             return app()
 
         return entry

@@ -13,8 +13,9 @@ from beadseg.cli.app import beadseg_app
 @beadseg_app("export")
 def main(cfg: DictConfig) -> None:
     from beadseg.inference.export import export
+    from beadseg.inference.predictor import shipped_checkpoint
 
-    path, difference = export(cfg.ckpt, cfg.format, Path(cfg.output), cfg.tile, cfg.tolerance)
+    path, difference = export(cfg.ckpt or shipped_checkpoint(), cfg.format, Path(cfg.output), cfg.tile, cfg.tolerance)
     where = ("rdf.yaml, weights, test tensors, cover and README inside; tested by bioimageio.core"
              if cfg.format == "bioimageio" else f"recipe in {path.parent / 'beadseg.json'}")
     print(f"beadseg-export: {path} (max difference from the checkpoint {difference:.1e}; {where})")

@@ -123,10 +123,14 @@ def read_image(path: str | Path) -> np.ndarray:
         raise BeadDataError(str(error)) from error
     except Exception as error:  # every reader raises its own type: name the file whatever it was
         raise _unreadable(path, error) from error
-    array = as_gray(array, str(path))
+    return checked(as_gray(array, str(path)), path)
+
+
+def checked(array: np.ndarray, path: Path) -> np.ndarray:
+    """The one check every read path makes: big enough to hold a bead, and (floats) finite, read band by band."""
     if min(array.shape) < MIN_SIDE:
         raise BeadDataError(f"image file {path} is {array.shape[0]}x{array.shape[1]} px: too small to hold a bead")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not all(np.isfinite(array[i : i + 1024]).all() for i in range(0, len(array), 1024)):
         raise BeadDataError(f"image file {path} holds NaN or infinite values")
     return array
 
@@ -170,9 +174,7 @@ def open_image(path: str | Path) -> np.ndarray:
         except Exception:  # compressed, tiled or odd layouts: read it whole (read_image names the file on failure)
             array = None
         if array is not None and array.ndim == 2:
-            if array.dtype.kind == "f" and not all(np.isfinite(array[i : i + 1024]).all() for i in range(0, len(array), 1024)):
-                raise BeadDataError(f"image file {path} holds NaN or infinite values")
-            return array
+            return checked(array, path)
     return read_image(path)
 
 

@@ -8,12 +8,16 @@ however they are started, read the same plane.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import tifffile
+
+log = logging.getLogger(__name__)
 
 # suffix: the pip extra whose bioio plugin reads it
 MICROSCOPE_FORMATS = {".ome.tif": "bioio-ome-tiff", ".ome.tiff": "bioio-ome-tiff", ".ome.zarr": "bioio-ome-zarr",
@@ -73,11 +77,17 @@ class PlaneChoice:
         return cls(**values)
 
 
+def usable_size(size) -> bool:
+    """A pixel size that can scale areas: a finite number above 0."""
+    return isinstance(size, (int, float)) and math.isfinite(size) and size > 0
+
+
 def configure(image_config) -> PlaneChoice:
     """Set the plane choice of this process and its children from a command's ``image`` config."""
     choice = PlaneChoice(**dict(image_config or {}))
-    if choice.pixel_size_um is not None and not choice.pixel_size_um > 0:
-        raise MicroscopeError(f"image.pixel_size_um={choice.pixel_size_um}: give the pixel size in µm, > 0")
+    if choice.pixel_size_um is not None and not usable_size(choice.pixel_size_um):
+        raise MicroscopeError(f"image.pixel_size_um={choice.pixel_size_um}: give the pixel size in µm, a finite "
+                              "number > 0")
     choice.to_environment()
     return choice
 
@@ -172,6 +182,10 @@ def pixel_size_um(path: str | Path, choice: PlaneChoice | None = None) -> float 
     elif path.suffix.lower() in (".tif", ".tiff"):
         found = tiff_pixel_size(path)
     else:
+        found = None
+    if found is not None and not usable_size(found):
+        log.warning("%s records a pixel size of %s µm, which cannot be one: using image.pixel_size_um (%s) instead",
+                    path, found, choice.pixel_size_um)
         found = None
     size = found or choice.pixel_size_um
     if size is None and choice.require_pixel_size:

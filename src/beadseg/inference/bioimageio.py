@@ -15,6 +15,7 @@ import torch
 from beadseg import plots
 from beadseg.checkpoint import Network
 from beadseg.data.synthetic import render_beads
+from beadseg.inference.export import trace
 
 BEADSEG_ONLY = ("the object steps stay in beadseg: hole filling, the split of touching beads (distance-transform "
                 "watershed, or the centre heat-map's peaks for a two-channel model), the size and circularity filters, "
@@ -117,7 +118,7 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
     normalized = torch.from_numpy(((raw - low) / (high - low + 1e-6)).astype(np.float32))
     with torch.no_grad():
         expected = torch.sigmoid(net(normalized)).numpy()
-        traced = torch.jit.trace(net, normalized)
+        traced = trace(net, normalized)
         difference = float((torch.sigmoid(traced(normalized)) - torch.from_numpy(expected)).abs().max())
     np.save(out / "test_input.npy", raw)
     np.save(out / "test_output.npy", expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -20,6 +21,17 @@ def slim_checkpoint(ckpt: str, target: Path) -> Path:
             "beadseg_split": checkpoint.get("beadseg_split"), "beadseg_source": str(ckpt), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
     torch.save(slim, target)
     return target
+
+
+def trace(net: torch.nn.Module, example: torch.Tensor):
+    """``torch.jit.trace`` without the warnings it gives for every beadseg network: that tracing is deprecated
+    (TorchScript is what bioimage.io and Fiji's DeepImageJ run) and that size checks in the network were traced as
+    constants. Both are understood, and every export is compared with the checkpoint on a new input right after."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        return torch.jit.trace(net, example)
 
 
 DEFAULT_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-4, "checkpoint": 5e-2}  # largest logit difference
@@ -58,7 +70,7 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     if fmt == "torchscript":
         path = out / "model.torchscript.pt"
         with torch.no_grad():
-            traced = torch.jit.trace(net, example)
+            traced = trace(net, example)
         traced.save(str(path), _extra_files={"beadseg.json": json.dumps(recipe)})
         with torch.no_grad():
             got = torch.jit.load(str(path))(probe)

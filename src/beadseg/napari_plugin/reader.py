@@ -4,15 +4,17 @@ points layer of bead centres carrying every ``objects.csv`` column, at the pixel
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from beadseg.data.io import read_image
+from beadseg.data.io import BeadDataError, read_image
 from beadseg.inference.outputs import LABEL_FORMATS
 
 NUMERIC = ("bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity", "mean_intensity",
-           "mean_probability", "area_um2", "equivalent_diameter_um")
+           "mean_probability", "contrast_snr", "area_um2", "equivalent_diameter_um")
+log = logging.getLogger(__name__)
 
 
 def is_prediction_folder(path: Path) -> bool:
@@ -51,11 +53,16 @@ def read_predictions(path) -> list[tuple]:
         scale = (size, size) if np.isfinite(size) else (1.0, 1.0)
         common = {"scale": scale, "visible": visible, "metadata": {"beadseg_folder": str(folder), **row}}
         source = Path(row.get("path") or "")
-        if row.get("path") and source.exists():
-            layers.append((read_image(source), {"name": name, **common}, "image"))
-        labels_file = _instances(folder, name)
-        if labels_file is not None:
-            layers.append((read_image(labels_file).astype(np.int32), {"name": f"{name} beads", **common}, "labels"))
+        for file, kind, layer_name in ((source if row.get("path") and source.exists() else None, "image", name),
+                                       (_instances(folder, name), "labels", f"{name} beads")):
+            if file is None:
+                continue
+            try:
+                data = read_image(file)
+            except BeadDataError as error:  # one unreadable file does not hide the folder's other images
+                log.warning("beadseg reader: skipped %s: %s", file, error)
+                continue
+            layers.append((data.astype(np.int32) if kind == "labels" else data, {"name": layer_name, **common}, kind))
         beads = objects.get(name, [])
         features = {column: np.array([_number(b[column]) for b in beads]) for column in NUMERIC if beads and column in beads[0]}
         centres = np.array([[_number(b["centroid_y"]), _number(b["centroid_x"])] for b in beads]).reshape(-1, 2)

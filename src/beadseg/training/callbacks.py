@@ -55,6 +55,16 @@ class ImageGridLogger(pl.Callback):
         self.rows = []
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's best-checkpoint callback, with epochs counted from 1 in file names, as the progress lines and
+    ``result.json`` count them (``epoch012`` is the twelfth epoch)."""
+
+    def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver)
+
+
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt`` holds the last finished epoch (rewritten after every validation, improved or not) and, for
     long epochs, the training state every ``minutes`` in between. A ModelCheckpoint, so that Lightning saves it
@@ -111,5 +121,5 @@ class ValidationHistory(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.epochs[trainer.current_epoch] = {key: float(value) for key, value in trainer.callback_metrics.items()
+            self.epochs[trainer.current_epoch + 1] = {key: float(value) for key, value in trainer.callback_metrics.items()
                                                   if key.startswith("val/")}

@@ -122,6 +122,8 @@ def train(cfg: DictConfig) -> dict:
     module = instantiate(cfg.module)
     if cfg.get("init_from"):
         load_weights(module, cfg.init_from)
+    log.info("network: %s, %.2f M parameters", type(module.net).__name__,
+             sum(p.numel() for p in module.net.parameters()) / 1e6)
     history = ValidationHistory()
     callbacks = [*instantiate_group(cfg.get("callbacks")), history]
     loggers = instantiate_group(cfg.get("logger"))
@@ -139,7 +141,7 @@ def train(cfg: DictConfig) -> dict:
     best_path = str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else ""
     best_score = checkpoint.best_model_score if checkpoint else None
     best = float(best_score) if best_score is not None else None
-    best_epoch = read_checkpoint(best_path)["epoch"] if best_path else None
+    best_epoch = read_checkpoint(best_path)["epoch"] + 1 if best_path else None  # counted from 1, as printed
     at_best = history.epochs.get(best_epoch, {})
     result = {
         "status": "completed",
