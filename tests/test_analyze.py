@@ -101,7 +101,7 @@ def test_planted_missing_beads_are_found(tmp_path, run_analyze):
     write_folder(tmp_path / "holes", drop)
     out, rows, _ = run_analyze(tmp_path / "holes")
     # match removed bead centres to the unlabelled beads (recomputed through the public checker)
-    from beadseg.analysis.label_qa import check_labels
+    from beadseg.data.label_qa import check_labels
     from beadseg.data.folder import FolderSource
     from beadseg.models.classical import detect_beads
 
@@ -164,3 +164,19 @@ def test_cli_with_compare_and_the_recommendation_trains(tmp_path):
     assert (tmp_path / "train" / "checkpoints" / "last.ckpt").is_file()
     composed = (tmp_path / "train" / ".hydra" / "config.yaml").read_text()
     assert f"root: {tmp_path / 'a'}" in composed
+
+
+def test_eval_names_the_label_fault_of_a_worst_image(tmp_path, compose_config):
+    from beadseg.evaluation.evaluate import evaluate
+
+    shift = lambda labels, i: ndi.shift(labels, (3, -3), order=0) if i == 0 else labels  # noqa: E731
+    truth = write_folder(tmp_path / "shifted", shift)
+    saved = tmp_path / "saved"  # predictions that are exactly right: the shifted mask scores them low
+    saved.mkdir()
+    for name, labels in truth.items():
+        iio.imwrite(saved / f"{name}.png", (labels > 0).astype(np.uint8) * 255)
+    metrics = evaluate(compose_config("eval", [f"predictions={saved}", f"data.root={tmp_path / 'shifted'}",
+                                               f"output={tmp_path / 'e'}", "worst_images=2"]))["metrics"]
+    worst = metrics["worst_images"]
+    assert worst[0]["image"] == next(iter(truth)) and "mask shifted by 4.2 px" in worst[0]["label_faults"]
+    assert worst[1]["label_faults"] == ""  # a clean mask is not accused

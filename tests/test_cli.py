@@ -1,6 +1,7 @@
 """The real command-line tools, run as a user runs them."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -95,6 +96,9 @@ def test_synth_then_train_on_the_folder_with_python_m(tmp_path):
     assert "epoch 1/1: " in done.stdout and "val/jaccard" in done.stdout  # plain epoch lines off a terminal
     noise = done.stdout + done.stderr
     assert "LeafSpec" not in noise and "litlogger" not in noise  # no library chatter
+    assert "GPU available" not in noise and "FLOPs" not in noise
+    result = json.loads((run_dir / "result.json").read_text())  # one epoch numbering: lines, files, record
+    assert result["best_epoch"] == 1 and "/epoch001-" in result["checkpoint"]
 
 
 @pytest.mark.slow

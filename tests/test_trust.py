@@ -263,3 +263,51 @@ def test_paths_with_spaces_and_accents_need_no_quotes(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-1500:]
     assert len(list((out / "images").iterdir())) == 1
+
+
+def test_masks_that_are_class_maps_or_all_bead_are_named(tmp_path):
+    classes = np.zeros((40, 40), np.uint8)
+    for index, (y, x) in enumerate(((5, 5), (5, 25), (25, 5), (25, 25), (15, 15), (33, 33))):
+        classes[y : y + 4, x : x + 4] = 1 + index % 2  # values 0, 1, 2: each class in several places
+    tifffile.imwrite(tmp_path / "classes.tif", classes)
+    with pytest.raises(BeadDataError, match="class map"):
+        read_mask(tmp_path / "classes.tif")
+    tifffile.imwrite(tmp_path / "full.tif", np.full((40, 40), 255, np.uint8))
+    with pytest.raises(BeadDataError, match="every pixel as bead"):
+        read_mask(tmp_path / "full.tif")
+
+
+def test_a_tiny_tiff_and_a_looping_link_are_named_not_predicted(tmp_path):
+    from beadseg.data.io import list_images
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "tiny.tif", np.zeros((1, 1), np.uint8))  # uncompressed: the memory-map path
+    with pytest.raises(BeadDataError, match="too small"):
+        open_image(folder / "tiny.tif")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    assert folder / "loop.png" in list_images(folder)
+    with pytest.raises(BeadDataError, match="link that leads nowhere"):
+        read_image(folder / "loop.png")
+
+
+def test_qc_on_a_training_folder_checks_its_images_not_its_masks(tmp_path):
+    from beadseg.analysis.qc import QCThresholds, run_qc
+    from beadseg.models.classical import detect_beads
+
+    for index in range(3):
+        image, labels = render_beads(np.random.default_rng(index), 64, 8, "brightfield", 8)
+        write_pair(tmp_path / "data", f"f{index}", image, (labels > 0).astype(np.uint8) * 255)
+    run_qc(tmp_path / "data", tmp_path / "qc", QCThresholds(1, 8.0, 2.0, 0.005, 0.5), detect_beads, workers=1)
+    checked = (tmp_path / "qc" / "qc.csv").read_text()
+    assert checked.count("\n") == 4 and "masks" not in checked and checked.count("images") >= 3
+
+
+def test_a_training_run_stopped_by_bad_data_records_it(tmp_path):
+    for index in range(3):
+        write_pair(tmp_path / "data", f"f{index}", np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8))
+    done = subprocess.run([BIN / "beadseg-train", "data=folder", f"data.root={tmp_path / 'data'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert done.returncode == 1 and "every mask" in done.stderr
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["status"] == "failed" and "every mask" in result["error"]

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from beadseg.data.io import MAGIC
+
 # What a checkpoint's settings may build: classes defined in these modules that are networks, losses (both
 # torch.nn.Module), optimisers or learning-rate schedules, and these exact factories. A target is checked by what
 # it resolves to, not by how its name starts: ``torch.nn.parallel.distributed.os.open`` starts like a torch layer
@@ -91,10 +93,6 @@ def run_checkpoint(path: str | Path) -> Path:
     return Path(chosen)
 
 
-FILE_KINDS = ((b"\x89PNG", "a PNG image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
-              (b"\xff\xd8", "a JPEG image"), (b"\x1f\x8b", "a gzip archive"))
-
-
 def not_a_checkpoint(path: Path) -> str | None:
     """What a file is when it cannot be a checkpoint (torch writes a zip archive, or a pickle in older
     versions): "empty", "a PNG image", "a text file", ...; None when it may be one."""
@@ -104,9 +102,9 @@ def not_a_checkpoint(path: Path) -> str | None:
         return "empty"
     if head.startswith((b"PK\x03\x04", b"\x80")):
         return None
-    kind = next((what for magic, what in FILE_KINDS if head.startswith(magic)), None)
+    kind = next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
     if kind:
-        return kind
+        return f"a {kind} image"
     try:
         head.decode("utf-8")
         return "a text file"

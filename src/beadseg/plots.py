@@ -57,12 +57,14 @@ def cover_figure(image: np.ndarray, probability: np.ndarray):
     return fig
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, color=(1.0, 0.2, 0.2), max_side: int | None = None) -> np.ndarray:
-    """The image in gray (0..1 RGB) with the outlines of a mask's or label image's objects in ``color``;
-    images larger than ``max_side`` are shown by every k-th pixel (bounded memory for huge frames)."""
+def overlay(image: np.ndarray, labels: np.ndarray, color=(1.0, 0.2, 0.2), max_side: int | None = None,
+            mode: str = "inner") -> np.ndarray:
+    """The image in gray (0..1 RGB) with the outlines of a mask's or label image's objects in ``color`` (``mode``:
+    skimage's ``find_boundaries``; ``thick`` for figures shown small); images larger than ``max_side`` are shown by
+    every k-th pixel (bounded memory for huge frames)."""
     step = max(1, math.ceil(max(image.shape) / max_side)) if max_side else 1
     rgb = np.repeat(display(image[::step, ::step])[..., None], 3, axis=-1)
-    rgb[find_boundaries(np.asarray(labels[::step, ::step]), mode="inner")] = color
+    rgb[find_boundaries(np.asarray(labels[::step, ::step]), mode=mode)] = color
     return rgb
 
 
@@ -157,14 +159,18 @@ def comparison_figure(name_a: str, rows_a: list[dict], diam_a, name_b: str, rows
 
 # evaluation
 
-def worst_figure(cases: list, path: Path) -> Path:
+def worst_figure(cases: list, path: Path, faults: list[str] | None = None) -> Path:
+    """The worst images: truth (cyan) beside prediction (yellow), each with the mask's known label faults."""
     fig, axes = plt.subplots(max(len(cases), 1), 2, figsize=(10, 5 * max(len(cases), 1)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for (row, image, truth, predicted), (left, right) in zip(cases, axes):
-        left.imshow(overlay(image, truth, (0.1, 0.9, 0.1)))
+    for (row, image, truth, predicted), fault, (left, right) in zip(cases, faults or [""] * len(cases), axes):
+        left.imshow(overlay(image, truth, (0.0, 1.0, 1.0), mode="thick"))
         left.set_title(f"{row['image'][:40]}\ntruth: {row['true_count']} beads", fontsize=9)
-        right.imshow(overlay(image, predicted, (1.0, 0.8, 0.0)))
+        if fault:
+            left.text(0.01, 0.01, f"label fault: {fault}", transform=left.transAxes, color="white", fontsize=9,
+                      va="bottom", bbox={"facecolor": "red", "alpha": 0.8, "pad": 2})
+        right.imshow(overlay(image, predicted, (1.0, 0.8, 0.0), mode="thick"))
         right.set_title(f"prediction: {row['predicted_count']} beads; object F1 {row['object_f1']}, IoU {row['iou']}", fontsize=9)
     return save(fig, path, dpi=100)
 

@@ -14,8 +14,9 @@ from hydra.utils import instantiate
 from rich.progress import track
 
 from beadseg import plots
-from beadseg.analysis.fingerprint import QAThresholds, image_row, summarise
-from beadseg.analysis.label_qa import LabelCheck, check_labels, shift_mask
+from beadseg.analysis.fingerprint import image_row, summarise
+from beadseg.data.label_qa import QAThresholds
+from beadseg.data.label_qa import LabelCheck, check_labels, shift_mask
 from beadseg.analysis.recommend import recommend, write_recommended
 from beadseg.analysis.report import write_report
 from beadseg.data.folder import FolderSource, load_pair

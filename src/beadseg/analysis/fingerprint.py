@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 from skimage.measure import label
 
-from beadseg.analysis.label_qa import LabelCheck
+from beadseg.data.label_qa import LabelCheck, QAThresholds
 from beadseg.data.io import bit_depth
 from beadseg.data.sample import BeadSample
 from beadseg.data.split import DENSITY_EDGES, density_bin_ranges
 from beadseg.models.classical import Detections
-
-
-@dataclass
-class QAThresholds:
-    """When an image is flagged (the values and their meaning: ``qa`` in conf/analyze.yaml)."""
-
-    min_labelled_fraction: float
-    min_offset_px: float
-    min_offset_confidence: float
-    size_ratio_range: tuple[float, float]
-    max_shift: int
 
 
 def image_row(sample: BeadSample, detections: Detections, check: LabelCheck, qa: QAThresholds) -> tuple[dict, np.ndarray]:
@@ -32,14 +20,7 @@ def image_row(sample: BeadSample, detections: Detections, check: LabelCheck, qa:
     areas = np.bincount(label(mask, connectivity=1).ravel())[1:]  # the labelled objects as drawn
     background = image[~mask] if (~mask).any() else image.ravel()
     bead_contrast = abs(image[mask].mean() - background.mean()) / max(background.std(), 1e-9) if mask.any() else 0.0
-    flags = []
-    if check.labelled_fraction < qa.min_labelled_fraction:
-        flags.append("missing_labels")
-    if check.offset >= qa.min_offset_px and check.offset_confidence >= qa.min_offset_confidence:
-        flags.append("offset")
-    low, high = qa.size_ratio_range
-    if np.isfinite(check.size_ratio) and not low <= check.size_ratio <= high:
-        flags.append("mask_smaller" if check.size_ratio < low else "mask_larger")
+    flags = check.flags(qa)
     row = {
         "image": sample.name,
         "height": image.shape[0],

@@ -92,6 +92,8 @@ def run_qc(root: Path, out: Path, qc: QCThresholds, detect: Callable, workers: i
     """Measure every frame (in parallel, streamed), flag, and write ``qc.csv`` and ``kept.txt``."""
     if not root.is_dir():
         raise BeadDataError(f"data.root={root} is not a folder")
+    if (root / "images").is_dir():  # a training folder: its frames, never its masks
+        root = root / "images"
     files = list_images(root, recursive=True, unique_stems=False)
     workers = workers or max(1, (os.cpu_count() or 1))
     jobs = [(path, detect) for path in files]

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import hydra
@@ -140,6 +141,24 @@ def unknown_override(config_name: str, arguments: list[str]) -> str | None:
     return reason + (f" (did you mean {' or '.join(near)}?)" if near else "")
 
 
+def record_failure(line: str) -> None:
+    """A training run stopped by a handled error still says so: ``result.json`` (status failed, the error) in its
+    run directory, as a sweep records its failed jobs."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    try:
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        result = output_dir / "result.json"
+        record = json.loads(result.read_text()) if result.is_file() else {}
+        result.write_text(json.dumps({**record, "status": "failed", "error": line}, indent=2))
+    except (OSError, ValueError):
+        pass  # an unwritable run directory may be the error itself
+
+
 def beadseg_app(config_name: str) -> Callable:
     """``@beadseg_app("predict")`` over ``def main(cfg)``: the command's entry point."""
 
@@ -154,6 +173,8 @@ def beadseg_app(config_name: str) -> Callable:
                 if line is None or os.environ.get("HYDRA_FULL_ERROR") == "1" or in_sweep():
                     raise
                 print(f"beadseg-{cfg.get('task_name', config_name)}: error: {line}", file=sys.stderr)
+                if config_name == "train":
+                    record_failure(line)
                 sys.exit(1)
 
         app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(handled)

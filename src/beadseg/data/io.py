@@ -45,7 +45,9 @@ def list_images(target: str | Path, recursive: bool = False, unique_stems: bool 
     candidates = target.rglob("*") if recursive else target.iterdir()
     files = sorted(
         path for path in candidates
-        if ((path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or (path.is_dir() and path.suffix.lower() == ".zarr"))
+        # a link that leads nowhere (broken, looping) stays in, so that reading it names it like any unreadable input
+        if (((path.is_file() or path.is_symlink()) and path.suffix.lower() in IMAGE_SUFFIXES)
+            or (path.is_dir() and path.suffix.lower() == ".zarr"))
         and not any(part.startswith(".") or part.lower().endswith(".zarr") for part in path.relative_to(target).parts[:-1])
         and not path.name.startswith(".")
     )
@@ -75,6 +77,8 @@ MIN_SIDE = 2
 
 def _unreadable(path: Path, error: Exception) -> BeadDataError:
     """Why a file could not be read, in words: missing, empty, not an image at all, or a damaged image."""
+    if path.is_symlink() and not path.exists():
+        return BeadDataError(f"image file {path} is a link that leads nowhere (broken or looping)")
     if not path.exists():
         return BeadDataError(f"image file {path} does not exist")
     if path.is_dir():
@@ -142,7 +146,14 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     mask = read_image(path)
-    if mask_kind(mask) == "anti-aliased":
+    kind = mask_kind(mask)
+    if mask.size and mask.min() > 0:
+        raise BeadDataError(f"mask {path} marks every pixel as bead (an inverted mask? background must be 0)")
+    if kind == "classes":
+        values = ", ".join(str(v) for v in np.unique(mask))
+        raise BeadDataError(f"mask {path} is a class map (values {values}, each in many places: one value per class, "
+                            "not per bead). Save bead masks as 0/255 (or 0/1), or as integer instance labels.")
+    if kind == "anti-aliased":
         values = np.unique(mask)
         raise BeadDataError(
             f"mask {path} is neither binary nor instance labels: it holds {len(values)} distinct values between "
@@ -153,8 +164,8 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def mask_kind(mask: np.ndarray) -> str:
-    """``binary`` (0 and one value), ``labels`` (integer instance labels: each value one compact region) or
-    ``anti-aliased`` (fractional values, or values that recur in many separate places, like the ramps of
+    """``binary`` (0 and one value), ``labels`` (integer instance labels: each value one compact region),
+    ``classes`` (a class map: a few consecutive values, each in many places) or ``anti-aliased`` (fractional values, or values that recur in many separate places, like the ramps of
     blurred edges: 128 on the rim of every bead)."""
     values = np.unique(mask)
     if len(values) <= 2:
@@ -162,7 +173,10 @@ def mask_kind(mask: np.ndarray) -> str:
     if not np.allclose(values, np.round(values)):
         return "anti-aliased"
     regions = measure_label(mask.astype(np.int64), background=0, connectivity=1).max()  # equal-valued connected regions
-    return "labels" if regions <= 1.5 * (len(values) - (values[0] == 0)) else "anti-aliased"
+    if regions <= 1.5 * (len(values) - (values[0] == 0)):
+        return "labels"
+    # a few consecutive small values, each in many places: one value per class, not per bead
+    return "classes" if len(values) <= 8 and values[-1] - values[0] == len(values) - 1 else "anti-aliased"
 
 
 def open_image(path: str | Path) -> np.ndarray:

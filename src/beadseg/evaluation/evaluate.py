@@ -15,6 +15,7 @@ from beadseg import plots
 from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
+from beadseg.data.label_qa import label_faults
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, sweep_settings
 from beadseg.inference.predictor import predictor_from_config
@@ -36,12 +37,17 @@ def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tup
     return chosen
 
 
-def write_results(out: Path, run: Evaluation, metrics: dict, kept: list, worst_images: int) -> dict:
-    """``metrics.json``, ``per_image.csv`` and the worst images (truth vs prediction)."""
+def write_results(out: Path, run: Evaluation, metrics: dict, kept: list, worst_images: int, cfg) -> dict:
+    """``metrics.json``, ``per_image.csv`` and the worst images (truth vs prediction, with the label faults that
+    the label QA finds in their masks)."""
+    worst = sorted(kept, key=lambda case: (case[0]["object_f1"], case[0]["iou"]))[:worst_images]
+    detect, qa = instantiate(cfg.detector), instantiate(cfg.qa)
+    faults = [label_faults(image, mask, detect, qa) for _, image, mask, _ in worst]
+    metrics["worst_images"] = [{"image": row["image"], "object_f1": row["object_f1"], "label_faults": fault}
+                               for (row, *_), fault in zip(worst, faults)]
     written = {"metrics": out / "metrics.json", "per_image": write_csv(run.rows, out / "per_image.csv", list(run.rows[0]))}
     written["metrics"].write_text(json.dumps(metrics, indent=2))
-    worst = sorted(kept, key=lambda case: (case[0]["object_f1"], case[0]["iou"]))[:worst_images]
-    written["worst"] = plots.worst_figure(worst, out / "worst_images.png")
+    written["worst"] = plots.worst_figure(worst, out / "worst_images.png", faults)
     return written
 
 
@@ -66,7 +72,7 @@ def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
         kept.append((row, sample.image, sample.mask, labels > 0))
     metrics = {"model": "saved predictions", "predictions": str(cfg.predictions), "data": str(source.root),
                **run.summary()}
-    return {"metrics": metrics, "written": write_results(out, run, metrics, kept, cfg.worst_images)}
+    return {"metrics": metrics, "written": write_results(out, run, metrics, kept, cfg.worst_images, cfg)}
 
 
 def evaluate(cfg) -> dict:
@@ -105,8 +111,11 @@ def evaluate(cfg) -> dict:
     assignment = {} if classical else checkpoint_split(ckpt)  # read once, not once per image
     seen = sorted(image_name(p[0]) for p in pairs if assignment.get(image_name(p[0])) == "train")
     if seen:
+        held_out = sorted({assignment.get(image_name(p[0])) for p in pairs} & {"val", "test"})
+        advice = (f"use split={' or split='.join(held_out)}" if held_out else
+                  "the checkpoint trained on every image of this folder: score it on a folder it has not seen")
         log.warning("%d of the %d images were training images of this checkpoint (%s...): these scores are not "
-                    "a test of generalisation; use split=val or split=test", len(seen), len(pairs), ", ".join(seen[:3]))
+                    "a test of generalisation; %s", len(seen), len(pairs), ", ".join(seen[:3]), advice)
     metrics = {"model": "classical" if classical else "checkpoint", "ckpt": None if classical else ckpt,
                "data": str(source.root), "split": cfg.split, "threshold": threshold,
                "training_images": len(seen), "training_image_names": seen,
@@ -114,7 +123,7 @@ def evaluate(cfg) -> dict:
                **summaries[stored], "threshold_sweep": sweep, "best_threshold": best["threshold"],
                "best_peak_threshold": best["peak_threshold"] if predictor.channels > 1 else None,
                "best_threshold_iou": max(sweep, key=lambda s: s["iou"])["threshold"]}
-    written = write_results(out, runs[stored], metrics, kept, cfg.worst_images)
+    written = write_results(out, runs[stored], metrics, kept, cfg.worst_images, cfg)
     at_peak = [s for s in sweep if s["peak_threshold"] == peak]
     written["sweep"] = plots.sweep_figure(at_peak, best["threshold"], out / "threshold_sweep.png")
     if cfg.write_threshold and not classical:

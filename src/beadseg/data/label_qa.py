@@ -13,6 +13,17 @@ from beadseg.models.classical import Detections, coverage
 
 
 @dataclass
+class QAThresholds:
+    """When an image is flagged (the values and their meaning: conf/qa/default.yaml)."""
+
+    min_labelled_fraction: float
+    min_offset_px: float
+    min_offset_confidence: float
+    size_ratio_range: tuple[float, float]
+    max_shift: int
+
+
+@dataclass
 class LabelCheck:
     """What one mask gets wrong, judged against the beads the classical detector finds in its image."""
 
@@ -31,6 +42,26 @@ class LabelCheck:
     @property
     def offset(self) -> float:
         return float(np.hypot(self.offset_y, self.offset_x))
+
+    def flags(self, qa: QAThresholds) -> list[str]:
+        """What is wrong with the mask: ``missing_labels``, ``offset``, ``mask_smaller`` / ``mask_larger``."""
+        flags = []
+        if self.labelled_fraction < qa.min_labelled_fraction:
+            flags.append("missing_labels")
+        if self.offset >= qa.min_offset_px and self.offset_confidence >= qa.min_offset_confidence:
+            flags.append("offset")
+        low, high = qa.size_ratio_range
+        if np.isfinite(self.size_ratio) and not low <= self.size_ratio <= high:
+            flags.append("mask_smaller" if self.size_ratio < low else "mask_larger")
+        return flags
+
+    def faults(self, qa: QAThresholds) -> str:
+        """The mask's faults in words (empty when none): what the worst-images figure says of a mask."""
+        words = {"missing_labels": f"{self.unlabelled} visible beads unlabelled",
+                 "offset": f"mask shifted by {self.offset:.1f} px",
+                 "mask_smaller": f"mask {self.size_ratio:.2f}x the beads' area",
+                 "mask_larger": f"mask {self.size_ratio:.2f}x the beads' area"}
+        return "; ".join(words[flag] for flag in self.flags(qa))
 
 
 def _parabola_vertex(left: float, centre: float, right: float) -> float:
@@ -64,6 +95,11 @@ def estimate_offset(mask: np.ndarray, signal: np.ndarray, max_shift: int = 8) ->
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """Move a mask (binary or labels) by whole pixels; what leaves the frame is lost, what enters is background."""
     return ndi.shift(mask, (dy, dx), order=0, mode="constant", cval=0)
+
+
+def label_faults(image: np.ndarray, mask: np.ndarray, detect, qa: QAThresholds) -> str:
+    """A mask's faults in words, judged against the beads ``detect`` finds in its image."""
+    return check_labels(mask, detect(image), qa.max_shift).faults(qa)
 
 
 def check_labels(mask: np.ndarray, detections: Detections, max_shift: int = 8) -> LabelCheck:
