@@ -293,3 +293,16 @@ def test_an_output_that_is_a_file_is_named(tmp_path):
     (tmp_path / "out").write_text("not a folder")
     with pytest.raises(FileExistsError, match="is a file, not a folder"):
         claim_output(tmp_path / "out", {}, resume=False)
+
+
+def test_a_missing_shard_is_named_and_only_skipped_on_request(synthetic_folder, tmp_path):
+    from beadseg.data.packed import PackedSource, pack
+
+    pack(FolderSource(synthetic_folder), tmp_path / "pack", chunk_bytes="64KB")
+    shards = sorted((tmp_path / "pack").glob("*.bin"))
+    assert len(shards) >= 2
+    shards[0].unlink()
+    with pytest.raises(BeadDataError, match=rf"shard\(s\) {shards[0].name} are missing"):
+        PackedSource(str(tmp_path / "pack"))
+    source = PackedSource(str(tmp_path / "pack"), skip_missing=True)
+    assert 0 < len(source.entries()) < len(source.meta["rows"])

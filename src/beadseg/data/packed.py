@@ -8,6 +8,7 @@ plus ``beadseg_pack.json``, the manifest that split and normalisation need. ``da
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from beadseg.data.sample import BeadSample
 
 PACK_FILE = "beadseg_pack.json"
 FORMAT = "beadseg-pack"
+log = logging.getLogger(__name__)
 ROW_KEYS = ("name", "label", "bead_count", "height", "width", "dtype", "vmin", "vmax")
 
 
@@ -62,7 +64,8 @@ def read_pack_meta(input_dir: str) -> dict:
             meta = json.loads((Path(input_dir) / PACK_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError) as error:
         raise BeadDataError(f"data.input_dir={input_dir} is not a beadseg pack (no readable {PACK_FILE}): "
-                            f"write one with beadseg-pack data.root=DIR out={input_dir}") from error
+                            "write one with beadseg-pack data.root=<the image folder> out=<a new folder>, then "
+                            "train with data.input_dir=<that folder>") from error
     if meta.get("format") != FORMAT:
         raise BeadDataError(f"data.input_dir={input_dir}: {PACK_FILE} is not a beadseg pack manifest")
     return meta
@@ -71,7 +74,7 @@ def read_pack_meta(input_dir: str) -> dict:
 class PackedSource:
     """A pack as a data source: rows from its manifest, items streamed from its shards on demand."""
 
-    def __init__(self, input_dir: str, kind: str = "beads") -> None:
+    def __init__(self, input_dir: str, kind: str = "beads", skip_missing: bool = False) -> None:
         if not input_dir:
             raise BeadDataError("data.input_dir is not set: give the folder (or URL) that beadseg-pack wrote")
         self.input_dir = str(input_dir)
@@ -80,13 +83,36 @@ class PackedSource:
             other = {"beads": "packed", "frames": "packed_frames"}[self.meta["kind"]]
             raise BeadDataError(f"data.input_dir={input_dir} packs {self.meta['kind']}, not {kind}: use data={other}")
         self.kind, self.classes = kind, list(self.meta["classes"])
+        self.rows = self.present_rows(skip_missing)
         self._stream = None
+
+    def present_rows(self, skip_missing: bool) -> list[dict]:
+        """The manifest's rows whose shard is there (a local pack is checked; a remote one is trusted). A missing
+        shard is an error naming it, unless ``skip_missing``: then its items are left out, with a warning."""
+        index = Path(self.input_dir) / "index.json"
+        rows = self.meta["rows"]
+        if "://" in self.input_dir or not index.is_file():
+            return rows
+        chunks = json.loads(index.read_text()).get("chunks", [])
+        ends = np.cumsum([chunk["chunk_size"] for chunk in chunks])
+        missing = [i for i, chunk in enumerate(chunks) if not (index.parent / chunk["filename"]).is_file()]
+        if not missing:
+            return rows
+        lost = [row for row in rows if int(np.searchsorted(ends, row["index"], side="right")) in missing]
+        names = ", ".join(chunks[i]["filename"] for i in missing)
+        if not skip_missing:
+            raise BeadDataError(f"data.input_dir={self.input_dir}: shard(s) {names} are missing ({len(lost)} of "
+                                f"{len(rows)} items): copy the pack whole again, or train without them with "
+                                "data.source.skip_missing=true")
+        log.warning("data.input_dir=%s: shard(s) %s are missing: training without their %d items",
+                    self.input_dir, names, len(lost))
+        return [row for row in rows if row not in lost]
 
     def __getstate__(self) -> dict:  # loader workers and DDP ranks open their own reader
         return {**self.__dict__, "_stream": None}
 
     def entries(self) -> list[dict]:
-        return self.meta["rows"]
+        return self.rows
 
     def read(self, row: dict):
         if self._stream is None:
