@@ -3,31 +3,40 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.beadseg-installed
+DEV_STAMP := $(VENV)/.beadseg-dev-installed
 
-.PHONY: install train test test-fast benchmark clean
+.PHONY: install install-dev train test test-fast benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(DEV_STAMP)
+
+## beadseg alone (what training and prediction need)
 install: $(STAMP)
+
+## beadseg with the dev extra: pytest, napari + Qt, ONNX, bioimage.io, captum (what the test suite needs)
+install-dev: $(DEV_STAMP)
 
 ## Train the default experiment (built-in synthetic beads); pass Hydra overrides with ARGS="model=attention_unet ..."
 train: install
 	$(BIN)/beadseg-train $(ARGS)
 
 ## Run the test suite (CI runs this through .ci/run)
-test: install
+test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The edit loop: the suite without the end-to-end runs marked slow (under a minute)
-test-fast: install
+test-fast: install-dev
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ## Lightning loop vs a plain PyTorch loop, images per second
-benchmark: install
+benchmark: install-dev
 	$(BIN)/python benchmarks/train_throughput.py $(ARGS)
 
 clean:

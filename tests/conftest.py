@@ -17,10 +17,12 @@ REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "microbead
 
 @pytest.fixture(autouse=True, scope="session")
 def manifest_cache(tmp_path_factory):
-    """Manifests of read-only data folders go to a temporary cache, not the user's."""
+    """Manifests of read-only data folders go to a temporary cache, not the user's; runs a test does not place
+    itself go to a temporary folder, not the checkout's outputs/."""
     import os
 
     os.environ["BEADSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("beadseg-cache"))
+    os.environ["BEADSEG_LOG_DIR"] = str(tmp_path_factory.mktemp("runs"))  # runs a test does not place: never outputs/
     yield
 
 
