@@ -54,6 +54,13 @@ def one_frame(folder: Path) -> Path:
     return folder
 
 
+def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    done = run(str(BIN / "beadseg-train"), f"hydra.run.dir={tmp_path / 'a_file' / 'run'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"cannot make the run directory {tmp_path / 'a_file' / 'run'}: {tmp_path / 'a_file'} is not a folder" in done.stderr
+
+
 def test_a_missing_value_and_a_file_as_output_are_one_line(tmp_path):
     done = run(str(BIN / "beadseg-predict"), f"hydra.run.dir={tmp_path / 'h'}")
     assert done.returncode == 1 and done.stderr.strip() == "beadseg-predict: error: input has no value: give input=..."

@@ -93,10 +93,11 @@ def _flat_keys(node, prefix: str = "") -> list[str]:
     return keys
 
 
-def unknown_override(config_name: str, arguments: list[str]) -> str | None:
-    """The message for an override whose key the composed config does not have (``optimzer.lr=1e-3``), or that
-    adds (``+``) under a node that does not exist, with the nearest valid keys; None when every key is known.
-    A sweep is checked at its first value; runs with other command-line flags are left to Hydra."""
+def preflight(config_name: str, arguments: list[str]) -> str | None:
+    """What stops a run before it starts, in one line, or None: an override whose key the composed config does not
+    have (``optimzer.lr=1e-3``) or that adds (``+``) under a node that does not exist, with the nearest valid keys;
+    a run directory that cannot be written. A sweep is checked at its first value; runs with other command-line
+    flags (``--help``, ``--config-dir``) are left to Hydra."""
     import difflib
 
     from hydra import compose, initialize_config_dir
@@ -113,8 +114,6 @@ def unknown_override(config_name: str, arguments: list[str]) -> str | None:
         return None  # a syntax error: Hydra's own message says where
     checked, added = [], []
     for override in parsed:
-        if override.key_or_group.split(".")[0].split("/")[0] == "hydra":
-            continue
         value = next(override.sweep_string_iterator()) if override.is_sweep_override() else override.get_value_element_as_str()
         prefix = {"add": "+", "force_add": "++", "delete": "~"}.get(override.type.name.lower(), "")
         checked.append(f"{prefix}{override.key_or_group}={value}" if prefix != "~" else f"~{override.key_or_group}")
@@ -122,8 +121,8 @@ def unknown_override(config_name: str, arguments: list[str]) -> str | None:
             added.append(override.key_or_group)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         try:
-            cfg = compose(config_name, overrides=[c for c in checked if not c.startswith("+")])
-            compose(config_name, overrides=checked)
+            cfg = compose(config_name, overrides=[c for c in checked if not c.startswith("+")], return_hydra_config=True)
+            full = compose(config_name, overrides=checked, return_hydra_config=True)
         except ConfigCompositionException as error:
             if "Could not override" not in str(error):
                 return None  # e.g. an unknown group option: Hydra's message lists the options
@@ -134,11 +133,21 @@ def unknown_override(config_name: str, arguments: list[str]) -> str | None:
         else:
             wrong = next((key for key in added if OmegaConf.select(cfg, key.rsplit(".", 1)[0]) is None), None)
             if wrong is None:
-                return None
+                return unwritable(Path(full.hydra.sweep.dir if flags else full.hydra.run.dir))
             parent, leaf = wrong.rsplit(".", 1)
             reason = f"+{wrong}: there is no {parent} to add {leaf} to, so it would be ignored"
-    near = difflib.get_close_matches(wrong, _flat_keys(cfg), n=3, cutoff=0.6)
+    keys = [key for key in _flat_keys(cfg) if not key.startswith("hydra")]
+    near = difflib.get_close_matches(wrong, keys, n=3, cutoff=0.6)
     return reason + (f" (did you mean {' or '.join(near)}?)" if near else "")
+
+
+def unwritable(run_dir: Path) -> str | None:
+    """Why the run directory cannot be made (a read-only or foreign folder on its way), or None."""
+    existing = next((folder for folder in (run_dir, *run_dir.absolute().parents) if folder.exists()), None)
+    if existing is None or (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        return None
+    what = "is not a folder" if not existing.is_dir() else "cannot be written (read-only?)"
+    return f"cannot make the run directory {run_dir}: {existing} {what}; give hydra.run.dir=<a writable folder>"
 
 
 def record_failure(line: str) -> None:
@@ -183,7 +192,7 @@ def beadseg_app(config_name: str) -> Callable:
         def entry():
             quiet_libraries()
             sys.argv[1:] = quote_values(sys.argv[1:])
-            problem = unknown_override(config_name, sys.argv[1:])
+            problem = preflight(config_name, sys.argv[1:])
             if problem:
                 print(f"beadseg-{config_name}: error: {problem}", file=sys.stderr)
                 sys.exit(1)
