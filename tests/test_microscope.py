@@ -142,3 +142,21 @@ def test_an_ome_zarr_folder_is_one_image(planes, tmp_path):
     assert list_images(folder) == [path] and image_name(path) == "big"
     assert np.array_equal(read_image(path), beads)
     assert pixel_size_um(path, PlaneChoice()) == pytest.approx(0.65)
+
+
+def test_invalid_ome_metadata_and_an_empty_zarr_are_named_not_blamed_on_a_missing_reader(tmp_path):
+    import numpy as np
+    import tifffile
+
+    from beadseg.data.io import BeadDataError, read_image
+    from beadseg.data.microscope import PlaneChoice, pixel_size_um
+
+    image = (np.random.default_rng(0).random((64, 64)) * 200).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "zero.ome.tif", image, ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.0,
+                                                                           "PhysicalSizeY": 0.0})
+    assert np.array_equal(read_image(tmp_path / "zero.ome.tif"), image)  # the pixels are fine
+    assert pixel_size_um(tmp_path / "zero.ome.tif", PlaneChoice(pixel_size_um=0.5)) == 0.5  # the given size serves
+    (tmp_path / "empty.ome.zarr").mkdir()
+    with pytest.raises(BeadDataError, match="installed") as refused:
+        read_image(tmp_path / "empty.ome.zarr")
+    assert "pip install" not in str(refused.value)

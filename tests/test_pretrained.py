@@ -30,8 +30,23 @@ def test_shipped_model_segments_synthetic_beads(modality, bit_depth):
     for seed in (11, 12, 14, 15):  # 60 beads in 256², many touching
         image, truth = render_beads(np.random.default_rng(seed), 256, 60, modality, bit_depth)
         probability, _ = predictor.predict(image)
-        found = found + match_by_centroid(truth, PostProcess()(probability, predictor.threshold)[1], 5)
+        found = found + match_by_centroid(truth, PostProcess()(probability, predictor.threshold, image)[1], 5)
     assert found.f1 >= 0.9
+
+
+@pytest.mark.parametrize("modality", ["brightfield", "fluorescence"])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_shipped_model_puts_no_bead_on_noise_only_frames_and_counts_beads_not_specks(modality, bit_depth):
+    predictor = load_predictor(None, partial(ModelPredictor, tile=256))
+    post = PostProcess().for_model(predictor)
+    rng = np.random.default_rng(bit_depth)
+    for _ in range(3):
+        image, _ = render_beads(rng, 256, 0, modality, bit_depth)
+        assert not post.instances(predictor.predict(image)[0], image, predictor.threshold).objects
+    image, truth = render_beads(rng, 256, 20, modality, bit_depth, cluster_fraction=0.0, n_debris=8)
+    found = post.instances(predictor.predict(image)[0], image, predictor.threshold)
+    assert truth.max() >= 15 and match_by_centroid(truth, found.labels, 5).f1 >= 0.95  # the beads, found
+    assert abs(len(found.objects) - int(truth.max())) <= 1  # and the 8 specks not counted
 
 
 @pytest.mark.parametrize("modality, bit_depth, seed", [("brightfield", 8, 100), ("fluorescence", 16, 200)])
@@ -43,7 +58,7 @@ def test_shipped_model_counts_dense_touching_clusters(modality, bit_depth, seed)
     source = SyntheticSource(n_images=1, image_size=512, seed=seed, min_beads=300, max_beads=700, cluster_fraction=0.5,
                              modality=modality, bit_depth=bit_depth)
     _, image, truth = source.render(0)
-    labels = PostProcess().for_model(predictor)(predictor.predict(image)[0], predictor.threshold)[1]
+    labels = PostProcess().for_model(predictor)(predictor.predict(image)[0], predictor.threshold, image)[1]
     assert match_by_centroid(truth, labels, 5).f1 >= 0.97
     assert abs(int(labels.max()) - int(truth.max())) <= 0.03 * truth.max()
 

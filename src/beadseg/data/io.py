@@ -12,7 +12,7 @@ import numpy as np
 import tifffile
 from skimage.measure import label as measure_label
 
-from beadseg.data.microscope import MicroscopeError, microscope_format, read_plane
+from beadseg.data.microscope import InvalidMetadata, MicroscopeError, microscope_format, read_plane
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".nd2", ".czi", ".lif")  # and OME-Zarr folders
 
@@ -118,7 +118,12 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         if microscope_format(path):
-            array = read_plane(path)
+            try:
+                array = read_plane(path)
+            except InvalidMetadata:
+                if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+                    raise
+                array = tifffile.imread(path)  # the pixels are fine; the OME metadata are not (named in the log)
         elif path.suffix.lower() in (".tif", ".tiff"):
             array = tifffile.imread(path)
         else:

@@ -8,6 +8,7 @@ however they are started, read the same plane.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -29,6 +30,10 @@ ENV_PREFIX = "BEADSEG_IMAGE_"
 
 class MicroscopeError(ValueError):
     """A microscope file that cannot give one plane (or a pixel size); the message names the file and the fix."""
+
+
+class InvalidMetadata(MicroscopeError):
+    """A microscope file its installed reader refuses: the metadata break the format, or there is no image."""
 
 
 def microscope_format(path: str | Path) -> str | None:
@@ -118,6 +123,9 @@ def _bioimage(path: Path):
         return BioImage(path)
     except UnsupportedFileFormatError as error:
         plugin = MICROSCOPE_FORMATS[suffix]
+        if importlib.util.find_spec(plugin.replace("-", "_")) is not None:  # installed: the file is the problem
+            raise InvalidMetadata(f"{plugin} (installed) cannot open {path}: its metadata break the format (e.g. "
+                                  "a pixel size of 0 or below) or it holds no image") from error
         extra = f"pip install 'beadseg[{EXTRAS[plugin]}]' (or {plugin})" if plugin in EXTRAS else f"pip install {plugin}"
         raise MicroscopeError(f"no installed bioio reader opens {path}: {extra}, or check that the file is "
                               f"a {suffix} file at all") from error
@@ -144,8 +152,15 @@ def read_plane(path: str | Path, choice: PlaneChoice | None = None) -> np.ndarra
 
 
 def metadata_pixel_size(path: Path, choice: PlaneChoice) -> float | None:
-    """The pixel size (µm) in a microscope file's metadata (read lazily: no pixel data is loaded)."""
-    size = _scene(path, choice).physical_pixel_sizes.X
+    """The pixel size (µm) in a microscope file's metadata (read lazily: no pixel data is loaded); None, with a
+    warning, for an OME-TIFF whose metadata its reader refuses (its pixels are read as a plain TIFF)."""
+    try:
+        size = _scene(path, choice).physical_pixel_sizes.X
+    except InvalidMetadata as error:
+        if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+            raise
+        log.warning("%s: using image.pixel_size_um (%s)", error, choice.pixel_size_um)
+        return None
     return float(size) if size else None
 
 
