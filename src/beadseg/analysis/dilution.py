@@ -90,6 +90,8 @@ class DilutionSeries:
         frames = [(dilution, count) for dilution, values in groups.items() for count in values
                   if count > 0 and any(row["dilution"] == dilution for row in in_range)]
         slope = self.slope(np.array(frames)) if len({d for d, _ in frames}) >= 2 else None
+        every = np.array([(d, count) for d, values in groups.items() for count in values if count > 0])
+        slope_all = self.slope(every) if len(set(every[:, 0])) >= 2 else None
         chosen = {row["dilution"] for row in in_range}
         series = self.estimate(np.concatenate([groups[d] for d in sorted(chosen)]),
                                np.concatenate([np.full(len(groups[d]), d) for d in sorted(chosen)]))
@@ -99,6 +101,7 @@ class DilutionSeries:
             row.update({key: row[ref] * scale if scale else "" for key, ref in
                         (("per_ul", "concentration"), ("per_ul_low", "ci_low"), ("per_ul_high", "ci_high"))})
         return {"groups": rows, "concentration": series[0], "concentration_ci": series[1:], "slope": slope,
+                "slope_all": slope_all,
                 "scales_up_to": max(scaling) if scaling else None, "volume_ul": self.volume_ul,
                 "confidence": self.confidence, "frames": sum(row["frames"] for row in rows)}
 
@@ -139,6 +142,9 @@ def summary(result: dict) -> str:
         text.append(f"On log-log axes the count per frame falls with dilution at slope {fit['slope']:.2f} "
                     f"({percent} % CI {fit['low']:.2f} to {fit['high']:.2f}) over the dilutions in range, "
                     f"{verdict} the slope of -1 that a proportional count gives.")
+        every = result["slope_all"]
+        if every and any(g["status"] != "ok" for g in groups):
+            text.append(f"Over every dilution it is {every['slope']:.2f} ({every['low']:.2f} to {every['high']:.2f}).")
     text.append(f"The stock's concentration, count × dilution over those dilutions, is {_number(result['concentration'])} "
                 f"{unit} ({percent} % CI {_number(low)} to {_number(high)})"
                 + (f", {_number(result['concentration'] / result['volume_ul'])} beads per µL for a frame imaging "
