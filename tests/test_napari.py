@@ -66,6 +66,10 @@ def test_reader_opens_a_prediction_folder(beads, tmp_path):
     points, meta = layers["points"]
     assert len(points) == count and meta["scale"] == (0.65, 0.65)
     assert np.allclose(meta["features"]["equivalent_diameter_um"], meta["features"]["equivalent_diameter"] * 0.65, atol=1e-3)
+    assert "contrast_snr" in meta["features"]
+    (inputs / "sample.tif").write_bytes(b"")  # the input is gone bad since: its layer is skipped, the rest shown
+    kinds = [kind for _, _, kind in reader(str(out))]
+    assert kinds == ["labels", "points"]
 
 
 def test_manifest_names_the_reader_and_the_widget():
