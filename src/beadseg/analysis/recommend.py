@@ -51,6 +51,12 @@ def recommend(summary: dict, names: list[str], root: str) -> tuple[dict, list[di
     choose("watershed", bool(merged > 0.05),
            f"{merged:.0%} of labelled objects are larger than 1.8× the median bead: touching beads "
            + ("need watershed separation to be counted" if merged > 0.05 else "are rare; plain connected components count well"))
+    choose("init_from", "${beadseg.shipped_model:}",
+           "start from the shipped bead model (mask + bead-centre map, 16 base channels): it already knows beads, "
+           "empty background and debris; the run fine-tunes it on these images")
+    choose("tune_thresholds", {"thresholds": [0.3, 0.4, 0.5, 0.6, 0.7], "peak_thresholds": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5]},
+           "tune the mask and peak thresholds on the run's own validation images and store them in its checkpoint: "
+           "beadseg-predict ckpt=<the run> needs nothing more")
     choose("data.root", str(Path(root).resolve()), "the analysed folder")
     return {c["setting"]: c["value"] for c in choices}, choices
 
@@ -65,8 +71,9 @@ def write_recommended(settings: dict, path: Path, source: str) -> Path:
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    defaults = ["train", {"override data": "folder"}, {"override loss": settings["loss"]},
-                {"override augmentation": settings["augmentation"]}, "_self_"]
+    body.setdefault("model", {})["base_channels"] = 16  # the shipped model's width (init_from)
+    defaults = ["train", {"override data": "folder"}, {"override target": "centres"},
+                {"override loss": settings["loss"]}, {"override augmentation": settings["augmentation"]}, "_self_"]
     header = (
         f"# Written by beadseg-analyze on {date.today()} for {source}.\n"
         f"# Train with:  beadseg-train --config-dir {path.parent.resolve()} --config-name {path.stem}\n"
