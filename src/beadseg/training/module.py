@@ -104,6 +104,9 @@ class ConfiguredModule(pl.LightningModule, ABC):
             checkpoint["beadseg_split"] = {row["name"]: row["split"] for row in datamodule.split_table}
 
 
+MONODISPERSE = 1.8  # the lab's beads: 1.56 (quartiles 27, 42 px); synthetic beads of every size: 2.3
+
+
 class BeadSegModule(ConfiguredModule):
     """Binary bead segmentation; the checkpoint also carries the probability threshold.
 
@@ -112,7 +115,8 @@ class BeadSegModule(ConfiguredModule):
     its own loss), and beads are decoded from its peaks. With ``object_metrics`` every validation (and test) image is also post-processed into beads as
     beadseg-predict does, and ``val/object_f1`` (centroids within ``match_distance`` px) and ``val/count_error``
     (median relative error of the count per image) are logged: usable as the checkpoint and plateau monitor.
-    ``bead_area`` (median area of the validation beads, px) is recorded for the debris rule's fallback."""
+    ``bead_area`` (median area of the validation beads, px) is recorded for the debris rule's fallback when the
+    beads are of one size (upper quartile of their areas at most ``MONODISPERSE`` times the lower)."""
 
     def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, threshold: float = 0.5,
                  normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0,
@@ -186,7 +190,9 @@ class BeadSegModule(ConfiguredModule):
     def on_validation_epoch_end(self) -> None:
         self._log_objects("val")
         if self.bead_areas:  # the bead size the model learned (the debris rule's fallback), in the checkpoint
-            self.hparams.bead_area = float(np.median(self.bead_areas))
+            low, median, high = np.percentile(self.bead_areas, (25, 50, 75))
+            monodisperse = high <= MONODISPERSE * low  # one stock; beads of every size teach no one size
+            self.hparams.bead_area = float(median) if monodisperse else None
 
     def on_test_epoch_end(self) -> None:
         self._log_objects("test")
