@@ -164,6 +164,8 @@ def test_cli_with_compare_and_the_recommendation_trains(tmp_path):
     assert (tmp_path / "train" / "checkpoints" / "last.ckpt").is_file()
     composed = (tmp_path / "train" / ".hydra" / "config.yaml").read_text()
     assert f"root: {tmp_path / 'a'}" in composed
+    result = json.loads((tmp_path / "train" / "result.json").read_text())  # the shipped model, fine-tuned and tuned
+    assert result["checkpoint"].endswith(".tuned.ckpt") and "init_from: " in composed
 
 
 def test_eval_names_the_label_fault_of_a_worst_image(tmp_path, compose_config):

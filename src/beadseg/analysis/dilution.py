@@ -95,6 +95,8 @@ class DilutionSeries:
         chosen = {row["dilution"] for row in in_range}
         series = self.estimate(np.concatenate([groups[d] for d in sorted(chosen)]),
                                np.concatenate([np.full(len(groups[d]), d) for d in sorted(chosen)]))
+        for row in rows:  # how far each group stands from the series' value as reported
+            row["deviation"] = row["concentration"] / series[0] - 1
         scaling = [row["mean_count"] for row in rows if row["status"] == "ok"]
         for row in rows:
             scale = 1 / self.volume_ul if self.volume_ul else None
