@@ -72,31 +72,20 @@ class DilutionSeries:
             rows.append({"dilution": dilution, "frames": len(values), "mean_count": float(values.mean()),
                          "std_count": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                          "concentration": concentration, "ci_low": low, "ci_high": high, "status": "ok"})
-        consensus = float(np.median([row["concentration"] for row in rows]))
-        for _ in range(3):  # flag, then take the series' value again from the groups that agree
-            for row in rows:
-                row["deviation"] = row["concentration"] / consensus - 1
-                outside = not row["ci_low"] <= consensus <= row["ci_high"]
-                row["status"] = "disagrees" if outside and abs(row["deviation"]) > self.tolerance else "ok"
-            for row in rows:  # from the densest group on: those that fall short are saturated
-                if row["status"] == "disagrees" and row["deviation"] < 0:
-                    row["status"] = "saturated"
-                else:
-                    break
-            agreeing = [row for row in rows if row["status"] == "ok"] or rows
-            weights = np.array([row["frames"] for row in agreeing], float)
-            consensus = float(np.average([row["concentration"] for row in agreeing], weights=weights))
+        # first the median group (robust to a saturated or odd group), then the groups that agree, until stable
+        series = (float(np.median([row["concentration"] for row in rows])), 0.0, 0.0)
+        for _ in range(5):
+            self.flag(rows, series[0])
+            again = self.series(groups, [row for row in rows if row["status"] == "ok"] or rows)
+            if again == series:
+                break
+            series = again
         in_range = [row for row in rows if row["status"] == "ok"] or rows
         frames = [(dilution, count) for dilution, values in groups.items() for count in values
                   if count > 0 and any(row["dilution"] == dilution for row in in_range)]
         slope = self.slope(np.array(frames)) if len({d for d, _ in frames}) >= 2 else None
         every = np.array([(d, count) for d, values in groups.items() for count in values if count > 0])
         slope_all = self.slope(every) if len(set(every[:, 0])) >= 2 else None
-        chosen = {row["dilution"] for row in in_range}
-        series = self.estimate(np.concatenate([groups[d] for d in sorted(chosen)]),
-                               np.concatenate([np.full(len(groups[d]), d) for d in sorted(chosen)]))
-        for row in rows:  # how far each group stands from the series' value as reported
-            row["deviation"] = row["concentration"] / series[0] - 1
         scaling = [row["mean_count"] for row in rows if row["status"] == "ok"]
         for row in rows:
             scale = 1 / self.volume_ul if self.volume_ul else None
@@ -106,6 +95,24 @@ class DilutionSeries:
                 "slope_all": slope_all,
                 "scales_up_to": max(scaling) if scaling else None, "volume_ul": self.volume_ul,
                 "confidence": self.confidence, "frames": sum(row["frames"] for row in rows)}
+
+    def series(self, groups: dict[float, np.ndarray], chosen: list[dict]) -> tuple[float, float, float]:
+        """The series' concentration and interval from the frames of the ``chosen`` groups."""
+        dilutions = sorted(row["dilution"] for row in chosen)
+        return self.estimate(np.concatenate([groups[d] for d in dilutions]),
+                             np.concatenate([np.full(len(groups[d]), d) for d in dilutions]))
+
+    def flag(self, rows: list[dict], concentration: float) -> None:
+        """Each group's deviation from the series' concentration and its status: ``disagrees`` when outside its
+        interval and more than ``tolerance`` off, ``saturated`` for the densest groups that fall short."""
+        for row in rows:
+            row["deviation"] = row["concentration"] / concentration - 1
+            outside = not row["ci_low"] <= concentration <= row["ci_high"]
+            row["status"] = "disagrees" if outside and abs(row["deviation"]) > self.tolerance else "ok"
+        for row in rows:  # rows run from the densest group on
+            if row["status"] != "disagrees" or row["deviation"] >= 0:
+                break
+            row["status"] = "saturated"
 
     def slope(self, frames: np.ndarray) -> dict:
         """Least-squares slope of log10(count) on log10(dilution) over the frames, with its interval."""

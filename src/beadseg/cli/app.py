@@ -121,8 +121,9 @@ def preflight(config_name: str, arguments: list[str]) -> str | None:
             added.append(override.key_or_group)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         try:
-            cfg = compose(config_name, overrides=[c for c in checked if not c.startswith("+")], return_hydra_config=True)
             full = compose(config_name, overrides=checked, return_hydra_config=True)
+            cfg = compose(config_name, overrides=[c for c in checked if not c.startswith("+")],
+                          return_hydra_config=True) if added else full
         except ConfigCompositionException as error:
             if "Could not override" not in str(error):
                 return None  # e.g. an unknown group option: Hydra's message lists the options
