@@ -27,9 +27,9 @@ install-dev: $(DEV_STAMP)
 train: install
 	$(BIN)/beadseg-train $(ARGS)
 
-## Run the test suite (CI runs this through .ci/run)
+## Run the test suite (CI runs this through .ci/run), one worker per core (most tests wait on imports and I/O)
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 ## The edit loop: the suite without the end-to-end runs marked slow (under a minute)
 test-fast: install-dev
