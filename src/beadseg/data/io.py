@@ -12,7 +12,7 @@ import numpy as np
 import tifffile
 from skimage.measure import label as measure_label
 
-from beadseg.data.microscope import InvalidMetadata, MicroscopeError, microscope_format, read_plane
+from beadseg.data.microscope import InvalidMetadata, MicroscopeError, microscope_format, ome_tiff, read_plane
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".nd2", ".czi", ".lif")  # and OME-Zarr folders
 
@@ -121,7 +121,7 @@ def read_image(path: str | Path) -> np.ndarray:
             try:
                 array = read_plane(path)
             except InvalidMetadata:
-                if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+                if not ome_tiff(path):
                     raise
                 array = tifffile.imread(path)  # the pixels are fine; the OME metadata are not (named in the log)
         elif path.suffix.lower() in (".tif", ".tiff"):
@@ -151,9 +151,9 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     mask = read_image(path)
-    kind = mask_kind(mask)
     if mask.size and mask.min() > 0:
         raise BeadDataError(f"mask {path} marks every pixel as bead (an inverted mask? background must be 0)")
+    kind = mask_kind(mask)
     if kind == "classes":
         values = ", ".join(str(v) for v in np.unique(mask))
         raise BeadDataError(f"mask {path} is a class map (values {values}, each in many places: one value per class, "

@@ -42,6 +42,11 @@ def microscope_format(path: str | Path) -> str | None:
     return next((suffix for suffix in MICROSCOPE_FORMATS if name.endswith(suffix)), None)
 
 
+def ome_tiff(path: str | Path) -> bool:
+    """An OME-TIFF: a plain TIFF reader still reads its pixels when its OME metadata are refused."""
+    return microscope_format(path) in (".ome.tif", ".ome.tiff")
+
+
 @dataclass
 class PlaneChoice:
     """Which plane of a microscope file to read: ``scene`` and ``channel`` by name or index, ``z`` and ``t`` by
@@ -157,7 +162,7 @@ def metadata_pixel_size(path: Path, choice: PlaneChoice) -> float | None:
     try:
         size = _scene(path, choice).physical_pixel_sizes.X
     except InvalidMetadata as error:
-        if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        if not ome_tiff(path):
             raise
         log.warning("%s: using image.pixel_size_um (%s)", error, choice.pixel_size_um)
         return None

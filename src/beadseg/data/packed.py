@@ -98,15 +98,16 @@ class PackedSource:
         missing = [i for i, chunk in enumerate(chunks) if not (index.parent / chunk["filename"]).is_file()]
         if not missing:
             return rows
-        lost = [row for row in rows if int(np.searchsorted(ends, row["index"], side="right")) in missing]
+        shard = np.searchsorted(ends, [row["index"] for row in rows], side="right")
+        lost = np.isin(shard, missing)
         names = ", ".join(chunks[i]["filename"] for i in missing)
         if not skip_missing:
-            raise BeadDataError(f"data.input_dir={self.input_dir}: shard(s) {names} are missing ({len(lost)} of "
+            raise BeadDataError(f"data.input_dir={self.input_dir}: shard(s) {names} are missing ({int(lost.sum())} of "
                                 f"{len(rows)} items): copy the pack whole again, or train without them with "
                                 "data.source.skip_missing=true")
         log.warning("data.input_dir=%s: shard(s) %s are missing: training without their %d items",
-                    self.input_dir, names, len(lost))
-        return [row for row in rows if row not in lost]
+                    self.input_dir, names, int(lost.sum()))
+        return [row for row, gone in zip(rows, lost) if not gone]
 
     def __getstate__(self) -> dict:  # loader workers and DDP ranks open their own reader
         return {**self.__dict__, "_stream": None}

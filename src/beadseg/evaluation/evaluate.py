@@ -18,6 +18,7 @@ from beadseg.data.instances import bead_instances
 from beadseg.data.label_qa import label_faults
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, sweep_settings
+from beadseg.inference.postprocess import image_noise
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
@@ -98,9 +99,9 @@ def evaluate(cfg) -> dict:
     for image_path, mask_path in track(pairs, description="evaluating"):
         sample = load_pair(image_path, mask_path)
         probability, _ = predictor.predict(sample.image)
-        truth = Truth.of(sample.mask, sample.labels)
+        truth, noise = Truth.of(sample.mask, sample.labels), image_noise(sample.image)  # once, for every setting
         for setting, run in runs.items():
-            mask, labels = at_setting[setting](probability, image=sample.image)
+            mask, labels = at_setting[setting](probability, image=sample.image, noise=noise)
             row = run.add(sample.name, truth, mask, labels)
             if setting == stored:
                 kept.append((row, sample.image, sample.mask, mask))

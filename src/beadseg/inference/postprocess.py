@@ -65,8 +65,10 @@ def contrast_snr(labels: np.ndarray, image: np.ndarray, noise: float, ring: int 
     owners, values = owners[order], values[order]
     starts = np.searchsorted(owners, np.arange(count + 2))
     has_ring = starts[1:-1] < starts[2:]
-    background = np.full(count + 1, np.median(image[labels == 0]) if (labels == 0).any() else 0.0, np.float32)
+    background = np.zeros(count + 1, np.float32)
     background[1:][has_ring] = values[((starts[1:-1] + starts[2:]) // 2)[has_ring]]
+    if not has_ring.all():  # objects crowded without a free pixel around them: the chunk's background
+        background[1:][~has_ring] = np.median(image[labels == 0]) if (labels == 0).any() else 0.0
     pixels = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     total = np.bincount(labels.ravel(), weights=image.ravel(), minlength=count + 1)[1:]
     mean = total / np.maximum(pixels, 1)
@@ -185,7 +187,7 @@ class PostProcess:
         """This post-processing with the predictor's stored peak threshold where none is set here, and the bead
         area the model learned."""
         peak = predictor.peak_threshold if self.peak_threshold is None else self.peak_threshold
-        return replace(self, peak_threshold=peak, learned_bead_area=getattr(predictor, "bead_area", None))
+        return replace(self, peak_threshold=peak, learned_bead_area=predictor.bead_area)
 
     def candidates(self, maps: np.ndarray, default_threshold: float = 0.5) -> np.ndarray:
         """Instance labels before the size and shape filters: threshold, hole filling, touching beads split (at
@@ -223,22 +225,24 @@ class PostProcess:
                 small = ~at_edge & (area < self.debris_area_fraction * reference)
         return ["faint" if f else "small" if s else "" for f, s in zip(faint, small)]
 
-    def __call__(self, maps: np.ndarray, default_threshold: float = 0.5,
-                 image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, maps: np.ndarray, default_threshold: float = 0.5, image: np.ndarray | None = None,
+                 noise: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Clean binary mask and instance labels (int32, 0 = background) of a whole (small) map: the beads of
         :meth:`instances` (without ``image``, no contrast rule)."""
-        labels = self.instances(maps, image, default_threshold).labels
+        labels = self.instances(maps, image, default_threshold, noise=noise).labels
         return labels > 0, labels
 
     def instances(self, maps: np.ndarray, image: np.ndarray | None = None, default_threshold: float = 0.5,
-                  labels_out: np.ndarray | None = None) -> Instances:
+                  labels_out: np.ndarray | None = None, noise: float | None = None) -> Instances:
         """Beads and debris of a frame of any size (labels into ``labels_out``, e.g. a memory map, when given),
         computed chunk by chunk (one measurement per object serves the filters and the table; the debris rules
-        judge the whole frame): memory does not grow with the frame."""
+        judge the whole frame): memory does not grow with the frame. ``noise``: the image's
+        (:func:`image_noise`), when a caller post-processes one image at several settings."""
         probability = bead_maps(maps)[0]
         height, width = probability.shape
         labels = labels_out if labels_out is not None else np.zeros((height, width), np.int32)
-        noise = image_noise(image) if image is not None else None
+        if noise is None and image is not None:
+            noise = image_noise(image)
         rows: list[dict] = []
         truncated = 0
         for top in _starts(height, self.chunk):

@@ -185,7 +185,7 @@ class BeadSegModule(ConfiguredModule):
         return {"logits": logits}
 
     def on_validation_epoch_start(self) -> None:
-        self.bead_areas: list[int] = []
+        self.bead_areas = []
 
     def on_validation_epoch_end(self) -> None:
         self._log_objects("val")

@@ -12,6 +12,7 @@ import torch
 
 from beadseg.checkpoint import read_checkpoint, write_tuned_checkpoint
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, sweep_settings
+from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD, image_noise
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ def tune_thresholds(module, dataset, thresholds, peak_thresholds, match_distance
     setting (memory stays flat)."""
     module.eval()
     two_maps = bool(module.hparams.centres)
-    stored = (module.hparams.threshold, module.post.peak_threshold if two_maps else None)
-    if two_maps and stored[1] is None:
-        stored = (stored[0], 0.3)
+    stored = (module.hparams.threshold, (module.post.peak_threshold or DEFAULT_PEAK_THRESHOLD) if two_maps else None)
     settings = sweep_settings(*stored, thresholds, peak_thresholds if two_maps else ())
     runs = {setting: Evaluation(match_distance, 0.5) for setting in settings}
     post = {setting: replace(module.post, threshold=setting[0], peak_threshold=setting[1]) for setting in settings}
@@ -41,9 +40,9 @@ def tune_thresholds(module, dataset, thresholds, peak_thresholds, match_distance
         item = dataset[index]
         maps = torch.sigmoid(module(item["image"][None].to(device)).float())[0].cpu().numpy()
         image, labels = item["image"][0].numpy(), item["labels"][0].numpy()
-        truth = Truth.of(labels > 0, labels)
+        truth, noise = Truth.of(labels > 0, labels), image_noise(image)
         for setting, run in runs.items():
-            mask, found = post[setting](maps, image=image)
+            mask, found = post[setting](maps, image=image, noise=noise)
             run.add(str(item["name"]), truth, mask, found)
     sweep = [{"threshold": t, "peak_threshold": p, "object_f1": mean_image_f1(run.rows)} for (t, p), run in runs.items()]
     best = best_setting(sweep, {"threshold": stored[0], **({"peak_threshold": stored[1]} if two_maps else {})})
