@@ -122,3 +122,39 @@ def test_object_counts_metric_gives_hand_computed_f1_and_count_error():
     values = metric.compute()
     assert float(values["object_f1"]) == pytest.approx(2 * 4 / (2 * 4 + 1 + 3))  # TP 4, FP 1, FN 3
     assert float(values["count_error"]) == pytest.approx(0.25)  # median of 0.0 and 0.5
+
+
+def test_vectorised_measurements_equal_skimage_regionprops_on_touching_beads():
+    """The object table measures all beads at once; skimage's per-region regionprops is the independent truth."""
+    from scipy import ndimage as ndi
+    from skimage.measure import regionprops_table
+
+    from beadseg.data.io import percentiles
+    from beadseg.inference.postprocess import fill_holes, object_table
+
+    rng = np.random.default_rng(3)
+    mask = ndi.gaussian_filter(rng.random((120, 150)), 2.0) > 0.52
+    labels = split_touching(mask)  # touching beads share edges: each must keep its own perimeter
+    labels[labels == 5] = 0  # a missing label number
+    image = rng.integers(0, 4000, labels.shape).astype(np.uint16)
+    probability = rng.random(labels.shape).astype(np.float32)
+    rows = object_table(labels, image, probability, offset=(7, 11))
+    truth = regionprops_table(labels, intensity_image=np.stack([image.astype(np.float32), probability], -1),
+                              properties=("label", "centroid", "area", "perimeter_crofton", "intensity_mean", "bbox"))
+    assert [row["bead_id"] for row in rows] == truth["label"].tolist() and len(rows) > 20
+    for i, row in enumerate(rows):
+        assert row["area"] == truth["area"][i]
+        assert row["centroid_y"] == pytest.approx(truth["centroid-0"][i] + 7, abs=0.006)
+        assert row["centroid_x"] == pytest.approx(truth["centroid-1"][i] + 11, abs=0.006)
+        expected = 4 * np.pi * truth["area"][i] / max(truth["perimeter_crofton"][i], 1.0) ** 2
+        assert row["circularity"] == pytest.approx(expected, abs=0.0006)
+        assert row["mean_intensity"] == pytest.approx(truth["intensity_mean-0"][i], abs=0.002)
+        assert row["mean_probability"] == pytest.approx(truth["intensity_mean-1"][i], abs=0.0001)
+        assert row["bbox"] == [truth["bbox-0"][i] + 7, truth["bbox-1"][i] + 11, truth["bbox-2"][i] + 7,
+                               truth["bbox-3"][i] + 11]
+    for _ in range(10):
+        blobs = ndi.gaussian_filter(rng.random((60, 70)), 1.5) > 0.5
+        assert (fill_holes(blobs) == ndi.binary_fill_holes(blobs)).all()
+    for values in (image, image.astype(np.uint8), rng.integers(0, 9, (3, 1)).astype(np.uint8)):
+        expected = np.percentile(values.astype(np.float64), (0, 0.5, 1, 50, 99.8, 100))
+        assert percentiles(values, (0, 0.5, 1, 50, 99.8, 100)) == pytest.approx(expected, abs=1e-9)

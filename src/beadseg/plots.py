@@ -14,6 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
+from beadseg.data.io import percentiles  # noqa: E402
+
 
 def save(fig, path: Path, dpi: int = 110) -> Path:
     """Lay out, write and close a figure."""
@@ -26,7 +28,7 @@ def save(fig, path: Path, dpi: int = 110) -> Path:
 def display(image: np.ndarray) -> np.ndarray:
     """An image stretched to 0..1 between its 0.5 and 99.5 percentiles (huge images: from a strided sample)."""
     step = max(1, int(np.sqrt(image.size / 4e6)))
-    low, high = np.percentile(np.asarray(image[::step, ::step], np.float32), (0.5, 99.5))
+    low, high = percentiles(image[::step, ::step], (0.5, 99.5))
     return np.clip((np.asarray(image, np.float32) - low) / max(high - low, 1e-9), 0, 1)
 
 

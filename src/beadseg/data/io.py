@@ -211,6 +211,19 @@ def bit_depth(array: np.ndarray) -> int:
     return {1: 8, 2: 16}.get(array.dtype.itemsize, 32) if array.dtype.kind in "ui" else 32
 
 
+def percentiles(image: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
+    """``np.percentile`` (linear interpolation) of an image's intensities; 8/16-bit images from their histogram,
+    several times faster than sorting their pixels."""
+    image = np.asarray(image)
+    if image.dtype not in (np.uint8, np.uint16):
+        return tuple(float(v) for v in np.percentile(np.asarray(image, np.float32), qs))
+    cumulative = np.cumsum(np.bincount(image.ravel()))
+    position = np.asarray(qs, float) / 100 * (image.size - 1)
+    below, above = (np.searchsorted(cumulative, np.floor(position), side="right"),
+                    np.searchsorted(cumulative, np.ceil(position), side="right"))
+    return tuple(float(v) for v in below + (above - below) * (position - np.floor(position)))
+
+
 @dataclass
 class Normalization:
     """How raw intensities become model input; stored with every checkpoint.
@@ -245,8 +258,8 @@ class Normalization:
         """The intensities that map to 0 and 1 for this image (percentiles of a strided sample when it is huge)."""
         if self.method == "percentile":
             step = int(np.ceil(np.sqrt(image.size / max_samples))) if image.size > max_samples else 1
-            low, high = np.percentile(np.asarray(image[::step, ::step], np.float32), (self.low, self.high))
-            return float(low), float(high)
+            low, high = percentiles(image[::step, ::step], (self.low, self.high))
+            return low, high
         if self.vmax is None:
             raise ValueError("normalization.method=dataset_max was never fitted: call fit() on the training images")
         return float(self.vmin), float(self.vmax)
