@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from torch.utils.data import get_worker_info
 
 from beadseg.data.io import BeadDataError
 
@@ -115,6 +114,8 @@ class SeededTransforms:
         self._seeded_for: tuple[int, int] | None = None
 
     def ensure(self) -> None:
+        from torch.utils.data import get_worker_info  # here: post-processing workers import this module without torch
+
         info = get_worker_info()
         key = (int(os.environ.get("RANK", 0)), info.id if info else -1)
         if key != self._seeded_for:

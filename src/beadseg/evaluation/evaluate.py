@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
 from beadseg.data.label_qa import label_faults
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
-from beadseg.evaluation.scores import Evaluation, Truth, best_setting, sweep_settings
-from beadseg.inference.postprocess import image_noise
+from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
+from beadseg.inference.finish import WorkerPool, finishing_workers
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
@@ -95,16 +96,22 @@ def evaluate(cfg) -> dict:
     settings = sweep_settings(threshold, peak, cfg.thresholds, cfg.peak_thresholds if predictor.channels > 1 else ())
     runs = {s: Evaluation(cfg.match_distance, cfg.min_iou) for s in settings}
     at_setting = {s: replace(post, threshold=s[0], peak_threshold=s[1]) for s in settings}
-    kept = []
-    for image_path, mask_path in track(pairs, description="evaluating"):
-        sample = load_pair(image_path, mask_path)
-        probability, _ = predictor.predict(sample.image)
-        truth, noise = Truth.of(sample.mask, sample.labels), image_noise(sample.image)  # once, for every setting
+    kept, waiting = [], deque()
+
+    def add(done: tuple) -> None:
+        (scored, mask), sample = done, waiting.popleft()  # results come back in the order they were submitted
         for setting, run in runs.items():
-            mask, labels = at_setting[setting](probability, image=sample.image, noise=noise)
-            row = run.add(sample.name, truth, mask, labels)
-            if setting == stored:
-                kept.append((row, sample.image, sample.mask, mask))
+            run.record(scored[setting])
+        kept.append((runs[stored].rows[-1], sample.image, sample.mask, mask))
+
+    # the network here, the sweep's post-processing of earlier images in worker processes beside it
+    with WorkerPool(finishing_workers(cfg.post_workers, 0, len(pairs)), add) as pool:
+        for image_path, mask_path in track(pairs, description="evaluating"):
+            sample = load_pair(image_path, mask_path)
+            probability, _ = predictor.predict(sample.image)
+            waiting.append(sample)
+            pool.submit(score_settings, sample.name, probability, sample.image, Truth.of(sample.mask, sample.labels),
+                        at_setting, cfg.match_distance, cfg.min_iou, stored)
     summaries = {s: run.summary() for s, run in runs.items()}
     sweep = [{"threshold": t, "peak_threshold": p, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]}
              for (t, p), s in summaries.items()]

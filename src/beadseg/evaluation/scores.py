@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from skimage.measure import label
 
 from beadseg.data.instances import centres_by_area, centroids
+from beadseg.inference.postprocess import image_noise
 from beadseg.metrics.objects import ObjectMatch, match_by_iou, match_points
 from beadseg.metrics.pixel import confusion, scores
 
@@ -55,6 +57,27 @@ def _relative(found: int, true: int) -> float | str:
     return round((found - true) / true, 4) if true else ""
 
 
+class Scored(NamedTuple):
+    """One image scored at one setting: pixel counts (tp, fp, fn, tn), object matches, its ``per_image.csv`` row."""
+
+    pixels: np.ndarray
+    matches: dict[str, ObjectMatch]
+    row: dict
+
+
+def score_settings(name: str, maps: np.ndarray, image: np.ndarray, truth: Truth, posts: dict, match_distance: float,
+                   min_iou: float, keep=None) -> tuple[dict, np.ndarray | None]:
+    """One image post-processed and scored at every setting (``posts``: setting -> PostProcess), the image's noise
+    measured once; and the mask at the setting ``keep`` (for the worst-images figure). Runs in a worker of a pool."""
+    noise, kept = image_noise(image), None
+    scorer, scored = Evaluation(match_distance, min_iou), {}
+    for setting, post in posts.items():
+        mask, labels = post(maps, image=image, noise=noise)
+        scored[setting] = scorer.score(name, truth, mask, labels)
+        kept = mask if setting == keep else kept
+    return scored, kept
+
+
 class Evaluation:
     """Accumulates pixel counts, object matches and counts per image at one threshold. Objects are matched
     against beadseg's instances (``centroid``, ``iou``) and against both counting conventions."""
@@ -66,13 +89,16 @@ class Evaluation:
         self.rows: list[dict] = []
 
     def add(self, name: str, truth: Truth, mask, labels) -> dict:
+        """Score one image and add it: its row of ``per_image.csv``."""
+        return self.record(self.score(name, truth, mask, labels))
+
+    def score(self, name: str, truth: Truth, mask, labels) -> Scored:
+        """One image's pixel counts, object matches and row, not yet added (a worker process can compute it)."""
         pixels = confusion(truth.mask, mask)
         found_points = centroids(labels)
         matches = {"centroid": match_points(truth.instances, found_points, self.match_distance),
                    "iou": match_by_iou(truth.labels, labels, self.min_iou),
                    **{c: match_points(getattr(truth, c), found_points, self.match_distance) for c in CONVENTIONS}}
-        self.pixels += pixels
-        self.matches = {key: self.matches[key] + match for key, match in matches.items()}
         centroid = matches["centroid"]
         true_count, found = int(truth.labels.max()), int(labels.max())
         row = {"image": name, **{k: round(v, 4) for k, v in scores(pixels).items()},
@@ -84,8 +110,14 @@ class Evaluation:
             true = len(getattr(truth, convention))
             row |= {f"object_f1_{convention}": round(matches[convention].f1, 4), f"true_count_{convention}": true,
                     f"relative_count_error_{convention}": _relative(found, true)}
-        self.rows.append(row)
-        return row
+        return Scored(pixels, matches, row)
+
+    def record(self, scored: Scored) -> dict:
+        """Add a scored image to the totals; its row."""
+        self.pixels += scored.pixels
+        self.matches = {key: self.matches[key] + match for key, match in scored.matches.items()}
+        self.rows.append(scored.row)
+        return scored.row
 
     def summary(self) -> dict:
         relative = [abs(r["relative_count_error"]) for r in self.rows if r["relative_count_error"] != ""]

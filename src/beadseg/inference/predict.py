@@ -30,17 +30,13 @@ from beadseg.data.microscope import MicroscopeError, pixel_size_um
 from beadseg.data.reader import usable_cpus
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
+from beadseg.inference.finish import (COUNT_COLUMNS, DEBRIS_COLUMNS, OBJECT_COLUMNS, WorkerPool, finish_frame,
+                                      finishing_workers)
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
 STATE_FILE = ".beadseg-predict.json"
-OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
-                  "mean_intensity", "mean_probability", "contrast_snr", "area_um2", "equivalent_diameter_um"]
-DEBRIS_COLUMNS = ["image", "reason", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
-                  "mean_probability", "contrast_snr"]
-COUNT_COLUMNS = ["image", "count", "debris", "mean_diameter", "coverage", "mean_uncertainty", "flagged", "pixel_size_um",
-                 "mean_diameter_um", "beads_per_mm2", "path"]
 KEPT_OUTPUTS = {".hydra", "predict.log"}  # what a fresh run directory already holds
 
 
@@ -55,15 +51,16 @@ class InputImages(Dataset):
     """Images read by loader workers ahead of the model. Memory-mapped files are opened again where they are
     used (a map would be copied whole between processes); unreadable ones come back as an error to record."""
 
-    def __init__(self, files: list[Path]) -> None:
-        self.files = files
+    def __init__(self, files: list[Path], positions: list[int]) -> None:
+        self.files, self.positions = files, positions  # positions: each file's place in the whole input
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
         path = self.files[index]
-        item = {"name": image_name(path), "path": str(path), "image": None, "error": None, "pixel_size_um": None}
+        item = {"name": image_name(path), "path": str(path), "index": self.positions[index], "image": None,
+                "error": None, "pixel_size_um": None}
         try:
             image = open_image(path)
             if not isinstance(image, np.memmap):
@@ -74,8 +71,8 @@ class InputImages(Dataset):
         return item
 
 
-def _one_item(batch: list[dict]) -> dict:
-    return batch[0]
+def _items(batch: list[dict]) -> list[dict]:
+    return batch
 
 
 def part_lines(out: Path) -> dict[str, dict]:
@@ -101,10 +98,12 @@ class PredictionData(pl.LightningDataModule):
     """The inputs still to do. ``setup`` runs on every rank once processes are connected: rank 0 checks and
     claims the output folder (new, or a run to resume with the same settings), the others wait for it."""
 
-    def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, num_workers: int) -> None:
+    def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, num_workers: int,
+                 frames_per_step: int) -> None:
         super().__init__()
         self.files, self.out, self.settings, self.resume, self.num_workers = files, out, settings, resume, num_workers
-        self.todo: list[Path] = []
+        self.frames_per_step = frames_per_step
+        self.todo: list[int] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is None or self.trainer.is_global_zero:
@@ -112,10 +111,11 @@ class PredictionData(pl.LightningDataModule):
         if self.trainer is not None:
             self.trainer.strategy.barrier("beadseg-predict output")
         done = finished(self.out) if self.resume else set()
-        self.todo = [path for path in self.files if image_name(path) not in done]
+        self.todo = [index for index, path in enumerate(self.files) if image_name(path) not in done]
 
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(InputImages(self.todo), batch_size=1, collate_fn=_one_item, num_workers=self.num_workers,
+        images = InputImages([self.files[i] for i in self.todo], self.todo)
+        return DataLoader(images, batch_size=self.frames_per_step, collate_fn=_items, num_workers=self.num_workers,
                           prefetch_factor=2 if self.num_workers else None)
 
 
@@ -160,8 +160,9 @@ def claim_output(out: Path, settings: dict, resume: bool) -> None:
 
 
 class PredictionTask(pl.LightningModule):
-    """One image per step: tiled probabilities (with uncertainty on request), then instances chunk by chunk.
-    Frames over ``outputs.LARGE`` pixels keep their maps in memory maps under ``output/.scratch``."""
+    """Frames per step through the network: those that fit go whole, several per pass (``predict_frames``);
+    frames over ``outputs.LARGE`` pixels keep their maps in memory maps under ``output/.scratch`` and get their
+    beads here, chunk by chunk. The writer's pool does the rest beside the next step."""
 
     def __init__(self, predictor, post: PostProcess, scratch: Path) -> None:
         super().__init__()
@@ -174,45 +175,52 @@ class PredictionTask(pl.LightningModule):
     def _map(self, folder: Path, name: str, dtype, shape) -> np.ndarray:
         return np.lib.format.open_memmap(folder / f"{name}.npy", "w+", dtype, shape)
 
-    def predict_step(self, item: dict, batch_idx: int) -> dict:
-        if item["error"]:
-            return item
-        try:
-            image = item["image"] if item["image"] is not None else open_image(item["path"])
-        except (BeadDataError, OSError) as error:  # gone or damaged since the loader looked
-            return {**item, "error": str(error)}
-        folder = None
-        maps: dict = {}
-        if image.size > outputs.LARGE:
-            self.scratch.mkdir(parents=True, exist_ok=True)
-            folder = Path(tempfile.mkdtemp(dir=self.scratch))
-            channels = getattr(self.predictor, "channels", 1)
-            maps = {"probability_out": self._map(folder, "probability", np.float32,
-                                                 (channels, *image.shape) if channels > 1 else image.shape)}
-            if getattr(self.predictor, "tta", False) or getattr(self.predictor, "mc_samples", 0):
-                maps["uncertainty_out"] = self._map(folder, "uncertainty", np.float32, image.shape)
+    def _large(self, item: dict, image: np.ndarray) -> dict:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=self.scratch))
+        channels = getattr(self.predictor, "channels", 1)
+        maps = {"probability_out": self._map(folder, "probability", np.float32,
+                                             (channels, *image.shape) if channels > 1 else image.shape)}
+        if getattr(self.predictor, "tta", False) or getattr(self.predictor, "mc_samples", 0):
+            maps["uncertainty_out"] = self._map(folder, "uncertainty", np.float32, image.shape)
         probability, uncertainty = self.predictor.predict(image, **maps)
-        labels_out = self._map(folder, "labels", np.uint32, image.shape) if folder else None
+        labels_out = self._map(folder, "labels", np.uint32, image.shape)
         labels, objects, debris = self.post.instances(probability, image, self.predictor.threshold, labels_out)
         return {**item, "image": image, "probability": probability, "uncertainty": uncertainty, "labels": labels,
                 "objects": objects, "debris": debris, "scratch": folder}
 
-
-def physical_sizes(row: dict, pixel_size_um: float | None) -> dict:
-    """A bead's area (µm²) and equivalent diameter (µm), or blanks when the pixel size is unknown."""
-    if not pixel_size_um:
-        return {"area_um2": "", "equivalent_diameter_um": ""}
-    return {"area_um2": round(row["area"] * pixel_size_um**2, 4),
-            "equivalent_diameter_um": round(row["equivalent_diameter"] * pixel_size_um, 4)}
+    def predict_step(self, items: list[dict], batch_idx: int) -> list[dict]:
+        results, frames = [], []
+        for item in items:
+            if item["error"]:
+                results.append(item)
+                continue
+            try:
+                image = item["image"] if item["image"] is not None else open_image(item["path"])
+            except (BeadDataError, OSError) as error:  # gone or damaged since the loader looked
+                results.append({**item, "error": str(error)})
+                continue
+            if image.size > outputs.LARGE:
+                results.append(self._large(item, image))
+            else:
+                results.append({**item, "image": image})
+                frames.append(results[-1])
+        predict_frames = getattr(self.predictor, "predict_frames", None)
+        maps = predict_frames([r["image"] for r in frames]) if predict_frames else [
+            self.predictor.predict(r["image"]) for r in frames]
+        for result, (probability, uncertainty) in zip(frames, maps):
+            result.update(probability=probability, uncertainty=uncertainty)
+        return results
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes each image's files (atomically), then its record line; merges the tables when all ranks are done."""
+    """Hands each frame to the pool that finds its beads and writes its files (atomically); writes its record line
+    once they are in place; merges the tables when all ranks are done. Every rank has its own pool."""
 
-    def __init__(self, out: Path, files: list[Path], options: dict) -> None:
+    def __init__(self, out: Path, options: dict, post: PostProcess, threshold: float, workers: int) -> None:
         super().__init__(write_interval="batch")
-        self.out, self.files, self.options = out, files, options
-        self.part = None
+        self.out, self.options, self.post, self.threshold, self.workers = out, options, post, threshold, workers
+        self.part, self.pool = None, None
 
     def _record(self, record: dict) -> None:
         if self.part is None:
@@ -221,49 +229,32 @@ class PredictionWriter(BasePredictionWriter):
         self.part.flush()
         os.fsync(self.part.fileno())
 
-    def write_on_batch_end(self, trainer, pl_module, result: dict, batch_indices, batch, batch_idx, dataloader_idx=0):
-        name, out = result["name"], self.out
-        if result["error"]:
-            print(f"beadseg-predict: skipped {result['path']}: {result['error']}")
-            self._record({"image": name, "path": result["path"], "error": result["error"]})
-            return
-        labels, image, size = result["labels"], result["image"], result["pixel_size_um"]
-        objects = [{**row, **physical_sizes(row, size)} for row in result["objects"]]
-        suffix = outputs.LABEL_FORMATS[self.options["label_format"]]
-        outputs.write_mask(labels, out / "masks" / f"{name}{suffix}", size)
-        outputs.write_labels(labels, out / "instances" / f"{name}{suffix}", len(objects), size)
-        outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", self.options["overlay_max_side"], len(objects))
-        if self.options["save_probability"]:
-            maps = result["probability"]
-            for folder, values in zip(("probability", "centres"), maps if maps.ndim == 3 else [maps]):
-                (out / folder).mkdir(exist_ok=True)
-                outputs.write_map(values, out / folder / f"{name}.tif")
-        if result["uncertainty"] is not None and self.options["save_uncertainty"]:
-            (out / "uncertainty").mkdir(exist_ok=True)
-            outputs.write_map(result["uncertainty"], out / "uncertainty" / f"{name}.tif")
-        mean_uncertainty, coverage = outputs.masked_mean(result["uncertainty"], labels)
-        counts = {
-            "image": name,
-            "count": len(objects),
-            "debris": len(result["debris"]),
-            "mean_diameter": round(float(np.mean([r["equivalent_diameter"] for r in objects])), 3) if objects else 0.0,
-            "coverage": round(coverage, 5),
-            "mean_uncertainty": "" if mean_uncertainty is None else round(mean_uncertainty, 4),
-            "flagged": "yes" if mean_uncertainty is not None and mean_uncertainty > self.options["flag_uncertainty"] else "no",
-            "pixel_size_um": size or "",
-            "mean_diameter_um": round(float(np.mean([r["equivalent_diameter_um"] for r in objects])), 3)
-            if objects and size else "",
-            "beads_per_mm2": round(len(objects) / (labels.size * size**2 * 1e-6), 2) if size else "",
-            "path": result["path"],
-        }
-        debris = [{key: row[key] for key in DEBRIS_COLUMNS[1:]} for row in result["debris"]] \
-            if self.options["save_debris"] else []
-        self._record({"image": name, "counts": counts, "objects": objects, "debris": debris})
-        if result["scratch"]:
-            del result["probability"], result["uncertainty"], result["labels"]
-            shutil.rmtree(result["scratch"], ignore_errors=True)
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.pool = WorkerPool(self.workers, self._record)
+
+    def write_on_batch_end(self, trainer, pl_module, results: list[dict], batch_indices, batch, batch_idx,
+                           dataloader_idx=0):
+        for result in results:
+            if result["error"]:
+                print(f"beadseg-predict: skipped {result['path']}: {result['error']}")
+                self.pool.put({"image": result["name"], "path": result["path"], "error": result["error"]})
+            elif result.get("scratch"):  # a huge frame's maps live in memory maps: finished here
+                self.pool.drain()
+                self._record(finish_frame(result, self.out, self.options, None, self.threshold))
+            else:
+                self.pool.submit(finish_frame, result, self.out, self.options, self.post, self.threshold)
 
     def on_predict_end(self, trainer, pl_module) -> None:
+        self.pool.drain()
+        self.teardown(trainer, pl_module, "predict")
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "predict")  # what is in flight is dropped: resume=true redoes it
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
         if self.part is not None:
             self.part.close()
             self.part = None
@@ -318,7 +309,7 @@ def run_settings(cfg: DictConfig, ckpt: str | None, files: list[Path]) -> dict:
     """What must match for a resumed run to continue this one: the input and its files, the model, the settings."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     keys = ("method", "detector", "inference", "postprocess", "save_probability", "save_uncertainty", "overlay_max_side",
-            "flag_uncertainty", "label_format", "image", "save_debris")
+            "flag_uncertainty", "label_format", "image", "save_debris", "overlays", "tiff_compression")
     return {"ckpt": ckpt, "input": str(Path(cfg.input).resolve()), "input_files": file_set(files),
             **{key: plain.get(key) for key in keys}}
 
@@ -330,12 +321,17 @@ def predict(cfg: DictConfig) -> dict:
     predictor = predictor_from_config(cfg)
     settings = run_settings(cfg, predictor.checkpoint, files)
     post = instantiate(cfg.postprocess).for_model(predictor)
-    data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead_workers(cfg.num_workers))
+    read_ahead = read_ahead_workers(cfg.num_workers)
+    frames_per_step = int(cfg.frames_per_step if cfg.frames_per_step != "auto" else
+                          8 if getattr(predictor, "device", None) and predictor.device.type == "cuda" else 2)
+    data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead, frames_per_step)
     if cfg.label_format not in outputs.LABEL_FORMATS:
         raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(outputs.LABEL_FORMATS)}")
     options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
-                                         "label_format", "save_debris")}
-    writer = PredictionWriter(out, files, options)
+                                         "label_format", "save_debris", "overlays", "overlay_compression",
+                                         "tiff_compression")}
+    workers = finishing_workers(cfg.post_workers, read_ahead, len(files))
+    writer = PredictionWriter(out, options, post, predictor.threshold, workers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
     if cfg.resume and not (set(image_name(p) for p in files) - finished(out)):
         data.setup()  # nothing left to predict: only check the folder, then merge

@@ -11,7 +11,7 @@ import torch
 from beadseg.checkpoint import load_network, run_checkpoint
 from beadseg.data.io import Normalization
 from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD
-from beadseg.inference.tiling import predict_tiled
+from beadseg.inference.tiling import predict_tiled, to_device
 from beadseg.models.classical import detect_beads
 
 # the eight symmetries of the square: (number of 90° turns, flip left-right)
@@ -35,7 +35,7 @@ class ModelPredictor:
     name = "model"
     checkpoint: str | None = None  # the file it was loaded from (set by load_predictor)
 
-    def __init__(self, network, tile: int = 512, overlap: int = 32, batch_size: int | str = "auto", blend: str = "gaussian",
+    def __init__(self, network, tile: int = 2048, overlap: int = 32, batch_pixels: int | str = "auto", blend: str = "gaussian",
                  tta: bool = False, mc_samples: int = 0, device: str | None = None, amp: bool | None = None) -> None:
         self.net = network.net.eval()
         if device or torch.cuda.is_available():  # on its own; in Lightning's predict loop the trainer places it
@@ -45,9 +45,9 @@ class ModelPredictor:
         self.channels = int(network.hparams["net"].get("out_channels", 1))  # 2: bead mask and centre heat-map
         self.peak_threshold = float(network.hparams.get("peak_threshold") or DEFAULT_PEAK_THRESHOLD)
         self.bead_area = network.hparams.get("bead_area")  # px, the median bead the model saw in validation
-        if batch_size == "auto":  # fp32 activations of 8 tiles of 512² take ~1.3 GB of RAM on a CPU; fp16 on a GPU, half
-            batch_size = 8 if self.device.type == "cuda" else 4
-        self.tile, self.overlap, self.batch_size, self.blend = tile, overlap, int(batch_size), blend
+        if batch_pixels == "auto":  # pixels per forward pass: the shipped model's fp32 activations take ~0.5 GB per MP on a CPU
+            batch_pixels = 16 * 2**20 if self.device.type == "cuda" else 2**21
+        self.tile, self.overlap, self.batch_pixels, self.blend = tile, overlap, int(batch_pixels), blend
         self.tta, self.mc_samples, self._amp = tta, mc_samples, amp
         self.keep_dropout_on()
 
@@ -81,13 +81,52 @@ class ModelPredictor:
         members = torch.stack(self._members(tiles))
         return members.mean(0), (members.std(0, unbiased=False) if len(members) > 1 else None)
 
+    def fits_whole(self, shape: tuple[int, int]) -> bool:
+        """Whether a frame goes through the network whole (both sides within ``tile``): no tiles, no blending."""
+        return max(shape) <= self.tile
+
+    def per_pass(self, pixels: int) -> int:
+        """How many tiles or whole frames of ``pixels`` go through the network in one forward pass."""
+        return max(1, self.batch_pixels // pixels)
+
     def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None):
+        if self.fits_whole(image.shape):
+            probability, uncertainty = self.predict_frames([image])[0]
+            for out, values in ((probability_out, probability), (uncertainty_out, uncertainty)):
+                if out is not None and values is not None:
+                    out[:] = values
+            if on_tile_row:
+                on_tile_row(1)
+            return probability, uncertainty
         bounds = self.normalization.bounds(image)
         return predict_tiled(
             self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), self.tile, self.overlap,
-            self.batch_size, self.blend, self.device, getattr(self.net, "divisor", 1), probability_out, uncertainty_out,
-            on_tile_row, self.channels,
+            self.per_pass(self.tile**2), self.blend, self.device, getattr(self.net, "divisor", 1), probability_out,
+            uncertainty_out, on_tile_row, self.channels,
         )
+
+    def predict_frames(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Maps of several frames: those that fit whole go through the network several per pass (frames of one
+        size together, as many as the pixel budget allows), larger ones tile by tile."""
+        results: list = [None] * len(images)
+        whole: dict[tuple, list[int]] = {}
+        for index, image in enumerate(images):
+            if self.fits_whole(image.shape):
+                whole.setdefault(image.shape, []).append(index)
+            else:
+                results[index] = self.predict(image)
+        for shape, indices in whole.items():
+            step = self.per_pass(shape[0] * shape[1])
+            for first in range(0, len(indices), step):
+                chosen = indices[first : first + step]
+                batch = np.stack([self.normalization(images[i]) for i in chosen])[:, None]
+                with torch.no_grad():
+                    probability, spread = self.tile_model(to_device(batch, self.device))
+                probability = probability.float().cpu().numpy()
+                spread = spread[:, 0].float().cpu().numpy() if spread is not None else [None] * len(chosen)
+                for index, maps, uncertainty in zip(chosen, probability, spread):
+                    results[index] = (maps if self.channels > 1 else maps[0], uncertainty)
+        return results
 
 
 class ClassicalPredictor:

@@ -51,6 +51,14 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+def to_device(batch: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """A host batch on the device: through pinned memory with a non-blocking copy to a GPU."""
+    tensor = torch.from_numpy(np.ascontiguousarray(batch))
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def predict_tiled(
     model: TileModel,
     image: np.ndarray,
@@ -103,7 +111,7 @@ def predict_tiled(
         flush(top)
         strip = normalize(image[top : top + tile_h])
         for xs in _batches(cols, batch_size):
-            tiles = torch.from_numpy(np.stack([strip[:, x : x + tile_w] for x in xs])[:, None]).to(device)
+            tiles = to_device(np.stack([strip[:, x : x + tile_w] for x in xs])[:, None], device)
             with torch.no_grad():
                 probs, spread = model(tiles)
             probs = probs.float().cpu().numpy()

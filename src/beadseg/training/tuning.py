@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from beadseg.checkpoint import read_checkpoint, write_tuned_checkpoint
-from beadseg.evaluation.scores import Evaluation, Truth, best_setting, sweep_settings
-from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD, image_noise
+from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
+from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,9 @@ def tune_thresholds(module, dataset, thresholds, peak_thresholds, match_distance
         item = dataset[index]
         maps = torch.sigmoid(module(item["image"][None].to(device)).float())[0].cpu().numpy()
         image, labels = item["image"][0].numpy(), item["labels"][0].numpy()
-        truth, noise = Truth.of(labels > 0, labels), image_noise(image)
+        scored, _ = score_settings(str(item["name"]), maps, image, Truth.of(labels > 0, labels), post, match_distance, 0.5)
         for setting, run in runs.items():
-            mask, found = post[setting](maps, image=image, noise=noise)
-            run.add(str(item["name"]), truth, mask, found)
+            run.record(scored[setting])
     sweep = [{"threshold": t, "peak_threshold": p, "object_f1": mean_image_f1(run.rows)} for (t, p), run in runs.items()]
     best = best_setting(sweep, {"threshold": stored[0], **({"peak_threshold": stored[1]} if two_maps else {})})
     return {**best, "images": len(dataset), "sweep": sweep}

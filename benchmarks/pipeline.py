@@ -1,0 +1,154 @@
+"""beadseg-predict against the network alone on the same frames, with the CPU cost of every stage around it.
+
+    python benchmarks/pipeline.py                      # 16 frames of 1440x1080, 16 bit (the lab's camera)
+    python benchmarks/pipeline.py --frames 240 --workers 0 1 4 8 15
+
+Frames: synthetic 16-bit TIFFs of the lab's camera size with a dilution series' spread of densities (50 to 1000
+beads a frame, log-uniform, touching clusters and specks). The shipped model on the CPU, or on the GPU when one is
+present (the table says which).
+
+- network alone: the frames already normalised in memory, through the network in the predictor's own batches
+  (whole frames, as many per pass as ``inference.batch_pixels`` allows), maps brought back to the host;
+- stages: median milliseconds of one core per frame for reading, normalising, post-processing (beads, debris,
+  measurements) and writing the default outputs (mask, labels, overlay, record), each timed alone;
+- beadseg-predict: the whole command (in this process, as the CLI runs it) for each ``post_workers`` count, its
+  frames/s over the same frames, the ratio to the network alone, and whether its tables equal the serial run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from hydra import compose, initialize_config_dir
+
+from beadseg.config import CONFIG_DIR
+from beadseg.data.io import open_image
+from beadseg.data.reader import usable_cpus
+from beadseg.data.synthetic import render_beads
+from beadseg.inference.finish import finish_frame
+from beadseg.inference.postprocess import PostProcess
+from beadseg.inference.predict import predict
+from beadseg.inference.predictor import load_predictor
+from beadseg.inference.tiling import to_device
+
+HEIGHT, WIDTH = 1080, 1440
+
+
+def make_frames(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        beads = int(np.exp(rng.uniform(np.log(50), np.log(1000))) * WIDTH**2 / (HEIGHT * WIDTH))
+        image, _ = render_beads(rng, WIDTH, n_beads=beads, bit_depth=16, n_debris=int(rng.integers(0, 40)))
+        paths.append(folder / f"frame_{index:04d}.tif")
+        tifffile.imwrite(paths[-1], image[:HEIGHT])
+    return paths
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def network_alone(predictor, images: list[np.ndarray]) -> float:
+    """Frames/s of the bare network on normalised frames, in the predictor's batches, maps copied back."""
+    batch = predictor.per_pass(HEIGHT * WIDTH)
+    normalised = [predictor.normalization(image) for image in images]
+    with torch.no_grad():
+        predictor.tile_model(to_device(np.stack(normalised[:1])[:, None], predictor.device))  # warm-up
+        sync(predictor.device)
+        start = time.perf_counter()
+        for first in range(0, len(images), batch):
+            maps, _ = predictor.tile_model(to_device(np.stack(normalised[first : first + batch])[:, None],
+                                                     predictor.device))
+            maps.float().cpu().numpy()
+        sync(predictor.device)
+    return len(images) / (time.perf_counter() - start)
+
+
+def stages(predictor, paths: list[Path], work: Path) -> dict[str, float]:
+    """Median ms of one core per frame for each stage outside the network, each timed on its own."""
+    post = PostProcess().for_model(predictor)
+    options = {"label_format": "tiff", "tiff_compression": "zlib", "overlays": 1, "overlay_max_side": 4096,
+               "overlay_compression": 1, "save_probability": False, "save_uncertainty": True, "flag_uncertainty": 0.1,
+               "save_debris": False}
+    for sub in ("masks", "instances", "overlays"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    times: dict[str, list[float]] = {"read": [], "normalise": [], "post-process": [], "write": []}
+    for index, path in enumerate(paths):
+        start = time.process_time()
+        image = np.asarray(open_image(path))
+        times["read"].append(time.process_time() - start)
+        start = time.process_time()
+        predictor.normalization(image)
+        times["normalise"].append(time.process_time() - start)
+        maps, uncertainty = predictor.predict(image)
+        start = time.process_time()
+        labels, objects, debris = post.instances(maps, image, predictor.threshold)
+        times["post-process"].append(time.process_time() - start)
+        result = {"name": path.stem, "path": str(path), "index": index, "image": image, "pixel_size_um": None,
+                  "probability": maps, "uncertainty": uncertainty, "labels": labels, "objects": objects,
+                  "debris": debris}
+        start = time.process_time()
+        finish_frame(result, work, options, post, predictor.threshold)
+        times["write"].append(time.process_time() - start)
+    return {stage: 1000 * statistics.median(values) for stage, values in times.items()}
+
+
+def run_predict(frames: Path, out: Path, workers: int) -> float:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("predict", overrides=[f"input={frames}", f"output={out}", f"post_workers={workers}",
+                                            f"paths.output_dir={out}", "+trainer.enable_progress_bar=false"])
+    start = time.perf_counter()
+    predict(cfg)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--output", type=Path, default=None, help="also write the table (markdown) here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        (work / "frames").mkdir()
+        paths = make_frames(work / "frames", args.frames)
+        predictor = load_predictor(None)
+        device = predictor.device
+        card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({usable_cpus()} cores)"
+        alone = network_alone(predictor, [np.asarray(open_image(p)) for p in paths])
+        cost = stages(predictor, paths[: min(len(paths), 12)], work / "stages")
+        runs = []
+        for workers in args.workers:
+            seconds = run_predict(work / "frames", work / f"predict_{workers}", workers)
+            same = all(filecmp.cmp(work / f"predict_{args.workers[0]}" / table, work / f"predict_{workers}" / table,
+                                   shallow=False) for table in ("counts.csv", "objects.csv"))
+            runs.append((workers, len(paths) / seconds, same))
+    lines = [f"# beadseg-predict vs the network alone: {len(paths)} frames of {WIDTH}x{HEIGHT}, 16 bit",
+             "", f"Device: {card}; {platform.processor() or platform.machine()}, torch {torch.__version__}; "
+             f"network batches of {predictor.per_pass(HEIGHT * WIDTH)} frame(s).", "",
+             "| stage (outside the network) | ms of one core per frame (median) |", "|---|---:|"]
+    lines += [f"| {stage} | {ms:.1f} |" for stage, ms in cost.items()]
+    lines += [f"| **total** | **{sum(cost.values()):.1f}** |", "",
+              "| run | frames/s | vs network alone | tables equal the first run's |", "|---|---:|---:|---|",
+              f"| network alone | {alone:.2f} | 1.00 | |"]
+    lines += [f"| beadseg-predict post_workers={w} | {fps:.2f} | {fps / alone:.2f} | {'yes' if same else 'NO'} |"
+              for w, fps, same in runs]
+    table = "\n".join(lines)
+    print(table)
+    if args.output:
+        args.output.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Prediction and evaluation as a pipeline: the network batched over whole frames, post-processing and writing in
+worker processes. Every file and table must equal the serial path's (one frame at a time, all in one process)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from beadseg.data.synthetic import render_beads
+from beadseg.evaluation.evaluate import evaluate
+from beadseg.inference.predict import predict
+from beadseg.inference.predictor import load_predictor
+from tests.conftest import write_pair
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    """Four 16-bit frames of one size with 20-90 beads, one of another size, and a damaged file."""
+    folder = tmp_path_factory.mktemp("frames")
+    rng = np.random.default_rng(5)
+    for index, beads in enumerate((20, 45, 90, 60)):
+        image, _ = render_beads(rng, 192, beads, "brightfield", 16, n_debris=4)
+        tifffile.imwrite(folder / f"f{index}.tif", image[:160])
+    image, _ = render_beads(rng, 128, 30, "fluorescence", 16)
+    tifffile.imwrite(folder / "other_size.tif", image)
+    (folder / "damaged.tif").write_bytes(b"II*\x00 cut short")
+    return folder
+
+
+def table(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_batched_frames_equal_one_at_a_time():
+    predictor = load_predictor(None)
+    rng = np.random.default_rng(2)
+    images = [render_beads(rng, 96, 25, "brightfield", 8)[0] for _ in range(3)]
+    together = predictor.predict_frames(images + [images[0][:64]])
+    for image, (maps, _) in zip(images + [images[0][:64]], together):
+        alone, _ = predictor.predict(image)
+        np.testing.assert_allclose(maps, alone, atol=1e-5)
+        assert maps.shape == (2, *image.shape)
+
+
+def test_worker_pool_and_batches_write_what_the_serial_path_writes(frames, tmp_path, compose_config):
+    runs = {}
+    for name, overrides in {"serial": ["post_workers=0", "frames_per_step=1", "num_workers=0"],
+                            "pipeline": ["post_workers=2", "frames_per_step=4", "overlays=2"]}.items():
+        out = tmp_path / name
+        cfg = compose_config("predict", [f"input={frames}", f"output={out}", f"paths.output_dir={out}", *overrides])
+        runs[name] = predict(cfg)
+    serial, pipeline = tmp_path / "serial", tmp_path / "pipeline"
+    counts = table(serial / "counts.csv")
+    assert [row["image"] for row in counts] == ["f0", "f1", "f2", "f3", "other_size"]
+    found = [int(row["count"]) for row in counts]  # the model finds the beads: the comparison is not vacuous
+    assert sum(found) >= 100 and sum(n >= 10 for n in found) >= 4, found  # (f1's beads drown in its noise)
+    for name in ("counts.csv", "objects.csv", "errors.csv"):
+        assert (serial / name).read_bytes() == (pipeline / name).read_bytes(), name
+    for folder in ("masks", "instances"):
+        for path in sorted((serial / folder).iterdir()):
+            assert path.read_bytes() == (pipeline / folder / path.name).read_bytes(), path
+    assert sorted(p.name for p in (serial / "overlays").iterdir()) == [f"{n}.png" for n in
+                                                                       ("f0", "f1", "f2", "f3", "other_size")]
+    # overlays=2: every second frame of the input (its 6 files sorted by name: damaged, f0, f1, f2, f3, other_size)
+    assert sorted(p.name for p in (pipeline / "overlays").iterdir()) == ["f1.png", "f3.png"]
+    assert runs["pipeline"]["failed"] and "damaged.tif" in runs["pipeline"]["failed"][0]["image"]
+
+
+def test_eval_sweep_in_workers_equals_the_serial_sweep(tmp_path, compose_config):
+    rng = np.random.default_rng(9)
+    for index in range(3):
+        image, labels = render_beads(rng, 96, 20 + 15 * index, "brightfield", 8)
+        write_pair(tmp_path / "data", f"i{index}", image, ((labels > 0) * 255).astype(np.uint8))
+    metrics = {}
+    for workers in (0, 2):
+        out = tmp_path / f"eval{workers}"
+        cfg = compose_config("eval", [f"data.root={tmp_path / 'data'}", f"output={out}", f"paths.output_dir={out}",
+                                      f"post_workers={workers}", "thresholds=[0.3,0.5,0.7]", "peak_thresholds=[0.2]"])
+        evaluate(cfg)
+        metrics[workers] = json.loads((out / "metrics.json").read_text())
+        metrics[workers].pop("ckpt", None)
+    assert metrics[0]["objects"]["centroid"]["f1"] > 0.5  # it finds the beads
+    assert metrics[0] == metrics[2]
+    assert (tmp_path / "eval0" / "per_image.csv").read_bytes() == (tmp_path / "eval2" / "per_image.csv").read_bytes()
