@@ -79,7 +79,7 @@ def stages(predictor, paths: list[Path], work: Path) -> dict[str, float]:
     """Median ms of one core per frame for each stage outside the network, each timed on its own."""
     post = PostProcess().for_model(predictor)
     options = {"label_format": "tiff", "tiff_compression": "zlib", "overlays": 1, "overlay_max_side": 4096,
-               "overlay_compression": 1, "save_probability": False, "save_uncertainty": True, "flag_uncertainty": 0.1,
+               "overlay_compression": 0, "save_probability": False, "save_uncertainty": True, "flag_uncertainty": 0.1,
                "save_debris": False}
     for sub in ("masks", "instances", "overlays"):
         (work / sub).mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,9 @@ def render_beads(
     return image, labels
 
 
+KEEP_BYTES = 1 << 30  # rendered synthetic images kept in memory (and shared with forked loader workers)
+
+
 class SyntheticSource:
     """``n_images`` synthetic images; image ``i`` depends only on (``seed``, ``i``).
 
@@ -163,16 +166,21 @@ class SyntheticSource:
         return f"synthetic_{modality[:2]}{bit_depth}_{index:04d}", image, labels
 
     def entries(self) -> list[dict]:
-        """One manifest row per image (rendered once here to measure it; read() renders it again on demand)."""
+        """One manifest row per image, each image rendered once here to measure it and kept (up to ``KEEP_BYTES``)
+        for :meth:`read`: loader workers forked after this share the rendered images instead of drawing them again."""
         if getattr(self, "_rows", None) is None:
-            self._rows = []
+            self._rows, self._kept, kept_bytes = [], {}, 0
             for index in range(self.n_images):
                 name, image, labels = self.render(index)
                 self._rows.append({"name": name, "index": index, **image_stats(image), "bead_count": int(labels.max())})
+                if kept_bytes + image.nbytes + labels.nbytes <= KEEP_BYTES:
+                    self._kept[index] = (name, image, labels)
+                    kept_bytes += image.nbytes + labels.nbytes
         return self._rows
 
     def read(self, row: dict) -> BeadSample:
-        return BeadSample(*self.render(row["index"]))
+        kept = getattr(self, "_kept", {}).get(row["index"])
+        return BeadSample(*(kept or self.render(row["index"])))
 
     def load(self) -> list[BeadSample]:
         return [BeadSample(*self.render(index)) for index in range(self.n_images)]

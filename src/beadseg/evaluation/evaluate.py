@@ -105,7 +105,8 @@ def evaluate(cfg) -> dict:
         kept.append((runs[stored].rows[-1], sample.image, sample.mask, mask))
 
     # the network here, the sweep's post-processing of earlier images in worker processes beside it
-    with WorkerPool(finishing_workers(cfg.post_workers, 0, len(pairs)), add) as pool:
+    # (the sweep post-processes each image many times: workers pay off even beside a network on the CPU)
+    with WorkerPool(finishing_workers(cfg.post_workers, 0, len(pairs), network_on_cpu=False), add) as pool:
         for image_path, mask_path in track(pairs, description="evaluating"):
             sample = load_pair(image_path, mask_path)
             probability, _ = predictor.predict(sample.image)

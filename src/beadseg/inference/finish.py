@@ -76,13 +76,21 @@ class WorkerPool:
         self.close()
 
 
-def finishing_workers(post_workers: int | str, read_ahead: int, frames: int) -> int:
-    """``auto``: processes that post-process and write frames beside the network: the cores the main process and
-    the readers leave (at least one), never more than there are frames after the first; 0 finishes each frame
-    in the main process."""
+def finishing_workers(post_workers: int | str, read_ahead: int, frames: int, network_on_cpu: bool) -> int:
+    """``auto``: processes that find beads and write files beside the network. A network on the CPU already uses
+    every core (torch's threads): none, each frame is finished between two forward passes. Beside a GPU (or the
+    single-threaded classical detector): the cores the main process and the readers leave, at least one, never
+    more than there are frames after the first."""
     if post_workers != "auto":
         return int(post_workers)
+    if network_on_cpu:
+        return 0
     return min(max(1, usable_cpus() - 1 - read_ahead), max(frames - 1, 0))
+
+
+def network_on_cpu(predictor) -> bool:
+    """Whether the predictor runs a network on the CPU (the classical detector has none)."""
+    return predictor.net is not None and next(predictor.net.parameters()).device.type == "cpu"
 
 
 def physical_sizes(row: dict, pixel_size_um: float | None) -> dict:

@@ -31,7 +31,7 @@ from beadseg.data.reader import usable_cpus
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
 from beadseg.inference.finish import (COUNT_COLUMNS, DEBRIS_COLUMNS, OBJECT_COLUMNS, WorkerPool, finish_frame,
-                                      finishing_workers)
+                                      finishing_workers, network_on_cpu)
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
@@ -322,15 +322,14 @@ def predict(cfg: DictConfig) -> dict:
     settings = run_settings(cfg, predictor.checkpoint, files)
     post = instantiate(cfg.postprocess).for_model(predictor)
     read_ahead = read_ahead_workers(cfg.num_workers)
-    frames_per_step = int(cfg.frames_per_step if cfg.frames_per_step != "auto" else
-                          8 if getattr(predictor, "device", None) and predictor.device.type == "cuda" else 2)
+    frames_per_step = int(cfg.frames_per_step if cfg.frames_per_step != "auto" else 2 if network_on_cpu(predictor) else 8)
     data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead, frames_per_step)
     if cfg.label_format not in outputs.LABEL_FORMATS:
         raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(outputs.LABEL_FORMATS)}")
     options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
                                          "label_format", "save_debris", "overlays", "overlay_compression",
                                          "tiff_compression")}
-    workers = finishing_workers(cfg.post_workers, read_ahead, len(files))
+    workers = finishing_workers(cfg.post_workers, read_ahead, len(files), network_on_cpu(predictor))
     writer = PredictionWriter(out, options, post, predictor.threshold, workers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
     if cfg.resume and not (set(image_name(p) for p in files) - finished(out)):

@@ -48,6 +48,7 @@ class ConfiguredModule(pl.LightningModule, ABC):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self._pending_losses: dict[str, list[tuple[int, torch.Tensor]]] = {}  # (step, loss) not yet checked
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -59,19 +60,37 @@ class ConfiguredModule(pl.LightningModule, ABC):
     def compute_loss(self, logits: torch.Tensor, batch: dict, stage: str) -> torch.Tensor:
         return self.loss_fn(logits, batch[self.target_key])
 
+    def _check_losses(self, stage: str, every: int = 1) -> None:
+        """Stop on a NaN/inf loss, naming its step, once ``every`` losses are waiting (on a GPU, training losses
+        wait for the trainer's logging interval, so that no step waits for the device to report its loss)."""
+        pending = self._pending_losses.setdefault(stage, [])
+        if not pending or len(pending) < every:
+            return
+        steps, losses = zip(*pending)
+        pending.clear()
+        finite = torch.isfinite(torch.stack(losses))
+        if not bool(finite.all()):
+            first = int((~finite).nonzero()[0, 0])
+            raise FloatingPointError(
+                f"{stage} loss became {losses[first].item()} at epoch {self.current_epoch}, step {steps[first]}: "
+                "lower optimizer.lr, set trainer.gradient_clip_val, or check the inputs for NaN/inf"
+            )
+
+    def on_train_epoch_end(self) -> None:
+        self._check_losses("train")
+
     def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["image"])
         target = batch[self.target_key]
         loss = self.compute_loss(logits, batch, stage)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"{stage} loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: "
-                "lower optimizer.lr, set trainer.gradient_clip_val, or check the inputs for NaN/inf"
-            )
+        deferred = loss.device.type == "cuda" and stage == "train"
+        self._pending_losses.setdefault(stage, []).append((self.global_step, loss.detach()))
+        self._check_losses(stage, self.trainer.log_every_n_steps if deferred else 1)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(*self.metric_inputs(logits.detach().float(), target))
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=len(logits),
-                 sync_dist=stage != "train")
+        # on a GPU no per-step progress-bar value for the training loss: showing it makes every step wait for it
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=not deferred,
+                 batch_size=len(logits), sync_dist=stage != "train")
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss, logits
 
@@ -185,6 +204,7 @@ class BeadSegModule(ConfiguredModule):
         return {"logits": logits}
 
     def on_validation_epoch_start(self) -> None:
+        self._check_losses("train")  # before a checkpoint could keep what a NaN step did to the weights
         self.bead_areas = []
 
     def on_validation_epoch_end(self) -> None:
