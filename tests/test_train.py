@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 
 from beadseg.config import CONFIG_DIR
 from beadseg.data import build_datamodule
+from beadseg.data.sample import BeadSample
 from beadseg.training.module import BeadSegModule
 from beadseg.training.task import train
 
@@ -187,3 +188,27 @@ def test_mean_image_f1_weighs_a_sparse_frame_like_a_dense_one():
             {"object_f1": 0.5, "true_count": 3, "predicted_count": 9},
             {"object_f1": 0.0, "true_count": 0, "predicted_count": 0}]  # empty and found empty: not scored
     assert mean_image_f1(rows) == 0.75
+
+
+def test_deferred_loss_checks_name_the_step_of_the_first_nan(compose_config, tmp_path):
+    """On a GPU, training losses are checked once per logging interval: the error still names the step that broke."""
+    module = instantiate(compose_config("train", [f"paths.output_dir={tmp_path}"]).module)
+    for step, value in enumerate((0.5, float("nan"), 0.4, float("inf"))):
+        module._pending_losses.setdefault("train", []).append((step + 10, torch.tensor(value)))
+        if step < 3:
+            module._check_losses("train", every=4)  # not yet due: nothing read back from the device
+    with pytest.raises(FloatingPointError, match=r"train loss became nan at epoch 0, step 11:"):
+        module._check_losses("train", every=4)
+    assert module._pending_losses["train"] == []
+
+
+def test_synthetic_images_rendered_once_are_the_ones_drawn_again():
+    from beadseg.data.synthetic import SyntheticSource
+
+    source = SyntheticSource(n_images=3, image_size=64, max_debris=4)
+    rows = source.entries()
+    for row in rows:
+        kept, fresh = source.read(row), BeadSample(*source.render(row["index"]))
+        assert kept.image is source._kept[row["index"]][1]  # served from memory, not drawn again
+        np.testing.assert_array_equal(kept.image, fresh.image)
+        np.testing.assert_array_equal(kept.labels, fresh.labels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ def load_pair(image_path: Path, mask_path: Path) -> BeadSample:
     image, raw_mask = open_image(image_path), read_mask(mask_path)
     if image.shape != raw_mask.shape:
         raise BeadDataError(f"size mismatch: image {image_path} is {image.shape}, mask {mask_path} is {raw_mask.shape}")
-    return BeadSample(image_name(image_path), image, bead_instances(raw_mask), len(np.unique(raw_mask)) <= 2)
+    return BeadSample(image_name(image_path), image, partial(bead_instances, raw_mask), len(np.unique(raw_mask)) <= 2,
+                      raw_mask > 0)
 
 
 def measure_pair(item: dict) -> dict:
