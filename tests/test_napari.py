@@ -3,8 +3,6 @@ reader opens a beadseg-predict output folder; the npe2 manifest names both."""
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,13 @@ def beads():
     return image, int(labels.max())
 
 
-def test_widget_counts_beads_and_adds_them_as_layers(qtbot, beads):
+def finish(qtbot, widget) -> None:
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+
+
+def test_widget_counts_beads_in_a_worker_as_the_cli_does(qtbot, beads, tmp_path, compose_config):
+    from beadseg.inference.predict import predict
+
     image, truth = beads
     viewer = ViewerModel()
     viewer.add_image(image, name="sample")
@@ -36,40 +40,81 @@ def test_widget_counts_beads_and_adds_them_as_layers(qtbot, beads):
     qtbot.addWidget(widget)
     assert widget.layer_box.currentText() == "sample"
     widget.count()
+    assert widget.worker is not None and not widget.count_button.isEnabled()  # running beside the event loop
+    finish(qtbot, widget)
     found = int(viewer.layers["sample beads"].data.max())
     assert abs(found - truth) <= 3, (found, truth)  # the shipped model finds the drawn beads
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "sample.tif", image)
+    out = tmp_path / "cli"
+    predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={out}", f"paths.output_dir={out}"]))
+    assert found == int(next(csv.DictReader(open(out / "counts.csv")))["count"])  # the CLI's count
     assert len(viewer.layers["sample centres"].data) == found
     assert widget.table.rowCount() == found and widget.result.text().startswith(f"{found} beads")
     assert widget.progress.value() == widget.progress.maximum() > 0
     assert set(viewer.layers["sample centres"].features.columns) >= {"bead_id", "area", "circularity"}
     widget.slider.setValue(99)  # a stricter threshold re-draws from the kept maps: fewer or equal beads
+    finish(qtbot, widget)
     assert int(viewer.layers["sample beads"].data.max()) <= found
     assert [layer.name for layer in viewer.layers].count("sample beads") == 1
 
 
-def test_reader_opens_a_prediction_folder(beads, tmp_path):
+def test_a_cancelled_count_adds_no_layer_and_errors_stay_in_the_widget(qtbot):
+    frame, _ = render_beads(np.random.default_rng(1), 2600, 3000, "brightfield", 8)  # 2 rows of tiles
+    viewer = ViewerModel()
+    viewer.add_image(frame, name="frame")
+    widget = BeadCounter(viewer)
+    qtbot.addWidget(widget)
+    widget.count()
+    qtbot.waitUntil(lambda: widget._tiles[1] == 4, timeout=120_000)  # the model runs its first row of 2x2 tiles
+    widget.cancel()
+    finish(qtbot, widget)
+    assert widget.result.text().startswith("cancelled") and [layer.name for layer in viewer.layers] == ["frame"]
+    assert widget._tiles[0] < widget._tiles[1]  # stopped mid-run
+    widget.checkpoint.setText(str(Path(__file__)))  # not a checkpoint: said in the widget, not raised into napari
+    widget.count()
+    finish(qtbot, widget)
+    assert widget.result.text().startswith("could not count") and "not a checkpoint" in widget.result.text()
+    assert [layer.name for layer in viewer.layers] == ["frame"]
+
+
+def test_reader_pages_through_a_prediction_folder(beads, tmp_path, compose_config, monkeypatch):
+    from beadseg.inference.predict import predict
+
+    monkeypatch.setenv("BEADSEG_IMAGE_PIXEL_SIZE_UM", "0.65")  # image.pixel_size_um=0.65, as the CLI passes it on
+
     image, _ = beads
     inputs = tmp_path / "in"
     inputs.mkdir()
-    tifffile.imwrite(inputs / "sample.tif", image)
+    tifffile.imwrite(inputs / "a.tif", image)
+    tifffile.imwrite(inputs / "b.tif", image[::-1].copy())
+    tifffile.imwrite(inputs / "c.tif", image[:100])  # another size: its own stack
     out = tmp_path / "pred"
-    done = subprocess.run([str(Path(sys.executable).parent / "beadseg-predict"), f"input={inputs}", f"output={out}",
-                           "image.pixel_size_um=0.65"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    count = int(next(csv.DictReader(open(out / "counts.csv")))["count"])
-    assert count > 10
+    predict(compose_config("predict", [f"input={inputs}", f"output={out}", f"paths.output_dir={out}",
+                                       "rois=geojson"]))
+    counts = {row["image"]: int(row["count"]) for row in csv.DictReader(open(out / "counts.csv"))}
+    assert counts["a"] > 10 and counts["b"] > 10
     reader = get_reader(str(out))
     assert reader is not None and get_reader(str(inputs)) is None
-    layers = {kind: (data, meta) for data, meta, kind in reader(str(out))}
-    assert set(layers) == {"image", "labels", "points"}
-    assert np.array_equal(layers["image"][0], image) and layers["labels"][0].max() == count
-    points, meta = layers["points"]
-    assert len(points) == count and meta["scale"] == (0.65, 0.65)
-    assert np.allclose(meta["features"]["equivalent_diameter_um"], meta["features"]["equivalent_diameter"] * 0.65, atol=1e-3)
-    assert "contrast_snr" in meta["features"]
-    (inputs / "sample.tif").write_bytes(b"")  # the input is gone bad since: its layer is skipped, the rest shown
-    kinds = [kind for _, _, kind in reader(str(out))]
-    assert kinds == ["labels", "points"]
+    layers = {meta["name"]: (data, meta, kind) for data, meta, kind in reader(str(out))}
+    size = f"{image.shape[0]}x{image.shape[1]}"
+    images, meta, _ = layers[f"images {size}"]
+    assert images.shape == (2, *image.shape) and np.array_equal(images[1], image[::-1])  # a slider pages a, b
+    labels = layers[f"beads {size}"][0]
+    assert [int(labels[i].max()) for i in range(2)] == [counts["a"], counts["b"]]
+    points, meta, _ = layers[f"bead centres {size}"]
+    assert len(points) == counts["a"] + counts["b"] and meta["scale"] == (1.0, 0.65, 0.65)
+    assert set(points[:, 0]) == {0, 1} and list(meta["features"]["image"]).count("b") == counts["b"]
+    assert np.allclose(meta["features"]["equivalent_diameter_um"], meta["features"]["equivalent_diameter"] * 0.65,
+                       atol=1e-3)
+    texts = layers[f"counts {size}"][1]["features"]["label"]
+    assert texts == [f"a: {counts['a']} beads", f"b: {counts['b']} beads"]  # each page shows its count
+    outlines = layers[f"bead outlines {size}"][0]
+    assert len(outlines) == counts["a"] + counts["b"] and all(o.shape[1] == 3 for o in outlines)
+    assert layers["beads 100x160"][0].shape == (1, 100, 160)
+    (inputs / "a.tif").write_bytes(b"")  # an input gone bad since: a blank page, the rest shown
+    images = {meta["name"]: data for data, meta, _ in reader(str(out))}[f"images {size}"]
+    assert not images[0].any() and np.array_equal(images[1], image[::-1])
 
 
 def test_manifest_names_the_reader_and_the_widget():
@@ -90,4 +135,5 @@ def test_widget_names_what_it_cannot_count(qtbot, tmp_path):
     viewer.add_image(np.zeros((32, 32)), name="flat")
     widget.layer_box.setCurrentText("flat")
     widget.count()
-    assert "missing.ckpt" in widget.result.text() and "sample centres" not in viewer.layers
+    finish(qtbot, widget)
+    assert "missing.ckpt" in widget.result.text() and "flat beads" not in viewer.layers

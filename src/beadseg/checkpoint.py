@@ -68,11 +68,14 @@ def buildable(target: str) -> bool:
     return isinstance(found, type) and _within(found.__module__) and issubclass(found, bases)
 
 
-def check_targets(settings: dict, source: str) -> None:
+def check_targets(settings: dict, source: str, built: tuple[str, ...] | None = None) -> None:
     """Refuse settings that would build anything but what beadseg builds (:func:`buildable`), at any depth (inside
-    ``_args_``, nested or ``_partial_`` targets too), naming the first such target."""
+    ``_args_``, nested or ``_partial_`` targets too), naming the first such target. ``built``: the settings the
+    caller will build (inference: ``net``); the targets of the others, never built, are checked by name only (within
+    the allowed modules), so that loading a network imports nothing it does not need."""
     for where, target in targets(settings):
-        if not buildable(target):
+        located = built is None or where.split(".")[0].split("[")[0] in built
+        if not (buildable(target) if located else target in ALLOWED_FACTORIES or _within(target.rsplit(".", 1)[0])):
             raise CheckpointError(f"{source}: refused: its setting {where} names {target!r}, which is not something "
                                   "beadseg builds (its networks and losses, torch layers, losses and optimisers)")
 
@@ -134,13 +137,14 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def module_settings(path: str | Path) -> tuple[dict, dict]:
-    """The checkpoint and its hyper-parameters, checked: what a LightningModule is rebuilt from."""
+def module_settings(path: str | Path, built: tuple[str, ...] | None = None) -> tuple[dict, dict]:
+    """The checkpoint and its hyper-parameters, checked (:func:`check_targets`): what a LightningModule is rebuilt
+    from."""
     checkpoint = read_checkpoint(path)
     if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt={path}: not a beadseg checkpoint (no hyper_parameters or state_dict)")
     settings = dict(checkpoint["hyper_parameters"])
-    check_targets(settings, f"ckpt={path}")
+    check_targets(settings, f"ckpt={path}", built)
     return checkpoint, settings
 
 
@@ -163,7 +167,7 @@ def load_network(path: str | Path, task: str | None = None) -> Network:
     (``segment`` or ``classify``) is the kind this command needs."""
     from hydra.utils import instantiate
 
-    checkpoint, settings = module_settings(path)
+    checkpoint, settings = module_settings(path, built=("net",))
     network = Network(instantiate(settings["net"]), settings, checkpoint)
     if task is not None and network.task != task:
         what = {"segment": "a segmentation", "classify": "a classification"}

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from beadseg.data.reader import usable_cpus
-from beadseg.inference import outputs
+from beadseg.inference import outputs, rois
 from beadseg.inference.postprocess import PostProcess
 
 OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
@@ -76,16 +76,19 @@ class WorkerPool:
         self.close()
 
 
-def finishing_workers(post_workers: int | str, read_ahead: int, frames: int, network_on_cpu: bool) -> int:
-    """``auto``: processes that find beads and write files beside the network. A network on the CPU already uses
-    every core (torch's threads): none, each frame is finished between two forward passes. Beside a GPU (or the
-    single-threaded classical detector): the cores the main process and the readers leave, at least one, never
-    more than there are frames after the first."""
+def finishing_workers(post_workers: int | str, spare_cores: int, frames: int) -> int:
+    """``post_workers``, where ``auto`` is the ``spare_cores`` the caller leaves, never more than there are frames
+    after the first (a single frame is finished at once, without starting a process)."""
     if post_workers != "auto":
         return int(post_workers)
-    if network_on_cpu:
-        return 0
-    return min(max(1, usable_cpus() - 1 - read_ahead), max(frames - 1, 0))
+    return min(max(spare_cores, 0), max(frames - 1, 0))
+
+
+def prediction_spare_cores(read_ahead: int, network_on_cpu: bool) -> int:
+    """Cores beside a prediction's network: a network on the CPU already uses every core (torch's threads), so
+    none and each frame is finished between two forward passes; beside a GPU (or the single-threaded classical
+    detector) those the main process and the readers leave, at least one."""
+    return 0 if network_on_cpu else max(1, usable_cpus() - 1 - read_ahead)
 
 
 def network_on_cpu(predictor) -> bool:
@@ -118,6 +121,9 @@ def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | Non
     compression = options["tiff_compression"]
     outputs.write_mask(labels, out / "masks" / f"{name}{suffix}", size, compression)
     outputs.write_labels(labels, out / "instances" / f"{name}{suffix}", len(objects), size, compression)
+    if options["rois"]:
+        (out / "rois").mkdir(exist_ok=True)
+        rois.write_rois(options["rois"], labels, objects, out / "rois", name)
     if wants_overlay(result["index"], options["overlays"]):
         outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", options["overlay_max_side"], len(objects),
                             options["overlay_compression"])

@@ -42,8 +42,9 @@ LABEL_FORMATS = {"tiff": ".tif", "ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr"
 def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,
                pixel_size_um: float | None = None, compression: str | None = "zlib") -> Path:
     """``convert(array)`` as a TIFF of ``dtype`` (``compression``: zlib, Fiji reads it; ``none``); large arrays go
-    tile by tile (bounded memory). A ``.ome.tif`` name gets OME metadata with the pixel size (Fiji and napari open
-    it at scale)."""
+    tile by tile (bounded memory). With a pixel size, Fiji opens it calibrated in µm: a ``.ome.tif`` name gets OME
+    metadata, a plain ``.tif`` ImageJ's own (resolution and ``unit=um``), or where ImageJ's format cannot hold it
+    (tiles, 32-bit integers) resolution tags in centimetres."""
     partial = _partial(path)
     ome = path.name.endswith(".ome.tif")
     options = {"compression": None if compression in (None, "none") else compression, "ome": ome}
@@ -51,6 +52,11 @@ def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np
         options["metadata"] = {"axes": "YX", **({"PhysicalSizeX": pixel_size_um, "PhysicalSizeY": pixel_size_um,
                                                  "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
                                                 if pixel_size_um else {})}
+    elif pixel_size_um and array.size <= LARGE and np.dtype(dtype) in (np.uint8, np.uint16, np.float32):
+        options |= {"imagej": True, "resolution": (1 / pixel_size_um, 1 / pixel_size_um),
+                    "metadata": {"unit": "um", "axes": "YX"}}
+    elif pixel_size_um:
+        options |= {"resolution": (1e4 / pixel_size_um, 1e4 / pixel_size_um), "resolutionunit": "CENTIMETER"}
     if array.size > LARGE:
         tifffile.imwrite(partial, _tiles(array, convert, dtype), shape=array.shape, dtype=dtype,
                          tile=(TIFF_TILE, TIFF_TILE), **options)

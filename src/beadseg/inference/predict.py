@@ -31,8 +31,9 @@ from beadseg.data.reader import usable_cpus
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
 from beadseg.inference.finish import (COUNT_COLUMNS, DEBRIS_COLUMNS, OBJECT_COLUMNS, WorkerPool, finish_frame,
-                                      finishing_workers, network_on_cpu)
+                                      finishing_workers, network_on_cpu, prediction_spare_cores)
 from beadseg.inference.postprocess import PostProcess
+from beadseg.inference.rois import ROI_FORMATS
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
 
@@ -309,9 +310,19 @@ def run_settings(cfg: DictConfig, ckpt: str | None, files: list[Path]) -> dict:
     """What must match for a resumed run to continue this one: the input and its files, the model, the settings."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     keys = ("method", "detector", "inference", "postprocess", "save_probability", "save_uncertainty", "overlay_max_side",
-            "flag_uncertainty", "label_format", "image", "save_debris", "overlays", "tiff_compression")
+            "flag_uncertainty", "label_format", "image", "save_debris", "overlays", "tiff_compression", "rois")
     return {"ckpt": ckpt, "input": str(Path(cfg.input).resolve()), "input_files": file_set(files),
             **{key: plain.get(key) for key in keys}}
+
+
+def roi_kinds(value) -> list[str]:
+    """``rois=imagej``, ``rois=geojson``, ``rois=[imagej,geojson]`` (``null``/``false``: none), checked by name."""
+    kinds = [] if value in (None, False) else [value] if isinstance(value, str) else list(value)
+    unknown = [kind for kind in kinds if kind not in ROI_FORMATS]
+    if unknown:
+        raise ValueError(f"rois={value}: {', '.join(map(str, unknown))} is no ROI format; choose from "
+                         f"{', '.join(ROI_FORMATS)} (a list for several: rois=[imagej,geojson])")
+    return kinds
 
 
 def predict(cfg: DictConfig) -> dict:
@@ -329,7 +340,8 @@ def predict(cfg: DictConfig) -> dict:
     options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
                                          "label_format", "save_debris", "overlays", "overlay_compression",
                                          "tiff_compression")}
-    workers = finishing_workers(cfg.post_workers, read_ahead, len(files), network_on_cpu(predictor))
+    options["rois"] = roi_kinds(cfg.rois)
+    workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
     writer = PredictionWriter(out, options, post, predictor.threshold, workers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
     if cfg.resume and not (set(image_name(p) for p in files) - finished(out)):

@@ -79,7 +79,8 @@ def predict_tiled(
 
     ``normalize`` maps a raw crop to model input; tiles are ``tile`` px at most (a multiple of ``multiple``,
     the model's divisor, so that it pads nothing), neighbours sharing at least ``overlap`` px. Outputs go into ``probability_out`` / ``uncertainty_out``
-    when given (e.g. memory maps), else into new float32 arrays. ``on_tile_row(n_tiles)`` reports progress.
+    when given (e.g. memory maps), else into new float32 arrays. ``on_tile_row(n_tiles)`` reports progress (0
+    as a row starts, the tile count when it is done).
     """
     height, width = image.shape
     tile_h, rows = tile_plan(height, tile, overlap, multiple)
@@ -108,6 +109,8 @@ def predict_tiled(
         release_pages(image, probability, uncertainty)
 
     for top in rows:
+        if on_tile_row:
+            on_tile_row(0)  # a row starts: the caller may stop the run here (napari's Cancel)
         flush(top)
         strip = normalize(image[top : top + tile_h])
         for xs in _batches(cols, batch_size):

@@ -1,9 +1,13 @@
-"""Open a ``beadseg-predict`` output folder in napari: per image, the input image, its bead instance labels and a
-points layer of bead centres carrying every ``objects.csv`` column, at the pixel size when it is known."""
+"""Open a ``beadseg-predict`` output folder in napari as stacks a slider pages through: for the frames of one size,
+the input images (where their files are still there), the bead instance labels, a points layer of bead centres
+carrying every ``objects.csv`` column, each frame's count as text, and with ``rois=geojson`` the bead outlines as
+shapes; at the pixel size when it is known. Frames are read lazily (dask), one page at a time.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 
@@ -37,35 +41,86 @@ def _number(value: str) -> float:
     return float(value) if value not in ("", None) else np.nan
 
 
+def _lazy_stack(files: list[Path], shape: tuple[int, int], dtype) -> object:
+    """A (frames, H, W) dask array reading each frame when napari shows it."""
+    import dask
+    import dask.array as da
+
+    return da.stack([da.from_delayed(dask.delayed(read_image)(file), shape, dtype) for file in files])
+
+
+def _readable(file: Path | None, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The frame in ``file`` when it reads (and has the size ``shape``), else None (named in the log)."""
+    if file is None:
+        return None
+    try:
+        data = read_image(file)
+    except BeadDataError as error:  # one unreadable file does not hide the folder's other images
+        log.warning("beadseg reader: skipped %s: %s", file, error)
+        return None
+    if shape is not None and data.shape != shape:
+        log.warning("beadseg reader: skipped %s: its size %s is not the frame's %s", file, data.shape, shape)
+        return None
+    return data
+
+
 def read_predictions(path) -> list[tuple]:
-    """Layer data tuples ``(data, kwargs, kind)``: for every image of the folder, image (when its input file is
-    still there), labels and bead centres; only the first image's layers are visible."""
+    """Layer data tuples ``(data, kwargs, kind)``: per frame size, stacks of images, labels, centres (frame index
+    first), counts and outlines; a frame whose input file is gone shows as a blank image page."""
     folder = Path(path if not isinstance(path, list) else path[0])
     counts = list(csv.DictReader(open(folder / "counts.csv", newline="")))
     objects: dict[str, list[dict]] = {}
     with open(folder / "objects.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             objects.setdefault(row["image"], []).append(row)
+    groups: dict[tuple, list[tuple[dict, Path, np.ndarray]]] = {}
+    for row in counts:  # frames grouped by size (the labels say it), in the tables' order
+        labels_file = _instances(folder, row["image"])
+        labels = _readable(labels_file)
+        if labels is not None:
+            groups.setdefault(labels.shape, []).append((row, labels_file, labels))
     layers = []
-    for index, row in enumerate(counts):
-        name, visible = row["image"], index == 0
-        size = _number(row.get("pixel_size_um", ""))
-        scale = (size, size) if np.isfinite(size) else (1.0, 1.0)
-        common = {"scale": scale, "visible": visible, "metadata": {"beadseg_folder": str(folder), **row}}
-        source = Path(row.get("path") or "")
-        for file, kind, layer_name in ((source if row.get("path") and source.exists() else None, "image", name),
-                                       (_instances(folder, name), "labels", f"{name} beads")):
-            if file is None:
-                continue
-            try:
-                data = read_image(file)
-            except BeadDataError as error:  # one unreadable file does not hide the folder's other images
-                log.warning("beadseg reader: skipped %s: %s", file, error)
-                continue
-            layers.append((data.astype(np.int32) if kind == "labels" else data, {"name": layer_name, **common}, kind))
-        beads = objects.get(name, [])
-        features = {column: np.array([_number(b[column]) for b in beads]) for column in NUMERIC if beads and column in beads[0]}
-        centres = np.array([[_number(b["centroid_y"]), _number(b["centroid_x"])] for b in beads]).reshape(-1, 2)
-        layers.append((centres, {"name": f"{name} centres", "features": features, "size": 4, "face_color": "yellow",
-                                 **common}, "points"))
+    for shape, frames in groups.items():
+        suffix = "" if len(groups) == 1 else f" {shape[0]}x{shape[1]}"
+        size = _number(frames[0][0].get("pixel_size_um", ""))
+        scale = (1.0, size, size) if np.isfinite(size) else (1.0, 1.0, 1.0)
+        common = {"scale": scale, "metadata": {"beadseg_folder": str(folder), "frames": [r for r, _, _ in frames]}}
+        images = [_readable(Path(row["path"]), shape) if row.get("path") and Path(row["path"]).exists() else None
+                  for row, _, _ in frames]
+        if any(image is not None for image in images):
+            dtype = next(image.dtype for image in images if image is not None)
+            pages = [image if image is not None else np.zeros(shape, dtype) for image in images]
+            layers.append((np.stack(pages) if len(pages) < 64 else _lazy_stack(
+                [Path(row["path"]) for row, _, _ in frames], shape, dtype), {"name": f"images{suffix}", **common}, "image"))
+        layers.append((np.stack([labels.astype(np.int32) for _, _, labels in frames]),
+                       {"name": f"beads{suffix}", **common}, "labels"))
+        beads = [(index, b) for index, (row, _, _) in enumerate(frames) for b in objects.get(row["image"], [])]
+        features = {column: np.array([_number(b[column]) for _, b in beads]) for column in NUMERIC
+                    if beads and column in beads[0][1]}
+        features["image"] = np.array([b["image"] for _, b in beads], dtype=object)
+        centres = np.array([[index, _number(b["centroid_y"]), _number(b["centroid_x"])] for index, b in beads])
+        layers.append((centres.reshape(-1, 3), {"name": f"bead centres{suffix}", "features": features, "size": 4,
+                                                "face_color": "yellow", **common}, "points"))
+        layers.append((np.array([[index, 0, 0] for index in range(len(frames))], float),
+                       {"name": f"counts{suffix}", "size": 0, "features": {
+                           "label": [f"{row['image']}: {row['count']} beads" for row, _, _ in frames]},
+                        "text": {"string": "{label}", "anchor": "upper_left", "size": 14, "color": "yellow"},
+                        **common}, "points"))
+        outlines = _outlines(folder, [row["image"] for row, _, _ in frames])
+        if outlines:
+            layers.append((outlines, {"name": f"bead outlines{suffix}", "shape_type": "polygon", "edge_color": "cyan",
+                                      "face_color": "transparent", "edge_width": 0.5, **common}, "shapes"))
     return layers
+
+
+def _outlines(folder: Path, names: list[str]) -> list[np.ndarray]:
+    """The beads' outlines of ``rois/<name>.geojson`` (``rois=geojson``) as (frame, y, x) polygons."""
+    polygons = []
+    for index, name in enumerate(names):
+        path = folder / "rois" / f"{name}.geojson"
+        if not path.is_file():
+            continue
+        for feature in json.loads(path.read_text())["features"]:
+            ring = np.asarray(feature["geometry"]["coordinates"][0][:-1], float)  # (x, y), closed
+            polygons.append(np.column_stack([np.full(len(ring), index), ring[:, 1], ring[:, 0]]))
+    return polygons

@@ -1,16 +1,20 @@
 """The napari dock widget: count the beads of an image layer with the shipped model or a chosen checkpoint.
 
-The model runs once per image (tile by tile, with a progress bar); the threshold slider then re-draws the beads
-from the kept maps at once. Results are added as layers: bead instance labels and a points layer of bead centres
-whose features are the ``objects.csv`` columns; the count and a per-bead table sit in the widget.
+The model and the post-processing run in a napari thread worker (``napari.qt.threading``), so the viewer stays
+responsive on a 40-megapixel frame: a progress bar follows the tiles, Cancel stops the run at the next tile row
+(no layer is added or changed), and an error is shown in the widget, never raised into napari. The threshold
+slider re-draws the beads from the kept maps. Results are added as layers: bead instance labels and a points
+layer of bead centres whose features are the ``objects.csv`` columns; the count and a per-bead table sit in the
+widget. Importing this module loads no torchvision, torch._dynamo or triton (see ``beadseg.models``).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QApplication,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -29,6 +33,16 @@ from beadseg.data.io import as_gray
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.tiling import tile_plan
+
+class Cancelled(Exception):
+    """The user pressed Cancel: the run stops at its next tile row."""
+
+
+class Failed(NamedTuple):
+    """What the worker returns when the run fails: the error, shown in the widget."""
+
+    error: Exception
+
 
 TABLE_COLUMNS = ("bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity", "mean_probability")
 
@@ -56,7 +70,14 @@ class BeadCounter(QWidget):
         self.slider.valueChanged.connect(self._threshold_moved)
         self.count_button = QPushButton("Count beads")
         self.count_button.clicked.connect(self.count)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar()
+        self.worker = None
+        self._cancelled, self._tiles, self._drawn_at = False, [0, 1], None
+        self._timer = QTimer(self)  # the worker counts tiles; the GUI thread shows them
+        self._timer.timeout.connect(self._follow)
         self.result = QLabel("no beads counted yet")
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
@@ -71,7 +92,10 @@ class BeadCounter(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.threshold_label)
         layout.addWidget(self.slider)
-        layout.addWidget(self.count_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.count_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.result)
         layout.addWidget(self.table)
@@ -101,50 +125,117 @@ class BeadCounter(QWidget):
     def _threshold_moved(self, value: int) -> None:
         self.threshold_label.setText(f"probability threshold {value / 100:.2f}")
         if self.maps is not None:
-            self.show_beads()
+            self._start(self._redraw_in_worker, self.threshold)
 
-    def _load(self):
-        wanted = self.checkpoint.text().strip() or None
-        if self.predictor is None or self.loaded_from != wanted:
-            self.predictor, self.loaded_from = load_predictor(wanted), wanted
-        return self.predictor
+    def _redraw_in_worker(self, threshold: float):
+        """In the worker thread: the kept maps' beads at another threshold."""
+        return self.image, self.source_name, self.maps, self._instances(self.maps, self.image, threshold)
 
     def count(self) -> None:
-        """Run the model on the chosen layer (progress per tile row), then draw the beads."""
+        """Start the model on the chosen layer in a thread worker (progress per tile row); the beads are drawn when
+        it returns."""
         name = self.layer_box.currentText()
         if not name:
             self.result.setText("add an image layer first")
             return
         try:
             image = as_gray(self.viewer.layers[name].data, f"layer {name!r} (pick one plane first)")
-            predictor = self._load()
-        except (ValueError, FileNotFoundError) as error:  # a 3-D layer, a refused or missing checkpoint
+        except ValueError as error:  # a 3-D layer
             self.result.setText(str(error))
             return
-        self.image, self.source_name = image, name
-        rows = len(tile_plan(self.image.shape[0], predictor.tile, predictor.overlap)[1])
-        cols = len(tile_plan(self.image.shape[1], predictor.tile, predictor.overlap)[1])
-        self.progress.setRange(0, rows * cols)
-        self.progress.setValue(0)
+        self._start(self._count_in_worker, image, name, self.checkpoint.text().strip() or None, self.threshold)
+
+    def cancel(self) -> None:
+        """Stop the running count at its next tile row; nothing it would have drawn is drawn."""
+        self._cancelled = True
+        self.result.setText("cancelling…")
+
+    def _start(self, function, *args) -> None:
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            return  # one run at a time
+        self._cancelled, self._tiles = False, [0, 1]
+        self.count_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)  # busy until the tiles are known
+        self.result.setText("counting…")
+        self.worker = create_worker(self._caught, function, *args, _start_thread=False,
+                                    _connect={"returned": self._draw, "errored": self._failed,
+                                              "finished": self._finished})
+        self._timer.start(100)
+        self.worker.start()
+
+    @staticmethod
+    def _caught(function, *args):
+        """``function(*args)`` in the worker; an error comes back as the result (shown in the widget), so that
+        nothing is raised into napari."""
+        try:
+            return function(*args)
+        except Exception as error:  # noqa: BLE001 - every failure is reported in the widget
+            return Failed(error)  # (a returned exception would be raised again by the worker)
+
+    def _count_in_worker(self, image: np.ndarray, name: str, checkpoint: str | None, threshold: float):
+        """In the worker thread: load the model (once per checkpoint), predict the maps, find the beads."""
+        if self.predictor is None or self.loaded_from != checkpoint:
+            self.predictor, self.loaded_from = load_predictor(checkpoint), checkpoint
+        predictor = self.predictor
+        rows = len(tile_plan(image.shape[0], predictor.tile, predictor.overlap)[1])
+        cols = len(tile_plan(image.shape[1], predictor.tile, predictor.overlap)[1])
+        self._tiles = [0, 1 if predictor.fits_whole(image.shape) else rows * cols]
 
         def advance(tiles: int) -> None:
-            self.progress.setValue(self.progress.value() + tiles)
-            QApplication.processEvents()
+            self._tiles[0] += tiles
+            if self._cancelled:
+                raise Cancelled
 
-        self.maps, _ = predictor.predict(self.image, on_tile_row=advance)
-        self.show_beads()
+        if self._cancelled:
+            raise Cancelled
+        maps, _ = predictor.predict(image, on_tile_row=advance)
+        return image, name, maps, self._instances(maps, image, threshold)
 
-    def show_beads(self) -> None:
-        """Beads at the slider's threshold, as layers, count and table."""
+    def _instances(self, maps: np.ndarray, image: np.ndarray, threshold: float):
+        return threshold, PostProcess(threshold=threshold).for_model(self.predictor).instances(maps, image)
+
+    def _follow(self) -> None:
+        done, total = self._tiles
+        if total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+
+    def _draw(self, returned) -> None:
+        if isinstance(returned, Failed):
+            self._failed(returned.error)
+            return
+        self.image, self.source_name, self.maps, beads = returned
+        self.progress.setRange(0, self._tiles[1])
+        self.progress.setValue(self._tiles[1])
+        self.show_beads(beads)
+
+    def _failed(self, error: Exception) -> None:
+        self.result.setText("cancelled: no beads drawn" if isinstance(error, Cancelled) else
+                            f"could not count: {error}")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+
+    def _finished(self) -> None:
+        self._timer.stop()
+        self.worker = None
+        self.count_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if self.maps is not None and self._drawn_at != self.threshold:  # the slider moved while it ran
+            self._start(self._redraw_in_worker, self.threshold)
+
+    def show_beads(self, beads) -> None:
+        """Beads found at a threshold (``(threshold, Instances)``), as layers, count and table."""
         layer = self.viewer.layers[self.source_name]
-        post = PostProcess(threshold=self.threshold).for_model(self.predictor)
-        labels, rows, _ = post.instances(self.maps, self.image)
+        self._drawn_at, (labels, rows, _) = beads
         centres = np.array([[r["centroid_y"], r["centroid_x"]] for r in rows]).reshape(-1, 2)
         features = {column: np.array([r[column] for r in rows]) for column in rows[0]} if rows else {}
         self._put(f"{self.source_name} beads", "labels", labels, scale=layer.scale)
         self._put(f"{self.source_name} centres", "points", centres, scale=layer.scale, features=features,
                   size=4, face_color="yellow")
-        self.result.setText(f"{len(rows)} beads at threshold {self.threshold:.2f}")
+        self.result.setText(f"{len(rows)} beads at threshold {self._drawn_at:.2f}")
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, column in enumerate(TABLE_COLUMNS):

@@ -1,0 +1,143 @@
+"""Beads as the region files Fiji and QuPath open: an ImageJ ROI set (``<image>_rois.zip``, one polygon per bead,
+named by its bead id) and a GeoJSON FeatureCollection of QuPath detections (``<image>.geojson``).
+
+Each outline runs along the pixel edges of the bead's pixels (corner coordinates, as ImageJ's wand traces), so the
+polygon encloses exactly the bead's pixels: its area is the bead's ``area`` in ``objects.csv``. Coordinates are
+those of the whole frame, also for frames post-processed in chunks (outlines are traced band by band).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from beadseg.data.io import release_pages
+
+ROI_FORMATS = {"imagej": "_rois.zip", "geojson": ".geojson"}  # rois=...: the file each writes per image
+
+# the unit steps of a walk along pixel edges, clockwise on screen (rows grow downwards): right, down, left, up
+_STEPS = [(0, 1), (1, 0), (0, -1), (-1, 0)]
+
+
+def trace_outline(mask: np.ndarray) -> np.ndarray:
+    """The outer boundary of the largest 4-connected piece of ``mask`` as (row, column) pixel-corner vertices, one
+    per change of direction, clockwise on screen; the polygon encloses exactly that piece's pixels (holes filled)."""
+    padded = np.pad(mask, 1)
+    rows, cols = np.nonzero(padded)
+    edges: dict[tuple[int, int], list[int]] = {}  # corner -> directions of the boundary edges leaving it
+    for direction, (dr, dc), (cr, cc) in zip(range(4), ((-1, 0), (0, 1), (1, 0), (0, -1)),
+                                             ((0, 0), (0, 1), (1, 1), (1, 0))):
+        free = ~padded[rows + dr, cols + dc]  # the side of these pixels that faces background
+        for r, c in zip(rows[free] + cr, cols[free] + cc):
+            edges.setdefault((int(r), int(c)), []).append(direction)
+    loops = []
+    while edges:
+        start = next(iter(edges))
+        corner, heading, loop = start, None, []
+        while heading is None or corner != start:
+            leaving = edges[corner]
+            # where two pieces touch at a corner, turn right (the other way would be left): each 4-connected
+            # piece gets its own loop
+            choice = leaving[0] if heading is None else min(leaving, key=lambda d: (d - heading - 1) % 4)
+            leaving.remove(choice)
+            if not leaving:
+                del edges[corner]
+            if choice != heading:
+                loop.append(corner)
+            heading = choice
+            corner = (corner[0] + _STEPS[choice][0], corner[1] + _STEPS[choice][1])
+        loops.append(np.array(loop) - 1)
+    outer = max(loops, key=lambda vertices: abs(polygon_area(vertices)))
+    return outer
+
+
+def polygon_area(vertices: np.ndarray) -> float:
+    """Signed shoelace area of a closed polygon given by its (row, column) vertices."""
+    r, c = np.asarray(vertices, float).T
+    return 0.5 * float(np.dot(c, np.roll(r, -1)) - np.dot(r, np.roll(c, -1)))
+
+
+def bead_outlines(labels: np.ndarray, bead_ids: list[int], centroids_y: list[float], band: int = 2048,
+                  halo: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """(bead id, outline in frame coordinates) of every bead listed, traced band by band (``band`` rows seeing
+    ``halo`` of their neighbours; beads must be smaller than the halo, as for chunked post-processing): memory does
+    not grow with the frame."""
+    wanted = np.asarray(bead_ids)
+    centre_rows = np.asarray(centroids_y, float)
+    for top in range(0, labels.shape[0], band):
+        mine = wanted[(centre_rows >= top) & (centre_rows < top + band)]
+        if not len(mine):
+            continue
+        y0 = max(top - halo, 0)
+        local = np.asarray(labels[y0 : min(top + band + halo, labels.shape[0])])
+        boxes = ndi.find_objects(local, max_label=int(mine.max()))
+        for bead in mine:
+            box = boxes[bead - 1]
+            outline = trace_outline(local[box] == bead)
+            yield int(bead), outline + (box[0].start + y0, box[1].start)
+        release_pages(labels)
+
+
+def _atomic_write(path: Path, write) -> Path:
+    partial = path.with_name(f".{path.name}.partial")
+    write(partial)
+    os.replace(partial, path)
+    return path
+
+
+def write_imagej_rois(outlines: list[tuple[int, np.ndarray]], path: Path) -> Path:
+    """An ImageJ ROI set (zip) of traced polygons named ``bead_<id>``: Fiji's ROI Manager opens it over the image."""
+    from roifile import ROI_TYPE, ImagejRoi, roiwrite
+
+    rois = []
+    for bead, outline in outlines:
+        points = outline[:, ::-1].astype(np.float64 if outline.max() > 32000 else np.int32)  # (x, y)
+        roi = ImagejRoi.frompoints(points, name=f"bead_{bead:05d}")
+        roi.roitype = ROI_TYPE.TRACED
+        rois.append(roi)
+
+    def write(partial: Path) -> None:
+        if partial.exists():
+            partial.unlink()
+        if rois:
+            roiwrite(partial, rois, mode="w")
+        else:  # an empty set: an empty zip Fiji's ROI Manager opens as such
+            import zipfile
+
+            zipfile.ZipFile(partial, "w").close()
+
+    return _atomic_write(path, write)
+
+
+def write_geojson(outlines: list[tuple[int, np.ndarray]], rows: dict[int, dict], path: Path) -> Path:
+    """A GeoJSON FeatureCollection of QuPath detections: one closed polygon per bead in full-frame pixel
+    coordinates, named by its bead id, with its ``objects.csv`` values as measurements."""
+    features = []
+    for bead, outline in outlines:
+        ring = outline[:, ::-1].tolist()  # (x, y)
+        numbers = {key: value for key, value in rows[bead].items() if isinstance(value, (int, float))
+                   and not isinstance(value, bool) and key != "bead_id"}
+        features.append({"type": "Feature", "id": f"bead-{bead}",
+                         "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
+                         "properties": {"objectType": "detection", "name": f"bead {bead}",
+                                        "classification": {"name": "Bead", "color": [255, 220, 0]},
+                                        "measurements": numbers}})
+    text = json.dumps({"type": "FeatureCollection", "features": features})
+    return _atomic_write(path, lambda partial: partial.write_text(text))
+
+
+def write_rois(kinds: list[str], labels: np.ndarray, objects: list[dict], folder: Path, name: str) -> list[Path]:
+    """The ROI files ``kinds`` (``imagej``, ``geojson``) of one frame's beads into ``folder``."""
+    outlines = list(bead_outlines(labels, [row["bead_id"] for row in objects], [row["centroid_y"] for row in objects]))
+    written = []
+    if "imagej" in kinds:
+        written.append(write_imagej_rois(outlines, folder / f"{name}{ROI_FORMATS['imagej']}"))
+    if "geojson" in kinds:
+        rows = {row["bead_id"]: row for row in objects}
+        written.append(write_geojson(outlines, rows, folder / f"{name}{ROI_FORMATS['geojson']}"))
+    return written
