@@ -1,8 +1,10 @@
-"""The napari plugin, headless: the dock widget counts beads on a synthetic image and adds them as layers; the
+"""The napari plugin: the dock widget counts beads in a thread worker (headless, and in a real viewer under Xvfb); the
 reader opens a beadseg-predict output folder; the npe2 manifest names both."""
 
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +139,42 @@ def test_widget_names_what_it_cannot_count(qtbot, tmp_path):
     widget.count()
     finish(qtbot, widget)
     assert "missing.ckpt" in widget.result.text() and "flat beads" not in viewer.layers
+
+
+REAL_VIEWER = """
+import faulthandler, sys, time
+faulthandler.enable()
+import numpy as np
+import napari
+from qtpy.QtWidgets import QApplication
+from beadseg.data.synthetic import render_beads
+
+viewer = napari.Viewer(show=True)  # a real window: its OpenGL context exists before beadseg is imported
+image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", 8)
+viewer.add_image(image, name="beads")
+dock, widget = viewer.window.add_plugin_dock_widget("beadseg", "Count beads")  # Plugins > beadseg > Count beads
+widget.count()
+deadline = time.time() + 120
+while widget.worker is not None and time.time() < deadline:
+    QApplication.processEvents()
+    time.sleep(0.02)
+print("counted:", int(viewer.layers["beads beads"].data.max()), "of", int(labels.max()))
+viewer.close()
+"""
+
+
+def test_widget_opens_and_counts_in_a_real_viewer_under_xvfb(tmp_path):
+    """Under Xvfb with Mesa's software OpenGL, importing torchvision's torch._dynamo/triton after the viewer exists
+    kills napari (segmentation fault): opening the widget and counting must not import them."""
+    import shutil
+
+    if not shutil.which("xvfb-run"):
+        pytest.skip("no xvfb-run: install Xvfb (apt-get install xvfb libxcb-cursor0 libgl1-mesa-dri; .ci/run does)")
+    script = tmp_path / "viewer.py"
+    script.write_text(REAL_VIEWER)
+    env = {**os.environ, "QT_QPA_PLATFORM": "xcb"}
+    done = subprocess.run(["xvfb-run", "-a", sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found, truth = map(int, done.stdout.split("counted:")[1].split(" of "))
+    assert abs(found - truth) <= 3
