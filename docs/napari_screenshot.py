@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -35,8 +36,10 @@ def main() -> None:
     viewer.add_image(read_image(path), name=path.stem[:24])
     widget = BeadCounter(viewer)
     widget.resize(420, 640)
-    widget.count()
-    app.processEvents()
+    widget.count()  # in a thread worker: wait for it
+    while widget.worker is not None:
+        app.processEvents()
+        time.sleep(0.02)
     grabbed = ROOT / "docs" / ".widget.png"
     widget.grab().save(str(grabbed))
     name = widget.source_name
