@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "benchmarks" / f"real_microbeads_{time.strftime('%Y%m%d_%H%M%S')}")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs per fold (default: the preset's)")
-    parser.add_argument("--tiny", action="store_true", help="one fold, two steps: a smoke test")
+    parser.add_argument("--tiny", action="store_true", help="one fold, two steps, two validation images, no sweep: a smoke test")
     parser.add_argument("--init-from", default=None,
                         help="checkpoint or run every fold starts from; it must not have seen the lab's captures "
                              "(default: none, from scratch)")
@@ -162,7 +162,8 @@ def main() -> None:
     folds = captures(args.data)
     if args.tiny:
         folds = folds[:1]
-        overrides += ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "data.patches_per_image=1"]
+        overrides += ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2",
+                      "data.patches_per_image=1", "tune_thresholds.thresholds=[0.5]", "tune_thresholds.peak_thresholds=[0.3]"]
     started = time.time()
     results = []
     for index, capture in enumerate(folds, start=1):

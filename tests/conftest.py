@@ -15,6 +15,24 @@ from beadseg.config import CONFIG_DIR
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "microbeads" / "real"
 
 
+def _share_the_cores() -> None:
+    """Under pytest-xdist, each worker (and every process its tests start) gets its share of the cores: torch's
+    default of one thread per core in every worker makes their OpenMP threads fight (a 25 s training took 160 s
+    beside another)."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the CLI processes tests start read it
+        torch.set_num_threads(threads)
+
+
+_share_the_cores()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def manifest_cache(tmp_path_factory):
     """Manifests of read-only data folders go to a temporary cache, not the user's; runs a test does not place
@@ -35,6 +53,26 @@ def compose_config():
             return compose(config_name=name, overrides=overrides or [])
 
     return _compose
+
+
+@pytest.fixture
+def predict_here(compose_config, monkeypatch, tmp_path):
+    """``predict_here(*overrides)``: beadseg-predict's work in this process, as its command runs it (``image.*``
+    reaches the readers; restored afterwards), for tests whose point is not the command line: no 7 s of imports
+    in a new interpreter."""
+    from beadseg.data.microscope import ENV_PREFIX, PlaneChoice
+    from beadseg.inference.predict import predict
+
+    def run(*overrides: str) -> dict:
+        cfg = compose_config("predict", [f"paths.output_dir={tmp_path / 'predict_run'}", *overrides])
+        for field, value in vars(PlaneChoice(**dict(cfg.image or {}))).items():
+            if value is None:
+                monkeypatch.delenv(ENV_PREFIX + field.upper(), raising=False)
+            else:
+                monkeypatch.setenv(ENV_PREFIX + field.upper(), str(value))
+        return predict(cfg)
+
+    return run
 
 
 def write_pair(root: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:

@@ -1,9 +1,6 @@
 """Beads, not specks: planted debris is rejected and counted, faint real beads are kept, in both polarities."""
 
 import csv
-import subprocess
-import sys
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -82,15 +79,13 @@ def test_reference_area_ignores_specks_and_an_object_at_the_frame_edge_is_no_spe
 
 
 @pytest.mark.slow
-def test_predict_counts_debris_and_lists_it_on_request(tmp_path):
+def test_predict_counts_debris_and_lists_it_on_request(tmp_path, predict_here):
     folder = tmp_path / "frames"
     folder.mkdir()
     image, _ = planted("dark")
     iio.imwrite(folder / "specks.png", np.clip(image, 0, 255).astype(np.uint8))
     out = tmp_path / "out"
-    done = subprocess.run([str(Path(sys.executable).parent / "beadseg-predict"), f"input={folder}", f"output={out}",
-                           "method=classical", "save_debris=true"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    predict_here(f"input={folder}", f"output={out}", "method=classical", "save_debris=true")
     counts = next(csv.DictReader(open(out / "counts.csv")))
     debris = list(csv.DictReader(open(out / "debris.csv")))
     assert int(counts["count"]) == len(BEADS) and int(counts["debris"]) == len(debris) >= len(SPECKS)

@@ -3,8 +3,6 @@ as OME-TIFF and OME-Zarr that carry it."""
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,6 @@ from beadseg.data.io import BeadDataError, image_name, list_images, read_image
 from beadseg.data.microscope import MicroscopeError, PlaneChoice, configure, pixel_size_um, tiff_pixel_size
 from beadseg.data.synthetic import render_beads
 
-BIN = Path(sys.executable).parent
 OME_SIZE = {"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
 
 
@@ -93,15 +90,13 @@ def test_missing_reader_names_the_extra(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("label_format", ["ome-tiff", "ome-zarr"])
-def test_predict_reports_microns_and_writes_labels_at_scale(planes, tmp_path, label_format):
+def test_predict_reports_microns_and_writes_labels_at_scale(planes, tmp_path, label_format, predict_here):
     beads, other, _ = planes
     inputs = tmp_path / "in"
     inputs.mkdir()
     write_two_channels(inputs / "two.ome.tif", beads, other)
     out = tmp_path / "out"
-    done = subprocess.run([str(BIN / "beadseg-predict"), "method=classical", f"input={inputs}", f"output={out}",
-                           "image.channel=FL", f"label_format={label_format}"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    predict_here("method=classical", f"input={inputs}", f"output={out}", "image.channel=FL", f"label_format={label_format}")
     counts = next(csv.DictReader(open(out / "counts.csv")))
     count = int(counts["count"])
     assert count > 10 and float(counts["pixel_size_um"]) == 0.5

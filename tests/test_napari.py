@@ -178,3 +178,15 @@ def test_widget_opens_and_counts_in_a_real_viewer_under_xvfb(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     found, truth = map(int, done.stdout.split("counted:")[1].split(" of "))
     assert abs(found - truth) <= 3
+
+
+def test_counting_in_the_widget_imports_no_torchvision_dynamo_or_triton():
+    """What the real-viewer test guards, where no Xvfb is installed: the widget's whole path, in a fresh process."""
+    code = ("import sys, numpy as np\n"
+            "import beadseg.napari_plugin.widget, beadseg.napari_plugin.reader\n"
+            "from beadseg.inference.predictor import load_predictor\n"
+            "load_predictor(None).predict(np.zeros((64, 64), np.uint8))\n"
+            "print(sorted(m for m in ('torchvision', 'torch._dynamo', 'triton', 'timm') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -103,7 +103,7 @@ def test_classical_model_predicts_without_a_checkpoint(bead_images, tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path):
+def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path, compose_config):
     data = tmp_path / "data"
     for sub in ("images", "masks"):
         (data / sub).mkdir(parents=True)
@@ -131,11 +131,14 @@ def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path)
     assert (out / "worst_images.png").is_file() and (out / "threshold_sweep.png").is_file()
     rows = list(csv.DictReader(open(out / "per_image.csv")))
     assert [int(r["true_count"]) for r in rows] == [15, 15, 15]
-    classical = run(BIN / "beadseg-eval", "method=classical", f"data.root={data}", f"hydra.run.dir={tmp_path / 'evalc'}")
-    assert classical.returncode == 0, classical.stderr
-    assert json.loads((tmp_path / "evalc" / "metrics.json").read_text())["objects"]["centroid"]["f1"] > 0.8
-    wrong = run(BIN / "beadseg-eval", f"ckpt={tiny_checkpoint}", f"data.root={data}", "split=val", f"hydra.run.dir={tmp_path / 'e3'}")
-    assert wrong.returncode != 0 and "is in the val split" in wrong.stderr
+    from beadseg.evaluation.evaluate import evaluate  # the other two in this process: no interpreter to start
+
+    classical = evaluate(compose_config("eval", ["method=classical", f"data.root={data}", f"output={tmp_path / 'evalc'}",
+                                                 f"paths.output_dir={tmp_path / 'evalc'}"]))
+    assert classical["metrics"]["objects"]["centroid"]["f1"] > 0.8
+    with pytest.raises(ValueError, match="is in the val split"):
+        evaluate(compose_config("eval", [f"ckpt={tiny_checkpoint}", f"data.root={data}", "split=val",
+                                         f"output={tmp_path / 'e3'}", f"paths.output_dir={tmp_path / 'e3'}"]))
 
 
 def test_torchscript_export_matches_the_checkpoint(tiny_checkpoint, tmp_path):

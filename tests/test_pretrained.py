@@ -1,10 +1,7 @@
 """The bead model shipped inside the package: loads offline, segments synthetic beads, backs the CLIs."""
 
 import csv
-import subprocess
-import sys
 from functools import partial
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -64,12 +61,10 @@ def test_shipped_model_counts_dense_touching_clusters(modality, bit_depth, seed)
 
 
 @pytest.mark.slow
-def test_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path):
+def test_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path, predict_here):
     folder = tmp_path / "frames"
     folder.mkdir()
     iio.imwrite(folder / "beads.png", render_beads(np.random.default_rng(3), 128, 25, "brightfield", 8)[0])
     out = tmp_path / "out"
-    done = subprocess.run([str(Path(sys.executable).parent / "beadseg-predict"), f"input={folder}", f"output={out}"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    predict_here(f"input={folder}", f"output={out}")  # no ckpt=
     assert 18 <= int(next(csv.DictReader(open(out / "counts.csv")))["count"]) <= 32

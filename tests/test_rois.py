@@ -89,7 +89,7 @@ def test_label_tiffs_carry_the_calibration_fiji_reads(predicted):
 
 
 def test_chunked_frame_rois_sit_at_full_frame_coordinates(tmp_path, compose_config):
-    image, _ = render_beads(np.random.default_rng(8), 3000, 9000, "fluorescence", 8)
+    image, _ = render_beads(np.random.default_rng(8), 3000, 3000, "fluorescence", 8)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "big.tif", image)
     out = tmp_path / "out"
@@ -97,9 +97,9 @@ def test_chunked_frame_rois_sit_at_full_frame_coordinates(tmp_path, compose_conf
                                        "method=classical", "postprocess.chunk=1024", "rois=geojson", "overlays=0"]))
     labels = tifffile.imread(out / "instances" / "big.tif")
     features = json.loads((out / "rois" / "big.geojson").read_text())["features"]
-    assert len(features) == int(table(out / "counts.csv")[0]["count"]) > 5000
+    assert len(features) == int(table(out / "counts.csv")[0]["count"]) > 2000
     far = [f for f in features if min(np.array(f["geometry"]["coordinates"][0]).min(0)) > 2100]
-    assert len(far) > 500  # beads of the last chunks, where a chunk's own coordinates would stop short
+    assert len(far) > 150  # beads of the last chunks, where a chunk's own coordinates would stop short
     for feature in far[:200] + features[:: len(features) // 100]:
         ring = np.array(feature["geometry"]["coordinates"][0])
         x0, y0 = ring.min(0).astype(int)

@@ -169,11 +169,23 @@ def tables(out: Path) -> tuple[str, str]:
     return (out / "counts.csv").read_text(), (out / "objects.csv").read_text()
 
 
+def predict_here(frames: Path, out: Path, *extra: str) -> dict:
+    """beadseg-predict in this process (the command's own checks; no interpreter start to wait for)."""
+    from hydra import compose, initialize_config_dir
+
+    from beadseg.config import CONFIG_DIR
+    from beadseg.inference.predict import predict
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("predict", [f"input={frames}", f"output={out}", f"paths.output_dir={out.parent / 'hydra'}",
+                                  "num_workers=1", *extra])
+    return predict(cfg)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(many_frames, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("whole") / "out"
-    done = subprocess.run(predict_cmd(many_frames, out), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    predict_here(many_frames, out)
     counts = list(csv.DictReader(open(out / "counts.csv")))
     assert len(counts) == 40 and all(int(row["count"]) > 10 for row in counts)  # the model finds the beads
     return out
@@ -192,13 +204,12 @@ def test_a_killed_prediction_resumes_to_the_same_tables(many_frames, uninterrupt
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "counts.csv").exists()  # killed before the end
-    refused = subprocess.run(predict_cmd(many_frames, out), capture_output=True, text=True)
-    assert refused.returncode == 1 and "resume=true" in refused.stderr
-    changed = subprocess.run(predict_cmd(many_frames, out, "resume=true", "postprocess.min_area=9"), capture_output=True,
-                             text=True)
-    assert changed.returncode == 1 and "postprocess" in changed.stderr  # resuming with other settings is refused
-    resumed = subprocess.run(predict_cmd(many_frames, out, "resume=true"), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with pytest.raises(FileExistsError, match="resume=true"):
+        predict_here(many_frames, out)
+    with pytest.raises(ValueError, match="postprocess"):  # resuming with other settings is refused
+        predict_here(many_frames, out, "resume=true", "postprocess.min_area=9")
+    resumed = predict_here(many_frames, out, "resume=true")
+    assert resumed["done"] == 40 and not resumed["failed"]
     assert tables(out) == tables(uninterrupted)
     done_before = sum(1 for p in (out / "parts").glob("*.jsonl") for _ in p.read_text().splitlines())
     assert done_before >= 40  # every image recorded; those finished before the kill were not predicted again

@@ -33,7 +33,7 @@ def attribute(net: torch.nn.Module, image: torch.Tensor, target: int, method: st
     elif method == "occlusion":
         stride = max(window // 2, 1)
         values = attr.Occlusion(net).attribute(image, target=target, sliding_window_shapes=(1, window, window),
-                                               strides=(1, stride, stride), baselines=0.0)
+                                               strides=(1, stride, stride), baselines=0.0, perturbations_per_eval=64)
     else:
         raise ValueError(f"method={method!r}: choose one of {METHODS}")
     return values.detach()[0, 0].numpy()
