@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,12 @@ def pack(source, out: str | Path, chunk_bytes: str = "64MB", workers: int = 1) -
         raise FileExistsError(f"out={out} is not empty; beadseg never overwrites a pack: choose a new folder")
     rows = source.entries()
     kind = "frames" if hasattr(source, "classes") else "beads"
-    litdata.optimize(fn=PackItem(source, kind), inputs=rows, output_dir=str(out), chunk_bytes=chunk_bytes,
-                     num_workers=workers, keep_data_ordered=True, mode=None)
+    start_method = multiprocessing.get_start_method(allow_none=True)
+    try:
+        litdata.optimize(fn=PackItem(source, kind), inputs=rows, output_dir=str(out), chunk_bytes=chunk_bytes,
+                         num_workers=workers, keep_data_ordered=True, mode=None)
+    finally:  # litdata switches the whole process to "spawn": every later loader worker would start anew
+        multiprocessing.set_start_method(start_method, force=True)
     meta = {"format": FORMAT, "version": 1, "kind": kind, "classes": list(getattr(source, "classes", [])),
             "rows": [{"index": i, **{k: row[k] for k in ROW_KEYS if k in row}} for i, row in enumerate(rows)]}
     (out / PACK_FILE).write_text(json.dumps(meta))
