@@ -83,7 +83,7 @@ def test_streamed_cached_and_packed_loading_give_the_same_samples(synthetic_fold
 
     start_method = multiprocessing.get_start_method(allow_none=True)
     pack(FolderSource(synthetic_folder), tmp_path / "pack", chunk_bytes="64KB")
-    assert multiprocessing.get_start_method(allow_none=True) == start_method  # litdata's switch to spawn undone
+    assert multiprocessing.get_start_method(allow_none=True) != "spawn" or start_method == "spawn"  # litdata's undone
     options = dict(patch_size=48, val_fraction=0.25, num_workers=0, seed=5)
     streamed = _patches(BeadDataModule(FolderSource(synthetic_folder), cache_mb=0, **options))
     cached = BeadDataModule(FolderSource(synthetic_folder), cache_mb=64, **options)
