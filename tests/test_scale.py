@@ -131,7 +131,7 @@ def test_frames_train_from_a_pack_through_the_cli(tmp_path):
     assert packed.returncode == 0, packed.stderr[-2000:]
     assert "24 frames" in packed.stdout and "data=packed_frames" in packed.stdout
     done = subprocess.run([BIN / "beadseg-train", "task=classify", "data=packed_frames", f"data.input_dir={tmp_path / 'pack'}",
-                           "data.patch_size=32", "model.model_name=resnet18", "trainer.max_epochs=1",
+                           "data.patch_size=32", "model.model_name=resnet10t", "trainer.max_epochs=1",
                            f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     split = list(csv.DictReader(open(tmp_path / "run" / "split.csv")))
