@@ -119,6 +119,24 @@ def test_reader_pages_through_a_prediction_folder(beads, tmp_path, compose_confi
     assert not images[0].any() and np.array_equal(images[1], image[::-1])
 
 
+def test_reader_reads_a_long_folder_page_by_page(tmp_path):
+    out = tmp_path / "pred"
+    (out / "instances").mkdir(parents=True)
+    rows = []
+    for index in range(70):
+        labels = np.zeros((16, 16), np.uint16)
+        labels[index % 16, :3] = 1
+        tifffile.imwrite(out / "instances" / f"f{index:02d}.tif", labels)
+        rows.append(f"f{index:02d},1,0,3.0,0.01,,no,,,,")
+    (out / "counts.csv").write_text("image,count,debris,mean_diameter,coverage,mean_uncertainty,flagged,"
+                                    "pixel_size_um,mean_diameter_um,beads_per_mm2,path\n" + "\n".join(rows) + "\n")
+    (out / "objects.csv").write_text("image,bead_id,centroid_y,centroid_x,area\n")
+    layers = {meta["name"]: data for data, meta, kind in get_reader(str(out))(str(out))}
+    stack = layers["beads"]
+    assert type(stack).__module__.startswith("dask") and stack.shape == (70, 16, 16)  # nothing read yet
+    assert np.array_equal(np.asarray(stack[37]), (np.arange(16)[:, None] == 37 % 16) & (np.arange(16) < 3))
+
+
 def test_manifest_names_the_reader_and_the_widget():
     npe2 = pytest.importorskip("npe2")
     manifest = npe2.PluginManifest.from_distribution("beadseg")  # found through the napari.manifest entry point

@@ -1,7 +1,8 @@
 """Open a ``beadseg-predict`` output folder in napari as stacks a slider pages through: for the frames of one size,
 the input images (where their files are still there), the bead instance labels, a points layer of bead centres
 carrying every ``objects.csv`` column, each frame's count as text, and with ``rois=geojson`` the bead outlines as
-shapes; at the pixel size when it is known. Frames are read lazily (dask), one page at a time.
+shapes; at the pixel size when it is known. From 64 frames on, images and labels are read lazily (dask), a
+page when it is shown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from beadseg.data.io import BeadDataError, read_image
 from beadseg.inference.outputs import LABEL_FORMATS
@@ -49,6 +51,22 @@ def _lazy_stack(files: list[Path], shape: tuple[int, int], dtype) -> object:
     return da.stack([da.from_delayed(dask.delayed(read_image)(file), shape, dtype) for file in files])
 
 
+def _header(file: Path | None) -> tuple[tuple[int, int], np.dtype] | None:
+    """A label file's size and type, from its header where it is a TIFF (the pixels are read when shown); None
+    when it cannot be read (named in the log)."""
+    if file is None:
+        return None
+    if file.suffix.lower() in (".tif", ".tiff"):
+        try:
+            with tifffile.TiffFile(file) as tif:
+                return tuple(tif.pages[0].shape), tif.pages[0].dtype
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as error:
+            log.warning("beadseg reader: skipped %s: %s", file, error)
+            return None
+    data = _readable(file)
+    return None if data is None else (data.shape, data.dtype)
+
+
 def _readable(file: Path | None, shape: tuple[int, int] | None = None) -> np.ndarray | None:
     """The frame in ``file`` when it reads (and has the size ``shape``), else None (named in the log)."""
     if file is None:
@@ -73,12 +91,12 @@ def read_predictions(path) -> list[tuple]:
     with open(folder / "objects.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             objects.setdefault(row["image"], []).append(row)
-    groups: dict[tuple, list[tuple[dict, Path, np.ndarray]]] = {}
-    for row in counts:  # frames grouped by size (the labels say it), in the tables' order
+    groups: dict[tuple, list[tuple[dict, Path, np.dtype]]] = {}
+    for row in counts:  # frames grouped by size (the label files' headers say it), in the tables' order
         labels_file = _instances(folder, row["image"])
-        labels = _readable(labels_file)
-        if labels is not None:
-            groups.setdefault(labels.shape, []).append((row, labels_file, labels))
+        header = _header(labels_file)
+        if header is not None:
+            groups.setdefault(header[0], []).append((row, labels_file, header[1]))
     layers = []
     for shape, frames in groups.items():
         suffix = "" if len(groups) == 1 else f" {shape[0]}x{shape[1]}"
@@ -92,8 +110,10 @@ def read_predictions(path) -> list[tuple]:
             pages = [image if image is not None else np.zeros(shape, dtype) for image in images]
             layers.append((np.stack(pages) if len(pages) < 64 else _lazy_stack(
                 [Path(row["path"]) for row, _, _ in frames], shape, dtype), {"name": f"images{suffix}", **common}, "image"))
-        layers.append((np.stack([labels.astype(np.int32) for _, _, labels in frames]),
-                       {"name": f"beads{suffix}", **common}, "labels"))
+        label_files = [file for _, file, _ in frames]
+        labels = (np.stack([read_image(file).astype(np.int32) for file in label_files]) if len(frames) < 64 else
+                  _lazy_stack(label_files, shape, frames[0][2]))
+        layers.append((labels, {"name": f"beads{suffix}", **common}, "labels"))
         beads = [(index, b) for index, (row, _, _) in enumerate(frames) for b in objects.get(row["image"], [])]
         features = {column: np.array([_number(b[column]) for _, b in beads]) for column in NUMERIC
                     if beads and column in beads[0][1]}
