@@ -59,11 +59,14 @@ def _grown(mask: np.ndarray) -> np.ndarray:
     return grown
 
 
-def contrast_snr(labels: np.ndarray, image: np.ndarray, noise: float, ring: int = 4) -> np.ndarray:
+def contrast_snr(labels: np.ndarray, image: np.ndarray, noise: float, ring: int = 4,
+                 sums: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Per label (index = label number): the aperture signal-to-noise ratio of each object, how far its mean
     intensity stands from its local background in units of the noise of a mean over that many pixels,
     ``|mean(object) - background| * sqrt(area) / noise`` (dark and bright beads alike). The background is the
-    median of a ring 2..``ring`` px around the object, clear of every object. A blob of noise scores about 1."""
+    median of a ring 2..``ring`` px around the object, clear of every object (for an object crowded without one,
+    the median of the chunk's background, from every other row and column). A blob of noise scores about 1.
+    ``sums``: each label's pixel count and intensity sum, when the caller has them."""
     count = int(labels.max())
     snr = np.zeros(count + 1)
     if not count:
@@ -81,9 +84,11 @@ def contrast_snr(labels: np.ndarray, image: np.ndarray, noise: float, ring: int 
     background = np.zeros(count + 1, np.float32)
     background[1:][has_ring] = values[((starts[1:-1] + starts[2:]) // 2)[has_ring]]
     if not has_ring.all():  # objects crowded without a free pixel around them: the chunk's background
-        background[1:][~has_ring] = np.median(image[labels == 0]) if (labels == 0).any() else 0.0
-    pixels = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    total = np.bincount(labels.ravel(), weights=image.ravel(), minlength=count + 1)[1:]
+        free = image[::2, ::2][labels[::2, ::2] == 0]
+        background[1:][~has_ring] = np.median(free) if len(free) else 0.0
+    pixels, total = sums if sums is not None else (np.bincount(labels.ravel(), minlength=count + 1),
+                                                   np.bincount(labels.ravel(), weights=image.ravel(), minlength=count + 1))
+    pixels, total = pixels[1:], total[1:]
     mean = total / np.maximum(pixels, 1)
     snr[1:] = np.abs(mean - background[1:]) * np.sqrt(pixels) / noise
     return snr
@@ -153,7 +158,8 @@ def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.n
         "circularity": np.round(circularity(pixels, crofton_perimeters(labels)[present]), 3),
         "mean_intensity": np.round(sums["intensity"][present] / pixels, 3) if image is not None else None,
         "mean_probability": np.round(sums["probability"][present] / pixels, 4),
-        "contrast_snr": np.round(contrast_snr(labels, image, noise)[present], 2) if image is not None and noise else None,
+        "contrast_snr": np.round(contrast_snr(labels, image, noise, sums=(area, sums.get("intensity")))[present], 2)
+        if image is not None and noise else None,
     }
     values = {key: column.tolist() if column is not None else [""] * len(present) for key, column in columns.items()}
     return [{**dict(zip(values, row)), "bbox": corners} for row, corners in zip(zip(*values.values()), box.tolist())]
