@@ -36,7 +36,7 @@ from beadseg.data.reader import usable_cpus
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.finish import finish_frame
 from beadseg.inference.postprocess import PostProcess
-from beadseg.inference.predict import predict
+from beadseg.inference.predict import output_options, predict
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.tiling import to_device
 
@@ -78,9 +78,8 @@ def network_alone(predictor, images: list[np.ndarray]) -> float:
 def stages(predictor, paths: list[Path], work: Path) -> dict[str, float]:
     """Median ms of one core per frame for each stage outside the network, each timed on its own."""
     post = PostProcess().for_model(predictor)
-    options = {"label_format": "tiff", "tiff_compression": "zlib", "overlays": 1, "overlay_max_side": 4096,
-               "overlay_compression": 0, "save_probability": False, "save_uncertainty": True, "flag_uncertainty": 0.1,
-               "save_debris": False}
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        options = output_options(compose("predict", overrides=["input=none"]))  # the defaults beadseg-predict writes
     for sub in ("masks", "instances", "overlays"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     times: dict[str, list[float]] = {"read": [], "normalise": [], "post-process": [], "write": []}

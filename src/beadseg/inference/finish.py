@@ -48,12 +48,12 @@ class WorkerPool:
 
     def put(self, result) -> None:
         """A result already at hand, handed on in its turn."""
-        done: Future = Future()
-        done.set_result(result)
         if self.executor is None:
             self.on_result(result)
-        else:
-            self.pending.append(done)
+            return
+        done: Future = Future()
+        done.set_result(result)
+        self.pending.append(done)
 
     def drain(self) -> None:
         """Wait for every call in flight (and hand its result on)."""
@@ -61,7 +61,8 @@ class WorkerPool:
             self.on_result(self.pending.popleft().result())
 
     def close(self) -> None:
-        """Finish what is in flight and stop the workers; after an error, drop the queued calls instead."""
+        """Stop the workers: calls not started yet are dropped, results not handed on are forgotten (after
+        :meth:`drain` there are none; after an error, ``resume=true`` redoes those frames)."""
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.executor = None

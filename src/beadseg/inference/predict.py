@@ -325,6 +325,14 @@ def roi_kinds(value) -> list[str]:
     return kinds
 
 
+def output_options(cfg: DictConfig) -> dict:
+    """What a predict config says each frame's finishing writes (:func:`~beadseg.inference.finish.finish_frame`)."""
+    options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
+                                         "label_format", "save_debris", "overlays", "overlay_compression",
+                                         "tiff_compression")}
+    return {**options, "rois": roi_kinds(cfg.rois)}
+
+
 def predict(cfg: DictConfig) -> dict:
     """Run the whole prediction; returns counts of images done and failed, and the output folder."""
     out = Path(cfg.output)
@@ -337,10 +345,7 @@ def predict(cfg: DictConfig) -> dict:
     data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead, frames_per_step)
     if cfg.label_format not in outputs.LABEL_FORMATS:
         raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(outputs.LABEL_FORMATS)}")
-    options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
-                                         "label_format", "save_debris", "overlays", "overlay_compression",
-                                         "tiff_compression")}
-    options["rois"] = roi_kinds(cfg.rois)
+    options = output_options(cfg)
     workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
     writer = PredictionWriter(out, options, post, predictor.threshold, workers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
