@@ -51,13 +51,14 @@ def sync(device: torch.device) -> None:
 def raw_forward(predictor: ModelPredictor, pixels: int, tile: int) -> float:
     """Pixels per second of the bare network on batches of tile x tile inputs totalling ``pixels``."""
     count = math.ceil(pixels / tile**2)
-    batch = torch.rand(predictor.batch_size, 1, tile, tile, device=predictor.device)
+    per_pass = predictor.per_pass(tile**2)
+    batch = torch.rand(per_pass, 1, tile, tile, device=predictor.device)
     with torch.no_grad():
         predictor.tile_model(batch[:1])  # warm-up
         sync(predictor.device)
         start = time.perf_counter()
-        for first in range(0, count, predictor.batch_size):
-            predictor.tile_model(batch[: min(predictor.batch_size, count - first)])
+        for first in range(0, count, per_pass):
+            predictor.tile_model(batch[: min(per_pass, count - first)])
         sync(predictor.device)
     return count * tile**2 / (time.perf_counter() - start)
 
@@ -81,7 +82,7 @@ def anonymous_memory() -> int:
 def memory_probe(side: int, ckpt: str | None, overrides: list[str], tile: int, batch_size: int) -> dict:
     """Run in a fresh process: predict a side x side 16-bit TIFF; return peak memories in bytes."""
     module = load_module(ckpt, overrides)
-    predictor = ModelPredictor(module, tile=tile, batch_size=batch_size)
+    predictor = ModelPredictor(module, tile=tile, batch_pixels=batch_size * tile**2)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "big.tif"
         rng = np.random.default_rng(0)

@@ -88,7 +88,8 @@ def overlay(image: np.ndarray, labels: np.ndarray, color=(1.0, 0.2, 0.2), max_si
     every k-th pixel (bounded memory for huge frames)."""
     step = max(1, math.ceil(max(image.shape) / max_side)) if max_side else 1
     rgb = np.repeat(display(image[::step, ::step])[..., None], 3, axis=-1)
-    rgb[find_boundaries(np.asarray(labels[::step, ::step]), mode=mode)] = color
+    shown = np.asarray(labels[::step, ::step])
+    rgb[inner_boundaries(shown) if mode == "inner" else find_boundaries(shown, mode=mode)] = color
     return rgb
 
 
@@ -149,7 +150,7 @@ def label_qa_figure(cases: list[tuple[str, object, object, object, dict]], path:
         axes[0, 0].text(0, 0.5, "No label problem was flagged.", fontsize=14)
     for (problem, sample, detections, check, row), (left, right) in zip(cases, axes):
         rgb = overlay(sample.image, sample.mask)
-        rgb[find_boundaries(detections.labels, mode="inner") & ~find_boundaries(sample.mask, mode="inner")] = (0.1, 0.9, 0.9)
+        rgb[inner_boundaries(detections.labels) & ~inner_boundaries(sample.mask)] = (0.1, 0.9, 0.9)
         left.imshow(rgb)
         left.scatter(check.unlabelled_centroids[:, 1], check.unlabelled_centroids[:, 0], s=80,
                      facecolors="none", edgecolors="yellow", linewidths=1.2)

@@ -258,8 +258,7 @@ class Normalization:
         """The intensities that map to 0 and 1 for this image (percentiles of a strided sample when it is huge)."""
         if self.method == "percentile":
             step = int(np.ceil(np.sqrt(image.size / max_samples))) if image.size > max_samples else 1
-            low, high = percentiles(image[::step, ::step], (self.low, self.high))
-            return low, high
+            return percentiles(image[::step, ::step], (self.low, self.high))
         if self.vmax is None:
             raise ValueError("normalization.method=dataset_max was never fitted: call fit() on the training images")
         return float(self.vmin), float(self.vmax)

@@ -18,8 +18,8 @@ from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
 from beadseg.data.label_qa import label_faults
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
-from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
 from beadseg.data.reader import usable_cpus
+from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
 from beadseg.inference.finish import WorkerPool, finishing_workers
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.tables import write_csv
@@ -105,9 +105,8 @@ def evaluate(cfg) -> dict:
             run.record(scored[setting])
         kept.append((runs[stored].rows[-1], sample.image, sample.mask, mask))
 
-    # the network here, the sweep's post-processing of earlier images in worker processes beside it
-    # the sweep post-processes each image many times: workers pay off beside a network on the CPU too, where it
-    # leaves a core free (2 cores: none; measured, no gain)
+    # the network here; the sweep's post-processing of earlier images (many settings each) in workers beside it,
+    # on the cores the main process and the network's threads leave (2 cores: none; measured, no gain)
     with WorkerPool(finishing_workers(cfg.post_workers, usable_cpus() - 2, len(pairs)), add) as pool:
         for image_path, mask_path in track(pairs, description="evaluating"):
             sample = load_pair(image_path, mask_path)
