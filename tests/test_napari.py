@@ -62,13 +62,13 @@ def test_widget_counts_beads_in_a_worker_as_the_cli_does(qtbot, beads, tmp_path,
 
 
 def test_a_cancelled_count_adds_no_layer_and_errors_stay_in_the_widget(qtbot):
-    frame, _ = render_beads(np.random.default_rng(1), 2600, 3000, "brightfield", 8)  # 2 rows of tiles
+    frame, _ = render_beads(np.random.default_rng(1), 2600, 3000, "brightfield", 8)  # 6 rows of 512-px windows
     viewer = ViewerModel()
     viewer.add_image(frame, name="frame")
     widget = BeadCounter(viewer)
     qtbot.addWidget(widget)
     widget.count()
-    qtbot.waitUntil(lambda: widget._tiles[1] == 4, timeout=120_000)  # the model runs its first row of 2x2 tiles
+    qtbot.waitUntil(lambda: widget._tiles[1] == 36, timeout=120_000)  # the model runs its first row of 6x6
     widget.cancel()
     finish(qtbot, widget)
     assert widget.result.text().startswith("cancelled") and [layer.name for layer in viewer.layers] == ["frame"]

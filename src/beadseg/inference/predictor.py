@@ -29,14 +29,16 @@ def _invert(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
 
 
 class ModelPredictor:
-    """A trained network applied tile by tile; ``tta`` averages the 8 flips/rotations, ``mc_samples`` > 0
+    """A trained network applied to whole frames (up to ``tile`` px a side, several per pass) or, for larger ones, in
+    overlapping windows of ``window`` px; ``tta`` averages the 8 flips/rotations, ``mc_samples`` > 0
     keeps dropout on and averages that many passes. Either gives a per-pixel uncertainty (std of the members)."""
 
     name = "model"
     checkpoint: str | None = None  # the file it was loaded from (set by load_predictor)
 
-    def __init__(self, network, tile: int = 2048, overlap: int = 32, batch_pixels: int | str = "auto", blend: str = "gaussian",
-                 tta: bool = False, mc_samples: int = 0, device: str | None = None, amp: bool | None = None) -> None:
+    def __init__(self, network, tile: int = 2048, window: int = 512, overlap: int = 32, batch_pixels: int | str = "auto",
+                 blend: str = "gaussian", tta: bool = False, mc_samples: int = 0, device: str | None = None,
+                 amp: bool | None = None) -> None:
         self.net = network.net.eval()
         if device or torch.cuda.is_available():  # on its own; in Lightning's predict loop the trainer places it
             self.net.to(device or "cuda")
@@ -48,6 +50,7 @@ class ModelPredictor:
         if batch_pixels == "auto":  # pixels per forward pass: the shipped model's fp32 activations take ~0.5 GB per MP on a CPU
             batch_pixels = 16 * 2**20 if self.device.type == "cuda" else 2**21
         self.tile, self.overlap, self.batch_pixels, self.blend = tile, overlap, int(batch_pixels), blend
+        self.window = min(window, tile)  # the sliding window of frames larger than ``tile``
         self.tta, self.mc_samples, self._amp = tta, mc_samples, amp
         self.keep_dropout_on()
 
@@ -100,8 +103,8 @@ class ModelPredictor:
             return probability, uncertainty
         bounds = self.normalization.bounds(image)
         return predict_tiled(
-            self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), self.tile, self.overlap,
-            self.per_pass(self.tile**2), self.blend, self.device, getattr(self.net, "divisor", 1), probability_out,
+            self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), self.window, self.overlap,
+            self.per_pass(self.window**2), self.blend, self.device, getattr(self.net, "divisor", 1), probability_out,
             uncertainty_out, on_tile_row, self.channels,
         )
 

@@ -180,8 +180,8 @@ class BeadCounter(QWidget):
         if self.predictor is None or self.loaded_from != checkpoint:
             self.predictor, self.loaded_from = load_predictor(checkpoint), checkpoint
         predictor = self.predictor
-        rows = len(tile_plan(image.shape[0], predictor.tile, predictor.overlap)[1])
-        cols = len(tile_plan(image.shape[1], predictor.tile, predictor.overlap)[1])
+        rows = len(tile_plan(image.shape[0], predictor.window, predictor.overlap)[1])
+        cols = len(tile_plan(image.shape[1], predictor.window, predictor.overlap)[1])
         self._tiles = [0, 1 if predictor.fits_whole(image.shape) else rows * cols]
 
         def advance(tiles: int) -> None:
