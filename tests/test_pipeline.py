@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import tifffile
 
+from beadseg.data.instances import centre_peaks, peak_markers
 from beadseg.data.synthetic import render_beads
 from beadseg.evaluation.evaluate import evaluate
+from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predict import predict
 from beadseg.inference.predictor import load_predictor
 from tests.conftest import write_pair
@@ -42,10 +44,36 @@ def test_batched_frames_equal_one_at_a_time():
     rng = np.random.default_rng(2)
     images = [render_beads(rng, 96, 25, "brightfield", 8)[0] for _ in range(3)]
     together = predictor.predict_frames(images + [images[0][:64]])
-    for image, (maps, _) in zip(images + [images[0][:64]], together):
+    for image, (maps, _, found) in zip(images + [images[0][:64]], together):
+        assert found is None  # only asked for by the prediction pipeline
         alone, _ = predictor.predict(image)
         np.testing.assert_allclose(maps, alone, atol=1e-5)
         assert maps.shape == (2, *image.shape)
+
+
+def test_threshold_and_peaks_found_on_the_device_equal_the_hosts():
+    predictor = load_predictor(None)
+    post = PostProcess().for_model(predictor)
+    rng = np.random.default_rng(4)
+    images = [render_beads(rng, 128, beads, "brightfield", 16, n_debris=3)[0] for beads in (15, 60)]
+    for image, (maps, _, found) in zip(images, predictor.predict_frames(images, post)):
+        on_host = post.candidates(maps, predictor.threshold)
+        assert on_host.max() >= 10  # the model finds the beads: the comparison is not vacuous
+        np.testing.assert_array_equal(found.mask, maps[0] > predictor.threshold)
+        np.testing.assert_array_equal(found.peaks, centre_peaks(maps[1], found.mask, post.min_peak, post.peak_distance))
+        np.testing.assert_array_equal(post.candidates(maps, predictor.threshold, found), on_host)
+
+
+def test_peaks_are_local_maxima_and_a_plateau_is_one_bead():
+    heat = np.zeros((12, 20), np.float32)
+    heat[3, 3], heat[3, 6], heat[8, 12], heat[8, 13] = 0.9, 0.8, 0.7, 0.7  # (3, 6): 3 px from a higher peak
+    heat[10, 2] = 0.2  # under the peak threshold
+    mask = np.ones(heat.shape, bool)
+    assert centre_peaks(heat, mask, 0.3, 2).tolist() == [[3, 3], [3, 6], [8, 12], [8, 13]]
+    assert centre_peaks(heat, mask, 0.3, 3).tolist() == [[3, 3], [8, 12], [8, 13]]  # (3, 6) within 3 px of a higher
+    markers = peak_markers(centre_peaks(heat, mask, 0.3, 3), heat.shape)
+    assert markers.max() == 2 and markers[8, 12] == markers[8, 13] == 2  # the plateau's two pixels: one marker
+    assert centre_peaks(heat, heat < 0.85, 0.3, 3).tolist() == [[3, 6], [8, 12], [8, 13]]  # outside the mask: 0
 
 
 def test_worker_pool_and_batches_write_what_the_serial_path_writes(frames, tmp_path, compose_config):

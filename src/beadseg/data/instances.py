@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.feature import peak_local_max
 from skimage.measure import label
 from skimage.morphology import h_maxima
 from skimage.segmentation import clear_border, relabel_sequential, watershed
@@ -46,17 +45,37 @@ def bead_instances(raw_mask: np.ndarray) -> np.ndarray:
     return split_touching(raw_mask > 0)
 
 
-def split_at_peaks(mask: np.ndarray, centres: np.ndarray, min_peak: float = 0.3, min_distance: int = 2) -> np.ndarray:
-    """Instance labels from a mask and a bead-centre heat-map: every local maximum of the heat-map inside the mask
-    above ``min_peak`` (at least ``min_distance`` px from a higher one) is a bead, whose pixels are those the
-    watershed of the heat-map gives it. Mask components holding no peak are no bead."""
-    if not mask.any():
-        return np.zeros(mask.shape, np.int32)
-    peaks = peak_local_max(np.where(mask, centres, 0), min_distance=min_distance, threshold_abs=min_peak,
-                           exclude_border=False)
-    markers = np.zeros(mask.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    return watershed(-centres, markers, mask=mask).astype(np.int32)
+def centre_peaks(centres: np.ndarray, mask: np.ndarray, min_peak: float = 0.3, min_distance: int = 2) -> np.ndarray:
+    """The heat-map's peaks inside ``mask``, as (row, column) pairs in raster order: pixels above ``min_peak``
+    that hold the maximum of the heat-map (0 outside the mask) over the (2·``min_distance``+1)² square around
+    them. Max-pool suppression: the predictor finds the same on the device."""
+    masked = np.where(mask, centres, 0).astype(np.float32, copy=False)
+    peaks = (masked > min_peak) & (masked == ndi.maximum_filter(masked, 2 * min_distance + 1, mode="nearest"))
+    return np.argwhere(peaks)
+
+
+def peak_markers(peaks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Watershed markers numbered in raster order from peaks (row, column): one per peak, or per group of peaks
+    that touch (a plateau of equal values)."""
+    markers = np.zeros(shape, np.int32)
+    rows, columns = np.asarray(peaks, np.int64).reshape(-1, 2).T
+    markers[rows, columns] = np.arange(1, len(rows) + 1)
+    flat = np.sort(rows * shape[1] + columns)
+    ahead = [(1, columns < shape[1] - 1), (shape[1] - 1, columns > 0), (shape[1], True), (shape[1] + 1, columns < shape[1] - 1)]
+    if any(np.any(np.isin(rows * shape[1] + columns + step, flat) & inside) for step, inside in ahead):
+        return label(markers > 0, connectivity=2)
+    return markers
+
+
+def split_at_peaks(mask: np.ndarray, centres: np.ndarray, min_peak: float = 0.3, min_distance: int = 2,
+                   peaks: np.ndarray | None = None) -> np.ndarray:
+    """Instance labels from a mask and a bead-centre heat-map: each peak of the heat-map in the mask
+    (:func:`centre_peaks`, unless ``peaks`` are found already; peaks that touch are one) is a bead, whose pixels
+    are those the watershed of the heat-map gives it. Mask components holding no peak are no bead."""
+    if peaks is None:
+        peaks = centre_peaks(centres, mask, min_peak, min_distance)
+    markers = peak_markers(peaks, mask.shape)
+    return watershed(-np.asarray(centres, np.float32), markers, mask=mask).astype(np.int32)
 
 
 def centroids(labels: np.ndarray) -> np.ndarray:

@@ -115,7 +115,8 @@ def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | Non
     and its record line (counts, objects, debris)."""
     name, image, size = result["name"], result["image"], result["pixel_size_um"]
     if "labels" not in result:
-        result.update(zip(("labels", "objects", "debris"), post.instances(result["probability"], image, threshold)))
+        result.update(zip(("labels", "objects", "debris"),
+                          post.instances(result["probability"], image, threshold, found=result.get("found"))))
     labels = result["labels"]
     objects = [{**row, **physical_sizes(row, size)} for row in result["objects"]]
     suffix = outputs.LABEL_FORMATS[options["label_format"]]

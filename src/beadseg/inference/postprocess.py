@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label
 
-from beadseg.data.instances import SPLIT_DEPTH, split_at_peaks, split_touching
+from beadseg.data.instances import SPLIT_DEPTH, centre_peaks, split_at_peaks, split_touching
 from beadseg.data.io import release_pages
 
 log = logging.getLogger(__name__)
@@ -36,27 +36,33 @@ _RESIDUAL_SHARE = _residual_share()
 
 def image_noise(image: np.ndarray, window: int = 128, grid: int = 3) -> float:
     """The image's pixel noise (σ, in its own units): the robust spread (MAD) of the image minus its 1 px Gaussian
-    blur (scaled back to the σ of white noise), over up to ``grid``² windows spread across the frame (cheap on any size; beads barely move a median)."""
+    blur (scaled back to the σ of white noise), over up to ``grid``² windows spread across the frame (cheap on any
+    size; beads barely move a median)."""
     height, width = image.shape
-    crops = [np.asarray(image[top : top + window, left : left + window], np.float32)
-             for top in np.linspace(0, max(height - window, 0), grid).astype(int)
-             for left in np.linspace(0, max(width - window, 0), grid).astype(int)]
-    residual = np.concatenate([(crop - ndi.gaussian_filter(crop, 1.0)).ravel() for crop in crops])
+    crops = np.stack([np.asarray(image[top : top + window, left : left + window], np.float32)
+                      for top in np.linspace(0, max(height - window, 0), grid).astype(int)
+                      for left in np.linspace(0, max(width - window, 0), grid).astype(int)])
+    residual = (crops - ndi.gaussian_filter(crops, (0, 1.0, 1.0))).ravel()
     spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) / _RESIDUAL_SHARE
     # a smooth, coarsely quantised frame can have a MAD of 0: never below a thousandth of its range
-    value_range = float(np.ptp(np.percentile(np.concatenate([crop.ravel() for crop in crops]), (0.1, 99.9))))
+    if spread >= 1e-3 * float(np.ptp(crops)):  # the range below is no wider than the crops' extremes
+        return max(spread, 1e-6)
+    value_range = float(np.ptp(np.percentile(crops, (0.1, 99.9))))
     return max(spread, 1e-3 * value_range, 1e-6)
 
 
-def _grown(mask: np.ndarray) -> np.ndarray:
-    """``mask`` dilated by one pixel in all 8 directions (a 3x3 maximum filter, by array shifts)."""
-    rows = mask.copy()
-    rows[1:] |= mask[:-1]
-    rows[:-1] |= mask[1:]
-    grown = rows.copy()
-    grown[:, 1:] |= rows[:, :-1]
-    grown[:, :-1] |= rows[:, 1:]
-    return grown
+def square_maximum(values: np.ndarray, reach: int = 1) -> np.ndarray:
+    """The maximum over the (2·``reach``+1)² square around each pixel (scipy's ``maximum_filter``), by array
+    shifts: several times faster for the small squares used here (for a boolean mask: the mask grown by ``reach``)."""
+    result = values.copy()
+    for axis in (0, 1):
+        source = result.copy()
+        for step in range(1, reach + 1):
+            early, late = [slice(None)] * 2, [slice(None)] * 2
+            early[axis], late[axis] = slice(None, -step), slice(step, None)
+            np.maximum(result[tuple(late)], source[tuple(early)], out=result[tuple(late)])
+            np.maximum(result[tuple(early)], source[tuple(late)], out=result[tuple(early)])
+    return result
 
 
 def contrast_snr(labels: np.ndarray, image: np.ndarray, noise: float, ring: int = 4,
@@ -72,8 +78,8 @@ def contrast_snr(labels: np.ndarray, image: np.ndarray, noise: float, ring: int 
     if not count:
         return snr
     image = np.asarray(image, np.float32)
-    around = ndi.maximum_filter(labels, size=2 * ring + 1)
-    ring_mask = (around > 0) & ~_grown(labels > 0)
+    around = square_maximum(labels.astype(np.uint16) if count < 2**16 else labels, ring)
+    ring_mask = (around > 0) & ~square_maximum(labels > 0)
     owners, values = around[ring_mask], image[ring_mask]
     # by owner, then by value: one sort of a combined key (exact for integer intensities) instead of a lexsort
     low, span = (float(values.min()), float(np.ptp(values)) + 1.0) if len(values) else (0.0, 1.0)
@@ -188,6 +194,22 @@ def bead_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return maps[0], (maps[1] if len(maps) > 1 else None)
 
 
+class Found(NamedTuple):
+    """What was found in a frame's maps where they were computed (the predictor does it on the device): the
+    probability above the threshold, before holes are filled, and the centre heat-map's peaks as (row, column)
+    pairs in raster order (:func:`~beadseg.data.instances.centre_peaks`; ``None`` without a heat-map)."""
+
+    mask: np.ndarray
+    peaks: np.ndarray | None
+
+    def crop(self, top: int, bottom: int, left: int, right: int) -> Found:
+        if self.peaks is None:
+            return Found(self.mask[top:bottom, left:right], None)
+        rows, columns = self.peaks.T
+        inside = (rows >= top) & (rows < bottom) & (columns >= left) & (columns < right)
+        return Found(self.mask[top:bottom, left:right], self.peaks[inside] - (top, left))
+
+
 class Instances(NamedTuple):
     """A frame's beads: instance labels (0 = background), one row per bead (``objects.csv``), and the objects
     rejected as debris, each with its ``reason`` (``small``: under ``debris_area_fraction`` of the frame's bead
@@ -246,16 +268,21 @@ class PostProcess:
         peak = predictor.peak_threshold if self.peak_threshold is None else self.peak_threshold
         return replace(self, peak_threshold=peak, learned_bead_area=predictor.bead_area)
 
-    def candidates(self, maps: np.ndarray, default_threshold: float = 0.5) -> np.ndarray:
+    @property
+    def min_peak(self) -> float:
+        """The centre heat-map's peak threshold in force."""
+        return DEFAULT_PEAK_THRESHOLD if self.peak_threshold is None else self.peak_threshold
+
+    def candidates(self, maps: np.ndarray, default_threshold: float = 0.5, found: Found | None = None) -> np.ndarray:
         """Instance labels before the size and shape filters: threshold, hole filling, touching beads split (at
-        the centre heat-map's peaks when there is one)."""
+        the centre heat-map's peaks when there is one). ``found``: the threshold and the peaks computed already."""
         probability, centres = bead_maps(maps)
-        mask = np.asarray(probability) > self.threshold_for(default_threshold)
-        if self.fill_holes:
-            mask = fill_holes(mask)
+        above = found.mask if found is not None else np.asarray(probability) > self.threshold_for(default_threshold)
+        mask = fill_holes(above) if self.fill_holes else above
         if centres is not None:
-            peak = DEFAULT_PEAK_THRESHOLD if self.peak_threshold is None else self.peak_threshold
-            return split_at_peaks(mask, np.asarray(centres), peak, self.peak_distance)
+            peaks = found.peaks if found is not None else centre_peaks(np.asarray(centres), above, self.min_peak,
+                                                                         self.peak_distance)
+            return split_at_peaks(mask, np.asarray(centres), peaks=peaks)
         return split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
 
     def keeps(self, area: np.ndarray, roundness: np.ndarray) -> np.ndarray:
@@ -290,11 +317,12 @@ class PostProcess:
         return labels > 0, labels
 
     def instances(self, maps: np.ndarray, image: np.ndarray | None = None, default_threshold: float = 0.5,
-                  labels_out: np.ndarray | None = None, noise: float | None = None) -> Instances:
+                  labels_out: np.ndarray | None = None, noise: float | None = None, found: Found | None = None) -> Instances:
         """Beads and debris of a frame of any size (labels into ``labels_out``, e.g. a memory map, when given),
         computed chunk by chunk (one measurement per object serves the filters and the table; the debris rules
         judge the whole frame): memory does not grow with the frame. ``noise``: the image's
-        (:func:`image_noise`), when a caller post-processes one image at several settings."""
+        (:func:`image_noise`), when a caller post-processes one image at several settings; ``found``: the threshold
+        and peaks computed on the device."""
         probability = bead_maps(maps)[0]
         height, width = probability.shape
         labels = labels_out if labels_out is not None else np.zeros((height, width), np.int32)
@@ -307,7 +335,8 @@ class PostProcess:
                 core = (top, min(top + self.chunk, height), left, min(left + self.chunk, width))
                 y0, y1 = max(core[0] - self.halo, 0), min(core[1] + self.halo, height)
                 x0, x1 = max(core[2] - self.halo, 0), min(core[3] + self.halo, width)
-                local = self.candidates(maps[..., y0:y1, x0:x1], default_threshold)
+                local = self.candidates(maps[..., y0:y1, x0:x1], default_threshold,
+                                        found and found.crop(y0, y1, x0, x1))
                 table = object_table(local, None if image is None else image[y0:y1, x0:x1],
                                      probability[y0:y1, x0:x1], (y0, x0), noise)
                 if not table:
@@ -319,14 +348,12 @@ class PostProcess:
                 cut = [local[0] if y0 > 0 else (), local[-1] if y1 < height else (),
                        local[:, 0] if x0 > 0 else (), local[:, -1] if x1 < width else ()]
                 truncated += int(np.isin(ids[owned], np.concatenate([np.ravel(c) for c in cut])).sum())
-                lookup = np.zeros(local.max() + 1, np.int64)
+                lookup = np.zeros(local.max() + 1, labels.dtype)
                 lookup[ids[owned]] = np.arange(1, owned.sum() + 1) + len(rows)
                 for row, new_id in zip((r for r, o in zip(table, owned) if o), lookup[ids[owned]]):
                     rows.append({**row, "bead_id": int(new_id)})
-                mine = lookup[local]
                 window = labels[y0:y1, x0:x1]
-                free = (mine > 0) & (window == 0)
-                window[free] = mine[free]
+                np.copyto(window, lookup[local], where=window == 0)  # a bead reaching into a neighbour's halo stays theirs
             release_pages(image, maps, labels)
         if truncated:
             log.warning("%d beads reach past the %d px halo of their chunk (larger than the halo?): "

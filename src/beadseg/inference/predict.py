@@ -207,10 +207,10 @@ class PredictionTask(pl.LightningModule):
                 results.append({**item, "image": image})
                 frames.append(results[-1])
         predict_frames = getattr(self.predictor, "predict_frames", None)
-        maps = predict_frames([r["image"] for r in frames]) if predict_frames else [
-            self.predictor.predict(r["image"]) for r in frames]
-        for result, (probability, uncertainty) in zip(frames, maps):
-            result.update(probability=probability, uncertainty=uncertainty)
+        maps = predict_frames([r["image"] for r in frames], self.post) if predict_frames else [
+            (*self.predictor.predict(r["image"]), None) for r in frames]
+        for result, (probability, uncertainty, found) in zip(frames, maps):
+            result.update(probability=probability, uncertainty=uncertainty, found=found)
         return results
 
 

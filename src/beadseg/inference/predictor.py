@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from beadseg.checkpoint import load_network, run_checkpoint
 from beadseg.data.io import Normalization
-from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD
+from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD, Found, PostProcess
 from beadseg.inference.tiling import predict_tiled, to_device
 from beadseg.models.classical import detect_beads
 
@@ -26,6 +27,30 @@ def _apply(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
 def _invert(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
     x = torch.rot90(x, -turns, dims=(-2, -1))
     return torch.flip(x, dims=(-1,)) if flip else x
+
+
+class FrameMaps(NamedTuple):
+    """A frame's maps from the network: the bead probability (with the centre heat-map, (2, H, W)), the per-pixel
+    uncertainty (or ``None``), and what the device found in them already (or ``None``)."""
+
+    probability: np.ndarray
+    uncertainty: np.ndarray | None
+    found: Found | None = None
+
+
+def find_on_device(maps: torch.Tensor, post: PostProcess, threshold: float) -> list[Found]:
+    """:class:`PostProcess`'s thresholding and peak finding (max-pool suppression) for a batch of maps (N, C, H, W)
+    where they are: the host gets a byte per pixel and the peaks' coordinates, the same it would have found
+    itself (:meth:`PostProcess.candidates`)."""
+    above = maps[:, 0] > post.threshold_for(threshold)
+    peaks = None
+    if maps.shape[1] > 1:
+        masked = torch.where(above, maps[:, 1], 0.0)
+        reach = post.peak_distance
+        peaks = (masked > post.min_peak) & (masked == F.max_pool2d(masked[:, None], 2 * reach + 1, 1, reach)[:, 0])
+        peaks = torch.argwhere(peaks).cpu().numpy()  # (frame, row, column), in raster order per frame
+    above = above.cpu().numpy()
+    return [Found(mask, None if peaks is None else peaks[peaks[:, 0] == index, 1:]) for index, mask in enumerate(above)]
 
 
 class ModelPredictor:
@@ -94,7 +119,7 @@ class ModelPredictor:
 
     def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None):
         if self.fits_whole(image.shape):
-            probability, uncertainty = self.predict_frames([image])[0]
+            probability, uncertainty, _ = self.predict_frames([image])[0]
             for out, values in ((probability_out, probability), (uncertainty_out, uncertainty)):
                 if out is not None and values is not None:
                     out[:] = values
@@ -108,16 +133,19 @@ class ModelPredictor:
             uncertainty_out, on_tile_row, self.channels,
         )
 
-    def predict_frames(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None) -> list[FrameMaps]:
         """Maps of several frames: those that fit whole go through the network several per pass (frames of one
-        size together, as many as the pixel budget allows), larger ones tile by tile."""
+        size together, as many as the pixel budget allows), larger ones tile by tile. With ``post`` (the
+        prediction pipeline), whole frames get their threshold and peaks on the device (:func:`find_on_device`),
+        and under mixed precision their maps come back as float16, the precision the network computed them in."""
         results: list = [None] * len(images)
         whole: dict[tuple, list[int]] = {}
         for index, image in enumerate(images):
             if self.fits_whole(image.shape):
                 whole.setdefault(image.shape, []).append(index)
             else:
-                results[index] = self.predict(image)
+                results[index] = FrameMaps(*self.predict(image))
+        dtype = torch.float16 if post is not None and self.amp else torch.float32
         for shape, indices in whole.items():
             step = self.per_pass(shape[0] * shape[1])
             for first in range(0, len(indices), step):
@@ -125,10 +153,11 @@ class ModelPredictor:
                 batch = np.stack([self.normalization(images[i]) for i in chosen])[:, None]
                 with torch.no_grad():
                     probability, spread = self.tile_model(to_device(batch, self.device))
-                probability = probability.float().cpu().numpy()
-                spread = spread[:, 0].float().cpu().numpy() if spread is not None else [None] * len(chosen)
-                for index, maps, uncertainty in zip(chosen, probability, spread):
-                    results[index] = (maps if self.channels > 1 else maps[0], uncertainty)
+                found = find_on_device(probability, post, self.threshold) if post is not None else [None] * len(chosen)
+                probability = probability.to(dtype).cpu().numpy()
+                spread = spread[:, 0].to(dtype).cpu().numpy() if spread is not None else [None] * len(chosen)
+                for index, maps, uncertainty, finds in zip(chosen, probability, spread, found):
+                    results[index] = FrameMaps(maps if self.channels > 1 else maps[0], uncertainty, finds)
         return results
 
 
