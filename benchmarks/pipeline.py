@@ -9,8 +9,10 @@ present (the table says which).
 
 - network alone: the frames already normalised in memory, through the network in the predictor's own batches
   (whole frames, as many per pass as ``inference.batch_pixels`` allows), maps brought back to the host;
-- stages: median milliseconds of one core per frame for reading, normalising, post-processing (beads, debris,
-  measurements) and writing the default outputs (mask, labels, overlay, record), each timed alone;
+- stages: median milliseconds of one core per frame for reading (with the normalisation bounds), normalising and
+  handing the frame to a worker, post-processing (beads, debris, measurements) and writing the default outputs
+  (mask, labels, overlay, record), each timed alone where beadseg-predict runs it (the last two in a finishing
+  worker, with the threshold and peaks found by the network's step);
 - beadseg-predict: the whole command (in this process, as the CLI runs it) for each ``post_workers`` count, its
   frames/s over the same frames, the ratio to the network alone, and whether its tables equal the serial run's.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import pickle
 import platform
 import statistics
 import tempfile
@@ -34,13 +37,15 @@ from beadseg.config import CONFIG_DIR
 from beadseg.data.io import open_image
 from beadseg.data.reader import usable_cpus
 from beadseg.data.synthetic import render_beads
-from beadseg.inference.finish import finish_frame
+from beadseg.inference.finish import WorkerPool, finish_frame
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predict import output_options, predict
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.tiling import to_device
 
 HEIGHT, WIDTH = 1080, 1440
+RUNS_IN = {"read + bounds": "loader workers", "normalise + hand over": "the network's process",
+           "post-process": "finishing workers", "write": "finishing workers"}
 
 
 def make_frames(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -75,32 +80,69 @@ def network_alone(predictor, images: list[np.ndarray]) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
+def timed_finish(result: dict, out: Path, options: dict, post: PostProcess, threshold: float) -> tuple[float, float]:
+    """A frame finished as beadseg-predict's workers finish it: seconds of this process's CPU post-processing it,
+    then writing it."""
+    start = time.process_time()
+    result.update(zip(("labels", "objects", "debris"),
+                      post.instances(result["probability"], result["image"], threshold, found=result["found"])))
+    found = time.process_time()
+    finish_frame(result, out, options, post, threshold)
+    return found - start, time.process_time() - found
+
+
 def stages(predictor, paths: list[Path], work: Path) -> dict[str, float]:
-    """Median ms of one core per frame for each stage outside the network, each timed on its own."""
+    """Median ms of one core per frame for each stage outside the network, each timed where beadseg-predict runs
+    it: reading and the normalisation bounds (loader workers), normalising and handing a frame to a worker (the
+    network's process), post-processing and writing (a finishing worker)."""
     post = PostProcess().for_model(predictor)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        options = output_options(compose("predict", overrides=["input=none"]))  # the defaults beadseg-predict writes
+        options = output_options(compose("predict", overrides=["input=none"]), len(paths))  # the default outputs
     for sub in ("masks", "instances", "overlays"):
         (work / sub).mkdir(parents=True, exist_ok=True)
-    times: dict[str, list[float]] = {"read": [], "normalise": [], "post-process": [], "write": []}
+    times: dict[str, list[float]] = {"read + bounds": [], "normalise + hand over": [], "post-process": [], "write": []}
+    results = []
     for index, path in enumerate(paths):
         start = time.process_time()
         image = np.asarray(open_image(path))
-        times["read"].append(time.process_time() - start)
+        bounds = predictor.normalization.bounds(image)
+        times["read + bounds"].append(time.process_time() - start)
+        maps, uncertainty, found = predictor.predict_frames([image], post, [bounds])[0]
+        results.append({"name": path.stem, "path": str(path), "index": index, "image": image, "pixel_size_um": None,
+                        "probability": maps, "uncertainty": uncertainty, "found": found, "bounds": bounds})
+    for result in results:  # the network is done: every stage below has the cores to itself
         start = time.process_time()
-        predictor.normalization(image)
-        times["normalise"].append(time.process_time() - start)
-        maps, uncertainty = predictor.predict(image)
-        start = time.process_time()
-        labels, objects, debris = post.instances(maps, image, predictor.threshold)
-        times["post-process"].append(time.process_time() - start)
-        result = {"name": path.stem, "path": str(path), "index": index, "image": image, "pixel_size_um": None,
-                  "probability": maps, "uncertainty": uncertainty, "labels": labels, "objects": objects,
-                  "debris": debris}
-        start = time.process_time()
-        finish_frame(result, work, options, post, predictor.threshold)
-        times["write"].append(time.process_time() - start)
-    return {stage: 1000 * statistics.median(values) for stage, values in times.items()}
+        predictor.normalization.apply(result["image"], result.pop("bounds"))
+        pickle.dumps((result, work, options, post, predictor.threshold), protocol=pickle.HIGHEST_PROTOCOL)
+        times["normalise + hand over"].append(time.process_time() - start)
+    finishing = []
+    with WorkerPool(1, finishing.append) as pool:
+        for result in results:
+            pool.submit(timed_finish, result, work, options, post, predictor.threshold)
+    times["post-process"], times["write"] = zip(*finishing)
+    rates = {workers: finishing_rate(results, work, options, post, predictor.threshold, workers)
+             for workers in range(1, usable_cpus() + 1)}
+    return {stage: 1000 * statistics.median(values) for stage, values in times.items()}, rates
+
+
+def ready(seconds: float) -> None:
+    """A worker with beadseg's finishing imported, held a moment so that each worker gets one of these."""
+    import beadseg.inference.finish  # noqa: F401
+
+    time.sleep(seconds)
+
+
+def finishing_rate(results: list[dict], work: Path, options: dict, post: PostProcess, threshold: float,
+                   workers: int, rounds: int = 2) -> float:
+    """Frames/s the finishing pool alone sustains with ``workers`` processes, the maps at hand (as from a GPU
+    faster than the pool): how post-processing and writing scale with cores."""
+    with WorkerPool(workers, lambda record: None) as pool:
+        list(pool.executor.map(ready, [0.5] * workers))  # every worker started before the clock runs
+        start = time.perf_counter()
+        for result in results * rounds:
+            pool.submit(finish_frame, result, work, options, post, threshold)
+        pool.drain()
+        return len(results) * rounds / (time.perf_counter() - start)
 
 
 def run_predict(frames: Path, out: Path, workers: int) -> float:
@@ -126,7 +168,7 @@ def main() -> None:
         device = predictor.device
         card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({usable_cpus()} cores)"
         alone = network_alone(predictor, [np.asarray(open_image(p)) for p in paths])
-        cost = stages(predictor, paths[: min(len(paths), 12)], work / "stages")
+        cost, rates = stages(predictor, paths[: min(len(paths), 12)], work / "stages")
         runs = []
         for workers in args.workers:
             seconds = run_predict(work / "frames", work / f"predict_{workers}", workers)
@@ -136,9 +178,12 @@ def main() -> None:
     lines = [f"# beadseg-predict vs the network alone: {len(paths)} frames of {WIDTH}x{HEIGHT}, 16 bit",
              "", f"Device: {card}; {platform.processor() or platform.machine()}, torch {torch.__version__}; "
              f"network batches of {predictor.per_pass(HEIGHT * WIDTH)} frame(s).", "",
-             "| stage (outside the network) | ms of one core per frame (median) |", "|---|---:|"]
-    lines += [f"| {stage} | {ms:.1f} |" for stage, ms in cost.items()]
-    lines += [f"| **total** | **{sum(cost.values()):.1f}** |", "",
+             "| stage (outside the network) | runs in | ms of one core per frame (median) |", "|---|---|---:|"]
+    lines += [f"| {stage} | {RUNS_IN[stage]} | {ms:.1f} |" for stage, ms in cost.items()]
+    lines += [f"| **total** | | **{sum(cost.values()):.1f}** |", "",
+              "| finishing pool alone (maps at hand) | frames/s | vs 1 worker |", "|---|---:|---:|"]
+    lines += [f"| {workers} worker(s) | {rate:.1f} | {rate / rates[1]:.2f} |" for workers, rate in rates.items()]
+    lines += ["",
               "| run | frames/s | vs network alone | tables equal the first run's |", "|---|---:|---:|---|",
               f"| network alone | {alone:.2f} | 1.00 | |"]
     lines += [f"| beadseg-predict post_workers={w} | {fps:.2f} | {fps / alone:.2f} | {'yes' if same else 'NO'} |"

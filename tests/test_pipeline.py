@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from beadseg.data.synthetic import render_beads
 from beadseg.evaluation.evaluate import evaluate
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predict import predict
-from beadseg.inference.predictor import load_predictor
+from beadseg.inference.predictor import ModelPredictor, load_predictor
 from tests.conftest import write_pair
 
 
@@ -62,6 +63,18 @@ def test_threshold_and_peaks_found_on_the_device_equal_the_hosts():
         np.testing.assert_array_equal(found.mask, maps[0] > predictor.threshold)
         np.testing.assert_array_equal(found.peaks, centre_peaks(maps[1], found.mask, post.min_peak, post.peak_distance))
         np.testing.assert_array_equal(post.candidates(maps, predictor.threshold, found), on_host)
+
+
+def test_under_mixed_precision_the_pipeline_brings_maps_back_in_half_precision():
+    predictor = load_predictor(None, partial(ModelPredictor, amp=True))  # fp16 autocast, here on the CPU
+    post = PostProcess().for_model(predictor)
+    image = render_beads(np.random.default_rng(4), 128, 40, "brightfield", 16)[0]
+    maps, _, found = predictor.predict_frames([image], post)[0]
+    assert maps.dtype == np.float16 and predictor.predict(image)[0].dtype == np.float32  # only the pipeline's
+    full_precision = load_predictor(None)
+    beads = full_precision.predict(image)[0]
+    expected = post.candidates(beads, full_precision.threshold).max()
+    assert expected >= 30 and abs(int(post.candidates(maps, predictor.threshold, found).max()) - expected) <= 1
 
 
 def test_peaks_are_local_maxima_and_a_plateau_is_one_bead():

@@ -25,11 +25,19 @@ def save(fig, path: Path, dpi: int = 110) -> Path:
     return path
 
 
-def display(image: np.ndarray) -> np.ndarray:
-    """An image stretched to 0..1 between its 0.5 and 99.5 percentiles (huge images: from a strided sample)."""
-    step = max(1, int(np.sqrt(image.size / 4e6)))
+def display(image: np.ndarray, levels: int | None = None) -> np.ndarray:
+    """An image stretched to 0..1 between its 0.5 and 99.5 percentiles (of a strided sample of about a million
+    pixels); with ``levels``, to bytes 0..``levels`` (8/16-bit images through a lookup table)."""
+    step = max(1, math.ceil(np.sqrt(image.size / 1e6)))
     low, high = percentiles(image[::step, ::step], (0.5, 99.5))
-    return np.clip((np.asarray(image, np.float32) - low) / max(high - low, 1e-9), 0, 1)
+
+    def stretch(values: np.ndarray) -> np.ndarray:
+        unit = np.clip((np.asarray(values, np.float32) - low) / max(high - low, 1e-9), 0, 1)
+        return unit if levels is None else np.minimum(unit * levels, levels).astype(np.uint8)
+
+    if levels is not None and image.dtype in (np.uint8, np.uint16):
+        return np.take(stretch(np.arange(np.iinfo(image.dtype).max + 1)), image)
+    return stretch(image)
 
 
 OUTLINE = (255, 220, 0)  # the bead outline of prediction overlays
@@ -52,7 +60,7 @@ def count_overlay(image: np.ndarray, labels: np.ndarray, count: int, max_side: i
     from PIL import Image, ImageDraw, ImageFont
 
     step = max(1, math.ceil(max(image.shape) / max_side)) if max_side else 1
-    gray = np.minimum(display(image[::step, ::step]) * 254, 254).astype(np.uint8)  # indices 0..254: grays
+    gray = display(image[::step, ::step], 254)  # palette indices 0..254: grays
     gray[inner_boundaries(np.asarray(labels[::step, ::step]))] = 255  # index 255: the outline
     height = max(22, gray.shape[1] // 40)
     banner = Image.new("L", (gray.shape[1], height), 0)

@@ -75,7 +75,7 @@ def split_at_peaks(mask: np.ndarray, centres: np.ndarray, min_peak: float = 0.3,
     if peaks is None:
         peaks = centre_peaks(centres, mask, min_peak, min_distance)
     markers = peak_markers(peaks, mask.shape)
-    return watershed(-np.asarray(centres, np.float32), markers, mask=mask).astype(np.int32)
+    return watershed(-np.asarray(centres, np.float32), markers, mask=mask).astype(np.int32, copy=False)
 
 
 def centroids(labels: np.ndarray) -> np.ndarray:

@@ -25,13 +25,14 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from beadseg import plots
-from beadseg.data.io import BeadDataError, image_name, list_images, open_image
+from beadseg.data.io import BeadDataError, Normalization, image_name, list_images, open_image
 from beadseg.data.microscope import MicroscopeError, pixel_size_um
 from beadseg.data.reader import usable_cpus
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
 from beadseg.inference.finish import (COUNT_COLUMNS, DEBRIS_COLUMNS, OBJECT_COLUMNS, WorkerPool, finish_frame,
-                                      finishing_workers, network_on_cpu, prediction_spare_cores)
+                                      finishing_workers, network_on_cpu, overlay_every,
+                                      prediction_spare_cores)
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.rois import ROI_FORMATS
 from beadseg.inference.predictor import predictor_from_config
@@ -49,11 +50,13 @@ def read_ahead_workers(num_workers: int | str) -> int:
 
 
 class InputImages(Dataset):
-    """Images read by loader workers ahead of the model. Memory-mapped files are opened again where they are
-    used (a map would be copied whole between processes); unreadable ones come back as an error to record."""
+    """Images read by loader workers ahead of the model, with the intensities their ``normalization`` maps to 0
+    and 1 (``bounds``; the network's process only applies them). Memory-mapped files are opened again where they
+    are used (a map would be copied whole between processes); unreadable ones come back as an error to record."""
 
-    def __init__(self, files: list[Path], positions: list[int]) -> None:
+    def __init__(self, files: list[Path], positions: list[int], normalization: Normalization | None = None) -> None:
         self.files, self.positions = files, positions  # positions: each file's place in the whole input
+        self.normalization = normalization
 
     def __len__(self) -> int:
         return len(self.files)
@@ -61,11 +64,12 @@ class InputImages(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.files[index]
         item = {"name": image_name(path), "path": str(path), "index": self.positions[index], "image": None,
-                "error": None, "pixel_size_um": None}
+                "error": None, "pixel_size_um": None, "bounds": None}
         try:
             image = open_image(path)
             if not isinstance(image, np.memmap):
                 item["image"] = image
+                item["bounds"] = self.normalization.bounds(image) if self.normalization else None
             item["pixel_size_um"] = pixel_size_um(path)
         except (BeadDataError, MicroscopeError, OSError) as error:
             item["error"] = str(error)
@@ -100,10 +104,10 @@ class PredictionData(pl.LightningDataModule):
     claims the output folder (new, or a run to resume with the same settings), the others wait for it."""
 
     def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, num_workers: int,
-                 frames_per_step: int) -> None:
+                 frames_per_step: int, normalization: Normalization | None = None) -> None:
         super().__init__()
         self.files, self.out, self.settings, self.resume, self.num_workers = files, out, settings, resume, num_workers
-        self.frames_per_step = frames_per_step
+        self.frames_per_step, self.normalization = frames_per_step, normalization
         self.todo: list[int] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -115,7 +119,7 @@ class PredictionData(pl.LightningDataModule):
         self.todo = [index for index, path in enumerate(self.files) if image_name(path) not in done]
 
     def predict_dataloader(self) -> DataLoader:
-        images = InputImages([self.files[i] for i in self.todo], self.todo)
+        images = InputImages([self.files[i] for i in self.todo], self.todo, self.normalization)
         return DataLoader(images, batch_size=self.frames_per_step, collate_fn=_items, num_workers=self.num_workers,
                           prefetch_factor=2 if self.num_workers else None)
 
@@ -207,7 +211,7 @@ class PredictionTask(pl.LightningModule):
                 results.append({**item, "image": image})
                 frames.append(results[-1])
         predict_frames = getattr(self.predictor, "predict_frames", None)
-        maps = predict_frames([r["image"] for r in frames], self.post) if predict_frames else [
+        maps = predict_frames([r["image"] for r in frames], self.post, [r.get("bounds") for r in frames]) if predict_frames else [
             (*self.predictor.predict(r["image"]), None) for r in frames]
         for result, (probability, uncertainty, found) in zip(frames, maps):
             result.update(probability=probability, uncertainty=uncertainty, found=found)
@@ -325,12 +329,12 @@ def roi_kinds(value) -> list[str]:
     return kinds
 
 
-def output_options(cfg: DictConfig) -> dict:
-    """What a predict config says each frame's finishing writes (:func:`~beadseg.inference.finish.finish_frame`)."""
+def output_options(cfg: DictConfig, frames: int) -> dict:
+    """What a predict config says each frame of an input of ``frames`` frames gets written
+    (:func:`~beadseg.inference.finish.finish_frame`)."""
     options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
-                                         "label_format", "save_debris", "overlays", "overlay_compression",
-                                         "tiff_compression")}
-    return {**options, "rois": roi_kinds(cfg.rois)}
+                                         "label_format", "save_debris", "overlay_compression", "tiff_compression")}
+    return {**options, "rois": roi_kinds(cfg.rois), "overlays": overlay_every(cfg.overlays, frames)}
 
 
 def predict(cfg: DictConfig) -> dict:
@@ -342,10 +346,11 @@ def predict(cfg: DictConfig) -> dict:
     post = instantiate(cfg.postprocess).for_model(predictor)
     read_ahead = read_ahead_workers(cfg.num_workers)
     frames_per_step = int(cfg.frames_per_step if cfg.frames_per_step != "auto" else 2 if network_on_cpu(predictor) else 8)
-    data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead, frames_per_step)
+    data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead, frames_per_step,
+                          getattr(predictor, "normalization", None))
     if cfg.label_format not in outputs.LABEL_FORMATS:
         raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(outputs.LABEL_FORMATS)}")
-    options = output_options(cfg)
+    options = output_options(cfg, len(files))
     workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
     writer = PredictionWriter(out, options, post, predictor.threshold, workers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)

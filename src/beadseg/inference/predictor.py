@@ -133,11 +133,14 @@ class ModelPredictor:
             uncertainty_out, on_tile_row, self.channels,
         )
 
-    def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None) -> list[FrameMaps]:
+    def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None,
+                       bounds: list[tuple[float, float] | None] | None = None) -> list[FrameMaps]:
         """Maps of several frames: those that fit whole go through the network several per pass (frames of one
-        size together, as many as the pixel budget allows), larger ones tile by tile. With ``post`` (the
+        size together, as many as the pixel budget allows), larger ones tile by tile. ``bounds``: each frame's
+        normalisation bounds where already known (the loader's workers compute them). With ``post`` (the
         prediction pipeline), whole frames get their threshold and peaks on the device (:func:`find_on_device`),
         and under mixed precision their maps come back as float16, the precision the network computed them in."""
+        bounds = bounds or [None] * len(images)
         results: list = [None] * len(images)
         whole: dict[tuple, list[int]] = {}
         for index, image in enumerate(images):
@@ -150,7 +153,8 @@ class ModelPredictor:
             step = self.per_pass(shape[0] * shape[1])
             for first in range(0, len(indices), step):
                 chosen = indices[first : first + step]
-                batch = np.stack([self.normalization(images[i]) for i in chosen])[:, None]
+                batch = np.stack([self.normalization.apply(images[i], bounds[i] or self.normalization.bounds(images[i]))
+                                  for i in chosen])[:, None]
                 with torch.no_grad():
                     probability, spread = self.tile_model(to_device(batch, self.device))
                 found = find_on_device(probability, post, self.threshold) if post is not None else [None] * len(chosen)
