@@ -15,7 +15,9 @@ import tifffile
 from beadseg.data.instances import centre_peaks, peak_markers
 from beadseg.data.synthetic import render_beads
 from beadseg.evaluation.evaluate import evaluate
-from beadseg.inference.postprocess import PostProcess
+from beadseg.inference.finish import overlay_every, wants_overlay
+from beadseg.inference.handover import Blocks, Placed, call_placed
+from beadseg.inference.postprocess import Found, PostProcess
 from beadseg.inference.predict import predict
 from beadseg.inference.predictor import ModelPredictor, load_predictor
 from tests.conftest import write_pair
@@ -129,3 +131,43 @@ def test_eval_sweep_in_workers_equals_the_serial_sweep(tmp_path, compose_config)
     assert metrics[0]["objects"]["centroid"]["f1"] > 0.5  # it finds the beads
     assert metrics[0] == metrics[2]
     assert (tmp_path / "eval0" / "per_image.csv").read_bytes() == (tmp_path / "eval2" / "per_image.csv").read_bytes()
+
+
+def test_arrays_reach_workers_through_shared_blocks_unchanged(monkeypatch):
+    rng = np.random.default_rng(0)
+    frame = {"image": rng.integers(0, 2**16, (300, 400), dtype=np.uint16), "name": "f0",
+             "probability": rng.random((2, 300, 400)).astype(np.float16), "small": np.arange(5),
+             "found": Found(rng.random((300, 400)) > 0.5, np.array([[1, 2], [3, 4]]))}
+    blocks = Blocks(1)
+    try:
+        index, placed = blocks.place((frame, "options"))
+        assert isinstance(placed[0]["image"], Placed) and isinstance(placed[0]["probability"], Placed)
+        assert isinstance(placed[0]["found"], Found) and isinstance(placed[0]["found"].mask, Placed)
+        assert placed[0]["small"] is frame["small"] and placed[1] == "options"  # small arrays are pickled as they are
+
+        def same(seen: dict, options: str) -> bool:
+            return options == "options" and all(np.array_equal(seen[key], frame[key]) and seen[key].dtype == frame[key].dtype
+                                                for key in ("image", "probability", "small")) and \
+                np.array_equal(seen["found"].mask, frame["found"].mask)
+
+        assert call_placed(same, placed)
+        blocks.release(index)
+        first = blocks.blocks[index].name
+        bigger = {**frame, "image": np.ones((600, 800), np.uint16)}  # more than the block holds: it grows
+        index, placed = blocks.place((bigger, "options"))
+        assert call_placed(lambda seen, _: np.array_equal(seen["image"], bigger["image"]), placed)
+        assert blocks.blocks[index].name != first and blocks.blocks[index].size >= bigger["image"].nbytes  # grown
+        monkeypatch.setattr("shutil.disk_usage", lambda path: type("Usage", (), {"free": 10})())
+        blocks.release(index)
+        huge = {"image": np.ones((2000, 2000), np.uint16)}
+        assert blocks.place((huge,)) == (None, (huge,)) and blocks.free  # no room in /dev/shm: pickled instead
+    finally:
+        blocks.close()
+
+
+def test_overlays_auto_caps_the_pictures_of_a_large_input():
+    assert overlay_every("auto", 150) == 1 and overlay_every("auto", 40_000) == 200
+    assert sum(wants_overlay(index, overlay_every("auto", 40_000)) for index in range(40_000)) == 200
+    assert overlay_every(False, 10) == 0 and overlay_every(3, 10) == 3
+    with pytest.raises(ValueError, match="overlays=al"):
+        overlay_every("al", 10)
