@@ -38,8 +38,9 @@ from beadseg.data.io import open_image
 from beadseg.data.reader import usable_cpus
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.finish import WorkerPool, finish_frame
+from beadseg.inference.handover import Blocks
 from beadseg.inference.postprocess import PostProcess
-from beadseg.inference.predict import output_options, predict
+from beadseg.inference.predict import InputImages, output_options, predict
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.tiling import to_device
 
@@ -102,19 +103,24 @@ def stages(predictor, paths: list[Path], work: Path) -> dict[str, float]:
         (work / sub).mkdir(parents=True, exist_ok=True)
     times: dict[str, list[float]] = {"read + bounds": [], "normalise + hand over": [], "post-process": [], "write": []}
     results = []
+    loader = InputImages(paths, list(range(len(paths))), predictor.normalization)
     for index, path in enumerate(paths):
         start = time.process_time()
-        image = np.asarray(open_image(path))
-        bounds = predictor.normalization.bounds(image)
+        item = loader[index]  # what a loader worker does
         times["read + bounds"].append(time.process_time() - start)
+        image, bounds = item["image"].numpy(), item["bounds"]
         maps, uncertainty, found = predictor.predict_frames([image], post, [bounds])[0]
         results.append({"name": path.stem, "path": str(path), "index": index, "image": image, "pixel_size_um": None,
                         "probability": maps, "uncertainty": uncertainty, "found": found, "bounds": bounds})
+    blocks = Blocks(1)
     for result in results:  # the network is done: every stage below has the cores to itself
         start = time.process_time()
         predictor.normalization.apply(result["image"], result.pop("bounds"))
-        pickle.dumps((result, work, options, post, predictor.threshold), protocol=pickle.HIGHEST_PROTOCOL)
+        block, placed = blocks.place((result, work, options, post, predictor.threshold))
+        pickle.dumps(placed, protocol=pickle.HIGHEST_PROTOCOL)
         times["normalise + hand over"].append(time.process_time() - start)
+        blocks.release(block)
+    blocks.close()
     finishing = []
     with WorkerPool(1, finishing.append) as pool:
         for result in results:

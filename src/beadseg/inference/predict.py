@@ -53,9 +53,8 @@ def read_ahead_workers(num_workers: int | str) -> int:
 class InputImages(Dataset):
     """Images read by loader workers ahead of the model, with the intensities their ``normalization`` maps to 0
     and 1 (``bounds``; the network's process only applies them). An image travels as a tensor, through shared
-    memory (a pipe cost the receiving process twice the time, measured); memory-mapped files are opened again
-    where they are used (a map would be copied whole between processes); unreadable ones come back as an error to
-    record."""
+    memory (a pipe cost the receiving process twice the time, measured); a huge one (over ``outputs.LARGE``
+    pixels) is opened again where it is used, memory-mapped; unreadable ones come back as an error to record."""
 
     def __init__(self, files: list[Path], positions: list[int], normalization: Normalization | None = None) -> None:
         self.files, self.positions = files, positions  # positions: each file's place in the whole input
@@ -70,8 +69,10 @@ class InputImages(Dataset):
                 "error": None, "pixel_size_um": None, "bounds": None}
         try:
             image = open_image(path)
-            if not isinstance(image, np.memmap):  # as a tensor: it reaches the network's process in shared memory
-                item["image"] = torch.from_numpy(np.ascontiguousarray(image, image.dtype.newbyteorder("=")))
+            if image.size <= outputs.LARGE:  # read here; as a tensor it reaches the network's process in shared memory
+                image = np.array(image, image.dtype.newbyteorder("="), copy=True if isinstance(image, np.memmap) else None,
+                                 order="C")
+                item["image"] = torch.from_numpy(image)
                 item["bounds"] = self.normalization.bounds(image) if self.normalization else None
             item["pixel_size_um"] = pixel_size_um(path)
         except (BeadDataError, MicroscopeError, OSError) as error:
