@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import math
 import pickle
 import platform
 import statistics
@@ -126,8 +127,9 @@ def stages(predictor, paths: list[Path], work: Path) -> dict[str, float]:
         for result in results:
             pool.submit(timed_finish, result, work, options, post, predictor.threshold)
     times["post-process"], times["write"] = zip(*finishing)
-    rates = {workers: finishing_rate(results, work, options, post, predictor.threshold, workers)
-             for workers in range(1, usable_cpus() + 1)}
+    counts = sorted({count for count in (1, 2, 4, 8, 16) if count < usable_cpus()} | {usable_cpus()})
+    rates = {workers: finishing_rate(results, work, options, post, predictor.threshold, workers,
+                                     max(2, math.ceil(4 * workers / len(results)))) for workers in counts}
     return {stage: 1000 * statistics.median(values) for stage, values in times.items()}, rates
 
 
