@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def test_threshold_and_peaks_found_on_the_device_equal_the_hosts():
         np.testing.assert_array_equal(found.mask, maps[0] > predictor.threshold)
         np.testing.assert_array_equal(found.peaks, centre_peaks(maps[1], found.mask, post.min_peak, post.peak_distance))
         np.testing.assert_array_equal(post.candidates(maps, predictor.threshold, found), on_host)
+        chunked = replace(post, chunk=48, halo=24)  # the found pixels and peaks cropped chunk by chunk
+        np.testing.assert_array_equal(chunked.instances(maps, image, predictor.threshold, found=found).labels,
+                                      chunked.instances(maps, image, predictor.threshold).labels)
 
 
 def test_under_mixed_precision_the_pipeline_brings_maps_back_in_half_precision():
