@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from beadseg.cli.app import quote_values
 from beadseg.config import ConfigError
 from beadseg.data.io import BeadDataError, mask_kind, open_image, read_image, read_mask
 from beadseg.data.synthetic import render_beads
-from beadseg.training.task import train
+from beadseg.training.task import StopOnSignal, train
 
 BIN = Path(sys.executable).parent
 
@@ -187,6 +188,22 @@ def test_a_stopped_run_records_how_to_resume(tmp_path, stop):
     assert result["status"] == "interrupted" and Path(result["last_checkpoint"]).is_file()
     assert f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in result["resume"] and "data.source.n_images=8" in result["resume"]
     assert "resume with: beadseg-train" in stderr
+
+
+def test_a_swallowed_stop_signal_stops_training_at_the_next_batch():
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach only the main thread")
+    stop = StopOnSignal()
+    stop.on_train_batch_end()  # no signal, no stop
+    with stop.installed():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # as Python does when the signal lands in a finaliser
+        with pytest.raises(KeyboardInterrupt):
+            stop.on_validation_batch_end()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
 def test_nan_in_a_memory_mapped_frame_is_refused_by_name(tmp_path):

@@ -65,19 +65,37 @@ def load_weights(module: pl.LightningModule, checkpoint_path: str) -> None:
     log.info("initialised weights from %s", checkpoint_path)
 
 
-@contextmanager
-def sigterm_as_interrupt():
-    """``kill`` (SIGTERM) stops training like Ctrl-C does, so that the run is recorded as interrupted."""
+class StopOnSignal(pl.Callback):
+    """Ctrl-C (SIGINT) and ``kill`` (SIGTERM) stop training as an interruption, recorded with the command that
+    resumes the run: the signal raises ``KeyboardInterrupt`` at once, and should Python swallow it (one that lands
+    in a finaliser is lost, and the run went on to finish), the next batch raises it again."""
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    def __init__(self) -> None:
+        self.received: int | None = None
 
-    previous = signal.signal(signal.SIGTERM, interrupt) if threading.current_thread() is threading.main_thread() else None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    @contextmanager
+    def installed(self):
+        def interrupt(signum, frame):
+            self.received = signum
+            raise KeyboardInterrupt
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = {stop: signal.signal(stop, interrupt) for stop in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        try:
+            yield
+        finally:
+            for stop, handler in previous.items():
+                signal.signal(stop, handler)
+
+    def _raise_if_stopped(self) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, *args) -> None:
+        self._raise_if_stopped()
+
+    def on_validation_batch_end(self, *args) -> None:
+        self._raise_if_stopped()
 
 
 def resume_command(last: Path) -> str:
@@ -125,16 +143,17 @@ def train(cfg: DictConfig) -> dict:
     log.info("network: %s, %.2f M parameters", type(module.net).__name__,
              sum(p.numel() for p in module.net.parameters()) / 1e6)
     history = ValidationHistory()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), history]
+    stop = StopOnSignal()
+    callbacks = [*instantiate_group(cfg.get("callbacks")), history, stop]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     last = next((c.path for c in callbacks if isinstance(c, LastCheckpoint)), None)
     try:
-        with sigterm_as_interrupt():
+        with stop.installed():
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except (KeyboardInterrupt, SystemExit) as stop:
-        record_interruption(output_dir, trainer, last, stop)
+    except (KeyboardInterrupt, SystemExit) as interruption:
+        record_interruption(output_dir, trainer, last, interruption)
         raise
 
     checkpoint = trainer.checkpoint_callback
