@@ -193,7 +193,7 @@ def test_a_stopped_run_records_how_to_resume(tmp_path, stop):
 def test_a_swallowed_stop_signal_stops_training_at_the_next_batch():
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals reach only the main thread")
-    stop = StopOnSignal()
+    stop, before = StopOnSignal(), signal.getsignal(signal.SIGINT)
     stop.on_train_batch_end()  # no signal, no stop
     with stop.installed():
         try:
@@ -203,7 +203,7 @@ def test_a_swallowed_stop_signal_stops_training_at_the_next_batch():
             pass  # as Python does when the signal lands in a finaliser
         with pytest.raises(KeyboardInterrupt):
             stop.on_validation_batch_end()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
 
 
 def test_nan_in_a_memory_mapped_frame_is_refused_by_name(tmp_path):
