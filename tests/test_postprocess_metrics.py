@@ -150,8 +150,12 @@ def test_vectorised_measurements_equal_skimage_regionprops_on_touching_beads():
         assert row["circularity"] == pytest.approx(expected, abs=0.0006)
         assert row["mean_intensity"] == pytest.approx(truth["intensity_mean-0"][i], abs=0.002)
         assert row["mean_probability"] == pytest.approx(truth["intensity_mean-1"][i], abs=0.0001)
-        assert row["bbox"] == [truth["bbox-0"][i] + 7, truth["bbox-1"][i] + 11, truth["bbox-2"][i] + 7,
-                               truth["bbox-3"][i] + 11]
+        assert row["at_edge"] == (truth["bbox-0"][i] == 0 or truth["bbox-1"][i] == 0 or
+                                  truth["bbox-2"][i] == labels.shape[0] or truth["bbox-3"][i] == labels.shape[1])
+    assert any(row["at_edge"] for row in rows) and not all(row["at_edge"] for row in rows)
+    # a piece of a larger frame, at (7, 11) of a frame whose right edge it shares: only that edge counts
+    piece = object_table(labels, image, probability, (7, 11), frame=(labels.shape[0] + 20, labels.shape[1] + 11))
+    assert [row["at_edge"] for row in piece] == (truth["bbox-3"] == labels.shape[1]).tolist()
     for _ in range(10):
         blobs = ndi.gaussian_filter(rng.random((60, 70)), 1.5) > 0.5
         assert (fill_holes(blobs) == ndi.binary_fill_holes(blobs)).all()

@@ -134,12 +134,21 @@ def crofton_perimeters(labels: np.ndarray) -> np.ndarray:
     return perimeter
 
 
+def edge_ids(labels: np.ndarray, top: bool, bottom: bool, left: bool, right: bool) -> np.ndarray:
+    """The label numbers on the chosen sides of ``labels`` (0 included)."""
+    sides = [labels[0] if top else (), labels[-1] if bottom else (), labels[:, 0] if left else (),
+             labels[:, -1] if right else ()]
+    return np.concatenate([np.ravel(side) for side in sides]).astype(np.int64)
+
+
 def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.ndarray,
-                 offset: tuple[int, int] = (0, 0), noise: float | None = None) -> list[dict]:
+                 offset: tuple[int, int] = (0, 0), noise: float | None = None,
+                 frame: tuple[int, int] | None = None) -> list[dict]:
     """One row per bead (id, centroid shifted by ``offset``, area, diameter, circularity, mean intensity and
     probability, and with ``noise`` its contrast over the local background in noise units): the columns of
-    ``objects.csv``, the values skimage's ``regionprops`` gives, measured for all labels at once. ``bbox`` (frame
-    coordinates) is for the caller to drop."""
+    ``objects.csv``, the values skimage's ``regionprops`` gives, measured for all labels at once. ``at_edge``
+    (whether the object touches the frame's edge: that of ``labels``, or of a frame of shape ``frame`` of which
+    ``labels`` is the piece at ``offset``) is for the caller to drop."""
     count = int(labels.max())
     if count == 0:
         return []
@@ -152,9 +161,10 @@ def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.n
         sums["intensity"] = np.bincount(owner, np.asarray(image[ys, xs], np.float32), count + 1)
     present = np.flatnonzero(area[1:]) + 1
     pixels = area[present]
-    slices = ndi.find_objects(labels)
-    box = np.array([[slices[b - 1][0].start, slices[b - 1][1].start, slices[b - 1][0].stop, slices[b - 1][1].stop]
-                    for b in present]) + np.array([offset[0], offset[1], offset[0], offset[1]])
+    sides = (True,) * 4 if frame is None else (offset[0] == 0, offset[0] + labels.shape[0] == frame[0],
+                                                offset[1] == 0, offset[1] + labels.shape[1] == frame[1])
+    at_edge = np.zeros(count + 1, bool)
+    at_edge[edge_ids(labels, *sides)] = True
     columns = {
         "bead_id": present,
         "centroid_y": np.round(sums["y"][present] / pixels + offset[0], 2),
@@ -168,7 +178,8 @@ def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.n
         if image is not None and noise else None,
     }
     values = {key: column.tolist() if column is not None else [""] * len(present) for key, column in columns.items()}
-    return [{**dict(zip(values, row)), "bbox": corners} for row, corners in zip(zip(*values.values()), box.tolist())]
+    values["at_edge"] = at_edge[present].tolist()
+    return [dict(zip(values, row)) for row in zip(*values.values())]
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -296,12 +307,11 @@ class PostProcess:
             keep &= np.asarray(area) <= self.max_area
         return keep & (np.asarray(roundness) >= self.min_circularity)
 
-    def debris_reasons(self, rows: list[dict], shape: tuple[int, int]) -> list[str]:
+    def debris_reasons(self, rows: list[dict]) -> list[str]:
         """Why each object is debris (``faint``, ``small``), or "" for a bead."""
         area = np.array([row["area"] for row in rows], float)
         contrast = np.array([row["contrast_snr"] if row["contrast_snr"] != "" else np.inf for row in rows])
-        box = np.array([row["bbox"] for row in rows]).reshape(-1, 4)
-        at_edge = (box[:, 0] == 0) | (box[:, 1] == 0) | (box[:, 2] == shape[0]) | (box[:, 3] == shape[1])
+        at_edge = np.array([row["at_edge"] for row in rows], bool)
         faint = contrast < self.min_contrast_snr if self.min_contrast_snr is not None else np.zeros(len(rows), bool)
         small = np.zeros(len(rows), bool)
         if self.debris_area_fraction is not None:
@@ -342,16 +352,14 @@ class PostProcess:
                 local = self.candidates(maps[..., y0:y1, x0:x1], default_threshold,
                                         found and found.crop(y0, y1, x0, x1))
                 table = object_table(local, None if image is None else image[y0:y1, x0:x1],
-                                     probability[y0:y1, x0:x1], (y0, x0), noise)
+                                     probability[y0:y1, x0:x1], (y0, x0), noise, (height, width))
                 if not table:
                     continue
                 ids = np.array([row["bead_id"] for row in table])
                 cy, cx = np.array([[row["centroid_y"], row["centroid_x"]] for row in table]).T
                 owned = (cy >= core[0]) & (cy < core[1]) & (cx >= core[2]) & (cx < core[3])
                 owned &= self.keeps([row["area"] for row in table], [row["circularity"] for row in table])
-                cut = [local[0] if y0 > 0 else (), local[-1] if y1 < height else (),
-                       local[:, 0] if x0 > 0 else (), local[:, -1] if x1 < width else ()]
-                truncated += int(np.isin(ids[owned], np.concatenate([np.ravel(c) for c in cut])).sum())
+                truncated += int(np.isin(ids[owned], edge_ids(local, y0 > 0, y1 < height, x0 > 0, x1 < width)).sum())
                 lookup = np.zeros(local.max() + 1, labels.dtype)
                 lookup[ids[owned]] = np.arange(1, owned.sum() + 1) + len(rows)
                 for row, new_id in zip((r for r, o in zip(table, owned) if o), lookup[ids[owned]]):
@@ -366,11 +374,11 @@ class PostProcess:
 
     def _sort_debris(self, labels: np.ndarray, rows: list[dict], band: int = 2048) -> Instances:
         """Debris out of the labels and the bead table (beads renumbered 1..N in order), into its own list."""
-        reasons = self.debris_reasons(rows, labels.shape) if rows else []
+        reasons = self.debris_reasons(rows) if rows else []
         beads, debris = [], []
         renumber = np.zeros(len(rows) + 1, labels.dtype)
         for row, reason in zip(rows, reasons):
-            row.pop("bbox")
+            row.pop("at_edge")
             if reason:
                 debris.append({**row, "reason": reason})
             else:
