@@ -38,7 +38,7 @@ from beadseg.config import CONFIG_DIR
 from beadseg.data.io import open_image
 from beadseg.data.reader import usable_cpus
 from beadseg.data.synthetic import render_beads
-from beadseg.inference.finish import WorkerPool, finish_frame
+from beadseg.inference.finish import WorkerPool, find_beads, finish_frame
 from beadseg.inference.handover import Blocks
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predict import InputImages, output_options, predict
@@ -86,17 +86,17 @@ def timed_finish(result: dict, out: Path, options: dict, post: PostProcess, thre
     """A frame finished as beadseg-predict's workers finish it: seconds of this process's CPU post-processing it,
     then writing it."""
     start = time.process_time()
-    result.update(zip(("labels", "objects", "debris"),
-                      post.instances(result["probability"], result["image"], threshold, found=result["found"])))
+    find_beads(result, post, threshold)
     found = time.process_time()
     finish_frame(result, out, options, post, threshold)
     return found - start, time.process_time() - found
 
 
-def stages(predictor, paths: list[Path], work: Path) -> dict[str, float]:
+def stages(predictor, paths: list[Path], work: Path) -> tuple[dict[str, float], dict[int, float]]:
     """Median ms of one core per frame for each stage outside the network, each timed where beadseg-predict runs
     it: reading and the normalisation bounds (loader workers), normalising and handing a frame to a worker (the
-    network's process), post-processing and writing (a finishing worker)."""
+    network's process), post-processing and writing (a finishing worker); and the finishing pool's frames/s by
+    worker count."""
     post = PostProcess().for_model(predictor)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         options = output_options(compose("predict", overrides=["input=none"]), len(paths))  # the default outputs

@@ -60,9 +60,11 @@ def peak_markers(peaks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     markers = np.zeros(shape, np.int32)
     rows, columns = np.asarray(peaks, np.int64).reshape(-1, 2).T
     markers[rows, columns] = np.arange(1, len(rows) + 1)
-    flat = np.sort(rows * shape[1] + columns)
-    ahead = [(1, columns < shape[1] - 1), (shape[1] - 1, columns > 0), (shape[1], True), (shape[1] + 1, columns < shape[1] - 1)]
-    if any(np.any(np.isin(rows * shape[1] + columns + step, flat) & inside) for step, inside in ahead):
+    width = shape[1]
+    position = rows * width + columns
+    right, left = columns < width - 1, columns > 0  # a neighbour ahead in raster order: not across the row's end
+    neighbours = [(1, right), (width - 1, left), (width, True), (width + 1, right)]
+    if any(np.any(np.isin(position + step, position) & inside) for step, inside in neighbours):
         return label(markers > 0, connectivity=2)
     return markers
 

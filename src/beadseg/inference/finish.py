@@ -149,13 +149,18 @@ def wants_overlay(index: int, every: int) -> bool:
     return bool(every) and index % every == 0
 
 
+def find_beads(result: dict, post: PostProcess, threshold: float) -> None:
+    """A frame's ``labels``, ``objects`` and ``debris`` from its maps (and what the device found in them)."""
+    result.update(zip(("labels", "objects", "debris"), post.instances(result["probability"], result["image"], threshold,
+                                                                     found=result.get("found"))))
+
+
 def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | None, threshold: float) -> dict:
     """A frame's beads (unless the network's step already found them: ``labels``), its files written atomically,
     and its record line (counts, objects, debris)."""
     name, image, size = result["name"], result["image"], result["pixel_size_um"]
     if "labels" not in result:
-        result.update(zip(("labels", "objects", "debris"),
-                          post.instances(result["probability"], image, threshold, found=result.get("found"))))
+        find_beads(result, post, threshold)
     labels = result["labels"]
     objects = [{**row, **physical_sizes(row, size)} for row in result["objects"]]
     suffix = outputs.LABEL_FORMATS[options["label_format"]]

@@ -92,8 +92,10 @@ def contrast_snr(labels: np.ndarray, image: np.ndarray, noise: float, ring: int 
     if not has_ring.all():  # objects crowded without a free pixel around them: the chunk's background
         free = image[::2, ::2][labels[::2, ::2] == 0]
         background[1:][~has_ring] = np.median(free) if len(free) else 0.0
-    pixels, total = sums if sums is not None else (np.bincount(labels.ravel(), minlength=count + 1),
-                                                   np.bincount(labels.ravel(), weights=image.ravel(), minlength=count + 1))
+    if sums is None:
+        sums = (np.bincount(labels.ravel(), minlength=count + 1),
+                np.bincount(labels.ravel(), weights=image.ravel(), minlength=count + 1))
+    pixels, total = sums
     pixels, total = pixels[1:], total[1:]
     mean = total / np.maximum(pixels, 1)
     snr[1:] = np.abs(mean - background[1:]) * np.sqrt(pixels) / noise
@@ -331,7 +333,8 @@ class PostProcess:
         return labels > 0, labels
 
     def instances(self, maps: np.ndarray, image: np.ndarray | None = None, default_threshold: float = 0.5,
-                  labels_out: np.ndarray | None = None, noise: float | None = None, found: Found | None = None) -> Instances:
+                  labels_out: np.ndarray | None = None, noise: float | None = None,
+                  found: Found | None = None) -> Instances:
         """Beads and debris of a frame of any size (labels into ``labels_out``, e.g. a memory map, when given),
         computed chunk by chunk (one measurement per object serves the filters and the table; the debris rules
         judge the whole frame): memory does not grow with the frame. ``noise``: the image's
@@ -365,7 +368,8 @@ class PostProcess:
                 for row, new_id in zip((r for r, o in zip(table, owned) if o), lookup[ids[owned]]):
                     rows.append({**row, "bead_id": int(new_id)})
                 window = labels[y0:y1, x0:x1]
-                np.copyto(window, lookup[local], where=window == 0)  # a bead reaching into a neighbour's halo stays theirs
+                # a bead reaching into a neighbour's halo stays the neighbour's
+                np.copyto(window, lookup[local], where=window == 0)
             release_pages(image, maps, labels)
         if truncated:
             log.warning("%d beads reach past the %d px halo of their chunk (larger than the halo?): "

@@ -70,8 +70,8 @@ class InputImages(Dataset):
         try:
             image = open_image(path)
             if image.size <= outputs.LARGE:  # read here; as a tensor it reaches the network's process in shared memory
-                image = np.array(image, image.dtype.newbyteorder("="), copy=True if isinstance(image, np.memmap) else None,
-                                 order="C")
+                native = image.dtype.newbyteorder("=")
+                image = np.array(image, native, order="C", copy=True if isinstance(image, np.memmap) else None)
                 item["image"] = torch.from_numpy(image)
                 item["bounds"] = self.normalization.bounds(image) if self.normalization else None
             item["pixel_size_um"] = pixel_size_um(path)
@@ -214,9 +214,11 @@ class PredictionTask(pl.LightningModule):
             else:
                 results.append({**item, "image": image})
                 frames.append(results[-1])
-        predict_frames = getattr(self.predictor, "predict_frames", None)
-        maps = predict_frames([r["image"] for r in frames], self.post, [r.get("bounds") for r in frames]) if predict_frames else [
-            (*self.predictor.predict(r["image"]), None) for r in frames]
+        images = [r["image"] for r in frames]
+        if hasattr(self.predictor, "predict_frames"):
+            maps = self.predictor.predict_frames(images, self.post, [r["bounds"] for r in frames])
+        else:  # the classical detector, frame by frame
+            maps = [(*self.predictor.predict(image), None) for image in images]
         for result, (probability, uncertainty, found) in zip(frames, maps):
             result.update(probability=probability, uncertainty=uncertainty, found=found)
         return results
