@@ -1,4 +1,5 @@
-"""``beadseg-synth out=DIR n=N``: write a synthetic bead data set as a folder (images/, masks/ as TIFF)."""
+"""``beadseg-synth out=DIR n=N``: write a synthetic bead data set as a folder (images/, masks/ as TIFF);
+``source=composite source.root=DIR``: composite frames cut from a folder's own beads."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from omegaconf import DictConfig
 from rich.progress import track
 
 from beadseg.cli.app import beadseg_app
-from beadseg.data.synthetic import SyntheticSource
+from beadseg.data.sources import RenderedSource
 
 
-def write_synthetic_folder(source: SyntheticSource, out: Path) -> Path:
-    """Images as TIFF (8/16-bit as drawn) and instance-label masks (uint16 TIFF, >0 is bead)."""
+def write_synthetic_folder(source: RenderedSource, out: Path) -> Path:
+    """A drawn source's images as TIFF (8/16-bit as drawn) and instance-label masks (uint16 TIFF, >0 is bead)."""
     for sub in ("images", "masks"):
         folder = out / sub
         if folder.is_dir() and any(folder.iterdir()):

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
-from beadseg.data.manifest import image_stats
-from beadseg.data.sample import BeadSample
+from beadseg.data.sources import RenderedSource
 
 MODALITIES = ("brightfield", "fluorescence")
 
@@ -121,10 +120,7 @@ def render_beads(
     return image, labels
 
 
-KEEP_BYTES = 1 << 30  # rendered synthetic images kept in memory (and shared with forked loader workers)
-
-
-class SyntheticSource:
+class SyntheticSource(RenderedSource):
     """``n_images`` synthetic images; image ``i`` depends only on (``seed``, ``i``).
 
     ``modality`` and ``bit_depth`` may be ``mixed``: each image then draws one. ``cluster_fraction`` fixes the
@@ -164,23 +160,3 @@ class SyntheticSource:
         image, labels = render_beads(rng, self.image_size, n_beads, str(modality), bit_depth, self.cluster_fraction,
                                      n_debris)
         return f"synthetic_{modality[:2]}{bit_depth}_{index:04d}", image, labels
-
-    def entries(self) -> list[dict]:
-        """One manifest row per image, each image rendered once here to measure it and kept (up to ``KEEP_BYTES``)
-        for :meth:`read`: loader workers forked after this share the rendered images instead of drawing them again."""
-        if getattr(self, "_rows", None) is None:
-            self._rows, self._kept, kept_bytes = [], {}, 0
-            for index in range(self.n_images):
-                name, image, labels = self.render(index)
-                self._rows.append({"name": name, "index": index, **image_stats(image), "bead_count": int(labels.max())})
-                if kept_bytes + image.nbytes + labels.nbytes <= KEEP_BYTES:
-                    self._kept[index] = (name, image, labels)
-                    kept_bytes += image.nbytes + labels.nbytes
-        return self._rows
-
-    def read(self, row: dict) -> BeadSample:
-        kept = getattr(self, "_kept", {}).get(row["index"])
-        return BeadSample(*(kept or self.render(row["index"])))
-
-    def load(self) -> list[BeadSample]:
-        return [BeadSample(*self.render(index)) for index in range(self.n_images)]

@@ -1,0 +1,106 @@
+"""Composite frames from a folder's own beads: exact truth for touching beads (issue 26)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_pair
+
+from beadseg.data.composite import BeadLibrary, CompositeSource, composite, place_beads
+from beadseg.data.instances import centroids
+from beadseg.data.synthetic import render_beads
+from beadseg.models.classical import detect_beads
+
+
+@pytest.fixture
+def sparse_folder(tmp_path: Path) -> Path:
+    """Four sparse bright-field frames (40 beads of radius 3.5-4 px) with binary masks and unlabelled specks."""
+    root = tmp_path / "sparse"
+    for index in range(4):
+        image, labels = render_beads(np.random.default_rng(index), 192, 40, "brightfield", 8, 0.0, n_debris=6)
+        write_pair(root, f"2560x_cap{index // 2}_grid_r0_c{index % 2}", image, ((labels > 0) * 255).astype(np.uint8))
+    return root
+
+
+def inner_detections(image: np.ndarray, margin: int = 10) -> int:
+    """Objects the classical detector finds away from the border (its background removal finds a few false ones
+    on the border of noise-only frames too)."""
+    found = detect_beads(image).centroids
+    return int(np.all((found >= margin) & (found < np.array(image.shape) - margin), axis=1).sum())
+
+
+def test_beads_are_cut_and_the_frames_emptied_of_every_object(sparse_folder):
+    source = CompositeSource(sparse_folder, group_by="^(.*)_grid_")
+    library = source.library
+    assert set(library.groups) == {"2560x_cap0", "2560x_cap1"}
+    assert all(len(beads) >= 10 for beads in library.beads.values())
+    assert all(4 <= diameter <= 10 for diameter in library.diameters.values())
+    originals = [sample.image for sample in source.folder.load()]
+    assert all(inner_detections(image) >= 30 for image in originals)  # labelled beads and specks stand out ...
+    assert [inner_detections(background) for background in library.backgrounds] == [0, 0, 0, 0]  # ... not here
+    for background, original in zip(library.backgrounds, originals):  # the level of the frame is kept
+        assert abs(np.median(background) - np.median(original)) < 0.03 * np.median(original)
+
+
+def test_a_doublet_sits_at_contact_distance_with_a_label_for_each_bead(sparse_folder):
+    library = CompositeSource(sparse_folder).library
+    group = library.groups[0]
+    diameter = library.diameters[group]
+    background = library.backgrounds[0]
+    rng = np.random.default_rng(0)
+    doublets = [g for g in place_beads(rng, background.shape, 200, diameter, 1.0) if len(g) == 2]
+    assert doublets, "touching_fraction=1 places groups"
+    for pair in doublets:
+        assert abs(np.hypot(*(pair[0] - pair[1])) / diameter - 1) <= 0.031
+    centres = np.array([[60.0, 60.0], [60.0, 60.0 + diameter]])
+    image, labels = composite(background, library.beads[group], centres, rng, library.dtype)
+    assert labels.max() == 2 and image.dtype == np.uint8
+    found = centroids(labels)
+    assert np.allclose(found, centres, atol=0.75)  # whole-pixel placement of each mask's centroid
+    near_each_other = labels[55:66, 55:70]
+    assert {1, 2} <= set(np.unique(near_each_other))
+    assert image[labels > 0].mean() < 0.9 * np.median(background)  # dark beads multiplied onto the background
+
+
+def test_groups_of_other_beads_keep_apart_and_dense_frames_fill():
+    rng = np.random.default_rng(3)
+    groups = place_beads(rng, (512, 512), 700, 7.0, 0.45)
+    beads = np.concatenate(groups)
+    assert 650 <= len(beads) <= 700
+    owner = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    distance = np.hypot(*(beads[:, None] - beads[None]).transpose(2, 0, 1))
+    other = owner[:, None] != owner[None]
+    assert distance[other].min() >= 1.25 * 7.0
+    touching = sum(len(g) for g in groups if len(g) > 1) / len(beads)
+    assert 0.35 <= touching <= 0.55
+    assert {len(g) for g in groups} >= {1, 2, 3, 4}
+
+
+def test_the_same_seed_gives_the_same_frame(sparse_folder):
+    first = CompositeSource(sparse_folder, n_images=3, seed=5, min_beads=300, max_beads=600)
+    again = CompositeSource(sparse_folder, n_images=3, seed=5, min_beads=300, max_beads=600)
+    name, image, labels = first.render(2)
+    name_again, image_again, labels_again = again.render(2)
+    assert name == name_again == "composite_0002"
+    assert np.array_equal(image, image_again) and np.array_equal(labels, labels_again)
+    other = CompositeSource(sparse_folder, n_images=3, seed=6, min_beads=300, max_beads=600).render(2)
+    assert not np.array_equal(other[1], image)
+    per_area = (192 / 512) ** 2
+    assert 0.8 * 300 * per_area <= labels.max() <= 600 * per_area
+    rows = first.entries()
+    assert [row["bead_count"] for row in rows][2] == labels.max()
+
+
+def test_held_out_captures_give_no_beads(sparse_folder):
+    source = CompositeSource(sparse_folder, group_by="^(.*)_grid_", exclude_groups=["2560x_cap1"])
+    assert source.library.groups == ["2560x_cap0"] and len(source.library.backgrounds) == 2
+    with pytest.raises(ValueError, match="no isolated bead"):
+        _ = CompositeSource(sparse_folder, frames="^nothing").library
+
+
+def test_real_beads_make_dense_frames(real_data):
+    source = CompositeSource(real_data, n_images=1, min_beads=600, max_beads=601, group_by="^(.*)_grid_",
+                             frames="^(2560x|5120x)")
+    name, image, labels = source.render(0)
+    assert isinstance(source.library, BeadLibrary) and labels.max() >= 500
+    assert image.dtype == np.uint8 and image.shape == (512, 512)
