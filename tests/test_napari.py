@@ -50,9 +50,13 @@ def test_widget_counts_beads_in_a_worker_as_the_cli_does(qtbot, beads, tmp_path,
     tifffile.imwrite(tmp_path / "in" / "sample.tif", image)
     out = tmp_path / "cli"
     predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={out}", f"paths.output_dir={out}"]))
-    assert found == int(next(csv.DictReader(open(out / "counts.csv")))["count"])  # the CLI's count
+    with open(out / "counts.csv") as handle:
+        counts = next(csv.DictReader(handle))
+    assert found == int(counts["count_all"])  # the CLI's beads
     assert len(viewer.layers["sample centres"].data) == found
-    assert widget.table.rowCount() == found and widget.result.text().startswith(f"{found} beads")
+    counted = sum(viewer.layers["sample centres"].features["counted"])
+    assert counted == int(counts["count"]) < found  # and its count by the edge rule: beads on the top/left edge left out
+    assert widget.table.rowCount() == found and widget.result.text().startswith(f"{counted} beads")
     assert widget.progress.value() == widget.progress.maximum() > 0
     assert set(viewer.layers["sample centres"].features.columns) >= {"bead_id", "area", "circularity"}
     widget.slider.setValue(99)  # a stricter threshold re-draws from the kept maps: fewer or equal beads
@@ -94,7 +98,8 @@ def test_reader_pages_through_a_prediction_folder(beads, tmp_path, compose_confi
     out = tmp_path / "pred"
     predict(compose_config("predict", [f"input={inputs}", f"output={out}", f"paths.output_dir={out}",
                                        "rois=geojson"]))
-    counts = {row["image"]: int(row["count"]) for row in csv.DictReader(open(out / "counts.csv"))}
+    with open(out / "counts.csv") as handle:
+        counts = {row["image"]: int(row["count_all"]) for row in csv.DictReader(handle)}
     assert counts["a"] > 10 and counts["b"] > 10
     reader = get_reader(str(out))
     assert reader is not None and get_reader(str(inputs)) is None
@@ -110,7 +115,9 @@ def test_reader_pages_through_a_prediction_folder(beads, tmp_path, compose_confi
     assert np.allclose(meta["features"]["equivalent_diameter_um"], meta["features"]["equivalent_diameter"] * 0.65,
                        atol=1e-3)
     texts = layers[f"counts {size}"][1]["features"]["label"]
-    assert texts == [f"a: {counts['a']} beads", f"b: {counts['b']} beads"]  # each page shows its count
+    with open(out / "counts.csv") as handle:
+        by_rule = {row["image"]: row["count"] for row in csv.DictReader(handle)}
+    assert texts == [f"a: {by_rule['a']} beads", f"b: {by_rule['b']} beads"]  # each page shows its count
     outlines = layers[f"bead outlines {size}"][0]
     assert len(outlines) == counts["a"] + counts["b"] and all(o.shape[1] == 3 for o in outlines)
     assert layers["beads 100x160"][0].shape == (1, 100, 160)

@@ -73,7 +73,8 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
         assert abs(int(counts[name]["count"]) - truth) <= max(2, 0.25 * truth), (name, counts[name]["count"], truth)
     for name in counts:
         labels = tifffile.imread(out / "instances" / f"{name}.tif")
-        assert labels.dtype == np.uint16 and labels.max() == int(counts[name]["count"])
+        assert labels.dtype == np.uint16 and labels.max() == int(counts[name]["count_all"])
+        assert int(counts[name]["count"]) == sum(row["image"] == name and row["counted"] == "True" for row in objects)
         assert sum(row["image"] == name for row in objects) == labels.max()
         mask = tifffile.imread(out / "masks" / f"{name}.tif")
         assert set(np.unique(mask)) <= {0, 255} and ((mask > 0) == (labels > 0)).all()

@@ -41,6 +41,7 @@ def display(image: np.ndarray, levels: int | None = None) -> np.ndarray:
 
 
 OUTLINE = (255, 220, 0)  # the bead outline of prediction overlays
+REJECTED = (255, 0, 255)  # objects rejected as debris or particles
 
 
 def inner_boundaries(labels: np.ndarray) -> np.ndarray:
@@ -54,26 +55,37 @@ def inner_boundaries(labels: np.ndarray) -> np.ndarray:
     return edge & (labels > 0)
 
 
-def count_overlay(image: np.ndarray, labels: np.ndarray, count: int, max_side: int | None = None):
-    """The image in gray with every bead's outline in yellow, under a banner with the bead count and a legend, as a
-    palette image (one byte per pixel: written several times faster than RGB); huge frames by every k-th pixel."""
+def count_overlay(image: np.ndarray, labels: np.ndarray, count: int, max_side: int | None = None,
+                  rejected: list[dict] | None = None):
+    """The image in gray with every bead's outline in yellow and each ``rejected`` object (rows with ``centroid_y``,
+    ``centroid_x``, ``equivalent_diameter``) circled in magenta, under a banner with the bead count and a legend,
+    as a palette image (one byte per pixel: written several times faster than RGB); huge frames by every k-th
+    pixel."""
     from PIL import Image, ImageDraw, ImageFont
 
     step = max(1, math.ceil(max(image.shape) / max_side)) if max_side else 1
-    gray = display(image[::step, ::step], 254)  # palette indices 0..254: grays
-    gray[inner_boundaries(np.asarray(labels[::step, ::step]))] = 255  # index 255: the outline
+    gray = display(image[::step, ::step], 253)  # palette indices 0..253: grays
+    gray[inner_boundaries(np.asarray(labels[::step, ::step]))] = 255  # index 255: the bead outline
     height = max(22, gray.shape[1] // 40)
     banner = Image.new("L", (gray.shape[1], height), 0)
     draw = ImageDraw.Draw(banner)
     font = ImageFont.load_default(size=int(height * 0.7))
-    text = f"{count} beads"
-    draw.text((6, height // 2), text, fill=254, font=font, anchor="lm")
-    start = 18 + int(draw.textlength(text, font=font))
-    draw.ellipse((start, height * 0.2, start + height * 0.6, height * 0.8), outline=255, width=max(1, height // 12))
-    draw.text((start + height * 0.8, height // 2), "bead outline", fill=255, font=font, anchor="lm")
+    start = 6
+    for text, colour in ((f"{count} beads", 253), ("bead outline", 255), *((("rejected", 254),) if rejected else ())):
+        if colour != 253:
+            draw.ellipse((start, height * 0.2, start + height * 0.6, height * 0.8), outline=colour,
+                         width=max(1, height // 12))
+            start += int(height * 0.8)
+        draw.text((start, height // 2), text, fill=colour, font=font, anchor="lm")
+        start += 12 + int(draw.textlength(text, font=font))
     picture = Image.fromarray(np.concatenate([np.asarray(banner), gray]))
-    palette = np.repeat(np.round(np.arange(256) * 255 / 254).clip(0, 255).astype(np.uint8)[:, None], 3, 1)
-    palette[255] = OUTLINE
+    circles = ImageDraw.Draw(picture)
+    for row in rejected or ():
+        y, x = row["centroid_y"] / step + height, row["centroid_x"] / step
+        radius = row["equivalent_diameter"] / 2 / step + 2
+        circles.ellipse((x - radius, y - radius, x + radius, y + radius), outline=254)
+    palette = np.repeat(np.round(np.arange(256) * 255 / 253).clip(0, 255).astype(np.uint8)[:, None], 3, 1)
+    palette[254], palette[255] = REJECTED, OUTLINE
     picture.putpalette(palette.ravel().tobytes())
     return picture
 

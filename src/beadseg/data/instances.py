@@ -117,28 +117,46 @@ def single_bead_area(mask: np.ndarray) -> float:
     return float(np.median(areas[areas <= 1.5 * np.percentile(areas, 25)]))
 
 
+def nearest_centre_parts(pixels: tuple[np.ndarray, np.ndarray], parts: int, seed: int = 0) -> np.ndarray:
+    """Part numbers 0..k-1 (k ≤ ``parts``; an empty cluster leaves no number unused) of an object's pixels, each
+    the pixels nearest one of ``parts`` centres k-means (k-means++ start, ``seed``) places on the object."""
+    from scipy.cluster.vq import kmeans2, vq
+
+    points = np.stack(pixels, 1).astype(float)
+    found, _ = kmeans2(points, parts, minit="++", seed=seed)
+    return np.unique(vq(points, found)[0], return_inverse=True)[1]
+
+
 def split_by_area(mask: np.ndarray, single_area: float | None = None, seed: int = 0) -> np.ndarray:
     """Instance labels of a mask whose touching beads merged, one per bead by area: a component of area A holds
     ``round(A / single_area)`` beads (at least one; ``single_area`` defaults to :func:`single_bead_area`), each
     the pixels nearest one of the centres k-means places on it. The lab's convention for counting beads."""
-    from scipy.cluster.vq import kmeans2, vq
-
     components = label(mask > 0, connectivity=1)
-    single = single_area or single_bead_area(mask)
-    labels = np.zeros(mask.shape, np.int32)
+    return split_large(components, single_area or single_bead_area(mask), 1.5, seed)
+
+
+def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, seed: int = 0) -> np.ndarray:
+    """Instance labels in which every object of at least ``min_ratio`` times ``single_area`` px is split into
+    ``round(area / single_area)`` beads (:func:`nearest_centre_parts`), renumbered 1..N in order; smaller objects
+    stay whole. A merged doublet becomes two beads, a chain of four four.
+
+    Examples
+    --------
+    >>> doublet = np.zeros((9, 16), np.int32); doublet[2:7, 2:7] = doublet[2:7, 7:12] = 1
+    >>> int(split_large(doublet, 25.0).max())
+    2
+    """
+    out = np.zeros(labels.shape, np.int32)
     count = 0
-    for index, pixels in enumerate(ndi.value_indices(components, ignore_value=0).values()):
-        beads = max(1, int(round(len(pixels[0]) / single))) if single else 1
+    for index, (number, pixels) in enumerate(ndi.value_indices(labels, ignore_value=0).items()):
+        area = len(pixels[0])
+        beads = max(1, int(round(area / single_area))) if single_area and area >= min_ratio * single_area else 1
         if beads == 1:
-            labels[pixels] = count = count + 1
+            out[pixels] = count = count + 1
             continue
-        points = np.stack(pixels, 1).astype(float)
-        found, _ = kmeans2(points, beads, minit="++", seed=seed + index)
-        nearest = vq(points, found)[0]
-        _, numbered = np.unique(nearest, return_inverse=True)  # an empty cluster leaves no number unused
-        labels[pixels] = count + 1 + numbered
-        count = int(labels.max())
-    return labels
+        out[pixels] = count + 1 + nearest_centre_parts(pixels, beads, seed + index)
+        count = int(out.max())
+    return out
 
 
 def centres_by_area(mask: np.ndarray, single_area: float | None = None, seed: int = 0) -> np.ndarray:

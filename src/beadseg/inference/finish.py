@@ -24,10 +24,11 @@ from beadseg.inference.handover import Blocks, call_placed
 from beadseg.inference.postprocess import PostProcess
 
 OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
-                  "mean_intensity", "mean_probability", "contrast_snr", "area_um2", "equivalent_diameter_um"]
+                  "mean_intensity", "mean_probability", "contrast_snr", "object_id", "object_beads", "at_edge", "counted",
+                  "area_um2", "equivalent_diameter_um"]
 DEBRIS_COLUMNS = ["image", "reason", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
                   "mean_probability", "contrast_snr"]
-COUNT_COLUMNS = ["image", "count", "debris", "mean_diameter", "coverage", "mean_uncertainty", "flagged", "pixel_size_um",
+COUNT_COLUMNS = ["image", "count", "count_all", "at_edge", "debris", "particles", "edge_rule", "mean_diameter", "coverage", "mean_uncertainty", "flagged", "pixel_size_um",
                  "mean_diameter_um", "beads_per_mm2", "path"]
 
 
@@ -170,9 +171,6 @@ def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | Non
     if options["rois"]:
         (out / "rois").mkdir(exist_ok=True)
         rois.write_rois(options["rois"], labels, objects, out / "rois", name)
-    if wants_overlay(result["index"], options["overlays"]):
-        outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", options["overlay_max_side"], len(objects),
-                            options["overlay_compression"])
     if options["save_probability"]:
         maps = result["probability"]
         for folder, values in zip(("probability", "centres"), maps if maps.ndim == 3 else [maps]):
@@ -185,8 +183,12 @@ def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | Non
     diameters = [row["equivalent_diameter"] for row in objects]
     counts = {
         "image": name,
-        "count": len(objects),
-        "debris": len(result["debris"]),
+        "count": sum(bool(row["counted"]) for row in objects),
+        "count_all": len(objects),
+        "at_edge": sum(bool(row["at_edge"]) for row in objects),
+        "debris": sum(row["reason"] != "particle" for row in result["debris"]),
+        "particles": sum(row["reason"] == "particle" for row in result["debris"]),
+        "edge_rule": options["edge_rule"],
         "mean_diameter": round(float(np.mean(diameters)), 3) if objects else 0.0,
         "coverage": round(coverage, 5),
         "mean_uncertainty": "" if mean_uncertainty is None else round(mean_uncertainty, 4),
@@ -194,9 +196,13 @@ def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | Non
         "pixel_size_um": size or "",
         "mean_diameter_um": round(float(np.mean([row["equivalent_diameter_um"] for row in objects])), 3)
         if objects and size else "",
-        "beads_per_mm2": round(len(objects) / (labels.size * size**2 * 1e-6), 2) if size else "",
+        "beads_per_mm2": round(sum(bool(row["counted"]) for row in objects) / (labels.size * size**2 * 1e-6), 2)
+        if size else "",  # the edge rule's count over the frame's area: an unbiased density
         "path": result["path"],
     }
+    if wants_overlay(result["index"], options["overlays"]):
+        outputs.overlay_png(image, labels, out / "overlays" / f"{name}.png", options["overlay_max_side"],
+                            counts["count"], options["overlay_compression"], rejected=result["debris"])
     debris = [{key: row[key] for key in DEBRIS_COLUMNS[1:]} for row in result["debris"]] if options["save_debris"] else []
     if result.get("scratch"):
         del result["probability"], result["uncertainty"], result["labels"]

@@ -117,10 +117,12 @@ def write_map(values: np.ndarray, path: Path) -> Path:
 
 
 def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int = 4096, count: int | None = None,
-                compress_level: int = 0) -> Path:
-    """The image in gray with every bead's outline in yellow, under a banner with the bead count and a legend, as a
-    palette PNG (``compress_level`` 0: about 13 ms for a 1440x1080 frame, 1: 45 ms; huge frames: every k-th pixel)."""
-    picture = plots.count_overlay(image, labels, int(labels.max()) if count is None else count, max_side)
+                compress_level: int = 0, rejected: list[dict] | None = None) -> Path:
+    """The image in gray with every bead's outline in yellow and each ``rejected`` object (debris, particles: rows
+    with a centroid and an equivalent diameter) circled in magenta, under a banner with the bead count and a
+    legend, as a palette PNG (``compress_level`` 0: about 13 ms for a 1440x1080 frame, 1: 45 ms; huge frames: every
+    k-th pixel)."""
+    picture = plots.count_overlay(image, labels, int(labels.max()) if count is None else count, max_side, rejected)
     release_pages(image, labels)
     partial = _partial(path)
     picture.save(partial, format="PNG", compress_level=compress_level)

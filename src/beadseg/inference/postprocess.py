@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -10,7 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label
 
-from beadseg.data.instances import SPLIT_DEPTH, centre_peaks, split_at_peaks, split_touching
+from beadseg.data.instances import SPLIT_DEPTH, centre_peaks, split_at_peaks, split_large, split_touching
 from beadseg.data.io import release_pages
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,15 @@ def edge_ids(labels: np.ndarray, top: bool, bottom: bool, left: bool, right: boo
 
 def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.ndarray,
                  offset: tuple[int, int] = (0, 0), noise: float | None = None,
-                 frame: tuple[int, int] | None = None) -> list[dict]:
+                 frame: tuple[int, int] | None = None, objects: np.ndarray | None = None) -> list[dict]:
     """One row per bead (id, centroid shifted by ``offset``, area, diameter, circularity, mean intensity and
     probability, and with ``noise`` its contrast over the local background in noise units): the columns of
-    ``objects.csv``, the values skimage's ``regionprops`` gives, measured for all labels at once. ``at_edge``
-    (whether the object touches the frame's edge: that of ``labels``, or of a frame of shape ``frame`` of which
-    ``labels`` is the piece at ``offset``) is for the caller to drop."""
+    ``objects.csv``, the values skimage's ``regionprops`` gives, measured for all labels at once. ``at_edge``:
+    whether the bead touches the frame's edge (that of ``labels``, or of a frame of shape ``frame`` of which
+    ``labels`` is the piece at ``offset``); ``edge_reach``: for a bead on the frame's top and left edges (the
+    exclusion edges of the unbiased counting frame, :data:`EDGE_RULES`) how many px it reaches into the frame from
+    each (0: not on that edge). With ``objects`` (the connected objects,
+    e.g. ``label(labels > 0)``), ``object_id`` names the one each bead lies in: beads of one clump share it."""
     count = int(labels.max())
     if count == 0:
         return []
@@ -167,6 +171,14 @@ def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.n
                                                 offset[1] == 0, offset[1] + labels.shape[1] == frame[1])
     at_edge = np.zeros(count + 1, bool)
     at_edge[edge_ids(labels, *sides)] = True
+    reach = np.zeros((2, count + 1))  # how far a bead on the frame's top (left) edge reaches down (right) from it
+    for axis, (side, coordinate) in enumerate(((sides[0], ys), (sides[2], xs))):
+        on_side = np.zeros(count + 1, bool)
+        on_side[edge_ids(labels, side, False, False, False) if axis == 0 else edge_ids(labels, False, False, side, False)] = True
+        on_side[0] = False
+        if on_side.any():
+            chosen = on_side[owner]
+            np.maximum.at(reach[axis], owner[chosen], coordinate[chosen] + 1)
     columns = {
         "bead_id": present,
         "centroid_y": np.round(sums["y"][present] / pixels + offset[0], 2),
@@ -181,6 +193,11 @@ def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.n
     }
     values = {key: column.tolist() if column is not None else [""] * len(present) for key, column in columns.items()}
     values["at_edge"] = at_edge[present].tolist()
+    values["edge_reach"] = reach.T[present].tolist()
+    if objects is not None:
+        object_of = np.zeros(count + 1, np.int64)
+        object_of[owner] = objects[ys, xs]
+        values["object_id"] = object_of[present].tolist()
     return [dict(zip(values, row)) for row in zip(*values.values())]
 
 
@@ -195,6 +212,20 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     hole[0] = False
     hole[border] = False
     return mask | hole[background]
+
+
+def with_edge_remnants(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``labels`` plus, as beads of their own, the mask's components that hold no label and touch the border: the
+    part of a bead cut by the frame whose centre (and so its heat-map peak) lies outside it. The edge rule then
+    decides whether it counts, as for any bead the frame cuts."""
+    remnants = label(mask & (labels == 0), connectivity=1)
+    cut = np.unique(edge_ids(remnants, True, True, True, True))
+    cut = cut[cut > 0]
+    if not len(cut):
+        return labels
+    lookup = np.zeros(int(remnants.max()) + 1, labels.dtype)
+    lookup[cut] = int(labels.max()) + 1 + np.arange(len(cut))
+    return np.where(labels > 0, labels, lookup[remnants])
 
 
 def _starts(length: int, chunk: int) -> list[int]:
@@ -227,31 +258,65 @@ class Found(NamedTuple):
         return Found(self.mask[top:bottom, left:right], self.peaks[inside] - (top, left))
 
 
+EDGE_RULES = ("gundersen", "none")  # beads cut by the frame's edge: counted by the unbiased frame, or all
+
+
 class Instances(NamedTuple):
     """A frame's beads: instance labels (0 = background), one row per bead (``objects.csv``), and the objects
-    rejected as debris, each with its ``reason`` (``small``: under ``debris_area_fraction`` of the frame's bead
-    area; ``faint``: contrast under ``min_contrast_snr``), whose pixels are background in ``labels``."""
+    rejected, each with its ``reason`` (``small``: under ``debris_area_fraction`` of the frame's bead area, a speck;
+    ``faint``: contrast under ``min_contrast_snr``, no object at all; ``particle``: a round, uniform object many
+    beads large, no clump of beads), whose pixels are background in ``labels``."""
 
     labels: np.ndarray
     objects: list[dict]
     debris: list[dict]
 
+    @property
+    def counted(self) -> int:
+        """The beads the edge rule counts (``counted`` in each row)."""
+        return sum(bool(row["counted"]) for row in self.objects)
+
+
+def texture(image: np.ndarray, region: np.ndarray, noise: float, inset: int) -> float:
+    """How much an object's inside varies, in noise units: the standard deviation of the image over ``region``
+    shrunk by ``inset`` px, over the pixel noise. About 1 for a uniform particle; beads touching in a clump show
+    their own profiles and the gaps between them (several times more)."""
+    inside = ndi.binary_erosion(region, iterations=inset) if inset else region
+    values = np.asarray(image, np.float32)[inside if inside.any() else region]
+    return float(values.std()) / max(noise, 1e-6)
+
 
 @dataclass
 class PostProcess:
-    """Threshold, fill holes, separate touching beads, drop objects of the wrong size or shape, and tell beads
-    from debris.
+    """Threshold, fill holes, separate touching beads, drop objects of the wrong size or shape, tell beads from
+    debris and particles, and count by a stated rule at the frame's edge.
 
     The input is the bead probability map (H, W) or, from a ``target=centres`` model, the stack (2, H, W) of
     probability and centre heat-map: then every heat-map peak above ``peak_threshold`` inside the mask is one
     bead (``peak_distance`` px apart at least) and the watershed of the heat-map gives it its pixels.
     ``peak_threshold=None`` uses the model's own (:meth:`for_model`; 0.3 untuned).
 
-    Debris: beads of one stock are monodisperse, so an object smaller than ``debris_area_fraction`` of the frame's
-    bead area (:func:`reference_area`, or ``bead_area`` px when set) is a speck, not a bead, unless the frame's
-    edge cuts it (a frame whose own bead area is under half the one the model learned, ``learned_bead_area``,
-    holds debris only: the model's then serves); and an object whose contrast over its local background (:func:`contrast_snr`) is under
-    ``min_contrast_snr`` noise units is no bead (the contrast needs the image). Either rule is off at ``None``.
+    The frame's bead area is :func:`reference_area` of its objects, or ``bead_area`` px when set (a frame whose own
+    is under half the one the model learned, ``learned_bead_area``, holds debris only: the model's then serves).
+    Beads of one stock are monodisperse, so:
+
+    - *clumps*: an object of at least ``split_area_ratio`` bead areas that the peaks (or the watershed) left whole
+      holds ``round(area / bead area)`` touching beads, split by k-means (``None``: off);
+    - *particles*: a connected object of at least ``particle_area_ratio`` bead areas, round (circularity at least
+      ``particle_min_circularity``) and uniform inside (:func:`texture` at most ``particle_max_texture``) is no
+      clump of beads but another particle: rejected with reason ``particle`` (``None``: off);
+    - *debris*: an object under ``debris_area_fraction`` of the bead area is a speck (``small``), unless the frame's
+      edge cuts it; an object whose contrast over its local background (:func:`contrast_snr`, which needs the
+      image) is under ``min_contrast_snr`` noise units is no object at all (``faint``; a blob of noise scores
+      about 1), except that an object of the bead size (not small, not cut by the edge) needs only
+      ``min_bead_contrast_snr``: a faint, out-of-focus bead stays a bead. Each rule is off at ``None``.
+
+    Every bead row says which connected object it lies in (``object_id``) and how many beads that object holds
+    (``object_beads``). Edge rule (``edge_rule``): ``gundersen``, the unbiased counting frame (a bead the frame's
+    top or left edge cuts is not counted, one the bottom or right edge cuts is), so that the tiles of a capture
+    add up to the capture's count; a bead on the top or left edge with a whole bead's diameter in view is not cut
+    (its edge falls on the frame's first row or column: no neighbouring tile holds any of it); ``none``: every
+    bead counts. ``at_edge`` and ``counted`` say so.
 
     ``threshold=None`` uses the model's own (tuned on validation and stored with the checkpoint). Frames larger
     than ``chunk`` px are processed in chunks that see ``halo`` px of their neighbours; a bead belongs to the
@@ -268,12 +333,22 @@ class PostProcess:
     min_circularity: float = 0.3
     peak_threshold: float | None = None
     peak_distance: int = 2
+    split_area_ratio: float | None = 1.6
+    particle_area_ratio: float | None = 4.0
+    particle_min_circularity: float = 0.85
+    particle_max_texture: float = 3.0
     debris_area_fraction: float | None = 0.5
     min_contrast_snr: float | None = 5.0
+    min_bead_contrast_snr: float | None = 3.0
     bead_area: float | None = None
     learned_bead_area: float | None = None  # set by for_model: the bead area the model saw in validation
+    edge_rule: str = "gundersen"
     chunk: int = 2048
     halo: int = 64
+
+    def __post_init__(self) -> None:
+        if self.edge_rule not in EDGE_RULES:
+            raise ValueError(f"postprocess.edge_rule={self.edge_rule}: choose one of {', '.join(EDGE_RULES)}")
 
     def threshold_for(self, default: float) -> float:
         """The probability threshold in force: this one's, or else ``default`` (the model's stored one)."""
@@ -290,6 +365,16 @@ class PostProcess:
         """The centre heat-map's peak threshold in force."""
         return DEFAULT_PEAK_THRESHOLD if self.peak_threshold is None else self.peak_threshold
 
+    def frame_bead_area(self, areas: np.ndarray) -> float | None:
+        """One bead's area: ``bead_area``, else :func:`reference_area` of ``areas`` (the model's learned one where
+        that is under half of it: a frame of debris only)."""
+        if self.bead_area:
+            return float(self.bead_area)
+        reference, learned = reference_area(areas), self.learned_bead_area
+        if learned and (reference is None or reference < 0.5 * learned):
+            return learned
+        return reference
+
     def candidates(self, maps: np.ndarray, default_threshold: float = 0.5, found: Found | None = None) -> np.ndarray:
         """Instance labels before the size and shape filters: threshold, hole filling, touching beads split (at
         the centre heat-map's peaks when there is one). ``found``: the threshold and the peaks computed already."""
@@ -299,31 +384,71 @@ class PostProcess:
         if centres is not None:
             peaks = found.peaks if found is not None else centre_peaks(np.asarray(centres), above, self.min_peak,
                                                                          self.peak_distance)
-            return split_at_peaks(mask, np.asarray(centres), peaks=peaks)
+            return with_edge_remnants(split_at_peaks(mask, np.asarray(centres), peaks=peaks), mask)
         return split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
 
-    def keeps(self, area: np.ndarray, roundness: np.ndarray) -> np.ndarray:
-        """Which objects pass the size (``min_area``, ``max_area``) and shape (``min_circularity``) filters."""
-        keep = np.asarray(area) >= self.min_area
+    def split_clumps(self, labels: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Objects of at least ``split_area_ratio`` bead areas split into their beads by area
+        (:func:`~beadseg.data.instances.split_large`), and the bead area used (from the objects clear of the edge)."""
+        areas = np.bincount(labels.ravel())[1:]
+        inner = np.bincount(labels[1:-1, 1:-1].ravel(), minlength=len(areas) + 1)[1:] == areas
+        reference = self.frame_bead_area(areas[(areas > 0) & inner] if inner.any() else areas[areas > 0])
+        if self.split_area_ratio is None or not reference or not len(areas):
+            return labels, reference
+        if areas.max() < self.split_area_ratio * reference:
+            return labels, reference
+        return split_large(labels, reference, self.split_area_ratio), reference
+
+    def particles(self, objects: np.ndarray, image: np.ndarray | None, noise: float | None,
+                  reference: float | None) -> set[int]:
+        """The connected objects (numbers in ``objects``) that are particles, not clumps of beads: many beads large,
+        round and uniform inside."""
+        if self.particle_area_ratio is None or image is None or not noise or not reference:
+            return set()
+        areas = np.bincount(objects.ravel())
+        large = np.flatnonzero(areas >= self.particle_area_ratio * reference)
+        large = large[large > 0]
+        found = set()
+        inset = max(1, int(round(np.sqrt(reference / np.pi) / 2)))  # a quarter of a bead's diameter
+        boxes = ndi.find_objects(objects)
+        for number in large:
+            box = boxes[number - 1]
+            region = objects[box] == number
+            roundness = circularity(areas[number], crofton_perimeters(region.astype(np.int32))[1])
+            if roundness >= self.particle_min_circularity and \
+                    texture(image[box], region, noise, inset) <= self.particle_max_texture:
+                found.add(int(number))
+        return found
+
+    def keeps(self, area: np.ndarray, roundness: np.ndarray, at_edge: np.ndarray | None = None) -> np.ndarray:
+        """Which objects pass the size (``min_area``, ``max_area``) and shape (``min_circularity``) filters; one cut
+        by the frame's edge (``at_edge``) is judged by ``max_area`` alone (the edge rule decides whether it counts)."""
+        cut = np.zeros(len(area), bool) if at_edge is None else np.asarray(at_edge, bool)
+        keep = (np.asarray(area) >= self.min_area) & (np.asarray(roundness) >= self.min_circularity) | cut
         if self.max_area is not None:
             keep &= np.asarray(area) <= self.max_area
-        return keep & (np.asarray(roundness) >= self.min_circularity)
+        return keep
 
     def debris_reasons(self, rows: list[dict]) -> list[str]:
-        """Why each object is debris (``faint``, ``small``), or "" for a bead."""
+        """Why each object is rejected (``particle``, ``faint``, ``small``), or "" for a bead."""
         area = np.array([row["area"] for row in rows], float)
         contrast = np.array([row["contrast_snr"] if row["contrast_snr"] != "" else np.inf for row in rows])
         at_edge = np.array([row["at_edge"] for row in rows], bool)
-        faint = contrast < self.min_contrast_snr if self.min_contrast_snr is not None else np.zeros(len(rows), bool)
+        particle = np.array([row.get("particle", False) for row in rows], bool)
+        lowest = min((bar for bar in (self.min_contrast_snr, self.min_bead_contrast_snr) if bar is not None),
+                     default=None)
+        visible = contrast >= lowest if lowest is not None else np.ones(len(rows), bool)
         small = np.zeros(len(rows), bool)
         if self.debris_area_fraction is not None:
-            reference = self.bead_area or reference_area(area[~faint & ~at_edge])
-            learned = self.learned_bead_area
-            if not self.bead_area and learned and (reference is None or reference < 0.5 * learned):
-                reference = learned
+            reference = self.frame_bead_area(area[visible & ~at_edge & ~particle])
             if reference:
                 small = ~at_edge & (area < self.debris_area_fraction * reference)
-        return ["faint" if f else "small" if s else "" for f, s in zip(faint, small)]
+        bead_sized = ~small & ~at_edge  # a cut object's size says nothing: it needs the higher bar
+        faint = np.zeros(len(rows), bool)
+        for bar, applies in ((self.min_contrast_snr, ~bead_sized), (self.min_bead_contrast_snr, bead_sized)):
+            if bar is not None:
+                faint |= applies & (contrast < bar)
+        return ["particle" if p else "faint" if f else "small" if s else "" for p, f, s in zip(particle, faint, small)]
 
     def __call__(self, maps: np.ndarray, default_threshold: float = 0.5, image: np.ndarray | None = None,
                  noise: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -346,27 +471,32 @@ class PostProcess:
         if noise is None and image is not None:
             noise = image_noise(image)
         rows: list[dict] = []
-        truncated = 0
+        truncated = objects_before = 0
         for top in _starts(height, self.chunk):
             for left in _starts(width, self.chunk):
                 core = (top, min(top + self.chunk, height), left, min(left + self.chunk, width))
                 y0, y1 = max(core[0] - self.halo, 0), min(core[1] + self.halo, height)
                 x0, x1 = max(core[2] - self.halo, 0), min(core[3] + self.halo, width)
-                local = self.candidates(maps[..., y0:y1, x0:x1], default_threshold,
-                                        found and found.crop(y0, y1, x0, x1))
-                table = object_table(local, None if image is None else image[y0:y1, x0:x1],
-                                     probability[y0:y1, x0:x1], (y0, x0), noise, (height, width))
+                local, reference = self.split_clumps(self.candidates(maps[..., y0:y1, x0:x1], default_threshold,
+                                                                     found and found.crop(y0, y1, x0, x1)))
+                piece = None if image is None else image[y0:y1, x0:x1]
+                objects = label(local > 0, connectivity=1)
+                particles = self.particles(objects, piece, noise, reference)
+                table = object_table(local, piece, probability[y0:y1, x0:x1], (y0, x0), noise, (height, width), objects)
                 if not table:
                     continue
                 ids = np.array([row["bead_id"] for row in table])
                 cy, cx = np.array([[row["centroid_y"], row["centroid_x"]] for row in table]).T
                 owned = (cy >= core[0]) & (cy < core[1]) & (cx >= core[2]) & (cx < core[3])
-                owned &= self.keeps([row["area"] for row in table], [row["circularity"] for row in table])
+                owned &= self.keeps([row["area"] for row in table], [row["circularity"] for row in table],
+                                    [row["at_edge"] for row in table])
                 truncated += int(np.isin(ids[owned], edge_ids(local, y0 > 0, y1 < height, x0 > 0, x1 < width)).sum())
                 lookup = np.zeros(local.max() + 1, labels.dtype)
                 lookup[ids[owned]] = np.arange(1, owned.sum() + 1) + len(rows)
                 for row, new_id in zip((r for r, o in zip(table, owned) if o), lookup[ids[owned]]):
-                    rows.append({**row, "bead_id": int(new_id)})
+                    rows.append({**row, "bead_id": int(new_id), "particle": row["object_id"] in particles,
+                                 "object_id": row["object_id"] + objects_before})
+                objects_before += int(objects.max())
                 window = labels[y0:y1, x0:x1]
                 # a bead reaching into a neighbour's halo stays the neighbour's
                 np.copyto(window, lookup[local], where=window == 0)
@@ -377,19 +507,47 @@ class PostProcess:
         return self._sort_debris(labels, rows)
 
     def _sort_debris(self, labels: np.ndarray, rows: list[dict], band: int = 2048) -> Instances:
-        """Debris out of the labels and the bead table (beads renumbered 1..N in order), into its own list."""
+        """Debris and particles out of the labels and the bead table (beads renumbered 1..N in order), into their
+        own list (a particle as one row, however many pieces it was cut into); each bead's object and its beads,
+        and whether the edge rule counts it."""
         reasons = self.debris_reasons(rows) if rows else []
         beads, debris = [], []
         renumber = np.zeros(len(rows) + 1, labels.dtype)
+        particles: dict[int, list[dict]] = {}
+        diameter = self.frame_bead_area(np.array([row["area"] for row, reason in zip(rows, reasons)
+                                                  if not reason and not row["at_edge"]], float))
+        whole = np.sqrt(4 * diameter / np.pi) - 0.5 if diameter else np.inf
         for row, reason in zip(rows, reasons):
-            row.pop("at_edge")
-            if reason:
+            row.pop("particle")
+            reach = row.pop("edge_reach")
+            if reason == "particle":
+                particles.setdefault(row["object_id"], []).append(row)
+            elif reason:
                 debris.append({**row, "reason": reason})
             else:
-                beads.append({**row, "bead_id": len(beads) + 1})
+                cut = any(0 < depth < whole for depth in reach)  # on the top or left edge, and less than a bead in view
+                beads.append({**row, "bead_id": len(beads) + 1, "counted": self.edge_rule == "none" or not cut})
                 renumber[row["bead_id"]] = len(beads)
-        if debris:
+        debris += [merged_particle(pieces) for pieces in particles.values()]
+        per_object = Counter(row["object_id"] for row in beads)
+        for row in beads:
+            row["object_beads"] = per_object[row["object_id"]]
+        if len(beads) < len(rows):
             for top in range(0, labels.shape[0], band):
                 labels[top : top + band] = renumber[labels[top : top + band]]
                 release_pages(labels)
         return Instances(labels, beads, debris)
+
+
+def merged_particle(pieces: list[dict]) -> dict:
+    """One debris row (reason ``particle``) for the pieces a particle was cut into: their summed area, the
+    area-weighted centroid, mean probability and contrast, the circularity of the largest piece."""
+    area = np.array([row["area"] for row in pieces], float)
+    weights = area / area.sum()
+    mean = {key: round(float(sum(w * row[key] for w, row in zip(weights, pieces))), 3)
+            for key in ("centroid_y", "centroid_x", "mean_probability")}
+    contrast = [row["contrast_snr"] for row in pieces]
+    return {**max(pieces, key=lambda row: row["area"]), **mean, "area": int(area.sum()),
+            "equivalent_diameter": round(float(np.sqrt(4 * area.sum() / np.pi)), 3),
+            "contrast_snr": round(float(np.dot(weights, contrast)), 2) if "" not in contrast else "",
+            "reason": "particle"}

@@ -296,13 +296,18 @@ def merge_tables(out: Path, files: list[Path], group_regex: str | None, save_deb
 
 
 def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
-    """Counts per group (the regex's first group, e.g. the dilution; the name itself where it does not match)
-    as a table and a plot."""
-    groups: dict[str, list[int]] = {}
+    """Counts per group (the regex's first group, e.g. the dilution, or the capture whose tiles the frames are:
+    ``'^(.*)_grid_'``; the name itself where it does not match) as a table and a plot. ``total_count`` sums the
+    edge rule's counts (the tiles of a capture add up to the capture's count), ``total_count_all`` every bead."""
+    groups: dict[str, list[dict]] = {}
     for row, key in zip(counts, group_names([row["image"] for row in counts], pattern)):
-        groups.setdefault(key, []).append(row["count"])
-    rows = [{"group": key, "images": len(v), "total_count": int(np.sum(v)), "mean_count": round(float(np.mean(v)), 2),
-             "std_count": round(float(np.std(v)), 2)} for key, v in sorted(groups.items())]
+        groups.setdefault(key, []).append(row)
+    rows = []
+    for key, members in sorted(groups.items()):
+        values = [int(row["count"]) for row in members]
+        rows.append({"group": key, "images": len(values), "total_count": int(np.sum(values)),
+                     "total_count_all": int(sum(int(row["count_all"]) for row in members)),
+                     "mean_count": round(float(np.mean(values)), 2), "std_count": round(float(np.std(values)), 2)})
     plots.group_counts_figure(rows, out / "group_counts.png")
     return write_csv(rows, out / "group_counts.csv", list(rows[0]))
 
@@ -340,7 +345,8 @@ def output_options(cfg: DictConfig, frames: int) -> dict:
     (:func:`~beadseg.inference.finish.finish_frame`)."""
     options = {key: cfg[key] for key in ("overlay_max_side", "save_probability", "save_uncertainty", "flag_uncertainty",
                                          "label_format", "save_debris", "overlay_compression", "tiff_compression")}
-    return {**options, "rois": roi_kinds(cfg.rois), "overlays": overlay_every(cfg.overlays, frames)}
+    return {**options, "rois": roi_kinds(cfg.rois), "overlays": overlay_every(cfg.overlays, frames),
+            "edge_rule": cfg.postprocess.edge_rule}
 
 
 def predict(cfg: DictConfig) -> dict:

@@ -229,13 +229,16 @@ class BeadCounter(QWidget):
     def show_beads(self, beads) -> None:
         """Beads found at a threshold (``(threshold, Instances)``), as layers, count and table."""
         layer = self.viewer.layers[self.source_name]
-        self._drawn_at, (labels, rows, _) = beads
+        self._drawn_at, found = beads
+        labels, rows = found.labels, found.objects
         centres = np.array([[r["centroid_y"], r["centroid_x"]] for r in rows]).reshape(-1, 2)
         features = {column: np.array([r[column] for r in rows]) for column in rows[0]} if rows else {}
         self._put(f"{self.source_name} beads", "labels", labels, scale=layer.scale)
         self._put(f"{self.source_name} centres", "points", centres, scale=layer.scale, features=features,
                   size=4, face_color="yellow")
-        self.result.setText(f"{len(rows)} beads at threshold {self._drawn_at:.2f}")
+        uncounted = len(rows) - found.counted
+        self.result.setText(f"{found.counted} beads at threshold {self._drawn_at:.2f}"
+                            + (f" ({uncounted} more on the top or left edge, not counted)" if uncounted else ""))
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, column in enumerate(TABLE_COLUMNS):
