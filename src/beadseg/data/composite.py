@@ -23,6 +23,7 @@ from beadseg.data.sources import RenderedSource
 from beadseg.data.split import group_names
 
 OBJECT_SIGMAS = 4.0  # a pixel of the (1 px smoothed) residual this many noise sigmas off the background is an object
+MIN_BEAD_SNR = 10.0  # a cut bead stands out of its background by this many noise sigmas over its area, at least
 GROUP_SIZES = (2, 3, 4, 5, 6)  # beads in a touching group ...
 GROUP_ODDS = (0.45, 0.25, 0.15, 0.1, 0.05)  # ... and how often each size is drawn
 
@@ -131,7 +132,8 @@ class BeadLibrary:
     def add_frame(self, image: np.ndarray, mask: np.ndarray, group: str, rng: np.random.Generator,
                   background: bool = True) -> None:
         """Cut the isolated beads of one frame (components of the mask of one bead's area, nothing else within
-        half a bead of them, not cut by the frame's edge) and keep the frame emptied of every object."""
+        half a bead of them, not cut by the frame's edge, standing out of the background: a mean contrast of at
+        least ``MIN_BEAD_SNR`` noise sigmas over their area) and keep the frame emptied of every object."""
         mask = np.asarray(mask) > 0
         area = single_bead_area(mask)
         if area <= 0:
@@ -141,6 +143,9 @@ class BeadLibrary:
         if background:
             self.backgrounds.append(emptied(image, objects, smooth, rng))
         self.dtype = np.dtype(image.dtype)
+        difference = np.asarray(image, np.float32) - smooth
+        free = difference[~objects]
+        pixel_noise = max(1.4826 * float(np.median(np.abs(free - np.median(free)))) if free.size else 0.0, 1e-6)
         ratio = np.asarray(image, np.float32) / np.maximum(smooth, 1e-6)
         components = label(mask, connectivity=2)
         sizes = np.bincount(components.ravel())
@@ -160,6 +165,8 @@ class BeadLibrary:
             others = (around > 0) & ~np.isin(around, around[mine])
             if others.any() or (components[window] > 0)[~mine].any():
                 continue  # another object (labelled or not) within half a bead: not isolated
+            if abs(float(difference[window][mine].mean())) * np.sqrt(mine.sum()) < MIN_BEAD_SNR * pixel_noise:
+                continue  # a label over (almost) nothing: no template of a bead
             feather = ndi.gaussian_filter(ndi.binary_dilation(mine, iterations=own_halo - 1 or 1).astype(np.float32), 1.0)
             bead_ratio = 1.0 + feather * (ratio[window] - 1.0)
             ys, xs = np.nonzero(mine)

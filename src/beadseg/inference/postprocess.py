@@ -337,7 +337,7 @@ class PostProcess:
     particle_area_ratio: float | None = 4.0
     particle_min_circularity: float = 0.85
     particle_max_texture: float = 3.0
-    debris_area_fraction: float | None = 0.5
+    debris_area_fraction: float | None = 0.3
     min_contrast_snr: float | None = 5.0
     min_bead_contrast_snr: float | None = 3.0
     bead_area: float | None = None
