@@ -15,7 +15,7 @@ from beadseg.analysis.qc import run_qc
 from beadseg.data.classify import SyntheticClassSource
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.explain import attribute, explain
-from beadseg.training.module import BeadClassifierModule
+from beadseg.checkpoint import load_network
 from beadseg.training.task import train
 
 
@@ -63,9 +63,10 @@ def test_a_tiny_classifier_learns_and_states_adequacy(classifier):
     result, out = classifier
     assert result["monitor"] == "val/accuracy" and result["best_score"] >= 0.75  # chance is 0.5
     assert result["adequacy"].startswith(f"Validation accuracy {result['best_score']:.3f} clears the adequacy bar of 0.80")
-    module = BeadClassifierModule.load_from_checkpoint(result["checkpoint"], map_location="cpu")
-    assert module.hparams.class_names == ["empty", "beads"]
-    recipe = module.hparams.normalization
+    network = load_network(result["checkpoint"], "classify")
+    assert network.hparams["class_names"] == ["empty", "beads"]
+    assert network.hparams["net"]["architecture"] == "resnet"
+    recipe = network.hparams["normalization"]
     assert recipe["method"] == "dataset_max" and recipe["vmax"] > 255  # 16-bit maximum, fitted once and stored
     assert json.loads((out / "result.json").read_text())["best_score"] == result["best_score"]
 
@@ -96,13 +97,13 @@ def test_attributions_have_the_input_shape_and_sit_on_the_beads(classifier, meth
 
     from beadseg.data.io import Normalization
 
-    module = BeadClassifierModule.load_from_checkpoint(classifier[0]["checkpoint"], map_location="cpu").eval()
-    normalization = Normalization(**module.hparams.normalization)
+    network = load_network(classifier[0]["checkpoint"], "classify")
+    normalization = Normalization(**network.hparams["normalization"])
     ratios = []
     for index in (1, 3, 5, 7):  # frames with beads
         _, frame, _, labels = SyntheticClassSource(200, 64).render(1001 + 2 * index)
         image = torch.from_numpy(normalization(frame))[None, None]
-        values = attribute(module.net, image, target=1, method=method)
+        values = attribute(network.net, image, target=1, method=method)
         assert values.shape == frame.shape
         beads = ndi.binary_dilation(labels > 0, iterations=2)
         ratios.append(np.abs(values[beads]).mean() / np.abs(values[~beads]).mean())

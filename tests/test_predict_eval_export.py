@@ -18,7 +18,7 @@ from beadseg.data.instances import bead_instances
 from beadseg.data.io import open_image, read_image
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.export import export
-from beadseg.training.module import BeadSegModule
+from beadseg.checkpoint import load_network
 from beadseg.training.task import train
 
 BIN = Path(sys.executable).parent
@@ -127,8 +127,8 @@ def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path,
     best = next(s for s in sweep if (s["threshold"], s["peak_threshold"]) == (metrics["best_threshold"],
                                                                              metrics["best_peak_threshold"]))
     assert best["object_f1"] == max(s["object_f1"] for s in sweep) > 0.8
-    tuned = BeadSegModule.load_from_checkpoint(tiny_checkpoint.with_name(f"{tiny_checkpoint.stem}.tuned.ckpt")).hparams
-    assert (tuned.threshold, tuned.peak_threshold) == (metrics["best_threshold"], metrics["best_peak_threshold"])
+    tuned = load_network(tiny_checkpoint.with_name(f"{tiny_checkpoint.stem}.tuned.ckpt")).hparams
+    assert (tuned["threshold"], tuned["peak_threshold"]) == (metrics["best_threshold"], metrics["best_peak_threshold"])
     assert (out / "worst_images.png").is_file() and (out / "threshold_sweep.png").is_file()
     rows = list(csv.DictReader(open(out / "per_image.csv")))
     assert [int(r["true_count"]) for r in rows] == [15, 15, 15]
@@ -145,7 +145,7 @@ def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path,
 def test_torchscript_export_matches_the_checkpoint(tiny_checkpoint, tmp_path):
     path, difference = export(str(tiny_checkpoint), "torchscript", tmp_path / "export", tile=64)
     assert difference <= 1e-4
-    module = BeadSegModule.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
+    module = load_network(tiny_checkpoint).net
     extra = {"beadseg.json": ""}
     scripted = torch.jit.load(str(path), _extra_files=extra)
     probe = torch.rand(3, 1, 128, 96)

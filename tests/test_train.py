@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from beadseg.config import CONFIG_DIR
 from beadseg.data import build_datamodule
 from beadseg.data.sample import BeadSample
-from beadseg.training.module import BeadSegModule
+from beadseg.checkpoint import load_network
 from beadseg.training.task import train
 
 
@@ -59,13 +59,14 @@ def test_tensorboard_gets_metrics_learning_rate_and_image_grids(run_train, tmp_p
 def test_checkpoint_alone_rebuilds_the_model(run_train, tmp_path):
     run_train(["model=unet", "model.base_channels=4", "data.normalization.method=dataset_max"])
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    model = BeadSegModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
-    assert type(model.net).__name__ == "UNet"
-    recipe = model.hparams.normalization
+    network = load_network(checkpoint)
+    model = network.net
+    assert type(model).__name__ == "UNet" and network.hparams["net"]["architecture"] == "unet"
+    recipe = network.hparams["normalization"]
     assert recipe["method"] == "dataset_max" and recipe["vmax"] > 255  # fitted on mixed 8/16-bit synthetic data
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     for key, value in model.state_dict().items():
-        torch.testing.assert_close(value, state[key])
+        torch.testing.assert_close(value, state[f"net.{key}"])
     with torch.no_grad():
         assert model(torch.rand(1, 1, 45, 33)).shape == (1, 1, 45, 33)
 

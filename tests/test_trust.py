@@ -121,16 +121,18 @@ def test_targets_are_checked_by_what_they_resolve_to(checkpoint, tmp_path, attac
     assert victim.read_text() == "precious"  # not truncated, not touched
 
 
-def test_what_beadseg_builds_is_still_allowed():
-    from beadseg.checkpoint import buildable
+def test_every_shipped_model_config_and_the_shipped_model_are_described_and_built(compose_config):
+    from beadseg.checkpoint import load_network
+    from beadseg.models.registry import build_network, describe
 
-    for target in ("beadseg.models.UNet", "beadseg.losses.WeightedLoss", "torch.optim.Adam", "torch.nn.CrossEntropyLoss",
-                   "segmentation_models_pytorch.losses.DiceLoss", "torch.optim.lr_scheduler.ReduceLROnPlateau",
-                   "timm.create_model"):
-        assert buildable(target), target
-    for target in ("torch.nn.parallel.distributed.os.open", "torch.nn.functional.relu", "torch.nn",
-                   "beadseg.models.torch.save", "torch.optim.adam.torch.load", "torch.nn.NoSuchLayer", "os.system"):
-        assert not buildable(target), target
+    for model in ("unet", "attention_unet", "attention_resunet", "smp", "resnet"):
+        extra = ["task=classify", "data=classify"] if model == "resnet" else []
+        description = describe(dict(compose_config("train", [f"model={model}", *extra]).model), "model")
+        assert description["architecture"] == model and "_target_" not in description
+        assert isinstance(build_network(description), torch.nn.Module)
+    shipped = load_network(None or __import__("beadseg.pretrained", fromlist=["CHECKPOINT"]).CHECKPOINT)
+    assert shipped.hparams["net"] == {"architecture": "unet", "in_channels": 1, "out_channels": 2, "base_channels": 16,
+                                      "depth": 4, "bilinear": False, "dropout": 0.0}  # translated from its _target_
 
 
 @pytest.mark.slow
@@ -331,3 +333,150 @@ def test_a_training_run_stopped_by_bad_data_records_it(tmp_path):
     assert done.returncode == 1 and "every mask" in done.stderr
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["status"] == "failed" and "every mask" in result["error"]
+
+
+def files_in(folder: Path) -> dict[str, float]:
+    return {str(path): path.stat().st_mtime for path in folder.rglob("*")}
+
+
+def with_settings(checkpoint: Path, out: Path, **settings) -> Path:
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    torch.save({**content, "hyper_parameters": {**content["hyper_parameters"], **settings}}, out)
+    return out
+
+
+def test_a_checkpoint_that_would_fetch_weights_into_a_package_folder_is_refused(checkpoint, tmp_path):
+    """Issue 27, reproducer 1: timm would copy a file:// URL into cache_dir (a folder Python imports from)."""
+    from beadseg.inference.predictor import load_predictor
+
+    payload, watched = tmp_path / "payload", tmp_path / "site-packages"
+    payload.mkdir(), watched.mkdir()
+    (payload / "zz_evil.pth").write_text("import os; os.system('touch pwned')\n")
+    before = files_in(watched)
+    timm_attack = {"_target_": "timm.create_model", "model_name": "resnet18", "pretrained": True, "in_chans": 1,
+                   "num_classes": 1, "pretrained_cfg_overlay": {"url": f"file://{payload / 'zz_evil.pth'}",
+                                                                "hf_hub_id": ""}, "cache_dir": str(watched)}
+    smp_attack = {"_target_": "beadseg.models.SmpModel", "encoder": "tu-resnet18", "encoder_weights": "imagenet",
+                  "in_channels": 1, "out_channels": 1}
+    smp_extra = {**smp_attack, "encoder_weights": None, "pretrained_cfg_overlay": timm_attack["pretrained_cfg_overlay"]}
+    for name, net in {"timm": timm_attack, "smp": smp_attack, "smp extra": smp_extra}.items():
+        evil = with_settings(checkpoint, tmp_path / f"{name}.ckpt", net=net)
+        with pytest.raises(CheckpointError, match="refused: its setting net"):
+            load_predictor(str(evil))
+    assert files_in(watched) == before and not Path("pwned").exists()
+
+
+def test_a_checkpoints_loss_is_never_built(checkpoint, tmp_path):
+    """Issue 27, reproducer 3: a loss that truncates a file when built. Inference builds the network only; the slim
+    export drops training settings; loading the LightningModule from a checkpoint is refused."""
+    from beadseg.inference.export import export
+    from beadseg.inference.predictor import load_predictor
+    from beadseg.training.module import BeadSegModule
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    loss = {"_target_": "torch.nn.parallel.distributed.os.open", "_args_": [str(victim), os.O_WRONLY | os.O_TRUNC]}
+    evil = with_settings(checkpoint, tmp_path / "loss.ckpt", loss=loss)
+    assert load_predictor(str(evil)).net is not None  # the network is all prediction builds
+    path, _ = export(str(evil), "checkpoint", tmp_path / "export", tile=64)
+    slim = torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert "loss" not in slim and "optimizer" not in slim and slim["net"]["architecture"] == "unet"
+    with pytest.raises(TypeError, match="load_network"):
+        BeadSegModule.load_from_checkpoint(path, weights_only=True)
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("net, refused", [
+    (None, "net is NoneType"), ("beadseg.models.UNet", "net is str"), ({"architecture": "unet", "depth": 9}, "net.depth=9"),
+    ({"architecture": "unet", "base_channels": 512, "depth": 6}, "base_channels × 2\\^depth"),
+    ({"architecture": "unet", "dropout": float("nan")}, "net.dropout=nan"), ({"architecture": "vit"}, "architecture='vit'"),
+    ({"_target_": "beadseg.models.UNet", "activation": "relu"}, "net.activation: not a setting of the unet"),
+])
+def test_a_network_description_that_does_not_fit_is_refused_by_name(checkpoint, tmp_path, net, refused):
+    from beadseg.inference.predictor import load_predictor
+
+    with pytest.raises(CheckpointError, match=refused):
+        load_predictor(str(with_settings(checkpoint, tmp_path / "odd.ckpt", net=net)))
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    torch.save({**content, "hyper_parameters": {k: v for k, v in content["hyper_parameters"].items() if k != "net"}},
+               tmp_path / "no_net.ckpt")
+    with pytest.raises(CheckpointError, match="describes no network"):
+        load_predictor(str(tmp_path / "no_net.ckpt"))
+
+
+def test_resume_never_deletes_a_file_the_checkpoint_names(checkpoint, compose_config, tmp_path, caplog):
+    """Issue 27, reproducer 2: callback state naming a file outside the new run ('previous best') is dropped."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "resumed"
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for state in content["callbacks"].values():
+        if isinstance(state, dict) and "best_model_path" in state:
+            state["best_model_path"] = str(run / "checkpoints" / ".." / ".." / "victim.txt")
+            state["best_k_models"] = {state["best_model_path"]: torch.tensor(0.0)}
+            state["best_model_score"] = torch.tensor(0.0)  # any new score is better: it would delete the "previous"
+    evil = tmp_path / "evil.ckpt"
+    torch.save(content, evil)
+    result = train(compose_config("train", ["debug=fast", "model.base_channels=4", "trainer.max_epochs=2",
+                                            f"ckpt_path={evil}", f"paths.output_dir={run}"]))
+    assert result["status"] == "completed" and victim.read_text() == "precious"
+    assert "dropped callback state naming a file outside this run" in caplog.text
+    assert not (run / "resumed_from.ckpt").exists()  # the trusted copy is gone after the run
+
+
+def random_settings(rng: np.random.Generator, depth: int = 0):
+    """A value drawn from what a hostile checkpoint could hold: names from the modules beadseg and its libraries
+    use, paths, nested structures, numbers of every kind."""
+    import timm
+
+    names = ["beadseg.models.UNet", "beadseg.models.SmpModel", "timm.create_model", "builtins.open", "os.system",
+             "torch.nn.parallel.distributed.os.open", *(f"torch.nn.{n}" for n in dir(torch.nn)[:40]),
+             *(f"timm.{n}" for n in dir(timm)[:30]), *(f"os.{n}" for n in ("remove", "open", "makedirs", "rename"))]
+    keys = ["_target_", "_args_", "_partial_", "architecture", "pretrained", "pretrained_cfg_overlay", "cache_dir",
+            "checkpoint_path", "url", "file", "mode", "model_name", "encoder", "encoder_weights", "in_channels",
+            "out_channels", "base_channels", "depth", "dropout", "bilinear", "arch", "num_classes", "in_chans"]
+    kind = rng.integers(8 if depth < 3 else 5)
+    if kind == 0:
+        return str(rng.choice(names))
+    if kind == 1:
+        return str(rng.choice(["unet", "smp", "resnet", "attention_unet", "file:///tmp/x.pth", "imagenet", "resnet18",
+                               "../../victim", "tu-resnet18", ""]))
+    if kind == 2:
+        return rng.choice([0, 1, 2, 4, -1, 10**9, 0.5, float("nan"), float("inf"), True, False, None])
+    if kind in (3, 4):
+        return int(rng.integers(1, 6)) if kind == 3 else float(rng.uniform(-1, 2))
+    if kind == 5:
+        return [random_settings(rng, depth + 1) for _ in range(rng.integers(0, 3))]
+    return {str(rng.choice(keys)): random_settings(rng, depth + 1) for _ in range(rng.integers(1, 6))}
+
+
+def test_fuzzed_network_settings_are_refused_or_built_and_touch_no_file(tmp_path, monkeypatch):
+    """Hundreds of random network settings: each is refused by name or builds a network; none creates, changes or
+    deletes a file in a watched folder (the working directory)."""
+    from beadseg.models.registry import DescriptionError, build_network, describe
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "victim").write_text("precious")
+    before = files_in(tmp_path)
+    rng = np.random.default_rng(27)
+    outcomes = {"refused": 0, "built": 0}
+    valid = [{"architecture": "unet", "base_channels": 4, "depth": 2, "out_channels": 2},
+             {"_target_": "beadseg.models.AttentionUNet", "base_channels": 2, "depth": 2},
+             {"architecture": "resnet", "model_name": "resnet10t", "num_classes": 2},
+             {"architecture": "smp", "arch": "Unet", "encoder": "resnet18"}]
+    for case in range(400):
+        settings = random_settings(rng)
+        if case % 3 == 1:  # a real description with one setting replaced or added
+            settings = {**valid[case % len(valid)], str(rng.choice(list(valid[case % len(valid)]) + ["cache_dir"])):
+                        random_settings(rng)}
+        elif case % 3 == 2 and case % 12 < 8:
+            settings = valid[case % len(valid)]
+        try:
+            description = describe(settings)
+        except DescriptionError as error:
+            assert str(error).startswith("net")  # one line naming the setting
+            outcomes["refused"] += 1
+            continue
+        assert isinstance(build_network(description), torch.nn.Module)
+        outcomes["built"] += 1
+    assert outcomes["refused"] > 200 and outcomes["built"] > 60 and files_in(tmp_path) == before

@@ -1,8 +1,9 @@
 """Reading checkpoints as data, never as code.
 
 Every checkpoint beadseg opens is loaded weights-only (tensors, numbers, strings, lists and dicts: a pickle that
-would run code is refused), and the ``_target_`` settings it carries are checked against what beadseg builds
-before anything is instantiated from them.
+would run code is refused). Of its settings beadseg builds one thing, the network, and only from a description
+its registry validates (:mod:`beadseg.models.registry`: an architecture name and typed, range-checked fields);
+nothing else a checkpoint names (losses, optimisers, any ``_target_``) is ever resolved or called.
 """
 
 from __future__ import annotations
@@ -11,73 +12,14 @@ import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from beadseg.data.io import MAGIC
 
-# What a checkpoint's settings may build: classes defined in these modules that are networks, losses (both
-# torch.nn.Module), optimisers or learning-rate schedules, and these exact factories. A target is checked by what
-# it resolves to, not by how its name starts: ``torch.nn.parallel.distributed.os.open`` starts like a torch layer
-# but is ``os.open``.
-ALLOWED_MODULES = ("beadseg.models", "beadseg.losses", "torch.nn", "torch.optim", "segmentation_models_pytorch")
-ALLOWED_FACTORIES = ("timm.create_model",)
-
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, damaged, or holds more than weights and settings."""
-
-
-def targets(node: Any, where: str = "") -> list[tuple[str, str]]:
-    """Every ``_target_`` in a nested settings structure, with where it sits (``net._target_``)."""
-    found = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            path = f"{where}.{key}" if where else str(key)
-            if key == "_target_":
-                found.append((path, str(value)))
-            else:
-                found += targets(value, path)
-    elif isinstance(node, (list, tuple)):
-        for index, value in enumerate(node):
-            found += targets(value, f"{where}[{index}]")
-    return found
-
-
-def _within(module: str) -> bool:
-    return any(module == allowed or module.startswith(f"{allowed}.") for allowed in ALLOWED_MODULES)
-
-
-def buildable(target: str) -> bool:
-    """Whether ``target`` names something beadseg builds: an exact allowed factory, or a class defined in an allowed
-    module that is an ``nn.Module``, optimiser or learning-rate schedule. Names outside the allowed modules are
-    refused before anything is imported; the others are located (imported, never called) and the object checked."""
-    from hydra._internal.utils import _locate
-
-    if target in ALLOWED_FACTORIES:
-        return True
-    if not _within(target.rsplit(".", 1)[0]):
-        return False
-    try:
-        found = _locate(target)
-    except Exception:  # noqa: BLE001 - whatever fails to resolve is not something beadseg builds
-        return False
-    bases = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler,
-             torch.optim.lr_scheduler.ReduceLROnPlateau)
-    return isinstance(found, type) and _within(found.__module__) and issubclass(found, bases)
-
-
-def check_targets(settings: dict, source: str, built: tuple[str, ...] | None = None) -> None:
-    """Refuse settings that would build anything but what beadseg builds (:func:`buildable`), at any depth (inside
-    ``_args_``, nested or ``_partial_`` targets too), naming the first such target. ``built``: the settings the
-    caller will build (inference: ``net``); the targets of the others, never built, are checked by name only (within
-    the allowed modules), so that loading a network imports nothing it does not need."""
-    for where, target in targets(settings):
-        located = built is None or where.split(".")[0].split("[")[0] in built
-        if not (buildable(target) if located else target in ALLOWED_FACTORIES or _within(target.rsplit(".", 1)[0])):
-            raise CheckpointError(f"{source}: refused: its setting {where} names {target!r}, which is not something "
-                                  "beadseg builds (its networks and losses, torch layers, losses and optimisers)")
 
 
 def run_checkpoint(path: str | Path) -> Path:
@@ -137,14 +79,22 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def module_settings(path: str | Path, built: tuple[str, ...] | None = None) -> tuple[dict, dict]:
-    """The checkpoint and its hyper-parameters, checked (:func:`check_targets`): what a LightningModule is rebuilt
-    from."""
+def module_settings(path: str | Path) -> tuple[dict, dict]:
+    """The checkpoint and its settings, whose ``net`` is a validated network description
+    (:func:`~beadseg.models.registry.describe`; a checkpoint written before descriptions is translated), or a
+    :class:`CheckpointError` naming what is refused."""
+    from beadseg.models.registry import DescriptionError, describe
+
     checkpoint = read_checkpoint(path)
-    if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint.get("hyper_parameters"), dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"ckpt={path}: not a beadseg checkpoint (no hyper_parameters or state_dict)")
     settings = dict(checkpoint["hyper_parameters"])
-    check_targets(settings, f"ckpt={path}", built)
+    if "net" not in settings:
+        raise CheckpointError(f"ckpt={path}: refused: it describes no network (no net setting)")
+    try:
+        settings["net"] = describe(settings["net"], "net")
+    except DescriptionError as error:
+        raise CheckpointError(f"ckpt={path}: refused: its setting {error}") from None
     return checkpoint, settings
 
 
@@ -165,10 +115,10 @@ class Network:
 def load_network(path: str | Path, task: str | None = None) -> Network:
     """The checkpoint's network, built from its checked settings and filled with its weights; ``task``
     (``segment`` or ``classify``) is the kind this command needs."""
-    from hydra.utils import instantiate
+    from beadseg.models.registry import build_network
 
-    checkpoint, settings = module_settings(path, built=("net",))
-    network = Network(instantiate(settings["net"]), settings, checkpoint)
+    checkpoint, settings = module_settings(path)
+    network = Network(build_network(settings["net"]), settings, checkpoint)
     if task is not None and network.task != task:
         what = {"segment": "a segmentation", "classify": "a classification"}
         raise CheckpointError(f"ckpt={path} holds {what[network.task]} model; this command needs {what[task]} one")
@@ -202,3 +152,39 @@ def write_tuned_checkpoint(ckpt: Path, threshold: float, out: Path, peak_thresho
         checkpoint["hyper_parameters"]["peak_threshold"] = float(peak_threshold)
     torch.save(checkpoint, target)
     return target
+
+
+PATH_STATE = ("best_model_path", "last_model_path", "kth_best_model_path", "dirpath")  # callback state naming files
+
+
+def _inside(path: str, folder: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(folder.resolve())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def trusted_resume(path: str | Path, run_dir: Path) -> tuple[Path, list[str]]:
+    """A copy of the checkpoint ``path`` (in ``run_dir``) whose callback state names no file outside ``run_dir``
+    (resolved, symlinks followed): Lightning would delete a "previous best" such state names when a better one is
+    saved. What is dropped is listed, one line each; scores and counters are kept."""
+    checkpoint, _ = module_settings(path)
+    dropped = []
+    for name, state in (checkpoint.get("callbacks") or {}).items():
+        if not isinstance(state, dict):
+            continue
+        for key in PATH_STATE:
+            value = state.get(key)
+            if value and not (isinstance(value, str) and _inside(value, run_dir)):
+                state[key] = ""
+                dropped.append(f"{str(name)[:60]}: {key}={str(value)[:120]!r}")
+        models = state.get("best_k_models")
+        if isinstance(models, dict):
+            outside = [key for key in models if not (isinstance(key, str) and _inside(key, run_dir))]
+            for key in outside:
+                del models[key]
+            dropped += [f"{str(name)[:60]}: best_k_models[{str(key)[:120]!r}]" for key in outside]
+    copy = run_dir / "resumed_from.ckpt"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, copy)
+    return copy, dropped

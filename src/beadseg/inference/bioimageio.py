@@ -15,6 +15,7 @@ import torch
 from beadseg import plots
 from beadseg.checkpoint import Network
 from beadseg.data.synthetic import render_beads
+from beadseg.models.registry import importable
 from beadseg.inference.export import trace
 
 BEADSEG_ONLY = ("the object steps stay in beadseg: hole filling, the split of touching beads (distance-transform "
@@ -36,7 +37,7 @@ def _documentation(network: Network, channels: int, path: Path) -> Path:
         "## What stays in beadseg", "",
         f"This package gives the per-pixel maps; {BEADSEG_ONLY}. Run `beadseg-predict ckpt=...` (or the napari "
         "widget) for bead instances and counts.", "",
-        "## Training", "", f"Trained with beadseg; network `{network.hparams['net'].get('_target_')}`.", ""]))
+        "## Training", "", f"Trained with beadseg; network `{network.hparams['net']['architecture']}`.", ""]))
     return path
 
 
@@ -105,8 +106,7 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
         raise ImportError("format=bioimageio needs bioimageio.core: pip install 'beadseg[bioimageio]'") from error
 
     net = network.net.eval()
-    config = {k: v for k, v in network.hparams["net"].items() if k != "_target_"}
-    target = network.hparams["net"]["_target_"]
+    module, callable_name, config = importable(network.hparams["net"])
     channels = int(config.get("out_channels", 1))
     divisor = getattr(net, "divisor", 32)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,6 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
               *(SpaceOutputAxis(id=AxisId(a), size=SizeReference(tensor_id=raw_id, axis_id=AxisId(a))) for a in "yx")],
         test_tensor=FileDescr(source=out / "test_output.npy"), postprocessing=[SigmoidDescr()])
     torch_version = Version(torch.__version__.split("+")[0])
-    module, callable_name = target.rsplit(".", 1)
     weights = WeightsDescr(
         pytorch_state_dict=PytorchStateDictWeightsDescr(
             source=out / "weights.pt", pytorch_version=torch_version,

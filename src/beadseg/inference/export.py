@@ -8,15 +8,23 @@ from pathlib import Path
 
 import torch
 
-from beadseg.checkpoint import load_network, read_checkpoint
+from beadseg.checkpoint import load_network, module_settings
+
+
+INFERENCE_SETTINGS = ("net", "normalization", "threshold", "peak_threshold", "bead_area", "class_names", "centres")
 
 
 def slim_checkpoint(ckpt: str, target: Path) -> Path:
-    """Weights and hyper-parameters only: what inference needs, a few MB. Convolution kernels are stored in half
-    precision; biases and batch-norm statistics (tiny variances) stay in single precision."""
-    checkpoint = read_checkpoint(ckpt)
-    state = {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in checkpoint["state_dict"].items()}
-    slim = {"state_dict": state, "hyper_parameters": checkpoint["hyper_parameters"],
+    """The network's weights and what inference reads (its description, normalisation, thresholds, bead area, class
+    names), a few MB; no training settings. Convolution kernels are stored in half precision; biases and
+    batch-norm statistics (tiny variances) stay in single precision."""
+    checkpoint, settings = module_settings(ckpt)
+    state = {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in checkpoint["state_dict"].items()
+             if k.startswith("net.")}
+    kept = {key: settings[key] for key in INFERENCE_SETTINGS if key in settings}
+    if kept.get("centres"):  # whether the model has a centre map, and its width: never a loss to build
+        kept["centres"] = {key: kept["centres"][key] for key in ("sigma", "weight") if key in kept["centres"]}
+    slim = {"state_dict": state, "hyper_parameters": kept,
             "pytorch-lightning_version": checkpoint.get("pytorch-lightning_version"),
             "beadseg_split": checkpoint.get("beadseg_split"), "beadseg_source": str(ckpt), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
     torch.save(slim, target)

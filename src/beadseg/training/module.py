@@ -21,6 +21,7 @@ from torchmetrics.classification import (
 
 from beadseg.inference.postprocess import PostProcess
 from beadseg.metrics.objects import ObjectCounts
+from beadseg.models.registry import build_network, describe
 from beadseg.metrics.pixel import pixel_metrics
 
 
@@ -31,9 +32,12 @@ def _plain(config: Any) -> Any:
 class ConfiguredModule(pl.LightningModule, ABC):
     """What every beadseg task shares.
 
-    Takes the *configs* of its parts (``_target_`` dicts), not built objects, and saves them as
-    hyper-parameters: ``load_from_checkpoint(path)`` rebuilds the model with no Hydra app. The checkpoint
-    also carries the data's normalisation recipe and which image was in which split.
+    Takes the user's *configs* of its parts (``_target_`` dicts), not built objects. The network's config is
+    translated into a validated description (:func:`~beadseg.models.registry.describe`), which the checkpoint
+    stores and from which :func:`beadseg.checkpoint.load_network` rebuilds the network with no Hydra app; the
+    checkpoint also carries the data's normalisation recipe, the tuned thresholds and which image was in which
+    split. Nothing is ever built from a checkpoint's loss or optimiser settings: ``load_from_checkpoint`` is
+    refused (use :func:`~beadseg.checkpoint.load_network`, or resume with ``ckpt_path=``).
     """
 
     target_key = "mask"
@@ -42,13 +46,21 @@ class ConfiguredModule(pl.LightningModule, ABC):
                  **hparams: Any) -> None:
         super().__init__()
         net, loss, optimizer, scheduler = map(_plain, (net, loss, optimizer, scheduler))
+        net = describe(net, "model")
         self.save_hyperparameters({"net": net, "loss": loss, "optimizer": optimizer, "scheduler": scheduler, **hparams})
-        self.net = instantiate(net)
+        self.net = build_network(net, "model")
         self.loss_fn = instantiate(loss)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self._pending_losses: dict[str, list[tuple[int, torch.Tensor]]] = {}  # (step, loss) not yet checked
+
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:
+        """Refused: it would build a checkpoint's loss and optimiser settings. A checkpoint's network is
+        :func:`beadseg.checkpoint.load_network`; training goes on with ``beadseg-train ckpt_path=...``."""
+        raise TypeError(f"{cls.__name__}.load_from_checkpoint would build what a checkpoint names; use "
+                        "beadseg.checkpoint.load_network(path) for its network, or beadseg-train ckpt_path=PATH to resume")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from beadseg.checkpoint import module_settings, read_checkpoint
+from beadseg.checkpoint import module_settings, read_checkpoint, trusted_resume
 from beadseg.config import check_settings
 from beadseg.data import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
@@ -133,8 +133,11 @@ def train(cfg: DictConfig) -> dict:
     if "_target_" not in cfg.model:
         raise ValueError(f"model={cfg.model.get('name')} has no network to train; evaluate it with "
                          f"beadseg-eval model={cfg.model.get('name')} data.root=DIR")
-    if cfg.get("ckpt_path"):
-        module_settings(cfg.ckpt_path)  # refused here, by name, if it is not plain weights and beadseg settings
+    resume_from = None
+    if cfg.get("ckpt_path"):  # refused here, by name, unless plain weights and a network beadseg builds
+        resume_from, dropped = trusted_resume(cfg.ckpt_path, output_dir)
+        for line in dropped:
+            log.warning("ckpt_path: dropped callback state naming a file outside this run (%s)", line)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg.data)
     module = instantiate(cfg.module)
@@ -151,10 +154,13 @@ def train(cfg: DictConfig) -> dict:
     last = next((c.path for c in callbacks if isinstance(c, LastCheckpoint)), None)
     try:
         with stop.installed():
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     except (KeyboardInterrupt, SystemExit) as interruption:
         record_interruption(output_dir, trainer, last, interruption)
         raise
+    finally:
+        if resume_from is not None:
+            resume_from.unlink(missing_ok=True)
 
     checkpoint = trainer.checkpoint_callback
     best_path = str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else ""
