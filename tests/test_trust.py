@@ -18,8 +18,8 @@ from scipy.ndimage import gaussian_filter
 
 from beadseg.checkpoint import CheckpointError
 from beadseg.cli.app import quote_values
-from beadseg.config import ConfigError
 from beadseg.data.io import BeadDataError, mask_kind, open_image, read_image, read_mask
+from beadseg.settings import SettingError
 from beadseg.data.synthetic import render_beads
 from beadseg.training.task import StopOnSignal, train
 
@@ -268,14 +268,6 @@ def test_empty_non_image_and_tiny_files_are_named_for_what_they_are(tmp_path):
         assert "pip install" not in str(error.value)
 
 
-@pytest.mark.parametrize("override, key", [("optimizer.lr=abc", "optimizer.lr='abc'"), ("data.batch_size=0", "data.batch_size=0"),
-                                           ("data.val_fraction=1.5", "data.val_fraction=1.5")])
-def test_settings_are_checked_by_key_before_any_data_is_read(compose_config, tmp_path, override, key, monkeypatch):
-    monkeypatch.setattr("beadseg.data.synthetic.SyntheticSource.entries", lambda self: pytest.fail("data was read"))
-    with pytest.raises(ConfigError, match=f"^{key}"):
-        train(compose_config("train", [override, f"paths.output_dir={tmp_path}"]))
-
-
 @pytest.mark.slow
 def test_paths_with_spaces_and_accents_need_no_quotes(tmp_path):
     assert quote_values(["input=/data/my beads", "out=/données", "a=b", "x='q r'", "-m"]) == \
@@ -480,3 +472,51 @@ def test_fuzzed_network_settings_are_refused_or_built_and_touch_no_file(tmp_path
         assert isinstance(build_network(description), torch.nn.Module)
         outcomes["built"] += 1
     assert outcomes["refused"] > 200 and outcomes["built"] > 60 and files_in(tmp_path) == before
+
+
+BAD_TRAIN = [("optimizer.lr=nan", "optimizer.lr=nan"), ("data.batch_size=null", "data.batch_size=None"),
+             ("model.dropout=nan", "model.dropout=nan"), ("optimizer.lr=abc", "optimizer.lr='abc'"),
+             ("data.val_fraction=1.5", "data.val_fraction=1.5"), ("data.batch_size=0", "data.batch_size=0")]
+BAD_PREDICT = [("postprocess.threshold=2", "postprocess.threshold=2"), ("postprocess.threshold=nan", "postprocess.threshold=nan"),
+               ("dilution.volume_ul=-1", "dilution.volume_ul=-1"), ("dilution.volume_ul=abc", "dilution.volume_ul='abc'"),
+               ("dilution.confidence=1.5", "dilution.confidence=1.5"), ("dilution.tolerance=-1", "dilution.tolerance=-1"),
+               ("dilution.tolerance=nan", "dilution.tolerance=nan"), ("group_regex='('", "group_regex='\\('"),
+               ("group_regex='^x'", "group_regex='\\^x': accepts a regular expression with 1 capture group"),
+               ("frames_per_step=0", "frames_per_step=0"), ("tiff_compression=xyz", "tiff_compression='xyz'"),
+               ("inference.mc_samples=-2", "inference.mc_samples=-2"), ("postprocess.edge_rule=centre", "postprocess.edge_rule")]
+
+
+@pytest.mark.parametrize("override, key", BAD_TRAIN)
+def test_bad_training_settings_are_named_before_any_data_is_read(compose_config, tmp_path, override, key, monkeypatch):
+    monkeypatch.setattr("beadseg.data.synthetic.SyntheticSource.entries", lambda self: pytest.fail("data was read"))
+    with pytest.raises(SettingError, match=f"^{key}.*accepts") as refused:
+        train(compose_config("train", [override, f"paths.output_dir={tmp_path / 'run'}"]))
+    assert "\n" not in str(refused.value) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("override, key", BAD_PREDICT)
+def test_bad_prediction_settings_are_named_before_any_output_exists(compose_config, tmp_path, override, key):
+    from beadseg.inference.predict import predict
+
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", np.zeros((32, 32), np.uint8))
+    out = tmp_path / "out"
+    with pytest.raises(SettingError, match=f"^{key}") as refused:
+        predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={out}", f"paths.output_dir={out}",
+                                           "method=classical", override]))
+    assert "\n" not in str(refused.value) and not out.exists()
+
+
+def test_a_checkpoint_with_a_nan_threshold_is_refused(checkpoint, tmp_path):
+    from beadseg.inference.predictor import load_predictor
+
+    for key, value in (("threshold", float("nan")), ("peak_threshold", 1.5), ("bead_area", -3.0)):
+        with pytest.raises(CheckpointError, match=f"refused: its setting {key}="):
+            load_predictor(str(with_settings(checkpoint, tmp_path / f"{key}.ckpt", **{key: value})))
+
+
+def test_help_lists_each_setting_with_what_it_accepts():
+    done = subprocess.run([BIN / "beadseg-predict", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "dilution.confidence" in done.stdout and "a finite number > 0 and < 1" in done.stdout
+    assert "group_regex" in done.stdout and "a regular expression with 1 capture group, or null" in done.stdout

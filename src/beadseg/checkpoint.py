@@ -16,6 +16,13 @@ from pathlib import Path
 import torch
 
 from beadseg.data.io import MAGIC
+from beadseg.settings import Field, SettingError
+
+
+# What inference reads of a checkpoint beside the network, checked like any setting.
+STORED = {"threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
+          "peak_threshold": Field(float, low=0.0, high=1.0, open_high=True, nullable=True),
+          "bead_area": Field(float, low=0.0, open_low=True, nullable=True)}
 
 
 class CheckpointError(ValueError):
@@ -83,7 +90,7 @@ def module_settings(path: str | Path) -> tuple[dict, dict]:
     """The checkpoint and its settings, whose ``net`` is a validated network description
     (:func:`~beadseg.models.registry.describe`; a checkpoint written before descriptions is translated), or a
     :class:`CheckpointError` naming what is refused."""
-    from beadseg.models.registry import DescriptionError, describe
+    from beadseg.models.registry import describe
 
     checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint.get("hyper_parameters"), dict) or not isinstance(checkpoint.get("state_dict"), dict):
@@ -93,7 +100,10 @@ def module_settings(path: str | Path) -> tuple[dict, dict]:
         raise CheckpointError(f"ckpt={path}: refused: it describes no network (no net setting)")
     try:
         settings["net"] = describe(settings["net"], "net")
-    except DescriptionError as error:
+        for key, field in STORED.items():
+            if key in settings:
+                field.check(settings[key], key)
+    except SettingError as error:
         raise CheckpointError(f"ckpt={path}: refused: its setting {error}") from None
     return checkpoint, settings
 

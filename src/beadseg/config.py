@@ -63,43 +63,11 @@ OmegaConf.register_new_resolver("task_metric", task_metric, replace=True)
 OmegaConf.register_new_resolver("beadseg.cuda", cuda_available, replace=True)
 
 
-class ConfigError(ValueError):
-    """A setting of the wrong type or out of range; the message names the key."""
+def settings_help(command: str) -> str:
+    """``--help``'s list of the command's checked settings and what each accepts (:mod:`beadseg.settings`)."""
+    from beadseg.settings import settings_help as listed
+
+    return listed(command) or "  (none beyond the config's own types)"
 
 
-# key: (type, lowest, highest, inclusive low) -- checked before any data is read; absent keys are skipped.
-TRAIN_RULES = {
-    "optimizer.lr": (float, 0.0, None, False),
-    "optimizer.weight_decay": (float, 0.0, None, True),
-    "data.batch_size": (int, 1, None, True),
-    "data.val_batch_size": (int, 1, None, True),
-    "data.patch_size": (int, 8, None, True),
-    "data.patches_per_image": (int, 1, None, True),
-    "data.val_fraction": (float, 0.0, 1.0, True),
-    "data.test_fraction": (float, 0.0, 1.0, True),
-    "data.train_fraction": (float, 0.0, 1.0, False),
-    "data.foreground_oversample": (float, 0.0, 1.0, True),
-    "data.cache_mb": (float, 0.0, None, True),
-    "model.dropout": (float, 0.0, 1.0, True),
-    "model.base_channels": (int, 1, None, True),
-    "trainer.max_epochs": (int, 1, None, True),
-    "seed": (int, None, None, True),
-}
-
-
-def check_settings(cfg, rules: dict = TRAIN_RULES) -> None:
-    """Refuse, by key, a setting whose value has the wrong type or lies out of range (``optimizer.lr=abc``)."""
-    for key, (kind, low, high, inclusive) in rules.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
-            continue
-        bad_type = isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int)
-        if bad_type:
-            raise ConfigError(f"{key}={value!r}: must be {'a number' if kind is float else 'a whole number'}")
-        too_low = low is not None and (value < low if inclusive else value <= low)
-        too_high = high is not None and value > high
-        if too_low or too_high:
-            bounds = " and ".join(
-                part for part in (f"{'at least' if inclusive else 'above'} {low}" if low is not None else "",
-                                  f"at most {high}" if high is not None else "") if part)
-            raise ConfigError(f"{key}={value!r}: must be {bounds}")
+OmegaConf.register_new_resolver("beadseg.settings_help", settings_help, replace=True)

@@ -21,8 +21,9 @@ from omegaconf import DictConfig
 
 from beadseg.config import CONFIG_DIR
 from beadseg.data.microscope import configure as configure_reading
+from beadseg.settings import check_settings
 
-# BeadDataError, CheckpointError, ConfigError are ValueErrors; OSError: unwritable, missing or wrong-kind paths
+# BeadDataError, CheckpointError, SettingError are ValueErrors; OSError: unwritable, missing or wrong-kind paths
 HANDLED = (ValueError, OSError, ImportError)
 PLAIN_KEY = re.compile(r"^[+~]{0,2}[\w.\-/@]+=")
 
@@ -176,6 +177,7 @@ def beadseg_app(config_name: str) -> Callable:
         @functools.wraps(task)
         def handled(cfg: DictConfig):
             try:
+                check_settings(cfg, config_name)  # every command's settings, before any work
                 configure_reading(cfg.get("image"))
                 return task(cfg)
             except Exception as error:

@@ -22,6 +22,7 @@ from beadseg.data.reader import usable_cpus
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
 from beadseg.inference.finish import WorkerPool, finishing_workers
 from beadseg.inference.predictor import predictor_from_config
+from beadseg.settings import check_settings
 from beadseg.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
 
 def evaluate(cfg) -> dict:
     """Run the whole evaluation; writes metrics.json, per_image.csv and figures into ``cfg.output``."""
+    check_settings(cfg, "eval")
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)

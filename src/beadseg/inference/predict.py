@@ -37,6 +37,7 @@ from beadseg.inference.finish import (COUNT_COLUMNS, DEBRIS_COLUMNS, OBJECT_COLU
 from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.rois import ROI_FORMATS
 from beadseg.inference.predictor import predictor_from_config
+from beadseg.settings import check_settings
 from beadseg.tables import write_csv
 
 STATE_FILE = ".beadseg-predict.json"
@@ -351,6 +352,7 @@ def output_options(cfg: DictConfig, frames: int) -> dict:
 
 def predict(cfg: DictConfig) -> dict:
     """Run the whole prediction; returns counts of images done and failed, and the output folder."""
+    check_settings(cfg, "predict")
     out = Path(cfg.output)
     files = list_images(cfg.input)
     predictor = predictor_from_config(cfg)

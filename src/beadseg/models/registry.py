@@ -9,68 +9,18 @@ translated once into a description, by the same checks.
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
+from beadseg.settings import Field, SettingError
+
 ARCHITECTURE_KEY = "architecture"
 
 
-class DescriptionError(ValueError):
+class DescriptionError(SettingError):
     """A network description that beadseg does not build, naming the field at fault."""
-
-
-@dataclass(frozen=True)
-class Field:
-    """One typed setting of an architecture: its type, default and what it accepts (an inclusive range, a set of
-    choices, a pattern, or a single allowed value)."""
-
-    kind: type
-    default: Any
-    low: float | None = None
-    high: float | None = None
-    choices: tuple | None = None
-    pattern: str | None = None
-    only: tuple | None = None  # the only values allowed (a setting that would fetch something stays off)
-
-    def accepts(self) -> str:
-        if self.only is not None:
-            return " or ".join(repr(value) for value in self.only)
-        if self.choices:
-            return "one of " + ", ".join(map(str, self.choices))
-        if self.pattern:
-            return f"a name matching {self.pattern}"
-        name = {int: "an integer", float: "a finite number", bool: "true or false", str: "a name"}[self.kind]
-        bounds = [f"≥ {self.low:g}" if self.low is not None else "", f"≤ {self.high:g}" if self.high is not None else ""]
-        return " ".join([name, " and ".join(b for b in bounds if b)]).strip()
-
-    def check(self, value: Any, where: str) -> Any:
-        """``value`` if this field accepts it (ints may stand for floats), else a :class:`DescriptionError`."""
-        if self.only is not None:
-            if value in self.only and type(value) is type(self.only[self.only.index(value)]):
-                return value
-        elif self._typed(value) and self._in_range(value):
-            return float(value) if self.kind is float else value
-        raise DescriptionError(f"{where}={value!r}: accepts {self.accepts()}")
-
-    def _typed(self, value: Any) -> bool:
-        if self.kind is bool:
-            return isinstance(value, bool)
-        if self.kind is int:
-            return isinstance(value, int) and not isinstance(value, bool)
-        if self.kind is float:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        return isinstance(value, str)
-
-    def _in_range(self, value: Any) -> bool:
-        if self.choices is not None and value not in self.choices:
-            return False
-        if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            return False
-        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
 def _unet(**flags: bool) -> Callable[..., nn.Module]:
@@ -190,7 +140,10 @@ def describe(settings: Any, where: str = "net") -> dict:
     if unknown:
         raise DescriptionError(f"{where}.{unknown[0]}: not a setting of the {name} network (its settings: "
                                f"{', '.join(fields)})")
-    checked = {key: field.check(settings.get(key, field.default), f"{where}.{key}") for key, field in fields.items()}
+    try:
+        checked = {key: field.check(settings.get(key, field.default), f"{where}.{key}") for key, field in fields.items()}
+    except SettingError as error:
+        raise DescriptionError(str(error)) from None
     if REGISTRY[name].rule is not None:
         REGISTRY[name].rule(checked, where)
     return {ARCHITECTURE_KEY: name, **checked}

@@ -16,9 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from beadseg.checkpoint import module_settings, read_checkpoint, trusted_resume
-from beadseg.config import check_settings
 from beadseg.data import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
+from beadseg.settings import check_settings
 from beadseg.training.callbacks import LastCheckpoint, ValidationHistory
 from beadseg.training.tuning import tune_checkpoint
 
@@ -122,7 +122,7 @@ def record_interruption(output_dir: Path, trainer: pl.Trainer, last: Path | None
 
 def train(cfg: DictConfig) -> dict:
     """Fit the configured model on the configured data; return (and write to ``result.json``) the outcome."""
-    check_settings(cfg)
+    check_settings(cfg, "train")
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):

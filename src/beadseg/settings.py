@@ -1,0 +1,221 @@
+"""Every setting a user can give, typed and range-checked in one place, before any data is read or output claimed.
+
+One mechanism serves the commands' settings (:data:`SETTINGS`, checked by :func:`check_settings`, shown by
+``--help``) and the network descriptions checkpoints carry (:mod:`beadseg.models.registry`): a :class:`Field`
+says a value's type and what it accepts, and an error is one line naming the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MISSING = object()
+
+
+class SettingError(ValueError):
+    """A setting of the wrong type or out of range; the message names the key and what it accepts."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One typed setting: its type (``int``, ``float``, ``bool``, ``str``, or ``re.Pattern`` for a regex), a default,
+    and what it accepts: an inclusive range (``low``, ``high``; ``open_low``/``open_high`` leave an end out), a set
+    of choices, a name pattern, the only values allowed, ``also`` (words beside the type, e.g. ``auto``),
+    ``nullable`` (null allowed) and, for a regex, the capture groups it needs.
+
+    Examples
+    --------
+    >>> Field(float, low=0, open_low=True).check(1e-3, "optimizer.lr")
+    0.001
+    >>> Field(float, low=0, open_low=True).check(float("nan"), "optimizer.lr")
+    Traceback (most recent call last):
+    ...
+    beadseg.settings.SettingError: optimizer.lr=nan: accepts a finite number > 0
+    """
+
+    kind: type
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+    pattern: str | None = None
+    only: tuple | None = None
+    nullable: bool = False
+    also: tuple = ()
+    open_low: bool = False
+    open_high: bool = False
+    groups: int = 0
+
+    def accepts(self) -> str:
+        if self.only is not None:
+            return " or ".join("null" if value is None else repr(value) for value in self.only)
+        if self.choices:
+            text = "one of " + ", ".join(map(str, self.choices))
+        elif self.kind is re.Pattern:
+            text = "a regular expression" + (f" with {self.groups} capture group" if self.groups else "")
+        elif self.pattern:
+            text = f"a name matching {self.pattern}"
+        else:
+            text = {int: "a whole number", float: "a finite number", bool: "true or false", str: "text"}[self.kind]
+            bounds = [f"{'>' if self.open_low else '≥'} {self.low:g}" if self.low is not None else "",
+                      f"{'<' if self.open_high else '≤'} {self.high:g}" if self.high is not None else ""]
+            text = " ".join([text, " and ".join(b for b in bounds if b)]).strip()
+        extras = [*map(str, self.also), *(["null"] if self.nullable else [])]
+        return text + (f", or {' or '.join(extras)}" if extras else "")
+
+    def check(self, value: Any, where: str) -> Any:
+        """``value`` if this field accepts it (a whole number stands for a float), else a :class:`SettingError`."""
+        if self.only is not None:
+            if any(value == allowed and type(value) is type(allowed) for allowed in self.only):
+                return value
+        elif (value is None and self.nullable) or (isinstance(value, str) and value in self.also):
+            return value
+        elif self._typed(value) and self._in_range(value):
+            return float(value) if self.kind is float else value
+        raise SettingError(f"{where}={value!r}: accepts {self.accepts()}")
+
+    def _typed(self, value: Any) -> bool:
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if self.kind is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        if self.kind is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if self.kind is re.Pattern:
+            if not isinstance(value, str):
+                return False
+            try:
+                return re.compile(value).groups >= self.groups
+            except re.error:
+                return False
+        return isinstance(value, str)
+
+    def _in_range(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            return False
+        if self.kind not in (int, float):
+            return True
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+
+PROBABILITY = Field(float, low=0.0, high=1.0)
+COUNT = Field(int, low=1)
+POSTPROCESS = {
+    "postprocess.threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True, nullable=True),
+    "postprocess.fill_holes": Field(bool),
+    "postprocess.watershed": Field(bool),
+    "postprocess.split_depth": Field(float, low=0.0),
+    "postprocess.min_area": Field(int, low=0),
+    "postprocess.max_area": Field(int, low=1, nullable=True),
+    "postprocess.min_circularity": Field(float, low=0.0, high=2.0),
+    "postprocess.peak_threshold": Field(float, low=0.0, high=1.0, open_high=True, nullable=True),
+    "postprocess.peak_distance": Field(int, low=1),
+    "postprocess.split_area_ratio": Field(float, low=1.0, open_low=True, nullable=True),
+    "postprocess.particle_area_ratio": Field(float, low=1.0, open_low=True, nullable=True),
+    "postprocess.particle_min_circularity": Field(float, low=0.0, high=2.0),
+    "postprocess.particle_max_texture": Field(float, low=0.0, open_low=True),
+    "postprocess.debris_area_fraction": Field(float, low=0.0, high=1.0, nullable=True),
+    "postprocess.min_contrast_snr": Field(float, low=0.0, nullable=True),
+    "postprocess.min_bead_contrast_snr": Field(float, low=0.0, nullable=True),
+    "postprocess.bead_area": Field(float, low=0.0, open_low=True, nullable=True),
+    "postprocess.edge_rule": Field(str, choices=("gundersen", "none")),
+    "postprocess.chunk": Field(int, low=64),
+    "postprocess.halo": Field(int, low=0),
+}
+INFERENCE = {
+    "inference.tile": Field(int, low=32),
+    "inference.window": Field(int, low=32),
+    "inference.overlap": Field(int, low=0),
+    "inference.batch_pixels": Field(int, low=1, also=("auto",)),
+    "inference.blend": Field(str, choices=("gaussian", "cosine", "constant")),
+    "inference.tta": Field(bool),
+    "inference.mc_samples": Field(int, low=0),
+}
+WORKERS = Field(int, low=0, also=("auto",))
+SETTINGS: dict[str, dict[str, Field]] = {
+    "train": {
+        "optimizer.lr": Field(float, low=0.0, open_low=True),
+        "optimizer.weight_decay": Field(float, low=0.0),
+        "data.batch_size": COUNT,
+        "data.val_batch_size": COUNT,
+        "data.patch_size": Field(int, low=8),
+        "data.patches_per_image": COUNT,
+        "data.val_fraction": Field(float, low=0.0, high=1.0, open_high=True),
+        "data.test_fraction": Field(float, low=0.0, high=1.0, open_high=True),
+        "data.train_fraction": Field(float, low=0.0, high=1.0, open_low=True),
+        "data.foreground_oversample": PROBABILITY,
+        "data.cache_mb": Field(float, low=0.0),
+        "data.composites_per_image": Field(float, low=0.0),
+        "data.group_by": Field(re.Pattern, nullable=True),
+        "data.composite_frames": Field(re.Pattern, nullable=True),
+        "model.dropout": Field(float, low=0.0, high=1.0, open_high=True),
+        "model.base_channels": COUNT,
+        "trainer.max_epochs": COUNT,
+        "seed": Field(int),
+        "threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
+        "monitor": Field(str, pattern=r"(train|val)/\w+"),
+    },
+    "predict": {
+        **POSTPROCESS, **INFERENCE,
+        "num_workers": WORKERS,
+        "post_workers": WORKERS,
+        "frames_per_step": Field(int, low=1, also=("auto",)),
+        "save_probability": Field(bool),
+        "save_uncertainty": Field(bool),
+        "overlay_max_side": Field(int, low=16),
+        "overlay_compression": Field(int, low=0, high=9),
+        "tiff_compression": Field(str, choices=("zlib", "none")),
+        "save_debris": Field(bool),
+        "label_format": Field(str, choices=("tiff", "ome-tiff", "ome-zarr")),
+        "group_regex": Field(re.Pattern, nullable=True, groups=1),
+        "dilution.confidence": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
+        "dilution.tolerance": Field(float, low=0.0),
+        "dilution.volume_ul": Field(float, low=0.0, open_low=True, nullable=True),
+        "flag_uncertainty": Field(float, low=0.0),
+        "resume": Field(bool),
+    },
+    "eval": {
+        **POSTPROCESS, **INFERENCE,
+        "match_distance": Field(float, low=0.0, open_low=True),
+        "min_iou": Field(float, low=0.0, high=1.0, open_low=True),
+        "split": Field(str, choices=("all", "val", "test", "train")),
+        "write_threshold": Field(bool),
+        "worst_images": Field(int, low=0),
+        "post_workers": WORKERS,
+    },
+}
+
+
+def check_settings(cfg: Any, command: str) -> None:
+    """Refuse, by key, the first setting of ``command`` (a key of :data:`SETTINGS`) whose value ``cfg`` gives with
+    the wrong type or out of range; keys the config does not hold are skipped.
+
+    Examples
+    --------
+    >>> from omegaconf import OmegaConf
+    >>> check_settings(OmegaConf.create({"dilution": {"confidence": 1.5}}), "predict")
+    Traceback (most recent call last):
+    ...
+    beadseg.settings.SettingError: dilution.confidence=1.5: accepts a finite number > 0 and < 1
+    """
+    from omegaconf import OmegaConf
+
+    for key, field in SETTINGS.get(command, {}).items():
+        value = OmegaConf.select(cfg, key, default=MISSING, throw_on_missing=False)
+        if value is MISSING or OmegaConf.is_config(value):
+            continue
+        field.check(value, key)
+
+
+def settings_help(command: str) -> str:
+    """The checked settings of ``command`` with what each accepts (``--help`` shows it)."""
+    fields = SETTINGS.get(command, {})
+    width = max((len(key) for key in fields), default=0)
+    return "\n".join(f"  {key.ljust(width)}  {field.accepts()}" for key, field in fields.items())
