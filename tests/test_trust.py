@@ -520,3 +520,27 @@ def test_help_lists_each_setting_with_what_it_accepts():
     assert done.returncode == 0
     assert "dilution.confidence" in done.stdout and "a finite number > 0 and < 1" in done.stdout
     assert "group_regex" in done.stdout and "a regular expression with 1 capture group, or null" in done.stdout
+
+
+def test_a_checkpoint_written_before_descriptions_still_loads(checkpoint, tmp_path):
+    """What checkpoints of earlier versions (main 63acd02) hold: the network's _target_ and its arguments."""
+    from beadseg.inference.predictor import load_predictor
+
+    old = {"_target_": "beadseg.models.UNet", "in_channels": 1, "out_channels": 1, "base_channels": 4, "depth": 4,
+           "bilinear": False, "dropout": 0.0}
+    predictor = load_predictor(str(with_settings(checkpoint, tmp_path / "old.ckpt", net=old)))
+    assert predictor.net is not None and predictor.channels == 1
+    assert isinstance(predictor.predict(np.zeros((40, 40), np.uint8))[0], np.ndarray)
+
+
+def test_post_processing_defaults_live_in_the_config():
+    from omegaconf import OmegaConf
+
+    from beadseg.config import CONFIG_DIR
+    from beadseg.inference.postprocess import PostProcess
+
+    composed = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "postprocess" / "default.yaml"))
+    composed.pop("_target_")
+    assert PostProcess.configured() == PostProcess(**composed)
+    assert PostProcess.configured(threshold=0.4).threshold == 0.4
+    assert PostProcess() == PostProcess.configured()  # the class's own defaults agree with the config's

@@ -154,7 +154,8 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
         documentation=FileDescr(source=_documentation(network, channels, out / "README.md")),
         covers=[FileDescr(source=_cover(image, expected[0, 0], out / "cover.png"))],
         inputs=[inputs], outputs=[outputs], weights=weights,
-        config={"beadseg": {"threshold": float(network.hparams.get("threshold", 0.5)), "divisor": divisor,
+        config={"beadseg": {"net": network.hparams["net"], "threshold": float(network.hparams.get("threshold", 0.5)),
+                            "divisor": divisor,
                             "target": "centres" if channels == 2 else "mask", "post_processing": BEADSEG_ONLY}})
     if test_model:
         for weight_format in ("torchscript", "pytorch_state_dict"):

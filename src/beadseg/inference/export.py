@@ -66,7 +66,8 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     channels = int(network.hparams["net"].get("out_channels", 1))
     output = ("(N, 2, H, W) logits: channel 0 the bead mask, channel 1 the bead-centre heat-map (one bead per "
               "peak inside the mask)" if channels == 2 else "(N, 1, H, W) logits of the bead mask")
-    recipe = {"normalization": network.hparams.get("normalization"), "threshold": float(network.hparams["threshold"]),
+    recipe = {"net": network.hparams["net"], "normalization": network.hparams.get("normalization"),
+              "threshold": float(network.hparams["threshold"]),
               "divisor": divisor, "input": "(N, 1, H, W) float32, normalised; H, W multiples of divisor",
               "output": output, "target": "centres" if channels == 2 else "mask", "checkpoint": str(ckpt)}
     out.mkdir(parents=True, exist_ok=True)

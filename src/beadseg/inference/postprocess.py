@@ -346,6 +346,18 @@ class PostProcess:
     chunk: int = 2048
     halo: int = 64
 
+    @classmethod
+    def configured(cls, **changes) -> PostProcess:
+        """The post-processing ``conf/postprocess/default.yaml`` describes (the defaults every command composes),
+        with ``changes``: for callers outside a Hydra app (the napari widget), so that defaults live in one place."""
+        from omegaconf import OmegaConf
+
+        from beadseg.config import CONFIG_DIR
+
+        settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "postprocess" / "default.yaml"))
+        settings.pop("_target_")
+        return cls(**{**settings, **changes})
+
     def __post_init__(self) -> None:
         if self.edge_rule not in EDGE_RULES:
             raise ValueError(f"postprocess.edge_rule={self.edge_rule}: choose one of {', '.join(EDGE_RULES)}")

@@ -195,7 +195,7 @@ class BeadCounter(QWidget):
         return image, name, maps, self._instances(maps, image, threshold)
 
     def _instances(self, maps: np.ndarray, image: np.ndarray, threshold: float):
-        return threshold, PostProcess(threshold=threshold).for_model(self.predictor).instances(maps, image)
+        return threshold, PostProcess.configured(threshold=threshold).for_model(self.predictor).instances(maps, image)
 
     def _follow(self) -> None:
         done, total = self._tiles
