@@ -339,7 +339,7 @@ class PostProcess:
     particle_max_texture: float = 3.0
     debris_area_fraction: float | None = 0.3
     min_contrast_snr: float | None = 5.0
-    min_bead_contrast_snr: float | None = 3.0
+    min_bead_contrast_snr: float | None = 4.0
     bead_area: float | None = None
     learned_bead_area: float | None = None  # set by for_model: the bead area the model saw in validation
     edge_rule: str = "gundersen"
