@@ -7,7 +7,8 @@ distance. The model and the classical baseline are scored against the composites
 one-to-one by centroid within 5 px); the count error is signed (found - true) / true.
 
 The dilution check predicts the lab's real tiles as a user does (``beadseg-predict group_regex=...``) and compares
-each dense group's count × dilution (the edge rule's counts) with the sparse groups' (2560x and sparser).
+each dense group's count × dilution (the edge rule's counts) with the sparse groups' (2560x and sparser) of the
+same stock (the capture date in the file names).
 
     python benchmarks/dense_composite.py                      # the shipped model
     python benchmarks/dense_composite.py --ckpt RUN --images 12
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import time
 from pathlib import Path
 
@@ -34,7 +36,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "microbeads" / "real"
 SETS = {"320x-like": (410, 750, 11), "160x-like": (900, 1400, 12)}  # beads per 512² (low, high), seed
 DENSE_FRAMES = r"^(160x|320x)_"
 CAPTURE = r"^(.*)_grid_"
-DILUTION = r"^(\d+)x_"
+STOCK = r"^(\d+)x_(\d{4}-\d{2}-\d{2})"  # dilution and capture date
 
 
 def configured(name: str, overrides: list[str]):
@@ -52,22 +54,26 @@ def score(data: Path, out: Path, method: list[str]) -> tuple[dict, float]:
 
 
 def dilution_check(data: Path, work: Path, ckpt: list[str]) -> list[str]:
-    """Count × dilution of each group of the lab's tiles (edge rule), against the sparse groups' (≥ 2560x)."""
+    """Count × dilution of each group of the lab's tiles (edge rule), against the sparse groups' (≥ 2560x) of the
+    same stock (the capture date in the names: beads of one day's dilution series)."""
     out = work / "predict_real"
     predict(configured("predict", [f"input={data / 'images'}", f"output={out}", f"paths.output_dir={out}",
                                    "overlays=false", *ckpt]))
-    by_dilution: dict[int, list[int]] = {}
+    counts: dict[tuple[str, int], list[int]] = {}
     with open(out / "counts.csv") as handle:
         for row in csv.DictReader(handle):
-            by_dilution.setdefault(int(row["image"].split("x_")[0]), []).append(int(row["count"]))
-    concentration = {d: float(np.mean(v)) * d for d, v in sorted(by_dilution.items())}
-    sparse = float(np.mean([c for d, c in concentration.items() if d >= 2560]))
-    lines = ["| dilution | frames | beads per frame (mean, edge rule) | count × dilution | against the sparse groups |",
-             "|---|---|---|---|---|"]
-    for dilution, value in concentration.items():
-        lines.append(f"| {dilution}x | {len(by_dilution[dilution])} | {np.mean(by_dilution[dilution]):.1f} | "
-                     f"{value:,.0f} | {value / sparse - 1:+.1%} |")
-    lines.append(f"\nsparse groups (2560x, 5120x, 10240x): {sparse:,.0f} beads per frame at 1x")
+            match = re.match(STOCK, row["image"])
+            counts.setdefault((match.group(2), int(match.group(1))), []).append(int(row["count"]))
+    lines = ["| stock (date) | dilution | frames | beads per frame (mean, edge rule) | count × dilution | "
+             "against the stock's sparse groups |", "|---|---|---|---|---|---|"]
+    for stock in sorted({stock for stock, _ in counts}):
+        groups = {dilution: values for (day, dilution), values in sorted(counts.items()) if day == stock}
+        sparse = [float(np.mean(v)) * d for d, v in groups.items() if d >= 2560]
+        reference = float(np.mean(sparse)) if sparse else None
+        for dilution, values in groups.items():
+            value = float(np.mean(values)) * dilution
+            versus = f"{value / reference - 1:+.1%}" if reference and dilution < 2560 else "(sparse)" if reference else "-"
+            lines.append(f"| {stock} | {dilution}x | {len(values)} | {np.mean(values):.1f} | {value:,.0f} | {versus} |")
     return lines
 
 
