@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
 
 from beadseg.checkpoint import load_network, module_settings
+from beadseg.inference.tracing import trace
 
 
 INFERENCE_SETTINGS = ("net", "normalization", "threshold", "peak_threshold", "bead_area", "class_names", "centres")
@@ -29,17 +29,6 @@ def slim_checkpoint(ckpt: str, target: Path) -> Path:
             "beadseg_split": checkpoint.get("beadseg_split"), "beadseg_source": str(ckpt), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
     torch.save(slim, target)
     return target
-
-
-def trace(net: torch.nn.Module, example: torch.Tensor):
-    """``torch.jit.trace`` without the warnings it gives for every beadseg network: that tracing is deprecated
-    (TorchScript is what bioimage.io and Fiji's DeepImageJ run) and that size checks in the network were traced as
-    constants. Both are understood, and every export is compared with the checkpoint on a new input right after."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit.*")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        return torch.jit.trace(net, example)
 
 
 DEFAULT_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-4, "checkpoint": 5e-2}  # largest logit difference
