@@ -148,13 +148,15 @@ def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, 
     """
     out = np.zeros(labels.shape, np.int32)
     count = 0
-    for index, (number, pixels) in enumerate(ndi.value_indices(labels, ignore_value=0).items()):
+    for pixels in ndi.value_indices(labels, ignore_value=0).values():
         area = len(pixels[0])
         beads = max(1, int(round(area / single_area))) if single_area and area >= min_ratio * single_area else 1
         if beads == 1:
             out[pixels] = count = count + 1
             continue
-        out[pixels] = count + 1 + nearest_centre_parts(pixels, beads, seed + index)
+        # seeded by where the object starts, not by its number among the others (which other pieces change)
+        start = int(pixels[0][0]) * labels.shape[1] + int(pixels[1][0])
+        out[pixels] = count + 1 + nearest_centre_parts(pixels, beads, seed + start)
         count = int(out.max())
     return out
 
