@@ -75,20 +75,27 @@ def smooth_background(image: np.ndarray, objects: np.ndarray, sigma: float) -> n
     return np.where(near_weight > 0.05, near, np.where(wide_weight > 1e-3, wide, fallback)).astype(np.float32)
 
 
-def object_pixels(image: np.ndarray, mask: np.ndarray, diameter: float) -> tuple[np.ndarray, np.ndarray, float]:
+def robust_sigma(values: np.ndarray) -> float:
+    """The standard deviation of normally distributed ``values`` from their median absolute deviation (beads and
+    outliers barely move it); at least 1e-6."""
+    if not values.size:
+        return 1e-6
+    return max(1.4826 * float(np.median(np.abs(values - np.median(values)))), 1e-6)
+
+
+def object_pixels(image: np.ndarray, mask: np.ndarray, diameter: float) -> tuple[np.ndarray, np.ndarray]:
     """Every object of a frame, labelled or not: the mask's pixels and every pixel whose 1 px smoothed residual
     from the background stands over ``OBJECT_SIGMAS`` noise sigmas off it (dark or bright), grown by half a bead.
-    Returns the objects, the background (:func:`smooth_background` outside them) and the residual's noise σ."""
+    Returns the objects and the background (:func:`smooth_background` outside them)."""
     image = np.asarray(image, np.float32)
     sigma, halo = 2.0 * diameter, max(int(round(diameter / 2)), 1)
     labelled = ndi.binary_dilation(mask > 0, iterations=halo)
     residual = ndi.gaussian_filter(image - smooth_background(image, labelled, sigma), 1.0)
     free = residual[~labelled]
     centre = float(np.median(free)) if free.size else 0.0
-    noise = max(1.4826 * float(np.median(np.abs(free - centre))) if free.size else 0.0, 1e-6)
-    standing_out = np.abs(residual - centre) > OBJECT_SIGMAS * noise
+    standing_out = np.abs(residual - centre) > OBJECT_SIGMAS * robust_sigma(free)
     objects = labelled | ndi.binary_dilation(standing_out, iterations=halo)
-    return objects, smooth_background(image, objects, sigma), noise
+    return objects, smooth_background(image, objects, sigma)
 
 
 def emptied(image: np.ndarray, objects: np.ndarray, background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -129,8 +136,7 @@ class BeadLibrary:
     diameters: dict[str, float] = field(default_factory=dict)
     dtype: np.dtype = np.dtype(np.uint8)
 
-    def add_frame(self, image: np.ndarray, mask: np.ndarray, group: str, rng: np.random.Generator,
-                  background: bool = True) -> None:
+    def add_frame(self, image: np.ndarray, mask: np.ndarray, group: str, rng: np.random.Generator) -> None:
         """Cut the isolated beads of one frame (components of the mask of one bead's area, nothing else within
         half a bead of them, not cut by the frame's edge, standing out of the background: a mean contrast of at
         least ``MIN_BEAD_SNR`` noise sigmas over their area) and keep the frame emptied of every object."""
@@ -139,13 +145,11 @@ class BeadLibrary:
         if area <= 0:
             return
         diameter = float(np.sqrt(4 * area / np.pi))
-        objects, smooth, _ = object_pixels(image, mask, diameter)
-        if background:
-            self.backgrounds.append(emptied(image, objects, smooth, rng))
+        objects, smooth = object_pixels(image, mask, diameter)
+        self.backgrounds.append(emptied(image, objects, smooth, rng))
         self.dtype = np.dtype(image.dtype)
         difference = np.asarray(image, np.float32) - smooth
-        free = difference[~objects]
-        pixel_noise = max(1.4826 * float(np.median(np.abs(free - np.median(free)))) if free.size else 0.0, 1e-6)
+        pixel_noise = robust_sigma(difference[~objects])
         ratio = np.asarray(image, np.float32) / np.maximum(smooth, 1e-6)
         components = label(mask, connectivity=2)
         sizes = np.bincount(components.ravel())
@@ -191,12 +195,13 @@ def place_beads(rng: np.random.Generator, shape: tuple[int, int], n_beads: int, 
     placed = np.zeros((0, 2))
     groups: list[np.ndarray] = []
     remaining = n_beads
+    # a draw starts a touching group with these odds, so that touching_fraction of the beads end up in one
+    group_odds = touching_fraction / (touching_fraction + (1 - touching_fraction) * np.dot(GROUP_SIZES, GROUP_ODDS))
     height, width = shape
     failures = 0
     while remaining > 0 and failures < 200:
         size = 1
-        if rng.random() < touching_fraction * 1.0 / (touching_fraction + (1 - touching_fraction) * np.dot(
-                GROUP_SIZES, GROUP_ODDS)):
+        if rng.random() < group_odds:
             size = int(rng.choice(GROUP_SIZES, p=GROUP_ODDS))
         size = min(size, remaining)
         chain = rng.random() < 0.5  # a chain keeps its direction; a clump grows around its members

@@ -131,14 +131,15 @@ def split_by_area(mask: np.ndarray, single_area: float | None = None, seed: int 
     """Instance labels of a mask whose touching beads merged, one per bead by area: a component of area A holds
     ``round(A / single_area)`` beads (at least one; ``single_area`` defaults to :func:`single_bead_area`), each
     the pixels nearest one of the centres k-means places on it. The lab's convention for counting beads."""
-    components = label(mask > 0, connectivity=1)
+    components = label(mask > 0, connectivity=1).astype(np.int32)
     return split_large(components, single_area or single_bead_area(mask), 1.5, seed)
 
 
 def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, seed: int = 0) -> np.ndarray:
     """Instance labels in which every object of at least ``min_ratio`` times ``single_area`` px is split into
-    ``round(area / single_area)`` beads (:func:`nearest_centre_parts`), renumbered 1..N in order; smaller objects
-    stay whole. A merged doublet becomes two beads, a chain of four four.
+    ``round(area / single_area)`` beads (:func:`nearest_centre_parts`): its first part keeps its number, the others
+    get new numbers after the largest; smaller objects stay as they are. A merged doublet becomes two beads, a
+    chain of four four.
 
     Examples
     --------
@@ -146,18 +147,25 @@ def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, 
     >>> int(split_large(doublet, 25.0).max())
     2
     """
-    out = np.zeros(labels.shape, np.int32)
-    count = 0
-    for pixels in ndi.value_indices(labels, ignore_value=0).values():
-        area = len(pixels[0])
-        beads = max(1, int(round(area / single_area))) if single_area and area >= min_ratio * single_area else 1
+    areas = np.bincount(labels.ravel())
+    areas[0] = 0
+    large = np.flatnonzero(areas >= min_ratio * single_area) if single_area else np.zeros(0, int)
+    if not len(large):
+        return labels
+    out = labels.astype(np.int32, copy=True)
+    count = int(labels.max())
+    boxes = ndi.find_objects(labels)
+    for number in large:
+        box = boxes[number - 1]
+        rows, columns = np.nonzero(labels[box] == number)
+        beads = max(1, int(round(areas[number] / single_area)))
         if beads == 1:
-            out[pixels] = count = count + 1
             continue
         # seeded by where the object starts, not by its number among the others (which other pieces change)
-        start = int(pixels[0][0]) * labels.shape[1] + int(pixels[1][0])
-        out[pixels] = count + 1 + nearest_centre_parts(pixels, beads, seed + start)
-        count = int(out.max())
+        start = (box[0].start + int(rows[0])) * labels.shape[1] + box[1].start + int(columns[0])
+        parts = nearest_centre_parts((rows, columns), beads, seed + start)
+        out[box][rows, columns] = np.where(parts == 0, number, count + parts)
+        count += int(parts.max())
     return out
 
 

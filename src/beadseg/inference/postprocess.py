@@ -425,10 +425,13 @@ class PostProcess:
         boxes = ndi.find_objects(objects)
         for number in large:
             box = boxes[number - 1]
+            height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
+            if not 0.75 <= height / width <= 4 / 3 or areas[number] < 0.6 * height * width:
+                continue  # not round (a disk fills π/4 of its square box): a chain or clump of beads
             region = objects[box] == number
-            roundness = circularity(areas[number], crofton_perimeters(region.astype(np.int32))[1])
-            if roundness >= self.particle_min_circularity and \
-                    texture(image[box], region, noise, inset) <= self.particle_max_texture:
+            if texture(image[box], region, noise, inset) > self.particle_max_texture:
+                continue  # beads show their own profiles inside: a clump
+            if circularity(areas[number], crofton_perimeters(region.astype(np.int32))[1]) >= self.particle_min_circularity:
                 found.add(int(number))
         return found
 
