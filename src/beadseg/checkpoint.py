@@ -9,6 +9,7 @@ nothing else a checkpoint names (losses, optimisers, any ``_target_``) is ever r
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +195,7 @@ def trusted_resume(path: str | Path, run_dir: Path) -> tuple[Path, list[str]]:
             for key in outside:
                 del models[key]
             dropped += [f"{str(name)[:60]}: best_k_models[{str(key)[:120]!r}]" for key in outside]
-    copy = run_dir / "resumed_from.ckpt"
+    copy = run_dir / f"resumed_from.{os.getpid()}.ckpt"  # one per process: DDP ranks each make their own
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, copy)
     return copy, dropped
