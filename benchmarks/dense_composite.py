@@ -72,7 +72,7 @@ def dilution_check(data: Path, work: Path, ckpt: list[str]) -> list[str]:
         reference = float(np.mean(sparse)) if sparse else None
         for dilution, values in groups.items():
             value = float(np.mean(values)) * dilution
-            versus = f"{value / reference - 1:+.1%}" if reference and dilution < 2560 else "(sparse)" if reference else "-"
+            versus = "-" if not reference else "(sparse)" if dilution >= 2560 else f"{value / reference - 1:+.1%}"
             lines.append(f"| {stock} | {dilution}x | {len(values)} | {np.mean(values):.1f} | {value:,.0f} | {versus} |")
     return lines
 
@@ -101,13 +101,13 @@ def main() -> None:
         folder = write_synthetic_folder(source, args.work / name)
         costs.append(f"{name}: beads cut from {len(library.backgrounds)} frames in {cut:.1f} s "
                      f"({sum(map(len, library.beads.values()))} isolated beads); "
-                     f"{(time.perf_counter() - started) / args.images * 1000:.0f} ms per 512² composite frame (drawn and "
-                     "written as TIFF)")
+                     f"{(time.perf_counter() - started) / args.images * 1000:.0f} ms per 512² composite frame "
+                     "(drawn and written as TIFF)")
         for method, overrides in methods.items():
             metrics, signed = score(folder, args.work / f"eval_{name}_{method}", overrides)
             objects = metrics["objects"]["centroid"]
-            lines.append(f"| {args.images} {name} | {method} | {metrics['count']['total_true']} | {objects['f1']:.3f} | "
-                         f"{objects['precision']:.3f} | {objects['recall']:.3f} | {signed:+.1%} |")
+            lines.append(f"| {args.images} {name} | {method} | {metrics['count']['total_true']} | "
+                         f"{objects['f1']:.3f} | {objects['precision']:.3f} | {objects['recall']:.3f} | {signed:+.1%} |")
             print(lines[-1], flush=True)
     dilution = dilution_check(args.data, args.work, ckpt)
     print("\n".join(["", f"model: {args.ckpt or 'the shipped model'}", "", *lines, "", *costs, "",

@@ -171,7 +171,8 @@ class BeadLibrary:
                 continue  # another object (labelled or not) within half a bead: not isolated
             if abs(float(difference[window][mine].mean())) * np.sqrt(mine.sum()) < MIN_BEAD_SNR * pixel_noise:
                 continue  # a label over (almost) nothing: no template of a bead
-            feather = ndi.gaussian_filter(ndi.binary_dilation(mine, iterations=own_halo - 1 or 1).astype(np.float32), 1.0)
+            grown = ndi.binary_dilation(mine, iterations=max(own_halo - 1, 1))
+            feather = ndi.gaussian_filter(grown.astype(np.float32), 1.0)
             bead_ratio = 1.0 + feather * (ratio[window] - 1.0)
             ys, xs = np.nonzero(mine)
             kept.append(CutBead(bead_ratio.astype(np.float32), mine, (float(ys.mean()), float(xs.mean()))))

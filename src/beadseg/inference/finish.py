@@ -24,12 +24,12 @@ from beadseg.inference.handover import Blocks, call_placed
 from beadseg.inference.postprocess import PostProcess
 
 OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
-                  "mean_intensity", "mean_probability", "contrast_snr", "object_id", "object_beads", "at_edge", "counted",
-                  "area_um2", "equivalent_diameter_um"]
+                  "mean_intensity", "mean_probability", "contrast_snr", "object_id", "object_beads", "at_edge",
+                  "counted", "area_um2", "equivalent_diameter_um"]
 DEBRIS_COLUMNS = ["image", "reason", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
                   "mean_probability", "contrast_snr"]
-COUNT_COLUMNS = ["image", "count", "count_all", "at_edge", "debris", "particles", "edge_rule", "mean_diameter", "coverage", "mean_uncertainty", "flagged", "pixel_size_um",
-                 "mean_diameter_um", "beads_per_mm2", "path"]
+COUNT_COLUMNS = ["image", "count", "count_all", "at_edge", "debris", "particles", "edge_rule", "mean_diameter",
+                 "coverage", "mean_uncertainty", "flagged", "pixel_size_um", "mean_diameter_um", "beads_per_mm2", "path"]
 
 
 def keep_freed_memory() -> None:
@@ -181,9 +181,10 @@ def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | Non
         outputs.write_map(result["uncertainty"], out / "uncertainty" / f"{name}.tif")
     mean_uncertainty, coverage = outputs.masked_mean(result["uncertainty"], labels)
     diameters = [row["equivalent_diameter"] for row in objects]
+    counted = sum(bool(row["counted"]) for row in objects)  # by the edge rule
     counts = {
         "image": name,
-        "count": sum(bool(row["counted"]) for row in objects),
+        "count": counted,
         "count_all": len(objects),
         "at_edge": sum(bool(row["at_edge"]) for row in objects),
         "debris": sum(row["reason"] != "particle" for row in result["debris"]),
@@ -196,8 +197,7 @@ def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | Non
         "pixel_size_um": size or "",
         "mean_diameter_um": round(float(np.mean([row["equivalent_diameter_um"] for row in objects])), 3)
         if objects and size else "",
-        "beads_per_mm2": round(sum(bool(row["counted"]) for row in objects) / (labels.size * size**2 * 1e-6), 2)
-        if size else "",  # the edge rule's count over the frame's area: an unbiased density
+        "beads_per_mm2": round(counted / (labels.size * size**2 * 1e-6), 2) if size else "",  # unbiased: edge rule
         "path": result["path"],
     }
     if wants_overlay(result["index"], options["overlays"]):
