@@ -69,3 +69,20 @@ def test_predict_with_a_dilution_regex_writes_the_report(tmp_path):
     assert (out / "dilution_report.png").stat().st_size > 10_000
     text = (out / "dilution_report.md").read_text()
     assert "slope" in text and "count × dilution" in text and "dilution report" in done.stdout
+
+
+def test_group_counts_sort_dilutions_as_numbers_with_the_sample_sd(tmp_path):
+    """Issue 29: group_counts.csv listed 10240, 2560, 320, 5120 (text order) with a population sd."""
+    import csv
+
+    import numpy as np
+
+    from beadseg.inference.predict import group_counts
+
+    counts = [{"image": f"{d}x_{i}", "count": c, "count_all": c + 1}
+              for d, values in ((10240, [3, 5]), (2560, [40, 44, 47]), (320, [600, 640])) for i, c in enumerate(values)]
+    with open(group_counts(counts, r"^(\d+)x_", tmp_path)) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["group"] for row in rows] == ["320", "2560", "10240"]
+    assert float(rows[1]["std_count"]) == round(float(np.std([40, 44, 47], ddof=1)), 2) != round(float(np.std([40, 44, 47])), 2)
+    assert [int(row["total_count_all"]) - int(row["total_count"]) for row in rows] == [2, 3, 2]

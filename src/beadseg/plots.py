@@ -233,7 +233,9 @@ def sweep_figure(sweep: list[dict], best: float, path: Path) -> Path:
 # prediction
 
 def group_counts_figure(rows: list[dict], path: Path) -> Path:
-    """Mean beads per image against the group (log-log when the groups are numbers, e.g. dilutions)."""
+    """Mean beads per image against the group (log-log when the groups are numbers, e.g. dilutions), with the sample
+    sd as error bars (none for a group of one image)."""
+    rows = [{**r, "std_count": r["std_count"] or 0.0} for r in rows]
     numeric = [(float(r["group"]), r["mean_count"], r["std_count"]) for r in rows if re.fullmatch(r"[\d.]+", r["group"])]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     if numeric:

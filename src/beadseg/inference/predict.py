@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -296,6 +297,17 @@ def merge_tables(out: Path, files: list[Path], group_regex: str | None, save_deb
             "missing": [str(p) for p in files if image_name(p) not in records]}
 
 
+def natural_order(name: str) -> tuple:
+    """Sorts names with numbers by their numbers: 320x, 2560x, 10240x (not 10240x, 2560x, 320x as text).
+
+    Examples
+    --------
+    >>> sorted(["10240", "2560", "320", "a"], key=natural_order)
+    ['320', '2560', '10240', 'a']
+    """
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
+
+
 def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
     """Counts per group (the regex's first group, e.g. the dilution, or the capture whose tiles the frames are:
     ``'^(.*)_grid_'``; the name itself where it does not match) as a table and a plot. ``total_count`` sums the
@@ -304,11 +316,12 @@ def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
     for row, key in zip(counts, group_names([row["image"] for row in counts], pattern)):
         groups.setdefault(key, []).append(row)
     rows = []
-    for key, members in sorted(groups.items()):
+    for key, members in sorted(groups.items(), key=lambda item: natural_order(item[0])):
         values = [int(row["count"]) for row in members]
         rows.append({"group": key, "images": len(values), "total_count": int(np.sum(values)),
                      "total_count_all": int(sum(int(row["count_all"]) for row in members)),
-                     "mean_count": round(float(np.mean(values)), 2), "std_count": round(float(np.std(values)), 2)})
+                     "mean_count": round(float(np.mean(values)), 2),  # the sample sd, as the dilution report's
+                     "std_count": round(float(np.std(values, ddof=1)), 2) if len(values) > 1 else ""})
     plots.group_counts_figure(rows, out / "group_counts.png")
     return write_csv(rows, out / "group_counts.csv", list(rows[0]))
 
