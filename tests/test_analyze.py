@@ -70,7 +70,9 @@ def test_counts_and_areas_are_exact_and_clean_labels_pass(tmp_path, run_analyze)
     assert summary["beads_per_image"]["max"] == max(l.max() for l in truth.values())
     assert summary["label_qa"]["images_offset"] == summary["label_qa"]["images_missing_labels"] == 0
     assert summary["mask_kinds"] == {"binary": 6} and {row["mask_kind"] for row in rows} == {"binary"}
-    assert "Masks read as: binary masks" in (out / "REPORT.md").read_text()
+    report = (out / "REPORT.md").read_text()
+    assert "Masks read as: binary masks" in report
+    assert "(dark in all 6 images)" in report and "{" not in report.split("on their background")[1][:40]  # no raw dict
     for name in ("distribution_analysis.png", "sample_images.png", "label_qa.png", "REPORT.md", "recommended.yaml"):
         assert (out / name).stat().st_size > 0
     assert iio.imread(out / "label_qa.png").shape[0] <= 2200  # a figure one can look at, not a 4000 px strip

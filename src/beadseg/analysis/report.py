@@ -18,6 +18,14 @@ def _mask_kinds(kinds: dict) -> str:
     return "; ".join(f"{words[kind]}: {count}" for kind, count in sorted(kinds.items()))
 
 
+def _polarities(counts: dict) -> str:
+    """``{'dark': 56}`` -> "dark in all 56 images"; ``{'dark': 50, 'bright': 6}`` -> "dark in 50, bright in 6 images"."""
+    if len(counts) == 1:
+        (kind, count), = counts.items()
+        return f"{kind} in all {count} images"
+    return ", ".join(f"{kind} in {count}" for kind, count in sorted(counts.items(), key=lambda kv: -kv[1])) + " images"
+
+
 def _flagged(rows: list[dict], flag: str) -> list[dict]:
     return [r for r in rows if flag in r["flags"].split(";")]
 
@@ -40,7 +48,7 @@ def write_report(path: Path, root: Path, summary: dict, rows: list[dict], choice
         "",
         "## What the data are",
         f"- {summary['images']} images ({', '.join(summary['image_sizes'])}), {'/'.join(map(str, summary['bit_depths']))}-bit, "
-        f"beads mostly **{summary['polarity']}** on their background ({summary['polarity_counts']}).",
+        f"beads mostly **{summary['polarity']}** on their background ({_polarities(summary['polarity_counts'])}).",
         f"- Beads per image: {_range(beads)}; images per density bin: {bins}.",
         f"- Masks read as: {_mask_kinds(summary['mask_kinds'])}.",
         f"- Bead pixels per image: {_range({k: (v * 100 if v is not None else None) for k, v in summary['positive_ratio'].items()}, '%')}.",
