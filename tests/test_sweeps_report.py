@@ -65,7 +65,7 @@ def test_report_numbers_come_from_the_logs(tmp_path):
     for row, (_, model, lr, val) in zip(summary, FAKE_RUNS):
         best = max(val)
         assert row[1] == model and float(row[2]) == lr
-        assert float(row[6]) == pytest.approx(best, abs=1e-4) and int(row[7]) == val.index(best)
+        assert float(row[6]) == pytest.approx(best, abs=1e-4) and int(row[7]) == val.index(best) + 1  # epochs counted from 1
         assert int(row[8]) == len(val) and float(row[9]) >= 100
     lr_impact = table(report, "### `optimizer.lr`")
     assert [float(r[0]) for r in lr_impact] == [0.0001, 0.001]
@@ -73,7 +73,7 @@ def test_report_numbers_come_from_the_logs(tmp_path):
     assert float(lr_impact[1][4]) == pytest.approx(0.66, abs=1e-4)
     model_impact = table(report, "### `model`")
     assert [r[0] for r in model_impact] == ["attention_unet", "unet"]
-    assert "Best validation Jaccard **0.6600** at epoch 1" in report and "IoU 0.5200" in report
+    assert "Best validation Jaccard **0.6600** at epoch 2" in report and "IoU 0.5200" in report
     for figure in re.findall(r"\((figure\d_\w+\.png|impact_\w+\.png)\)", report):
         assert (tmp_path / figure).stat().st_size > 0
     assert len(re.findall(r"\(figure\d", report)) == 5
@@ -126,3 +126,12 @@ def test_study_presets_sweep_what_they_say(compose_config):
     assert lab.hydra.sweeper.params["lab_params"] == "mitochondria,microbead"
     for choice, lr in (("mitochondria", 1e-3), ("microbead", 1e-4)):
         assert compose_config("train", [f"lab_params={choice}"]).optimizer.lr == lr
+
+
+def test_the_report_counts_epochs_from_one_as_training_does(tmp_path):
+    """Issue 29: beadseg-report said "best epoch 0" where training, checkpoints and result.json say 1."""
+    from beadseg.report.logs import RunLog
+
+    run = RunLog(tmp_path, ["model=unet"], {}, {"val/jaccard": [0.61, 0.72, 0.70]})
+    assert run.best() == (0.72, 2)  # the second epoch: epoch002-... in the checkpoint's name
+    assert RunLog(tmp_path, [], {}, {}).best() == (None, None)

@@ -293,7 +293,7 @@ def curves(runs: list, tag: str, ylabel: str, path: Path, target: float | None =
     for run in runs:
         values = run.learning_rate if tag == "lr" else run.series.get(tag, [])
         if values:
-            ax.plot(range(len(values)), values, label=run.name[:60], marker="o" if len(values) < 12 else None)
+            ax.plot(range(1, len(values) + 1), values, label=run.name[:60], marker="o" if len(values) < 12 else None)
     if target is not None:
         ax.axhline(target, color="green", linestyle="--", label=f"target {target:g}")
     ax.set(xlabel="epoch", ylabel=ylabel, yscale="log" if log else "linear")
@@ -305,7 +305,7 @@ def generalisation_gap(run, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5))
     for tag, label in (("train/jaccard", "training"), ("val/jaccard", "validation")):
         values = run.series.get(tag, [])
-        ax.plot(range(len(values)), values, label=label)
+        ax.plot(range(1, len(values) + 1), values, label=label)
     ax.set(xlabel="epoch", ylabel="Jaccard", title=f"Best run: {run.name[:70]}")
     ax.legend()
     return save(fig, path)
@@ -350,7 +350,7 @@ def before_after(runs: list, labels: list, path: Path) -> Path:
     for ax, run, label in zip(axes[0], runs, labels):
         for tag, name in (("train/jaccard", "training"), ("val/jaccard", "validation")):
             values = run.series.get(tag, [])
-            ax.plot(range(len(values)), values, label=name)
+            ax.plot(range(1, len(values) + 1), values, label=name)
         best, epoch = run.best()
         ax.set(title=f"{label}: best val Jaccard {best:.3f} (epoch {epoch})", xlabel="epoch", ylabel="Jaccard")
         ax.legend()

@@ -27,11 +27,13 @@ class RunLog:
         return " ".join(self.overrides) or self.path.name
 
     def best(self, tag: str = "val/jaccard") -> tuple[float | None, int | None]:
+        """The best value of an epoch-level series and its epoch, counted from 1 as training, checkpoints and
+        ``result.json`` count."""
         values = self.series.get(tag) or []
         if not values:
             return None, None
         index = max(range(len(values)), key=values.__getitem__)
-        return values[index], index
+        return values[index], index + 1
 
     @property
     def learning_rate(self) -> list[float]:
