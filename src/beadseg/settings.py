@@ -139,6 +139,52 @@ INFERENCE = {
     "inference.mc_samples": Field(int, low=0),
 }
 WORKERS = Field(int, low=0, also=("auto",))
+IMAGE = {
+    "image.pixel_size_um": Field(float, low=0.0, open_low=True, nullable=True),
+    "image.require_pixel_size": Field(bool),
+    "image.scene": Field(int, low=0, nullable=True),
+    "image.z": Field(int, low=0, nullable=True),
+    "image.t": Field(int, low=0, nullable=True),
+}
+DETECTOR = {
+    "detector.polarity": Field(str, choices=("auto", "dark", "bright")),
+    "detector.threshold": Field(float, low=0.0, open_low=True),
+    "detector.min_distance": COUNT,
+    "detector.background_size": Field(int, low=3),
+    "detector.smooth_sigma": Field(float, low=0.0),
+}
+SOURCE = {
+    "n_images": Field(int, low=0),
+    "image_size": Field(int, low=16),
+    "min_beads": Field(int, low=0),
+    "max_beads": Field(int, low=0),
+    "cluster_fraction": Field(float, low=0.0, high=1.0, nullable=True),
+    "empty_fraction": PROBABILITY,
+    "max_debris": Field(int, low=0),
+    "touching_fraction": PROBABILITY,
+    "modality": Field(str, choices=("brightfield", "fluorescence", "mixed")),
+    "bit_depth": Field(int, choices=(8, 16), also=("mixed",)),
+}
+# Settings known by their last name wherever they sit (an augmentation's ``p``, a scheduler's ``factor``, ...).
+BY_NAME = {
+    "p": PROBABILITY,
+    "lr": Field(float, low=0.0, open_low=True),
+    "min_lr": Field(float, low=0.0),
+    "eta_min": Field(float, low=0.0),
+    "weight_decay": Field(float, low=0.0),
+    "momentum": PROBABILITY,
+    "factor": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
+    "patience": Field(int, low=0),
+    "min_delta": Field(float, low=0.0),
+    "save_top_k": Field(int, low=-1),
+    "every_n_epochs": COUNT,
+    "max_images": Field(int, low=0),
+    "minutes": Field(float, low=0.0, open_low=True, nullable=True),
+    "seed": Field(int),
+    "gamma": Field(float, low=0.0),
+    "smooth": Field(float, low=0.0),
+    "ignore_index": Field(int),
+}
 SETTINGS: dict[str, dict[str, Field]] = {
     "train": {
         "optimizer.lr": Field(float, low=0.0, open_low=True),
@@ -161,9 +207,21 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "seed": Field(int),
         "threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
         "monitor": Field(str, pattern=r"(train|val)/\w+"),
+        "monitor_mode": Field(str, choices=("min", "max")),
+        "model.depth": Field(int, low=1, high=8),
+        "model.in_channels": COUNT,
+        "model.out_channels": COUNT,
+        "data.num_workers": WORKERS,
+        "data.ignore_unlabelled": Field(bool),
+        "data.bead_truth": Field(str, choices=("area", "watershed")),
+        "data.normalization.method": Field(str, choices=("percentile", "dataset_max", "fixed")),
+        "data.normalization.low": Field(float, low=0.0, high=100.0),
+        "data.normalization.high": Field(float, low=0.0, high=100.0),
+        **{f"data.source.{key}": field for key, field in SOURCE.items()},
+        **IMAGE,
     },
     "predict": {
-        **POSTPROCESS, **INFERENCE,
+        **POSTPROCESS, **INFERENCE, **IMAGE,
         "num_workers": WORKERS,
         "post_workers": WORKERS,
         "frames_per_step": Field(int, low=1, also=("auto",)),
@@ -182,7 +240,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "resume": Field(bool),
     },
     "eval": {
-        **POSTPROCESS, **INFERENCE,
+        **POSTPROCESS, **INFERENCE, **IMAGE,
         "match_distance": Field(float, low=0.0, open_low=True),
         "min_iou": Field(float, low=0.0, high=1.0, open_low=True),
         "split": Field(str, choices=("all", "val", "test", "train")),
@@ -190,12 +248,72 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "worst_images": Field(int, low=0),
         "post_workers": WORKERS,
     },
+    "qc": {
+        **DETECTOR, **IMAGE,
+        "workers": Field(int, low=0),
+        "symlinks": Field(bool),
+        "qc.min_beads": Field(int, low=0),
+        "qc.min_snr": Field(float, low=0.0, open_low=True),
+        "qc.max_noise_ratio": Field(float, low=1.0),
+        "qc.max_saturated": PROBABILITY,
+        "qc.min_focus_ratio": Field(float, low=0.0, high=1.0),
+    },
+    "analyze": {
+        **DETECTOR, **IMAGE,
+        "fix": Field(bool),
+        "add_missing": Field(bool),
+        "qa.min_labelled_fraction": PROBABILITY,
+        "qa.min_offset_px": Field(float, low=0.0),
+        "qa.min_offset_confidence": PROBABILITY,
+        "qa.max_shift": Field(int, low=0, high=64),
+    },
+    "export": {
+        "format": Field(str, choices=("torchscript", "onnx", "checkpoint", "bioimageio")),
+        "tile": Field(int, low=32),
+        "tolerance": Field(float, low=0.0, open_low=True, nullable=True),
+    },
+    "explain": {
+        **IMAGE,
+        "window": COUNT,
+    },
+    "synth": {
+        "n": COUNT,
+        "size": Field(int, low=16),
+        "seed": Field(int, low=0),
+        "modality": SOURCE["modality"],
+        "bit_depth": SOURCE["bit_depth"],
+        **{f"source.{key}": field for key, field in SOURCE.items()},
+    },
+    "report": {
+        "target_jaccard": PROBABILITY,
+        "adequacy_bar": PROBABILITY,
+    },
+    "pack": {
+        **IMAGE,
+        "seed": Field(int, low=0),
+        "workers": COUNT,
+        "chunk_bytes": Field(str, pattern=r"\d+(\.\d+)?\s*[KMGT]?B", also=()),
+    },
 }
 
 
 def check_settings(cfg: Any, command: str) -> None:
     """Refuse, by key, the first setting of ``command`` (a key of :data:`SETTINGS`) whose value ``cfg`` gives with
-    the wrong type or out of range; keys the config does not hold are skipped.
+    the wrong type or out of range, then any setting known by its name (:data:`BY_NAME`: an augmentation's ``p``,
+    a scheduler's ``factor``) wherever it sits; keys the config does not hold are skipped.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The command's composed config.
+    command : str
+        ``train``, ``predict``, ``eval``, ``qc``, ``analyze``, ``export``, ``explain``, ``synth``, ``report``,
+        ``pack``.
+
+    Raises
+    ------
+    SettingError
+        One line naming the key, the value and what the key accepts.
 
     Examples
     --------
@@ -204,6 +322,10 @@ def check_settings(cfg: Any, command: str) -> None:
     Traceback (most recent call last):
     ...
     beadseg.settings.SettingError: dilution.confidence=1.5: accepts a finite number > 0 and < 1
+    >>> check_settings(OmegaConf.create({"augmentation": {"transforms": [{"p": 2}]}}), "train")
+    Traceback (most recent call last):
+    ...
+    beadseg.settings.SettingError: augmentation.transforms.0.p=2: accepts a finite number ≥ 0 and ≤ 1
     """
     from omegaconf import OmegaConf
 
@@ -212,10 +334,96 @@ def check_settings(cfg: Any, command: str) -> None:
         if value is MISSING or OmegaConf.is_config(value):
             continue
         field.check(value, key)
+    for key, value in _leaves(cfg):
+        field = BY_NAME.get(key.rsplit(".", 1)[-1])
+        if field is not None and key not in SETTINGS.get(command, {}):
+            field.check(value, key)
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of every plain value under ``node`` that resolves (Hydra's own settings left out)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(node, DictConfig):
+        keys = [key for key in node.keys() if not (prefix == "" and key == "hydra")]
+    elif isinstance(node, ListConfig):
+        keys = list(range(len(node)))
+    else:
+        return [(prefix, node)]
+    leaves = []
+    for key in keys:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+            continue  # an interpolation is checked where it points
+        try:
+            value = node[key]
+        except Exception:
+            continue
+        leaves += _leaves(value, path) if OmegaConf.is_config(value) else [(path, value)]
+    return leaves
+
+
+def typed_like(default: Any) -> Field | None:
+    """The field a setting's default implies, for settings no :data:`SETTINGS` entry or name rule covers: a
+    true/false default takes true/false, a whole number a whole number, a number a finite number; text, lists and
+    null say nothing.
+
+    Examples
+    --------
+    >>> typed_like(0.5).check(float("nan"), "loss.weights.bce")
+    Traceback (most recent call last):
+    ...
+    beadseg.settings.SettingError: loss.weights.bce=nan: accepts a finite number
+    >>> typed_like("auto") is None
+    True
+    """
+    if isinstance(default, bool):
+        return Field(bool)
+    if isinstance(default, int):
+        return Field(int)
+    if isinstance(default, float):
+        return Field(float)
+    return None
+
+
+def check_against_defaults(cfg: Any, defaults: Any, keys: list[str], command: str) -> None:
+    """Refuse the first of ``keys`` (the settings a command line gives) whose value in ``cfg`` is not of the kind
+    its default in ``defaults`` (the same config without those settings) is, unless a field covers it already.
+
+    Examples
+    --------
+    >>> from omegaconf import OmegaConf
+    >>> check_against_defaults(OmegaConf.create({"loss": {"weights": {"bce": "abc"}}}),
+    ...                        OmegaConf.create({"loss": {"weights": {"bce": 0.5}}}), ["loss.weights.bce"], "train")
+    Traceback (most recent call last):
+    ...
+    beadseg.settings.SettingError: loss.weights.bce='abc': accepts a finite number
+    """
+    from omegaconf import OmegaConf
+
+    for key in keys:
+        if key.startswith(("hydra.", "trainer.")) or key in SETTINGS.get(command, {}) or key.rsplit(".", 1)[-1] in BY_NAME:
+            continue  # Lightning checks its Trainer's own arguments; fields check theirs
+        try:
+            default = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)
+            value = OmegaConf.select(cfg, key, default=MISSING, throw_on_missing=False)
+        except Exception:
+            continue
+        field = typed_like(default)
+        if field is not None and value is not MISSING and not OmegaConf.is_config(value):
+            field.check(value, key)
 
 
 def settings_help(command: str) -> str:
-    """The checked settings of ``command`` with what each accepts (``--help`` shows it)."""
+    """The checked settings of ``command`` with what each accepts (``--help`` shows it).
+
+    Examples
+    --------
+    >>> "dilution.confidence" in settings_help("predict")
+    True
+    """
     fields = SETTINGS.get(command, {})
-    width = max((len(key) for key in fields), default=0)
-    return "\n".join(f"  {key.ljust(width)}  {field.accepts()}" for key, field in fields.items())
+    width = max((len(key) for key in [*fields, *BY_NAME]), default=0)
+    named = "\n".join(f"  *.{key.ljust(width - 2)}  {field.accepts()}" for key, field in BY_NAME.items())
+    listed = "\n".join(f"  {key.ljust(width)}  {field.accepts()}" for key, field in fields.items())
+    return f"{listed}\n  wherever they sit:\n{named}\n  any other number or true/false: of its default's kind"

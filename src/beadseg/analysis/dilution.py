@@ -36,7 +36,7 @@ class DilutionSeries:
     def groups(self, counts: list[dict], pattern: str) -> dict[float, np.ndarray]:
         """Counts per frame by dilution (the regex's first group, a number); frames it does not match are left out."""
         by_group: dict[float, list[int]] = {}
-        for row, key in zip(counts, group_names([row["image"] for row in counts], pattern)):
+        for row, key in zip(counts, group_names([row["image"] for row in counts], pattern, "group_regex")):
             if re.fullmatch(r"\d+(\.\d*)?", key):
                 by_group.setdefault(float(key), []).append(int(row["count"]))
         if len(by_group) < 2:

@@ -13,15 +13,15 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import hydra
 from omegaconf import DictConfig
 
 from beadseg.config import CONFIG_DIR
 from beadseg.data.microscope import configure as configure_reading
-from beadseg.settings import check_settings
+from beadseg.settings import SettingError, check_against_defaults, check_settings
 
 # BeadDataError, CheckpointError, SettingError are ValueErrors; OSError: unwritable, missing or wrong-kind paths
 HANDLED = (ValueError, OSError, ImportError)
@@ -89,7 +89,7 @@ def _flat_keys(node, prefix: str = "") -> list[str]:
         keys.append(path)
         try:
             keys += _flat_keys(node._get_node(key), path)
-        except Exception:  # noqa: BLE001 - an interpolation that cannot resolve here is still a key
+        except Exception:
             pass
     return keys
 
@@ -135,12 +135,34 @@ def preflight(config_name: str, arguments: list[str]) -> str | None:
         else:
             wrong = next((key for key in added if OmegaConf.select(cfg, key.rsplit(".", 1)[0]) is None), None)
             if wrong is None:
-                return unwritable(Path(full.hydra.sweep.dir if flags else full.hydra.run.dir))
+                return mistyped(config_name, full, parsed, checked) or unwritable(
+                    Path(full.hydra.sweep.dir if flags else full.hydra.run.dir))
             parent, leaf = wrong.rsplit(".", 1)
             reason = f"+{wrong}: there is no {parent} to add {leaf} to, so it would be ignored"
     keys = [key for key in _flat_keys(cfg) if not key.startswith("hydra")]
     near = difflib.get_close_matches(wrong, keys, n=3, cutoff=0.6)
     return reason + (f" (did you mean {' or '.join(near)}?)" if near else "")
+
+
+def mistyped(config_name: str, full: DictConfig, parsed: list, checked: list[str]) -> str | None:
+    """The first setting, in one line, whose value is out of range (:func:`beadseg.settings.check_settings`) or not
+    of its default's kind (``loss.weights.bce=abc``), or None; checked before Hydra makes the run directory."""
+    from hydra import compose
+
+    choices = set(full.hydra.runtime.choices)
+    groups = [line for o, line in zip(parsed, checked) if o.key_or_group in choices]
+    keys = [o.key_or_group for o in parsed
+            if o.key_or_group not in choices and not o.key_or_group.startswith("hydra") and not o.is_delete()]
+    try:
+        check_settings(full, config_name)
+        if keys:
+            defaults = compose(config_name, overrides=groups)
+            check_against_defaults(full, defaults, keys, config_name)
+    except SettingError as error:
+        return str(error)
+    except Exception:
+        return None
+    return None
 
 
 def unwritable(run_dir: Path) -> str | None:

@@ -13,7 +13,7 @@ from beadseg.cli.app import beadseg_app
 def main(cfg: DictConfig) -> None:
     from beadseg.report.writer import write_report
 
-    print(f"beadseg-report: {write_report(Path(cfg.dir), cfg.target, cfg.adequacy_bar)} (figures beside it)")
+    print(f"beadseg-report: {write_report(Path(cfg.dir), cfg.target_jaccard, cfg.adequacy_bar)} (figures beside it)")
 
 
 if __name__ == "__main__":

@@ -309,7 +309,7 @@ class CompositeSource(RenderedSource):
 
             rows = self.folder.entries()
             pattern = re.compile(self.frames) if self.frames else None
-            groups = group_names([row["name"] for row in rows], self.group_by)
+            groups = group_names([row["name"] for row in rows], self.group_by, "source.group_by")
             library = BeadLibrary()
             for index, (row, group) in enumerate(zip(rows, groups)):
                 if group in self.exclude_groups or (pattern and not pattern.search(row["name"])):

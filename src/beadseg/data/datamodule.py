@@ -174,7 +174,7 @@ class BeadDataModule(pl.LightningDataModule):
             return
         rows = self.source.entries()
         names = [row["name"] for row in rows]
-        groups = group_names(names, self.group_by)
+        groups = group_names(names, self.group_by, "data.group_by")
         counts = [row["bead_count"] for row in rows]
         splits = stratified_split(
             counts, groups, self.val_fraction, self.test_fraction, self.density_edges, self.train_fraction, self.seed,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -11,16 +15,70 @@ SPLITS = ("train", "val", "test")
 DENSITY_EDGES = (5, 15, 30, 100)  # beads per image: bins 0-5, 6-15, 16-30, 31-100, >100 (split, analysis)
 
 
-def group_names(names: list[str], group_by: str | None) -> list[str]:
-    """The group of each name: the regex's first capture group (or whole match); no match: the name itself."""
+def group_names(names: list[str], group_by: str | None, key: str = "group_by", seconds: float = 5.0) -> list[str]:
+    """The group of each name: the regex's first capture group (or whole match); no match: the name itself.
+
+    A regex that backtracks without end on some name (``'^(a+)+b'`` on ``aaa…a.png``) is stopped after ``seconds``
+    (in the main thread; elsewhere it runs unbounded) with an error naming ``key`` and the name.
+
+    Parameters
+    ----------
+    names : list of str
+        Image names (stems).
+    group_by : str or None
+        A regular expression; None or empty: every name is its own group.
+    key : str
+        The setting the regex came from, for the error.
+    seconds : float
+        The time the whole grouping may take.
+
+    Returns
+    -------
+    list of str
+        One group per name.
+
+    Examples
+    --------
+    >>> group_names(["640x_a_grid_r0_c0", "640x_a_grid_r0_c1", "320x_b"], r"^(\d+)x_")
+    ['640', '640', '320']
+    >>> group_names(["a" * 40], "^(a+)+b", key="group_regex", seconds=0.2)
+    Traceback (most recent call last):
+    ...
+    ValueError: group_regex='^(a+)+b' takes longer than 0.2 s on the name aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: it backtracks without end (nested repetition such as (a+)+); write it without nesting
+    """
     if not group_by:
         return list(names)
     pattern = re.compile(group_by)
-    groups = []
-    for name in names:
-        match = pattern.search(name)
-        groups.append((match.group(1) if match.groups() else match.group(0)) if match else name)
+    groups: list[str] = []
+    name = ""
+    try:
+        with time_bound(seconds):
+            for name in names:
+                match = pattern.search(name)
+                groups.append((match.group(1) if match.groups() else match.group(0)) if match else name)
+    except TimeoutError:
+        raise ValueError(f"{key}={group_by!r} takes longer than {seconds:g} s on the name {name}: it backtracks "
+                         "without end (nested repetition such as (a+)+); write it without nesting") from None
     return groups
+
+
+@contextlib.contextmanager
+def time_bound(seconds: float) -> Iterator[None]:
+    """Within the block, a ``TimeoutError`` after ``seconds`` (a timer signal: main thread only, else no bound)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def stop(*_):
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def density_bin_ranges(edges: tuple[int, ...]) -> list[tuple[int, int | None]]:

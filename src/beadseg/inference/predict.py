@@ -32,12 +32,20 @@ from beadseg.data.microscope import MicroscopeError, pixel_size_um
 from beadseg.data.reader import usable_cpus
 from beadseg.data.split import group_names
 from beadseg.inference import outputs
-from beadseg.inference.finish import (COUNT_COLUMNS, DEBRIS_COLUMNS, OBJECT_COLUMNS, WorkerPool, finish_frame,
-                                      finishing_workers, network_on_cpu, overlay_every,
-                                      prediction_spare_cores)
+from beadseg.inference.finish import (
+    COUNT_COLUMNS,
+    DEBRIS_COLUMNS,
+    OBJECT_COLUMNS,
+    WorkerPool,
+    finish_frame,
+    finishing_workers,
+    network_on_cpu,
+    overlay_every,
+    prediction_spare_cores,
+)
 from beadseg.inference.postprocess import PostProcess
-from beadseg.inference.rois import ROI_FORMATS
 from beadseg.inference.predictor import predictor_from_config
+from beadseg.inference.rois import ROI_FORMATS
 from beadseg.settings import check_settings
 from beadseg.tables import write_csv
 
@@ -237,7 +245,8 @@ class PredictionWriter(BasePredictionWriter):
 
     def _record(self, record: dict) -> None:
         if self.part is None:
-            self.part = open(self.out / "parts" / f"{socket.gethostname()}-{os.getpid()}.jsonl", "a")
+            part = self.out / "parts" / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+            self.part = open(part, "a")  # noqa: SIM115 - the journal stays open for the run; closed in teardown
         self.part.write(json.dumps(record) + "\n")
         self.part.flush()
         os.fsync(self.part.fileno())
@@ -313,7 +322,7 @@ def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
     ``'^(.*)_grid_'``; the name itself where it does not match) as a table and a plot. ``total_count`` sums the
     edge rule's counts (the tiles of a capture add up to the capture's count), ``total_count_all`` every bead."""
     groups: dict[str, list[dict]] = {}
-    for row, key in zip(counts, group_names([row["image"] for row in counts], pattern)):
+    for row, key in zip(counts, group_names([row["image"] for row in counts], pattern, "group_regex")):
         groups.setdefault(key, []).append(row)
     rows = []
     for key, members in sorted(groups.items(), key=lambda item: natural_order(item[0])):
@@ -368,6 +377,7 @@ def predict(cfg: DictConfig) -> dict:
     check_settings(cfg, "predict")
     out = Path(cfg.output)
     files = list_images(cfg.input)
+    group_names([image_name(path) for path in files], cfg.get("group_regex"), "group_regex")  # before any output
     predictor = predictor_from_config(cfg)
     settings = run_settings(cfg, predictor.checkpoint, files)
     post = instantiate(cfg.postprocess).for_model(predictor)
