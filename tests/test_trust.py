@@ -19,8 +19,8 @@ from scipy.ndimage import gaussian_filter
 from beadseg.checkpoint import CheckpointError
 from beadseg.cli.app import quote_values
 from beadseg.data.io import BeadDataError, mask_kind, open_image, read_image, read_mask
-from beadseg.settings import SettingError
 from beadseg.data.synthetic import render_beads
+from beadseg.settings import SettingError
 from beadseg.training.task import StopOnSignal, train
 
 BIN = Path(sys.executable).parent
@@ -505,6 +505,52 @@ def test_bad_prediction_settings_are_named_before_any_output_exists(compose_conf
         predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={out}", f"paths.output_dir={out}",
                                            "method=classical", override]))
     assert "\n" not in str(refused.value) and not out.exists()
+
+
+BAD_ANYWHERE = [
+    ("train", "augmentation.transforms.0.p=3", "augmentation.transforms.0.p=3: accepts a finite number ≥ 0 and ≤ 1"),
+    ("train", "scheduler.scheduler.factor=2", "scheduler.scheduler.factor=2"),
+    ("train", "loss.weights.bce=abc", "loss.weights.bce='abc': accepts a finite number"),
+    ("train", "model.bilinear=3", "model.bilinear=3: accepts true or false"),
+    ("train", "callbacks.early_stopping.patience=-1", "callbacks.early_stopping.patience=-1"),
+    ("qc", "qc.max_saturated=2", "qc.max_saturated=2"), ("qc", "detector.polarity=up", "detector.polarity='up'"),
+    ("analyze", "qa.max_shift=-1", "qa.max_shift=-1"), ("export", "format=xyz", "format='xyz'"),
+    ("export", "tile=8", "tile=8"), ("explain", "window=0", "window=0"), ("synth", "n=0", "n=0"),
+    ("synth", "bit_depth=12", "bit_depth=12: accepts one of 8, 16, or mixed"),
+    ("synth", "source.touching_fraction=2", "source.touching_fraction=2"),
+    ("synth", "source.min_beads=-1", "source.min_beads=-1"),
+    ("report", "target_jaccard=abc", "target_jaccard='abc'"), ("pack", "chunk_bytes=64QB", "chunk_bytes='64QB'"),
+    ("pack", "workers=0", "workers=0"), ("predict", "image.pixel_size_um=-1", "image.pixel_size_um=-1"),
+]
+REQUIRED = {"synth": ["source=composite", "source.root=x"], "qc": ["data.root=x"], "analyze": ["data.root=x"], "explain": ["ckpt=x", "input=x"],
+            "report": ["dir=x"], "pack": ["data.root=x", "out=y"], "predict": ["input=x"]}
+
+
+@pytest.mark.parametrize("command, override, refusal", BAD_ANYWHERE, ids=[f"{c}:{o}" for c, o, _ in BAD_ANYWHERE])
+def test_every_commands_settings_are_checked_before_the_run_starts(command, override, refusal, tmp_path):
+    """The command line's check (``preflight``), before Hydra makes a run directory: every command, keys known by
+    name anywhere (an augmentation's ``p``), and any number or true/false against its default's kind."""
+    from beadseg.cli.app import preflight
+
+    run = tmp_path / "run"
+    problem = preflight(command, [*REQUIRED.get(command, []), override, f"hydra.run.dir={run}"])
+    assert problem is not None and problem.startswith(refusal) and "\n" not in problem
+    assert preflight(command, [*REQUIRED.get(command, []), f"hydra.run.dir={run}"]) is None  # the defaults pass
+    assert not run.exists()
+
+
+def test_a_grouping_regex_that_never_ends_is_stopped_before_any_output(tmp_path):
+    """``group_regex='^(a+)+b'`` with a frame named ``aaa…a.png`` backtracks for hours: it is stopped, by name."""
+    from beadseg.data.split import group_names
+
+    with pytest.raises(ValueError, match=r"^group_regex='\^\(a\+\)\+b' takes longer than 0.5 s on the name a{40}"):
+        group_names(["b", "a" * 40], "^(a+)+b", "group_regex", seconds=0.5)
+    assert group_names(["640x_a", "b"], r"^(\d+)x_", "group_regex", seconds=0.5) == ["640", "b"]
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / f"{'a' * 40}.tif", np.zeros((32, 32), np.uint8))
+    done = subprocess.run([BIN / "beadseg-predict", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                           "method=classical", "group_regex='^(a+)+b'"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "takes longer than" in done.stderr and not (tmp_path / "out").exists()
 
 
 def test_a_checkpoint_with_a_nan_threshold_is_refused(checkpoint, tmp_path):
