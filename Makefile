@@ -30,6 +30,7 @@ train: install
 ## Run the test suite (CI runs this through .ci/run), one worker per core, each test file on one worker: a module's
 ## expensive fixture (a trained checkpoint, a prediction run) is built once (tests/conftest.py shares the cores)
 test: install-dev
+	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 ## The edit loop: the suite without the end-to-end runs marked slow (under a minute)

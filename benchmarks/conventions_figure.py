@@ -13,14 +13,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from skimage.measure import label  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from skimage.measure import label
 
-from beadseg.data.folder import pair_folder  # noqa: E402
-from beadseg.data.instances import centres_by_area, centroids, single_bead_area, split_touching  # noqa: E402
-from beadseg.data.io import read_image, read_mask  # noqa: E402
-from beadseg.plots import overlay  # noqa: E402
+from beadseg.data.folder import pair_folder
+from beadseg.data.instances import centres_by_area, centroids, single_bead_area, split_touching
+from beadseg.data.io import read_image, read_mask
+from beadseg.plots import overlay
 
 ROOT = Path(__file__).resolve().parents[1]
 CROP = 128
@@ -50,7 +50,9 @@ def main() -> None:
         ys, xs = densest_crop(mask)
         split = centroids(split_touching(mask))
         by_area = centres_by_area(mask)
-        inside = lambda p: p[(p[:, 0] >= ys.start) & (p[:, 0] < ys.stop) & (p[:, 1] >= xs.start) & (p[:, 1] < xs.stop)]  # noqa: E731
+        def inside(p, ys=ys, xs=xs):
+            return p[(p[:, 0] >= ys.start) & (p[:, 0] < ys.stop) & (p[:, 1] >= xs.start) & (p[:, 1] < xs.stop)]
+
         ax.imshow(overlay(image, mask)[ys, xs], extent=(xs.start - 0.5, xs.stop - 0.5, ys.stop - 0.5, ys.start - 0.5))
         for points, style in ((inside(split), dict(marker="+", c="yellow", s=40)),
                               (inside(by_area), dict(marker="o", c="cyan", s=8))):

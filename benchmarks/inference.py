@@ -73,10 +73,8 @@ def tiled(predictor: ModelPredictor, image: np.ndarray) -> float:
 
 
 def anonymous_memory() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    with open("/proc/self/status") as status:
+        return next((int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:")), 0)
 
 
 def memory_probe(side: int, ckpt: str | None, overrides: list[str], tile: int, batch_size: int) -> dict:

@@ -16,7 +16,6 @@ replaces it, and without it the folds train from scratch.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import time
@@ -35,6 +34,7 @@ from beadseg.evaluation.evaluate import evaluate
 from beadseg.evaluation.scores import CONVENTIONS
 from beadseg.metrics.objects import ObjectMatch
 from beadseg.metrics.pixel import scores
+from beadseg.tables import read_csv
 from beadseg.training.task import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def _median(values: list[float]) -> float | None:
 
 def summarise(metrics: dict, per_image: Path) -> dict:
     """One fold's scores: against beadseg's bead instances, and against both counting conventions."""
-    rows = list(csv.DictReader(open(per_image)))
+    rows = read_csv(per_image)
     summary = {"jaccard": metrics["pixel"]["iou"], "dice": metrics["pixel"]["dice"], "pixels": metrics["pixel_counts"]}
     for suffix, objects in (("", "centroid"), *((f"_{c}", c) for c in CONVENTIONS)):
         found = metrics["objects"][objects]
@@ -205,7 +205,7 @@ def main() -> None:
               "| density | method | truth | tiles | precision | recall | F1 | median count error | tiles off |",
               "|---|---|---|---|---|---|---|---|---|"]
     for method in ("model", "classical"):
-        images = [row for fold in results for row in csv.DictReader(open(fold["dirs"][method] / "per_image.csv"))]
+        images = [row for fold in results for row in read_csv(fold["dirs"][method] / "per_image.csv")]
         for row in by_density(images):
             lines.append(f"| {row['density']} | {method} | {row['truth']} | {row['tiles']} | {fmt(row['precision'])} | "
                          f"{fmt(row['recall'])} | {fmt(row['f1'])} | {fmt(row['count_error'])} | {row['tiles_off']} |")

@@ -12,7 +12,6 @@ and are written under --work, outside the repository.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from beadseg.tables import read_csv
+
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
 PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
@@ -36,7 +37,7 @@ def measured(command: list, env: dict | None = None, timeout: float = 7200) -> d
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PEAK, *map(str, command)], capture_output=True, text=True,
                           env={**os.environ, **(env or {}), "SCALE_T0": str(time.time())}, timeout=timeout)
-    line = next(l for l in done.stdout.splitlines() if l.startswith("PEAK_RSS_KB"))
+    line = next(text for text in done.stdout.splitlines() if text.startswith("PEAK_RSS_KB"))
     _, kb, code = line.split()
     if int(code) != 0:
         raise RuntimeError(f"{command[0]} failed:\n{done.stderr[-3000:]}")
@@ -83,7 +84,7 @@ def bench_classify(work: Path, sizes: list[int], steps: int) -> list[dict]:
         root = write_frames(work / f"frames_{count}", count, pool)
         cold = measured(classify_command(root, work / f"run_cold_{count}", steps), {"PYTHONPATH": str(HERE)})
         warm = measured(classify_command(root, work / f"run_warm_{count}", steps), {"PYTHONPATH": str(HERE)})
-        first_step = float(next(l for l in warm["stdout"].splitlines() if l.startswith("FIRST_STEP_S")).split()[1])
+        first_step = float(next(text for text in warm["stdout"].splitlines() if text.startswith("FIRST_STEP_S")).split()[1])
         rows.append({"frames": count, "steps": steps, "cold_s": cold["seconds"], "warm_s": warm["seconds"],
                      "first_step_warm_s": first_step, "peak_mib": warm["peak_mib"], "peak_cold_mib": cold["peak_mib"]})
         print(rows[-1], flush=True)
@@ -108,7 +109,7 @@ def bench_loader(work: Path, count: int) -> dict:
     loader = datamodule.train_dataloader()
     batches, start = 0, None
     while batches < 60:  # several epochs when the data set is small
-        for batch in loader:
+        for batch in loader:  # noqa: B007 - the last batch feeds the timed steps below
             if start is None:
                 start = time.perf_counter()  # the worker has started
                 continue
@@ -172,7 +173,7 @@ def bench_predict(work: Path, count: int) -> dict:
     killed_at = sum(p.read_text().count("\n") for p in (runs["killed"] / "parts").glob("*.jsonl"))
     resumed = measured(predict_command(everything, runs["killed"], "resume=true"))
     identical = all((runs["killed"] / t).read_bytes() == (runs["all"] / t).read_bytes() for t in ("counts.csv", "objects.csv"))
-    beads = sum(int(r["count"]) for r in csv.DictReader(open(runs["all"] / "counts.csv")))
+    beads = sum(int(r["count"]) for r in read_csv(runs["all"] / "counts.csv"))
     return {"frames": count, "first_frames": count // 10, "peak_first_mib": small["peak_mib"], "peak_all_mib": full["peak_mib"],
             "all_s": full["seconds"], "beads": beads, "killed_after": killed_at, "resume_s": resumed["seconds"],
             "identical_tables": identical}
@@ -197,7 +198,7 @@ def bench_frame(work: Path, side: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.parent / (out.name + "_hydra"), ignore_errors=True)
     run = measured(predict_command(path.parent, out))
-    count = next(csv.DictReader(open(out / "counts.csv")))["count"]
+    count = read_csv(out / "counts.csv")[0]["count"]
     return {"side": side, "megapixels": side * side / 1e6, "peak_mib": run["peak_mib"], "seconds": run["seconds"],
             "beads": int(count)}
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from beadseg.config import CONFIG_DIR
+from tests.helpers import write_pair
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "microbeads" / "real"
 
@@ -73,13 +73,6 @@ def predict_here(compose_config, monkeypatch, tmp_path):
         return predict(cfg)
 
     return run
-
-
-def write_pair(root: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(root / "images" / f"{name}.tif", image)
-    tifffile.imwrite(root / "masks" / f"{name}.tif", mask)
 
 
 @pytest.fixture

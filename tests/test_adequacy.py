@@ -1,7 +1,6 @@
 """The adequacy check: frame QC, a ResNet frame classifier that learns, and attributions on the beads."""
 
 import builtins
-import csv
 import json
 from pathlib import Path
 
@@ -12,11 +11,12 @@ from hydra.utils import instantiate
 from scipy import ndimage as ndi
 
 from beadseg.analysis.qc import run_qc
+from beadseg.checkpoint import load_network
 from beadseg.data.classify import SyntheticClassSource
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.explain import attribute, explain
-from beadseg.checkpoint import load_network
 from beadseg.training.task import train
+from tests.helpers import table
 
 
 def test_qc_flags_planted_frames_and_keeps_clean_ones(tmp_path, compose_config):
@@ -33,7 +33,7 @@ def test_qc_flags_planted_frames_and_keeps_clean_ones(tmp_path, compose_config):
     before = {p.name: p.read_bytes() for p in frames.iterdir()}
     cfg = compose_config("qc", [f"data.root={frames}"])
     result = run_qc(frames, tmp_path / "qc", instantiate(cfg.qc), instantiate(cfg.detector), workers=2, symlinks=True)
-    rows = {Path(r["frame"]).stem: r for r in csv.DictReader(open(tmp_path / "qc" / "qc.csv"))}
+    rows = {Path(r["frame"]).stem: r for r in table(tmp_path / "qc" / "qc.csv")}
     assert rows["empty"]["flags"] == "empty" and rows["noisy"]["flags"] == "noisy"
     assert "overexposed" in rows["saturated"]["flags"] and rows["blurred"]["flags"] == "out_of_focus"
     assert all(rows[f"clean{i}"]["keep"] == "yes" and rows[f"clean{i}"]["flags"] == "" for i in range(6))

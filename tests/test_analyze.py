@@ -1,6 +1,5 @@
 """beadseg-analyze on synthetic folders with planted label errors whose answers are known."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from skimage.draw import disk
 
 from beadseg.analysis.analyze import analyze
 from beadseg.data.io import BeadDataError
+from tests.helpers import table
 
 SIZE, SPACING = 160, 20
 
@@ -48,7 +48,7 @@ def run_analyze(compose_config, tmp_path):
     def _run(root: Path, *overrides: str) -> tuple[Path, list[dict], dict]:
         out = tmp_path / f"out_{root.name}"
         analyze(compose_config("analyze", [f"data.root={root}", f"out={out}", *overrides]))
-        rows = list(csv.DictReader(open(out / "per_image.csv")))
+        rows = list(table(out / "per_image.csv"))
         return out, rows, json.loads((out / "summary.json").read_text())
 
     return _run
@@ -65,9 +65,9 @@ def test_counts_and_areas_are_exact_and_clean_labels_pass(tmp_path, run_analyze)
         assert float(row["positive_ratio"]) == pytest.approx((labels > 0).mean(), abs=1e-5)
         assert row["flags"] == "" and abs(float(row["offset_y"])) < 1 and abs(float(row["offset_x"])) < 1
         assert row["polarity"] == "dark" and float(row["labelled_fraction"]) == 1.0
-    all_areas = np.concatenate([np.bincount(l.ravel())[1:] for l in truth.values()])
+    all_areas = np.concatenate([np.bincount(labels.ravel())[1:] for labels in truth.values()])
     assert summary["bead_area_px"]["median"] == pytest.approx(np.median(all_areas))
-    assert summary["beads_per_image"]["max"] == max(l.max() for l in truth.values())
+    assert summary["beads_per_image"]["max"] == max(labels.max() for labels in truth.values())
     assert summary["label_qa"]["images_offset"] == summary["label_qa"]["images_missing_labels"] == 0
     assert summary["mask_kinds"] == {"binary": 6} and {row["mask_kind"] for row in rows} == {"binary"}
     report = (out / "REPORT.md").read_text()
@@ -103,8 +103,8 @@ def test_planted_missing_beads_are_found(tmp_path, run_analyze):
     write_folder(tmp_path / "holes", drop)
     out, rows, _ = run_analyze(tmp_path / "holes")
     # match removed bead centres to the unlabelled beads (recomputed through the public checker)
-    from beadseg.data.label_qa import check_labels
     from beadseg.data.folder import FolderSource
+    from beadseg.data.label_qa import check_labels
     from beadseg.models.classical import detect_beads
 
     found, total = 0, sum(len(centres) for centres in removed.values())
@@ -158,7 +158,7 @@ def test_cli_with_compare_and_the_recommendation_trains(tmp_path):
     assert f"report {out}/REPORT.md" in done.stdout
     report = (out / "REPORT.md").read_text()
     assert "## Compared with" in report and (out / "comparison.png").is_file()
-    assert "bead diameter" in {row["measure"].split(" (")[0] for row in csv.DictReader(open(out / "comparison.csv"))}
+    assert "bead diameter" in {row["measure"].split(" (")[0] for row in table(out / "comparison.csv")}
     trained = subprocess.run([str(bin_dir / "beadseg-train"), "--config-dir", str(out), "--config-name", "recommended",
                               "debug=fast", "data.val_fraction=0.34", f"hydra.run.dir={tmp_path / 'train'}"],
                              capture_output=True, text=True)

@@ -7,7 +7,6 @@ from skimage.draw import disk
 
 from beadseg.data.composite import CompositeSource, CutBead, composite
 from beadseg.data.instances import centre_heatmap
-from beadseg.data.synthetic import render_beads
 from beadseg.inference.postprocess import PostProcess
 
 RADIUS = 3.5  # px: beads of about 38 px

@@ -16,9 +16,9 @@ from beadseg.data.instances import (
     bead_instances,
     centre_heatmap,
     centres_by_area,
-    split_by_area,
     single_bead_area,
     split_at_peaks,
+    split_by_area,
     split_touching,
 )
 from beadseg.data.sample import IGNORE_INDEX

@@ -1,6 +1,5 @@
 """The real command-line tools, run as a user runs them."""
 
-import csv
 import json
 import os
 import subprocess
@@ -8,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import table
 
 BIN = Path(sys.executable).parent
 
@@ -118,7 +119,7 @@ def test_multirun_writes_a_summary_row_per_run_and_records_failures(tmp_path):
     sweep = tmp_path / "sweep"
     done = run(str(BIN / "beadseg-train"), "-m", "debug=fast", "model.base_channels=4", "optimizer=sgd",
                "optimizer.lr=0.01,1e+30", "trainer.limit_train_batches=8", f"hydra.sweep.dir={sweep}")
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    rows = list(table(sweep / "summary.csv"))
     assert [row["overrides"] for row in rows] == [
         "debug=fast model.base_channels=4 optimizer=sgd optimizer.lr=0.01 trainer.limit_train_batches=8",
         "debug=fast model.base_channels=4 optimizer=sgd optimizer.lr=1e+30 trainer.limit_train_batches=8",

@@ -1,6 +1,5 @@
 """Beads, not specks: planted debris is rejected and counted, faint real beads are kept, in both polarities."""
 
-import csv
 
 import imageio.v3 as iio
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 from skimage.draw import disk
 
 from beadseg.inference.postprocess import PostProcess, contrast_snr, image_noise, reference_area
+from tests.helpers import table
 
 BEADS = [(20 + 40 * (i // 5), 20 + 40 * (i % 5)) for i in range(15)]  # a 3 x 5 grid, 40 px apart
 SPECKS = [(40 + 40 * (i // 4), 40 + 40 * (i % 4)) for i in range(8)]  # between the beads
@@ -86,10 +86,10 @@ def test_predict_counts_debris_and_lists_it_on_request(tmp_path, predict_here):
     iio.imwrite(folder / "specks.png", np.clip(image, 0, 255).astype(np.uint8))
     out = tmp_path / "out"
     predict_here(f"input={folder}", f"output={out}", "method=classical", "save_debris=true")
-    counts = next(csv.DictReader(open(out / "counts.csv")))
-    debris = list(csv.DictReader(open(out / "debris.csv")))
+    counts = next(table(out / "counts.csv"))
+    debris = list(table(out / "debris.csv"))
     assert int(counts["count"]) == len(BEADS) and int(counts["debris"]) == len(debris) >= len(SPECKS)
     for y, x in SPECKS:  # every speck is listed as debris, at its place
         assert any(abs(float(row["centroid_y"]) - y) < 2 and abs(float(row["centroid_x"]) - x) < 2 for row in debris)
-    objects = list(csv.DictReader(open(out / "objects.csv")))
+    objects = list(table(out / "objects.csv"))
     assert len(objects) == len(BEADS) and min(float(row["contrast_snr"]) for row in objects) > 20

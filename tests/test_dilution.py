@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from beadseg.analysis.dilution import DilutionSeries
+from tests.helpers import table
 
 DILUTIONS = (100, 200, 400, 800, 1600)
 
@@ -64,7 +65,7 @@ def test_predict_with_a_dilution_regex_writes_the_report(tmp_path):
     done = subprocess.run([str(Path(sys.executable).parent / "beadseg-predict"), f"input={folder}", f"output={out}",
                            "method=classical", r"group_regex='^(\d+)x_'"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    rows = list(csv.DictReader(open(out / "dilution_report.csv")))
+    rows = list(table(out / "dilution_report.csv"))
     assert [float(row["dilution"]) for row in rows] == [100.0, 200.0, 400.0]
     assert (out / "dilution_report.png").stat().st_size > 10_000
     text = (out / "dilution_report.md").read_text()
@@ -73,7 +74,6 @@ def test_predict_with_a_dilution_regex_writes_the_report(tmp_path):
 
 def test_group_counts_sort_dilutions_as_numbers_with_the_sample_sd(tmp_path):
     """Issue 29: group_counts.csv listed 10240, 2560, 320, 5120 (text order) with a population sd."""
-    import csv
 
     import numpy as np
 

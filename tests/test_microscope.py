@@ -1,7 +1,6 @@
 """Microscope files through bioio: plane choice with clear errors, the pixel size into µm columns, label outputs
 as OME-TIFF and OME-Zarr that carry it."""
 
-import csv
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from bioio import BioImage
 from beadseg.data.io import BeadDataError, image_name, list_images, read_image
 from beadseg.data.microscope import MicroscopeError, PlaneChoice, configure, pixel_size_um, tiff_pixel_size
 from beadseg.data.synthetic import render_beads
+from tests.helpers import table
 
 OME_SIZE = {"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
 
@@ -97,11 +97,11 @@ def test_predict_reports_microns_and_writes_labels_at_scale(planes, tmp_path, la
     write_two_channels(inputs / "two.ome.tif", beads, other)
     out = tmp_path / "out"
     predict_here("method=classical", f"input={inputs}", f"output={out}", "image.channel=FL", f"label_format={label_format}")
-    counts = next(csv.DictReader(open(out / "counts.csv")))
+    counts = next(table(out / "counts.csv"))
     count = int(counts["count"])
     assert count > 10 and float(counts["pixel_size_um"]) == 0.5
     assert float(counts["beads_per_mm2"]) == pytest.approx(count / (128 * 128 * 0.25e-6), rel=1e-4)
-    objects = list(csv.DictReader(open(out / "objects.csv")))
+    objects = list(table(out / "objects.csv"))
     for row in objects:
         assert float(row["area_um2"]) == pytest.approx(int(row["area"]) * 0.25, abs=1e-3)
         assert float(row["equivalent_diameter_um"]) == pytest.approx(float(row["equivalent_diameter"]) * 0.5, abs=1e-3)

@@ -3,7 +3,6 @@ worker processes. Every file and table must equal the serial path's (one frame a
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import replace
 from functools import partial
@@ -21,7 +20,7 @@ from beadseg.inference.handover import Blocks, Placed, call_placed
 from beadseg.inference.postprocess import Found, PostProcess
 from beadseg.inference.predict import predict
 from beadseg.inference.predictor import ModelPredictor, load_predictor
-from tests.conftest import write_pair
+from tests.helpers import table, write_pair
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +36,6 @@ def frames(tmp_path_factory) -> Path:
     (folder / "damaged.tif").write_bytes(b"II*\x00 cut short")
     return folder
 
-
-def table(path: Path) -> list[dict]:
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_batched_frames_equal_one_at_a_time():

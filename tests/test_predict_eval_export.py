@@ -1,6 +1,5 @@
 """beadseg-predict, beadseg-eval and beadseg-export end to end on a tiny checkpoint and tiny images."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -13,13 +12,14 @@ import tifffile
 import torch
 from hydra import compose, initialize_config_dir
 
+from beadseg.checkpoint import load_network
 from beadseg.config import CONFIG_DIR
 from beadseg.data.instances import bead_instances
 from beadseg.data.io import open_image, read_image
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.export import export
-from beadseg.checkpoint import load_network
 from beadseg.training.task import train
+from tests.helpers import table
 
 BIN = Path(sys.executable).parent
 
@@ -63,10 +63,10 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
                "group_regex='^([a-z]+)'")
     assert done.returncode == 1 and "corrupt.tif" in done.stderr  # reported by name ...
     assert "3 images" in done.stdout  # ... and the others still processed
-    counts = {row["image"]: row for row in csv.DictReader(open(out / "counts.csv"))}
+    counts = {row["image"]: row for row in table(out / "counts.csv")}
     assert set(counts) == {"gray", "rgb", "deep"}
-    assert {row["image"] for row in csv.DictReader(open(out / "errors.csv"))} == {str(bead_images / "corrupt.tif")}
-    objects = list(csv.DictReader(open(out / "objects.csv")))
+    assert {row["image"] for row in table(out / "errors.csv")} == {str(bead_images / "corrupt.tif")}
+    objects = list(table(out / "objects.csv"))
     drawn = {"gray": 12, "rgb": 12, "deep": int(bead_instances(render_beads(np.random.default_rng(1), 100, 20, "fluorescence",
                                                                           16)[1][:77, :91]).max())}
     for name, truth in drawn.items():  # the fixture finds the beads: the checks below compare real outputs
@@ -89,7 +89,7 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
         assert overlay[:banner].max() == 255 and overlay[:banner].min() == 0
         assert counts[name]["flagged"] in ("yes", "no") and float(counts[name]["mean_uncertainty"]) >= 0
     assert tifffile.imread(out / "masks" / "deep.tif").shape == (77, 91)
-    groups = {row["group"]: int(row["total_count"]) for row in csv.DictReader(open(out / "group_counts.csv"))}
+    groups = {row["group"]: int(row["total_count"]) for row in table(out / "group_counts.csv")}
     assert groups == {name: int(row["count"]) for name, row in counts.items()} and (out / "group_counts.png").is_file()
     again = run(BIN / "beadseg-predict", f"ckpt={tiny_checkpoint}", f"input={bead_images / 'gray.png'}", f"output={out}")
     assert again.returncode != 0 and "never overwrites" in again.stderr
@@ -99,7 +99,7 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
 def test_classical_model_predicts_without_a_checkpoint(bead_images, tmp_path):
     done = run(BIN / "beadseg-predict", "method=classical", f"input={bead_images / 'gray.png'}", f"hydra.run.dir={tmp_path / 'c'}")
     assert done.returncode == 0, done.stderr
-    count = int(next(csv.DictReader(open(tmp_path / "c" / "counts.csv")))["count"])
+    count = int(next(table(tmp_path / "c" / "counts.csv"))["count"])
     assert 8 <= count <= 14  # 12 beads were drawn
 
 
@@ -130,7 +130,7 @@ def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path,
     tuned = load_network(tiny_checkpoint.with_name(f"{tiny_checkpoint.stem}.tuned.ckpt")).hparams
     assert (tuned["threshold"], tuned["peak_threshold"]) == (metrics["best_threshold"], metrics["best_peak_threshold"])
     assert (out / "worst_images.png").is_file() and (out / "threshold_sweep.png").is_file()
-    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    rows = list(table(out / "per_image.csv"))
     assert [int(r["true_count"]) for r in rows] == [15, 15, 15]
     from beadseg.evaluation.evaluate import evaluate  # the other two in this process: no interpreter to start
 
@@ -228,7 +228,7 @@ def test_eval_scores_a_folder_of_saved_predictions_against_truth(compose_config,
     iio.imwrite(saved / "i2.png", (truth_labels["i2"] > 0).astype(np.uint8) * 255)  # a binary mask
     metrics = evaluate(compose_config("eval", [f"predictions={saved}", f"data.root={tmp_path / 'data'}",
                                               f"output={tmp_path / 'e'}"]))["metrics"]
-    rows = {row["image"]: row for row in csv.DictReader(open(tmp_path / "e" / "per_image.csv"))}
+    rows = {row["image"]: row for row in table(tmp_path / "e" / "per_image.csv")}
     assert float(rows["i0"]["object_f1"]) == 1.0 and float(rows["i0"]["iou"]) == 1.0
     assert int(rows["i1"]["predicted_count"]) == int(rows["i1"]["true_count"]) - 3
     assert float(rows["i1"]["object_precision"]) == 1.0 and float(rows["i2"]["iou"]) == 1.0

@@ -1,6 +1,5 @@
 """The bead model shipped inside the package: loads offline, segments synthetic beads, backs the CLIs."""
 
-import csv
 from functools import partial
 
 import imageio.v3 as iio
@@ -12,6 +11,7 @@ from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.metrics.objects import ObjectMatch, match_by_centroid
 from beadseg.pretrained import CHECKPOINT
+from tests.helpers import table
 
 
 def test_shipped_model_is_small_and_loads_offline():
@@ -67,4 +67,4 @@ def test_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path, predict_h
     iio.imwrite(folder / "beads.png", render_beads(np.random.default_rng(3), 128, 25, "brightfield", 8)[0])
     out = tmp_path / "out"
     predict_here(f"input={folder}", f"output={out}")  # no ckpt=
-    assert 18 <= int(next(csv.DictReader(open(out / "counts.csv")))["count"]) <= 32
+    assert 18 <= int(next(table(out / "counts.csv"))["count"]) <= 32

@@ -3,7 +3,6 @@ pixels in the instance labels (the independent truth), also for a frame post-pro
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from skimage.draw import polygon as fill_polygon
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.predict import predict
 from beadseg.inference.rois import trace_outline
+from tests.helpers import table
 
 roifile = pytest.importorskip("roifile")
 
@@ -25,10 +25,6 @@ def filled(outline_rows: np.ndarray, outline_cols: np.ndarray, shape) -> np.ndar
     mask[fill_polygon(np.asarray(outline_rows) - 0.5, np.asarray(outline_cols) - 0.5, shape)] = True
     return mask
 
-
-def table(path: Path) -> list[dict]:
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Data sets of any size: manifests, on-demand reading, packs; prediction that resumes, spreads and chunks."""
 
-import csv
 import json
 import os
 import pickle
@@ -23,6 +22,7 @@ from beadseg.data.io import BeadDataError
 from beadseg.data.synthetic import SyntheticSource, render_beads
 from beadseg.inference.postprocess import PostProcess
 from beadseg.metrics.objects import match_by_centroid, match_by_iou
+from tests.helpers import table
 
 BIN = Path(sys.executable).parent
 
@@ -104,7 +104,7 @@ def test_a_file_that_vanishes_after_indexing_is_named_and_skipped(synthetic_fold
     (synthetic_folder / "images" / f"{train_names[0]}.tif").unlink()
     batch = [datamodule.datasets["train"][i] for i in range(len(datamodule.datasets["train"]))]
     assert all(item["image"].shape == (1, 48, 48) for item in batch)  # the run goes on
-    errors = list(csv.DictReader(open(tmp_path / "run" / "errors.csv")))
+    errors = list(table(tmp_path / "run" / "errors.csv"))
     assert {row["image"] for row in errors} == {train_names[0]} and "disappeared" in errors[0]["error"]
     assert train_names[0] in caplog.text
 
@@ -134,7 +134,7 @@ def test_frames_train_from_a_pack_through_the_cli(tmp_path):
                            "data.patch_size=32", "model.model_name=resnet10t", "trainer.max_epochs=1",
                            f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    split = list(csv.DictReader(open(tmp_path / "run" / "split.csv")))
+    split = list(table(tmp_path / "run" / "split.csv"))
     assert len(split) == 24 and {row["label"] for row in split} == {"empty", "beads"}
 
 
@@ -192,7 +192,7 @@ def predict_here(frames: Path, out: Path, *extra: str) -> dict:
 def uninterrupted(many_frames, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("whole") / "out"
     predict_here(many_frames, out)
-    counts = list(csv.DictReader(open(out / "counts.csv")))
+    counts = list(table(out / "counts.csv"))
     assert len(counts) == 40 and all(int(row["count"]) > 10 for row in counts)  # the model finds the beads
     return out
 
@@ -288,7 +288,7 @@ def test_two_runs_claiming_one_output_at_once_never_both_win(tmp_path):
         out, start = tmp_path / f"out{attempt}", threading.Barrier(2)
         outcomes = []
 
-        def claim():
+        def claim(out=out, start=start, outcomes=outcomes):
             start.wait()
             try:
                 claim_output(out, {"ckpt": None}, resume=False)

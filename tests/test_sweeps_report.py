@@ -1,6 +1,5 @@
 """Sweeps at scale: the generated report, Optuna, DDP on CPU processes, launchers and study presets."""
 
-import csv
 import json
 import re
 import subprocess
@@ -14,6 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from beadseg.config import CONFIG_DIR
 from beadseg.report.writer import write_report
+from tests.helpers import table
 
 BIN = Path(sys.executable).parent
 
@@ -46,7 +46,7 @@ def fake_sweep(root: Path) -> None:
     (root / "classical" / "metrics.json").write_text(json.dumps({"model": "classical", "pixel": {"iou": 0.52}}))
 
 
-def table(report: str, heading: str) -> list[list[str]]:
+def markdown_table(report: str, heading: str) -> list[list[str]]:
     section = report.split(heading, 1)[1]
     lines = [line for line in section.splitlines() if line.startswith("|")]
     block = []
@@ -60,18 +60,18 @@ def table(report: str, heading: str) -> list[list[str]]:
 def test_report_numbers_come_from_the_logs(tmp_path):
     fake_sweep(tmp_path)
     report = write_report(tmp_path, target=0.5).read_text()
-    summary = table(report, "## Summary")
+    summary = markdown_table(report, "## Summary")
     assert len(summary) == 3
     for row, (_, model, lr, val) in zip(summary, FAKE_RUNS):
         best = max(val)
         assert row[1] == model and float(row[2]) == lr
         assert float(row[6]) == pytest.approx(best, abs=1e-4) and int(row[7]) == val.index(best) + 1  # epochs counted from 1
         assert int(row[8]) == len(val) and float(row[9]) >= 100
-    lr_impact = table(report, "### `optimizer.lr`")
+    lr_impact = markdown_table(report, "### `optimizer.lr`")
     assert [float(r[0]) for r in lr_impact] == [0.0001, 0.001]
     assert float(lr_impact[1][2]) == pytest.approx((0.61 + 0.66) / 2, abs=1e-4)  # mean of the best of two runs
     assert float(lr_impact[1][4]) == pytest.approx(0.66, abs=1e-4)
-    model_impact = table(report, "### `model`")
+    model_impact = markdown_table(report, "### `model`")
     assert [r[0] for r in model_impact] == ["attention_unet", "unet"]
     assert "Best validation Jaccard **0.6600** at epoch 2" in report and "IoU 0.5200" in report
     for figure in re.findall(r"\((figure\d_\w+\.png|impact_\w+\.png)\)", report):
@@ -87,11 +87,11 @@ def test_two_trial_optuna_sweep_has_a_best_trial(tmp_path):
     assert done.returncode == 0, done.stderr
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(results["best_params"]) == {"optimizer.lr", "data.batch_size", "model.dropout", "loss", "model"}
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    rows = list(table(sweep / "summary.csv"))
     assert [row["status"] for row in rows] == ["completed", "completed"]
     assert results["best_value"] == pytest.approx(max(float(row["best_score"]) for row in rows))
     report = write_report(sweep).read_text()
-    assert len(table(report, "## Summary")) == 2
+    assert len(markdown_table(report, "## Summary")) == 2
 
 
 @pytest.mark.slow

@@ -7,10 +7,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from beadseg.checkpoint import load_network
 from beadseg.config import CONFIG_DIR
 from beadseg.data import build_datamodule
 from beadseg.data.sample import BeadSample
-from beadseg.checkpoint import load_network
 from beadseg.training.task import train
 
 

@@ -19,7 +19,6 @@ import torch
 from beadseg.data.io import MAGIC
 from beadseg.settings import Field, SettingError
 
-
 # What inference reads of a checkpoint beside the network, checked like any setting.
 STORED = {"threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
           "peak_threshold": Field(float, low=0.0, high=1.0, open_high=True, nullable=True),

@@ -9,12 +9,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from skimage.segmentation import find_boundaries  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Rectangle
+from skimage.segmentation import find_boundaries
 
-from beadseg.data.io import percentiles  # noqa: E402
+from beadseg.data.io import percentiles
 
 
 def save(fig, path: Path, dpi: int = 110) -> Path:

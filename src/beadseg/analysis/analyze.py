@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import imageio.v3 as iio
 import numpy as np
@@ -15,13 +15,12 @@ from rich.progress import track
 
 from beadseg import plots
 from beadseg.analysis.fingerprint import image_row, summarise
-from beadseg.data.label_qa import QAThresholds
-from beadseg.data.label_qa import LabelCheck, check_labels, shift_mask
 from beadseg.analysis.recommend import recommend, write_recommended
 from beadseg.analysis.report import write_report
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
 from beadseg.data.io import image_name, mask_kind, read_image, read_mask
+from beadseg.data.label_qa import LabelCheck, QAThresholds, check_labels, shift_mask
 from beadseg.data.microscope import pixel_size_um
 from beadseg.data.sample import BeadSample
 from beadseg.models.classical import Detections

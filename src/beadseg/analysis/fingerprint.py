@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 from skimage.measure import label
 
-from beadseg.data.label_qa import LabelCheck, QAThresholds
 from beadseg.data.io import bit_depth
+from beadseg.data.label_qa import LabelCheck, QAThresholds
 from beadseg.data.sample import BeadSample
 from beadseg.data.split import DENSITY_EDGES, density_bin_ranges
 from beadseg.models.classical import Detections

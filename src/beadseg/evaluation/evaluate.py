@@ -16,8 +16,8 @@ from beadseg import plots
 from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.instances import bead_instances
-from beadseg.data.label_qa import label_faults
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
+from beadseg.data.label_qa import label_faults
 from beadseg.data.reader import usable_cpus
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
 from beadseg.inference.finish import WorkerPool, finishing_workers

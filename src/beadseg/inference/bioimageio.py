@@ -15,8 +15,8 @@ import torch
 from beadseg import plots
 from beadseg.checkpoint import Network
 from beadseg.data.synthetic import render_beads
-from beadseg.models.registry import importable
 from beadseg.inference.tracing import trace
+from beadseg.models.registry import importable
 
 BEADSEG_ONLY = ("the object steps stay in beadseg: hole filling, the split of touching beads (distance-transform "
                 "watershed, or the centre heat-map's peaks for a two-channel model), the size and circularity filters, "

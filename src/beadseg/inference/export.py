@@ -10,7 +10,6 @@ import torch
 from beadseg.checkpoint import load_network, module_settings
 from beadseg.inference.tracing import trace
 
-
 INFERENCE_SETTINGS = ("net", "normalization", "threshold", "peak_threshold", "bead_area", "class_names", "centres")
 
 

@@ -12,9 +12,9 @@ import math
 import multiprocessing
 import shutil
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

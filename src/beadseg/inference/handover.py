@@ -11,9 +11,10 @@ import logging
 import os
 import shutil
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

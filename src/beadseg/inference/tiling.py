@@ -7,7 +7,7 @@ the output (which may be a memory map), so a 10000x10000 image costs about what 
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch

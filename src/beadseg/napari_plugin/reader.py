@@ -86,7 +86,8 @@ def read_predictions(path) -> list[tuple]:
     """Layer data tuples ``(data, kwargs, kind)``: per frame size, stacks of images, labels, centres (frame index
     first), counts and outlines; a frame whose input file is gone shows as a blank image page."""
     folder = Path(path if not isinstance(path, list) else path[0])
-    counts = list(csv.DictReader(open(folder / "counts.csv", newline="")))
+    with open(folder / "counts.csv", newline="") as handle:
+        counts = list(csv.DictReader(handle))
     objects: dict[str, list[dict]] = {}
     with open(folder / "objects.csv", newline="") as handle:
         for row in csv.DictReader(handle):

@@ -34,6 +34,7 @@ from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.tiling import tile_plan
 
+
 class Cancelled(Exception):
     """The user pressed Cancel: the run stops at its next tile row."""
 
@@ -172,7 +173,7 @@ class BeadCounter(QWidget):
         nothing is raised into napari."""
         try:
             return function(*args)
-        except Exception as error:  # noqa: BLE001 - every failure is reported in the widget
+        except Exception as error:
             return Failed(error)  # (a returned exception would be raised again by the worker)
 
     def _count_in_worker(self, image: np.ndarray, name: str, checkpoint: str | None, threshold: float):

@@ -58,10 +58,11 @@ def _tensorboard_series(folder: Path) -> dict[str, list[float]]:
 
 def _csv_series(path: Path) -> dict[str, list[float]]:
     series: dict[str, list[float]] = {}
-    for row in csv.DictReader(open(path)):
-        for tag, value in row.items():
-            if value not in ("", None) and (tag in EPOCH_TAGS or tag.startswith("lr-")):
-                series.setdefault(tag, []).append(float(value))
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            for tag, value in row.items():
+                if value not in ("", None) and (tag in EPOCH_TAGS or tag.startswith("lr-")):
+                    series.setdefault(tag, []).append(float(value))
     return series
 
 

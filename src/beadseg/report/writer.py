@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import yaml
 from beadseg import plots
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.report.logs import RunLog, find_baseline, find_runs
+from beadseg.tables import read_csv
 
 SUMMARY_COLUMNS = ["run", "model", "lr", "batch size", "dropout", "loss", "best val Jaccard", "best epoch", "epochs", "wall time (s)"]
 
@@ -75,7 +75,7 @@ def training_images(run: RunLog) -> int | None:
     split = run.path / "split.csv"
     if not split.is_file():
         return None
-    return sum(row["split"] == "train" for row in csv.DictReader(open(split)))
+    return sum(row["split"] == "train" for row in read_csv(split))
 
 
 def _table(rows: list[dict], columns: list[str]) -> list[str]:
@@ -137,7 +137,7 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
     swept = swept_parameters(runs)
     if swept:
         lines += ["", "## Hyper-parameter impact (best validation Jaccard per value)"]
-    for number, (parameter, values) in enumerate(swept.items(), start=6):
+    for parameter, values in swept.items():
         table = impact_table(values, runs)
         slug = parameter.replace("/", "_").replace(".", "_")
         plots.impact(parameter, table, root / f"impact_{slug}.png")

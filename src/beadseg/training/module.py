@@ -21,8 +21,8 @@ from torchmetrics.classification import (
 
 from beadseg.inference.postprocess import PostProcess
 from beadseg.metrics.objects import ObjectCounts
-from beadseg.models.registry import build_network, describe
 from beadseg.metrics.pixel import pixel_metrics
+from beadseg.models.registry import build_network, describe
 
 
 def _plain(config: Any) -> Any:
