@@ -2,6 +2,7 @@
 reader opens a beadseg-predict output folder; the npe2 manifest names both."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -144,11 +145,96 @@ def test_reader_reads_a_long_folder_page_by_page(tmp_path):
     assert np.array_equal(np.asarray(stack[37]), (np.arange(16)[:, None] == 37 % 16) & (np.arange(16) < 3))
 
 
-def test_manifest_names_the_reader_and_the_widget():
+def test_manifest_names_the_reader_and_the_widget(tmp_path):
     npe2 = pytest.importorskip("npe2")
     manifest = npe2.PluginManifest.from_distribution("beadseg")  # found through the napari.manifest entry point
     assert {c.python_name for c in manifest.contributions.commands} == {
         "beadseg.napari_plugin.reader:get_reader", "beadseg.napari_plugin.widget:BeadCounter"}
+    manager = npe2.PluginManager()
+    manager.register(manifest)
+    tifffile.imwrite(tmp_path / "beads.tif", np.zeros((8, 8), np.uint8))
+    (tmp_path / "beads.png").write_bytes(b"")
+    for image in ("beads.tif", "beads.png"):  # File > Open of an image: beadseg is not offered
+        assert list(manager.iter_compatible_readers([str(tmp_path / image)])) == []
+    assert [r.command for r in manager.iter_compatible_readers([str(tmp_path)])] == ["beadseg.read_predictions"]
+
+
+def small_prediction_folder(out: Path, pixel_size: str = "") -> Path:
+    """One 16x16 frame with two beads (labels 1, 2), its tables and its GeoJSON outlines (pixel corners)."""
+    (out / "instances").mkdir(parents=True)
+    (out / "rois").mkdir()
+    labels = np.zeros((16, 16), np.uint16)
+    labels[2:5, 2:5], labels[8:12, 9:13] = 1, 2
+    tifffile.imwrite(out / "instances" / "f.tif", labels)
+    (out / "counts.csv").write_text(f"image,count,pixel_size_um\nf,2,{pixel_size}\n")
+    (out / "objects.csv").write_text("image,bead_id,centroid_y,centroid_x,area\nf,1,3,3,9\nf,2,9.5,10.5,16\n")
+    square = [[2, 2], [5, 2], [5, 5], [2, 5], [2, 2]]  # the corners around pixels 2-4 (x, y)
+    (out / "rois" / "f.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square]}}]}))
+    return out
+
+
+def test_outlines_sit_on_the_labels_and_the_scale_bar_says_its_unit(tmp_path):
+    """GeoJSON's (2, 2)-(5, 5) square of corners is pixels 2-4: in napari (pixel centres) 1.5-4.5."""
+    out = small_prediction_folder(tmp_path / "pred")
+    layers = {meta["name"]: (data, meta) for data, meta, _ in get_reader(str(out))(str(out))}
+    outline = layers["bead outlines"][0][0]
+    assert outline[:, 1].min() == outline[:, 2].min() == 1.5 and outline[:, 1].max() == outline[:, 2].max() == 4.5
+    labels = layers["beads"][0][0]
+    ys, xs = np.nonzero(labels == 1)
+    assert (ys.min() - 0.5, ys.max() + 0.5) == (outline[:, 1].min(), outline[:, 1].max())  # on the label's border
+    assert layers["beads"][1]["units"] == ("pixel", "pixel", "pixel")
+    calibrated = small_prediction_folder(tmp_path / "um", "0.65")
+    meta = {m["name"]: m for _, m, _ in get_reader(str(calibrated))(str(calibrated))}["beads"]
+    assert meta["scale"] == (1.0, 0.65, 0.65) and meta["units"] == ("pixel", "µm", "µm")
+    viewer = ViewerModel()
+    for data, meta, kind in get_reader(str(calibrated))(str(calibrated)):  # as napari adds a reader's layers
+        viewer.add_layer(napari.layers.Layer.create(data, meta, kind))
+    assert str(viewer.layers["beads"].units[-1]) == "micrometer"
+
+
+@pytest.mark.parametrize("damage", ["corrupt geojson", "no objects.csv", "empty counts.csv", "binary counts.csv",
+                                    "a word for a number", "no centroid column"])
+def test_one_damaged_file_does_not_stop_the_folder(tmp_path, damage, caplog):
+    out = small_prediction_folder(tmp_path / "pred")
+    if damage == "corrupt geojson":
+        (out / "rois" / "f.geojson").write_text("{not json")
+    elif damage == "no objects.csv":
+        (out / "objects.csv").unlink()
+    elif damage == "empty counts.csv":
+        (out / "counts.csv").write_text("")
+    elif damage == "binary counts.csv":
+        (out / "counts.csv").write_bytes(b"\x00\xff\xfe" * 50)
+    elif damage == "a word for a number":
+        (out / "objects.csv").write_text("image,bead_id,centroid_y,centroid_x,area\nf,1,three,3,9\nf,2,9.5,10.5,16\n")
+    else:
+        (out / "objects.csv").write_text("image,bead_id,area\nf,1,9\n")
+    layers = {meta["name"]: data for data, meta, _ in get_reader(str(out))(str(out))}
+    if damage in ("empty counts.csv", "binary counts.csv"):
+        assert layers == {} and "counts.csv" in caplog.text  # nothing to page through, and said so
+        return
+    assert int(np.asarray(layers["beads"]).max()) == 2  # the labels are shown whatever else broke
+    centres = layers["bead centres"]
+    assert len(centres) == {"no objects.csv": 0, "no centroid column": 0}.get(damage, 2)
+    assert ("bead outlines" in layers) == (damage != "corrupt geojson")
+    if damage != "a word for a number":
+        assert "skipped" in caplog.text
+
+
+def test_the_widget_forgets_its_count_when_its_layers_go(qtbot, beads):
+    image, _ = beads
+    viewer = ViewerModel()
+    viewer.add_image(image, name="sample")
+    widget = BeadCounter(viewer)
+    qtbot.addWidget(widget)
+    widget.count()
+    finish(qtbot, widget)
+    assert widget.table.rowCount() > 10 and "beads at threshold" in widget.result.text()
+    widget.slider.setValue(60)  # a re-draw replaces the layers: the count stays
+    finish(qtbot, widget)
+    assert widget.table.rowCount() > 10
+    viewer.layers.remove("sample beads")
+    assert widget.table.rowCount() == 0 and widget.result.text() == "no beads counted yet" and widget.maps is None
 
 
 def test_widget_names_what_it_cannot_count(qtbot, tmp_path):

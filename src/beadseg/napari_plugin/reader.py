@@ -1,8 +1,12 @@
 """Open a ``beadseg-predict`` output folder in napari as stacks a slider pages through: for the frames of one size,
 the input images (where their files are still there), the bead instance labels, a points layer of bead centres
 carrying every ``objects.csv`` column, each frame's count as text, and with ``rois=geojson`` the bead outlines as
-shapes; at the pixel size when it is known. From 64 frames on, images and labels are read lazily (dask), a
-page when it is shown.
+shapes; at the pixel size when it is known (the scale bar then says µm, else pixel). From 64 frames on, images
+and labels are read lazily (dask), a page when it is shown.
+
+A table or outline file that cannot be read (missing, empty, not text, a broken row or a missing column) is named
+in the log and left out; the rest of the folder still opens. Outlines (GeoJSON: pixel corners) are drawn on napari's
+pixel centres, half a pixel up and left of the file's numbers, so that they sit on the labels.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tifffile
 
 from beadseg.data.io import BeadDataError, read_image
 from beadseg.inference.outputs import LABEL_FORMATS
+from beadseg.tables import read_csv
 
 NUMERIC = ("bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity", "mean_intensity",
            "mean_probability", "contrast_snr", "area_um2", "equivalent_diameter_um")
@@ -39,8 +44,26 @@ def _instances(folder: Path, name: str) -> Path | None:
                  if (folder / "instances" / f"{name}{suffix}").exists()), None)
 
 
-def _number(value: str) -> float:
-    return float(value) if value not in ("", None) else np.nan
+def _number(value: str | None) -> float:
+    """A table cell as a number; empty or not a number: NaN."""
+    try:
+        return float(value) if value not in ("", None) else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _table(path: Path, needs: tuple[str, ...]) -> list[dict]:
+    """The rows of ``path`` holding the columns ``needs``, or none when it cannot be read (named in the log)."""
+    try:
+        rows = read_csv(path)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as error:
+        log.warning("beadseg reader: skipped %s: %s", path, error)
+        return []
+    missing = [column for column in needs if rows and column not in rows[0]]
+    if missing:
+        log.warning("beadseg reader: skipped %s: it has no column %s", path, ", ".join(missing))
+        return []
+    return rows
 
 
 def _lazy_stack(files: list[Path], shape: tuple[int, int], dtype) -> object:
@@ -86,12 +109,12 @@ def read_predictions(path) -> list[tuple]:
     """Layer data tuples ``(data, kwargs, kind)``: per frame size, stacks of images, labels, centres (frame index
     first), counts and outlines; a frame whose input file is gone shows as a blank image page."""
     folder = Path(path if not isinstance(path, list) else path[0])
-    with open(folder / "counts.csv", newline="") as handle:
-        counts = list(csv.DictReader(handle))
+    counts = _table(folder / "counts.csv", ("image",))
+    if not counts:
+        log.warning("beadseg reader: %s lists no frame: nothing to show", folder / "counts.csv")
     objects: dict[str, list[dict]] = {}
-    with open(folder / "objects.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            objects.setdefault(row["image"], []).append(row)
+    for row in _table(folder / "objects.csv", ("image", "centroid_y", "centroid_x")):
+        objects.setdefault(row["image"], []).append(row)
     groups: dict[tuple, list[tuple[dict, Path, np.dtype]]] = {}
     for row in counts:  # frames grouped by size (the label files' headers say it), in the tables' order
         labels_file = _instances(folder, row["image"])
@@ -102,8 +125,9 @@ def read_predictions(path) -> list[tuple]:
     for shape, frames in groups.items():
         suffix = "" if len(groups) == 1 else f" {shape[0]}x{shape[1]}"
         size = _number(frames[0][0].get("pixel_size_um", ""))
-        scale = (1.0, size, size) if np.isfinite(size) else (1.0, 1.0, 1.0)
-        common = {"scale": scale, "metadata": {"beadseg_folder": str(folder), "frames": [r for r, _, _ in frames]}}
+        calibrated = bool(np.isfinite(size) and size > 0)
+        common = {"scale": (1.0, size, size) if calibrated else (1.0, 1.0, 1.0),
+                  "units": ("pixel", "µm", "µm") if calibrated else ("pixel", "pixel", "pixel"), "metadata": {"beadseg_folder": str(folder), "frames": [r for r, _, _ in frames]}}
         images = [_readable(Path(row["path"]), shape) if row.get("path") and Path(row["path"]).exists() else None
                   for row, _, _ in frames]
         if any(image is not None for image in images):
@@ -124,7 +148,7 @@ def read_predictions(path) -> list[tuple]:
                                                 "face_color": "yellow", **common}, "points"))
         layers.append((np.array([[index, 0, 0] for index in range(len(frames))], float),
                        {"name": f"counts{suffix}", "size": 0, "features": {
-                           "label": [f"{row['image']}: {row['count']} beads" for row, _, _ in frames]},
+                           "label": [f"{row['image']}: {row.get('count') or '?'} beads" for row, _, _ in frames]},
                         "text": {"string": "{label}", "anchor": "upper_left", "size": 14, "color": "yellow"},
                         **common}, "points"))
         outlines = _outlines(folder, [row["image"] for row, _, _ in frames])
@@ -135,13 +159,19 @@ def read_predictions(path) -> list[tuple]:
 
 
 def _outlines(folder: Path, names: list[str]) -> list[np.ndarray]:
-    """The beads' outlines of ``rois/<name>.geojson`` (``rois=geojson``) as (frame, y, x) polygons."""
+    """The beads' outlines of ``rois/<name>.geojson`` (``rois=geojson``) as (frame, y, x) polygons in napari's
+    coordinates: GeoJSON counts from the top-left pixel's corner, napari from its centre (half a pixel less)."""
     polygons = []
     for index, name in enumerate(names):
         path = folder / "rois" / f"{name}.geojson"
         if not path.is_file():
             continue
-        for feature in json.loads(path.read_text())["features"]:
-            ring = np.asarray(feature["geometry"]["coordinates"][0][:-1], float)  # (x, y), closed
-            polygons.append(np.column_stack([np.full(len(ring), index), ring[:, 1], ring[:, 0]]))
+        try:
+            rings = [np.asarray(feature["geometry"]["coordinates"][0][:-1], float)  # (x, y), closed
+                     for feature in json.loads(path.read_text())["features"]]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError) as error:
+            log.warning("beadseg reader: skipped the outlines of %s: %s", path, error)
+            continue
+        polygons += [np.column_stack([np.full(len(ring), index), ring[:, 1] - 0.5, ring[:, 0] - 0.5])
+                     for ring in rings if ring.ndim == 2 and len(ring) >= 3]
     return polygons

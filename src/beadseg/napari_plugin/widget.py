@@ -104,6 +104,8 @@ class BeadCounter(QWidget):
 
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self.refresh_layers)
+        self.viewer.layers.events.removed.connect(self._forget_removed)
+        self._replacing = False
         self.refresh_layers()
 
     @property
@@ -117,6 +119,17 @@ class BeadCounter(QWidget):
         self.layer_box.addItems(names)
         if current in names:
             self.layer_box.setCurrentText(current)
+
+    def _forget_removed(self, *_) -> None:
+        """The count, table and kept maps go when the user removes the image or its beads layer (not when a new
+        count replaces the layers)."""
+        names = {layer.name for layer in self.viewer.layers}
+        if self._replacing or not self.source_name or (
+                self.source_name in names and f"{self.source_name} beads" in names):
+            return
+        self.maps, self.image, self._drawn_at = None, None, None
+        self.table.setRowCount(0)
+        self.result.setText("no beads counted yet")
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "beadseg checkpoint", "", "checkpoints (*.ckpt)")
@@ -246,6 +259,10 @@ class BeadCounter(QWidget):
                 self.table.setItem(i, j, QTableWidgetItem(str(row[column])))
 
     def _put(self, name: str, kind: str, data, **kwargs) -> None:
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        getattr(self.viewer, f"add_{kind}")(data, name=name, **kwargs)
+        self._replacing = True
+        try:
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            getattr(self.viewer, f"add_{kind}")(data, name=name, **kwargs)
+        finally:
+            self._replacing = False
