@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_synth_then_train_on_the_folder_with_python_m(tmp_path):
     assert f"checkpoint {run_dir}/checkpoints/" in done.stdout
     assert f"tensorboard --logdir {run_dir}/tensorboard" in done.stdout
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert "epoch 1/1: " in done.stdout and "val/jaccard" in done.stdout  # plain epoch lines off a terminal
+    assert re.search(r"epoch 1/1: .*val/jaccard [0-9.]+.* \[\d+ s\]\n", done.stdout)  # plain lines off a terminal
     noise = done.stdout + done.stderr
     assert "LeafSpec" not in noise and "litlogger" not in noise  # no library chatter
     assert "GPU available" not in noise and "FLOPs" not in noise
@@ -129,3 +130,25 @@ def test_multirun_writes_a_summary_row_per_run_and_records_failures(tmp_path):
     assert rows[0]["epochs_run"] == "1" and float(rows[0]["wall_time_s"]) > 0
     assert rows[1]["status"] == "failed" and rows[1]["error"].startswith("FloatingPointError: train loss became")
     assert done.returncode != 0  # the sweep reports that a run failed, after running them all
+
+
+def test_epoch_lines_give_each_epochs_time_and_the_time_left(monkeypatch, capsys):
+    """Off a terminal a user still tells 6 minutes from 60: each line ends with the epoch's time and the estimate of
+    the rest at the mean pace so far."""
+    from types import SimpleNamespace
+
+    from beadseg.training import callbacks
+
+    clock = iter([0.0, 30.0, 30.0, 60.0 + 30.0, 90.0, 100.0])  # epoch 1: 30 s, epoch 2: 60 s, epoch 3: 10 s
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: next(clock))
+    lines = callbacks.EpochLines()
+    monkeypatch.setattr(lines, "get_metrics", lambda trainer, module: {"val/jaccard": 0.5, "v_num": 1})
+    trainer = SimpleNamespace(current_epoch=0, max_epochs=3, is_global_zero=True)
+    for epoch in range(3):
+        trainer.current_epoch = epoch
+        lines.on_train_epoch_start(trainer, None)
+        lines.on_train_epoch_end(trainer, None)
+    assert capsys.readouterr().out.splitlines() == [
+        "epoch 1/3: val/jaccard 0.5000 [30 s, about 1 min 0 s left]",  # 30 s an epoch, 2 to go
+        "epoch 2/3: val/jaccard 0.5000 [1 min 0 s, about 45 s left]",  # 90 s for 2 epochs, 1 to go
+        "epoch 3/3: val/jaccard 0.5000 [10 s]"]

@@ -87,12 +87,32 @@ class LastCheckpoint(ModelCheckpoint):
             self._save_checkpoint(trainer, str(self.path))
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: ``42 s``, ``6 min 5 s``, ``2 h 03 min``.
+
+    Examples
+    --------
+    >>> duration(42.4), duration(365), duration(7380)
+    ('42 s', '6 min 5 s', '2 h 03 min')
+    """
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 class EpochLines(ProgressBar):
-    """Progress for logs and pipes: one plain line per epoch with its metrics (a bar's redraws would wrap)."""
+    """Progress for logs and pipes: one plain line per epoch with its metrics, the epoch's time and an estimate of
+    the time left at the mean epoch's pace so far (a bar's redraws would wrap)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.enabled = True
+        self.started: float | None = None
+        self.epoch_started: float | None = None
+        self.epochs_timed = 0
 
     def enable(self) -> None:
         self.enabled = True
@@ -100,12 +120,23 @@ class EpochLines(ProgressBar):
     def disable(self) -> None:
         self.enabled = False
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        now = time.monotonic()
+        self.started = self.started if self.started is not None else now
+        self.epoch_started = now
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.enabled or not trainer.is_global_zero:
             return
         metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k != "v_num"}
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {shown}", flush=True)
+        now, epoch = time.monotonic(), trainer.current_epoch + 1
+        self.epochs_timed += 1
+        timing = ""
+        if self.started is not None and self.epoch_started is not None:
+            left = (now - self.started) / self.epochs_timed * max(0, (trainer.max_epochs or epoch) - epoch)
+            timing = f" [{duration(now - self.epoch_started)}" + (f", about {duration(left)} left" if left else "") + "]"
+        print(f"epoch {epoch}/{trainer.max_epochs}: {shown}{timing}", flush=True)
 
 
 def progress_bar() -> ProgressBar:
