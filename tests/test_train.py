@@ -1,5 +1,6 @@
 """Training end to end in-process (debug=fast): every model, checkpoints, resuming, presets, failures."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,33 @@ def test_resume_from_last_checkpoint_continues(run_train, tmp_path):
     assert second["epochs_run"] == 2
     assert second_state["global_step"] == 2 * first_state["global_step"] > 0
     assert second_state["epoch"] == first_state["epoch"] + 1
+
+
+def test_a_resumed_run_continues_in_its_own_directory(run_train, tmp_path, caplog):
+    """``ckpt_path=<run>/checkpoints/last.ckpt`` goes on in ``<run>``: one folder of checkpoints, one TensorBoard,
+    one result.json, and no "dirpath has changed" from Lightning; the command line adds ``hydra.run.dir``."""
+    from beadseg.cli.app import continue_in_run
+
+    first = run_train(["model.base_channels=4"], name="run")
+    last = Path(first["last_checkpoint"])
+    arguments = ["model.base_channels=4", f"ckpt_path={last}"]
+    assert continue_in_run("train", arguments) == [*arguments, f"hydra.run.dir={tmp_path / 'run'}"]
+    assert continue_in_run("train", [*arguments, "hydra.run.dir=elsewhere"])[-1] == "hydra.run.dir=elsewhere"
+    assert continue_in_run("predict", arguments) == arguments
+    second = run_train(["model.base_channels=4", f"ckpt_path={last}", "trainer.max_epochs=2",
+                        "callbacks.early_stopping.patience=5"], name="run")
+    assert second["epochs_run"] == 2 and second["stopped"] == "max_epochs: all 2 epochs ran"
+    assert Path(second["last_checkpoint"]).parent == last.parent and Path(second["checkpoint"]).is_file()
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) >= 2  # one curve, two sittings
+    assert "dirpath" not in caplog.text and "dropped" not in caplog.text
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs_run"] == 2
+
+
+def test_the_result_says_why_training_stopped(run_train):
+    result = run_train(["model.base_channels=4", "trainer.max_epochs=4", "callbacks.early_stopping.patience=1",
+                        "callbacks.early_stopping.min_delta=2"])  # no score improves by 2: stops after patience
+    assert result["epochs_run"] == 2 and result["stopped"] == (
+        "early stopping at epoch 2: val/jaccard had not improved by more than 2 for 1 epochs")
 
 
 def test_init_from_starts_from_another_runs_weights(run_train):

@@ -165,6 +165,23 @@ def mistyped(config_name: str, full: DictConfig, parsed: list, checked: list[str
     return None
 
 
+def continue_in_run(config_name: str, arguments: list[str]) -> list[str]:
+    """``beadseg-train ckpt_path=<run>/checkpoints/last.ckpt`` continues in ``<run>`` (its checkpoints, TensorBoard
+    events and ``result.json`` stay one run) unless ``hydra.run.dir`` says otherwise or a sweep runs."""
+    given = {argument.split("=", 1)[0]: argument.split("=", 1)[1] for argument in arguments if "=" in argument}
+    if config_name != "train" or not given.get("ckpt_path") or "hydra.run.dir" in given or \
+            any(argument in ("-m", "--multirun") for argument in arguments):
+        return arguments
+    checkpoint = Path(given["ckpt_path"].strip("'\"")).expanduser().absolute()
+    run = checkpoint.parent.parent
+    if checkpoint.parent.name != "checkpoints" or not any((run / made).is_file() for made in (".hydra/config.yaml",
+                                                                                             "result.json")):
+        return arguments
+    print(f"beadseg-train: resuming in {run} (its checkpoints, TensorBoard and result.json continue there)",
+          file=sys.stderr)
+    return [*arguments, f"hydra.run.dir={run}"]
+
+
 def unwritable(run_dir: Path) -> str | None:
     """Why the run directory cannot be made (a read-only or foreign folder on its way), or None."""
     existing = next((folder for folder in (run_dir, *run_dir.absolute().parents) if folder.exists()), None)
@@ -216,7 +233,7 @@ def beadseg_app(config_name: str) -> Callable:
         @functools.wraps(task)
         def entry():
             quiet_libraries()
-            sys.argv[1:] = quote_values(sys.argv[1:])
+            sys.argv[1:] = continue_in_run(config_name, quote_values(sys.argv[1:]))
             problem = preflight(config_name, sys.argv[1:])
             if problem:
                 print(f"beadseg-{config_name}: error: {problem}", file=sys.stderr)

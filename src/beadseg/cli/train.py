@@ -24,6 +24,7 @@ def main(cfg: DictConfig) -> float | None:
             f"(epoch {result['best_epoch']}); checkpoint {result['checkpoint'] or '-'}; "
             f"watch with: tensorboard --logdir {result['tensorboard'] or cfg.paths.output_dir}"
         )
+        print(f"beadseg-train: stopped by {result['stopped']}")
         if result.get("adequacy"):
             print(f"beadseg-train: {result['adequacy']}")
     return score  # the objective for sweepers that optimise (Optuna)

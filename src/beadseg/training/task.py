@@ -107,13 +107,38 @@ def resume_command(last: Path) -> str:
     return " ".join(["beadseg-train", *overrides, f"ckpt_path={last}"])
 
 
-def record_interruption(output_dir: Path, trainer: pl.Trainer, last: Path | None, stop: BaseException) -> None:
-    """``result.json`` with status ``interrupted``, the last checkpoint and the command that resumes the run."""
+def best_so_far(trainer: pl.Trainer, history: ValidationHistory) -> dict:
+    """The best checkpoint's score, epoch (counted from 1) and path, and the validation metrics at that epoch."""
+    checkpoint = trainer.checkpoint_callback
+    best_path = str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else ""
+    best_score = checkpoint.best_model_score if checkpoint else None
+    best_epoch = read_checkpoint(best_path)["epoch"] + 1 if best_path else None  # counted from 1, as printed
+    at_best = history.epochs.get(best_epoch, {})
+    return {"best_score": float(best_score) if best_score is not None else None,
+            "best_val_jaccard": at_best.get("val/jaccard"),
+            "val_object_f1": at_best.get("val/object_f1"),  # at the best epoch, whatever the monitor
+            "val_count_error": at_best.get("val/count_error"),
+            "best_epoch": best_epoch, "checkpoint": best_path}
+
+
+def stop_reason(trainer: pl.Trainer) -> str:
+    """Why fitting ended: early stopping (its monitor, patience and where it stopped) or the epochs running out."""
+    stopper = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping)), None)
+    if stopper is not None and stopper.stopped_epoch > 0:
+        return (f"early stopping at epoch {stopper.stopped_epoch + 1}: {stopper.monitor} had not improved by more "
+                f"than {abs(stopper.min_delta):g} for {stopper.patience} epochs")
+    return f"max_epochs: all {trainer.max_epochs} epochs ran"
+
+
+def record_interruption(output_dir: Path, trainer: pl.Trainer, last: Path | None, stop: BaseException,
+                        history: ValidationHistory) -> None:
+    """``result.json`` with status ``interrupted``, the best checkpoint so far, the last checkpoint and the command
+    that resumes the run."""
     if not trainer.is_global_zero:
         return
     saved = last if last and last.is_file() else None
-    result = {"status": "interrupted", "epochs_run": trainer.current_epoch, "last_checkpoint": str(saved or ""),
-              "stopped_by": type(stop).__name__,
+    result = {"status": "interrupted", **best_so_far(trainer, history), "epochs_run": trainer.current_epoch,
+              "last_checkpoint": str(saved or ""), "stopped_by": type(stop).__name__,
               "resume": resume_command(saved) if saved else "no checkpoint was written yet: start again"}
     (output_dir / "result.json").write_text(json.dumps(result, indent=2))
     print(f"beadseg-train: interrupted after {trainer.current_epoch} epoch(s); resume with: {result['resume']}",
@@ -125,10 +150,11 @@ def train(cfg: DictConfig) -> dict:
     check_settings(cfg, "train")
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
-    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+    continuing = bool(cfg.get("ckpt_path")) and Path(cfg.ckpt_path).absolute().parent == checkpoint_dir.absolute()
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()) and not continuing:
         raise FileExistsError(
             f"{checkpoint_dir} already holds checkpoints; beadseg never overwrites a run. Give a new "
-            "hydra.run.dir (to resume, start a new run with ckpt_path=<old run>/checkpoints/last.ckpt)"
+            "hydra.run.dir (to resume this run: beadseg-train ckpt_path=<run>/checkpoints/last.ckpt)"
         )
     if "_target_" not in cfg.model:
         raise ValueError(f"model={cfg.model.get('name')} has no network to train; evaluate it with "
@@ -156,28 +182,20 @@ def train(cfg: DictConfig) -> dict:
         with stop.installed():
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     except (KeyboardInterrupt, SystemExit) as interruption:
-        record_interruption(output_dir, trainer, last, interruption)
+        record_interruption(output_dir, trainer, last, interruption, history)
         raise
     finally:
         if resume_from is not None:
             resume_from.unlink(missing_ok=True)
 
-    checkpoint = trainer.checkpoint_callback
-    best_path = str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else ""
-    best_score = checkpoint.best_model_score if checkpoint else None
-    best = float(best_score) if best_score is not None else None
-    best_epoch = read_checkpoint(best_path)["epoch"] + 1 if best_path else None  # counted from 1, as printed
-    at_best = history.epochs.get(best_epoch, {})
+    best = best_so_far(trainer, history)
+    best_path = best["checkpoint"]
     result = {
         "status": "completed",
         "monitor": cfg.monitor,
-        "best_score": best,
-        "best_val_jaccard": at_best.get("val/jaccard"),
-        "val_object_f1": at_best.get("val/object_f1"),  # at the best epoch, whatever the monitor
-        "val_count_error": at_best.get("val/count_error"),
-        "best_epoch": best_epoch,
+        **best,
         "epochs_run": trainer.current_epoch,
-        "checkpoint": best_path,
+        "stopped": stop_reason(trainer),
         "last_checkpoint": str(last) if last and last.is_file() else "",
         "tensorboard": str(output_dir / "tensorboard") if any(
             isinstance(lg, pl.loggers.TensorBoardLogger) for lg in loggers) else "",
@@ -188,10 +206,10 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("tune_thresholds") and best_path and trainer.is_global_zero and hasattr(module, "post"):
         result["tuned"] = tune_checkpoint(module, datamodule.datasets["val"], best_path, output_dir, cfg.tune_thresholds)
         result["checkpoint"], result["untuned_checkpoint"] = result["tuned"]["checkpoint"], best_path
-    if cfg.get("adequacy_bar") is not None and best is not None:
-        result["adequacy"] = adequacy_verdict(best, cfg.adequacy_bar)
+    if cfg.get("adequacy_bar") is not None and best["best_score"] is not None:
+        result["adequacy"] = adequacy_verdict(best["best_score"], cfg.adequacy_bar)
     for logger in loggers:  # TensorBoard's HParams tab: the settings with the run's final metrics
-        final = {f"hp/best_{cfg.monitor.replace('/', '_')}": best or 0.0, "hp/epochs_run": float(result["epochs_run"])}
+        final = {f"hp/best_{cfg.monitor.replace('/', '_')}": best["best_score"] or 0.0, "hp/epochs_run": float(result["epochs_run"])}
         if isinstance(logger, pl.loggers.TensorBoardLogger):
             logger.log_hyperparams(_flat_hparams(cfg), final)
         else:
