@@ -85,7 +85,8 @@ def test_circularity_of_small_disks_is_close_to_one():
     for index, (centre, radius) in enumerate((((15, 15), 2.5), ((15, 45), 3.8), ((40, 30), 5.0), ((40, 70), 7.5)), start=1):
         labels[disk(centre, radius, shape=labels.shape)] = index
     rows = object_table(labels, np.ones(labels.shape), np.ones(labels.shape))
-    assert all(0.95 <= row["circularity"] <= 1.1 for row in rows), [row["circularity"] for row in rows]
+    assert all(0.95 <= row["circularity"] <= 1.0 for row in rows), [row["circularity"] for row in rows]
+    assert rows[0]["circularity"] == 1.0  # a 5 px disk: 1.05-1.08 before the cap, as ImageJ caps its Circ. at 1
     square = np.zeros((20, 40), np.int32)
     square[5:15, 5:35] = 1  # a 10 x 30 bar: clearly not round
     assert object_table(square, np.ones(square.shape), np.ones(square.shape))[0]["circularity"] < 0.75
@@ -146,7 +147,7 @@ def test_vectorised_measurements_equal_skimage_regionprops_on_touching_beads():
         assert row["area"] == truth["area"][i]
         assert row["centroid_y"] == pytest.approx(truth["centroid-0"][i] + 7, abs=0.006)
         assert row["centroid_x"] == pytest.approx(truth["centroid-1"][i] + 11, abs=0.006)
-        expected = 4 * np.pi * truth["area"][i] / max(truth["perimeter_crofton"][i], 1.0) ** 2
+        expected = min(4 * np.pi * truth["area"][i] / max(truth["perimeter_crofton"][i], 1.0) ** 2, 1.0)
         assert row["circularity"] == pytest.approx(expected, abs=0.0006)
         assert row["mean_intensity"] == pytest.approx(truth["intensity_mean-0"][i], abs=0.002)
         assert row["mean_probability"] == pytest.approx(truth["intensity_mean-1"][i], abs=0.0001)

@@ -20,9 +20,18 @@ DEFAULT_PEAK_THRESHOLD = 0.3  # an untuned target=centres model's
 
 
 def circularity(area: np.ndarray, perimeter: np.ndarray) -> np.ndarray:
-    """4π·area/perimeter² with the Crofton perimeter (pass ``perimeter_crofton``), which stays right on small
-    objects: 1.01 for a 15 px disk, 1.05-1.08 for 5-7 px ones (the 4-connected perimeter gives 1.2-1.4 there)."""
-    return 4 * np.pi * np.asarray(area, float) / np.maximum(np.asarray(perimeter, float), 1.0) ** 2
+    """4π·area/perimeter² with the Crofton perimeter (pass ``perimeter_crofton``), at most 1 as ImageJ's ``Circ.``:
+    the Crofton estimate stays close on small objects (1.01 for a 15 px disk, 1.05-1.08 for 5-7 px ones before the
+    cap; the 4-connected perimeter gives 1.2-1.4 there), and nothing is rounder than a disk.
+
+    Examples
+    --------
+    >>> circularity([np.pi * 100], [2 * np.pi * 10]).round(3), circularity([21], [14.9]).round(3)
+    (array([1.]), array([1.]))
+    >>> circularity([300], [80]).round(3)  # a 10 x 30 bar
+    array([0.589])
+    """
+    return np.minimum(4 * np.pi * np.asarray(area, float) / np.maximum(np.asarray(perimeter, float), 1.0) ** 2, 1.0)
 
 
 def _residual_share() -> float:
