@@ -53,7 +53,7 @@ def test_imagej_roi_set_holds_one_polygon_per_bead_enclosing_its_pixels(predicte
     rois = roifile.roiread(predicted / "rois" / "beads_rois.zip")
     assert len(rois) == len(beads)
     for roi, bead in zip(rois, beads):
-        assert roi.name == f"bead_{int(bead['bead_id']):05d}"
+        assert roi.name == f"bead {bead['bead_id']}"  # as QuPath names it, objects.csv's bead_id
         x, y = roi.coordinates().T
         pixels = filled(y, x, labels.shape)
         assert (pixels == (labels == int(bead["bead_id"]))).all()  # exactly the bead's pixels
@@ -82,6 +82,15 @@ def test_label_tiffs_carry_the_calibration_fiji_reads(predicted):
         assert tif.imagej_metadata["unit"] == "um"
         numerator, denominator = tif.pages[0].tags["XResolution"].value
         assert denominator / numerator == pytest.approx(0.65)
+
+
+def test_uncalibrated_label_tiffs_say_pixel(tmp_path):
+    from beadseg.inference.outputs import write_tiff
+
+    path = write_tiff(np.arange(64, dtype=np.uint16).reshape(8, 8), tmp_path / "beads.tif", np.asarray, np.uint16)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.imagej_metadata["unit"] == "pixel"  # ImageJ showed a blank unit
+        assert np.array_equal(tif.asarray(), np.arange(64).reshape(8, 8))
 
 
 def test_chunked_frame_rois_sit_at_full_frame_coordinates(tmp_path, compose_config):

@@ -44,7 +44,8 @@ def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np
     """``convert(array)`` as a TIFF of ``dtype`` (``compression``: zlib, Fiji reads it; ``none``); large arrays go
     tile by tile (bounded memory). With a pixel size, Fiji opens it calibrated in µm: a ``.ome.tif`` name gets OME
     metadata, a plain ``.tif`` ImageJ's own (resolution and ``unit=um``), or where ImageJ's format cannot hold it
-    (tiles, 32-bit integers) resolution tags in centimetres."""
+    (tiles, 32-bit integers) resolution tags in centimetres. Without a pixel size a plain ``.tif`` says its unit is
+    ``pixel`` (ImageJ shows a blank unit otherwise)."""
     partial = _partial(path)
     ome = path.name.endswith(".ome.tif")
     options = {"compression": None if compression in (None, "none") else compression, "ome": ome}
@@ -52,9 +53,9 @@ def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np
         options["metadata"] = {"axes": "YX", **({"PhysicalSizeX": pixel_size_um, "PhysicalSizeY": pixel_size_um,
                                                  "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
                                                 if pixel_size_um else {})}
-    elif pixel_size_um and array.size <= LARGE and np.dtype(dtype) in (np.uint8, np.uint16, np.float32):
-        options |= {"imagej": True, "resolution": (1 / pixel_size_um, 1 / pixel_size_um),
-                    "metadata": {"unit": "um", "axes": "YX"}}
+    elif array.size <= LARGE and np.dtype(dtype) in (np.uint8, np.uint16, np.float32):
+        options |= {"imagej": True, "resolution": (1 / (pixel_size_um or 1), 1 / (pixel_size_um or 1)),
+                    "metadata": {"unit": "um" if pixel_size_um else "pixel", "axes": "YX"}}
     elif pixel_size_um:
         options |= {"resolution": (1e4 / pixel_size_um, 1e4 / pixel_size_um), "resolutionunit": "CENTIMETER"}
     if array.size > LARGE:

@@ -91,13 +91,14 @@ def _atomic_write(path: Path, write) -> Path:
 
 
 def write_imagej_rois(outlines: list[tuple[int, np.ndarray]], path: Path) -> Path:
-    """An ImageJ ROI set (zip) of traced polygons named ``bead_<id>``: Fiji's ROI Manager opens it over the image."""
+    """An ImageJ ROI set (zip) of traced polygons named ``bead <id>`` (the name QuPath shows, ``objects.csv``'s
+    ``bead_id``): Fiji's ROI Manager opens it over the image."""
     from roifile import ROI_TYPE, ImagejRoi, roiwrite
 
     rois = []
     for bead, outline in outlines:
         points = outline[:, ::-1].astype(np.float64 if outline.max() > 32000 else np.int32)  # (x, y)
-        roi = ImagejRoi.frompoints(points, name=f"bead_{bead:05d}")
+        roi = ImagejRoi.frompoints(points, name=f"bead {bead}")
         roi.roitype = ROI_TYPE.TRACED
         rois.append(roi)
 
