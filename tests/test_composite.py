@@ -4,12 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_pair
 
 from beadseg.data.composite import BeadLibrary, CompositeSource, composite, place_beads
 from beadseg.data.instances import centroids
 from beadseg.data.synthetic import render_beads
 from beadseg.models.classical import detect_beads
+from tests.helpers import write_pair
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from conftest import write_pair
 from scipy import ndimage as ndi
 
 from beadseg.data.folder import FolderSource, pair_folder
 from beadseg.data.io import BeadDataError, Normalization, read_image, read_mask
 from beadseg.data.synthetic import SyntheticSource, render_beads
+from tests.helpers import write_pair
 
 
 def test_folder_pairs_images_and_masks_by_stem(bead_folder):

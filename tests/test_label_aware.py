@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import write_pair
 from hydra.utils import instantiate
 
 from beadseg.data.datamodule import BeadDataModule
@@ -11,6 +10,7 @@ from beadseg.data.folder import FolderSource
 from beadseg.data.sample import IGNORE_INDEX
 from beadseg.data.synthetic import render_beads
 from beadseg.models.classical import unlabelled_regions
+from tests.helpers import write_pair
 
 
 def sparse_beads(seed: int = 3):

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import write_pair
 from scipy.ndimage import gaussian_filter
 
 from beadseg.data import manifest
@@ -22,7 +21,7 @@ from beadseg.data.io import BeadDataError
 from beadseg.data.synthetic import SyntheticSource, render_beads
 from beadseg.inference.postprocess import PostProcess
 from beadseg.metrics.objects import match_by_centroid, match_by_iou
-from tests.helpers import table
+from tests.helpers import table, write_pair
 
 BIN = Path(sys.executable).parent
 

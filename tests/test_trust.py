@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from conftest import write_pair
 from scipy.ndimage import gaussian_filter
 
 from beadseg.checkpoint import CheckpointError
@@ -22,6 +21,7 @@ from beadseg.data.io import BeadDataError, mask_kind, open_image, read_image, re
 from beadseg.data.synthetic import render_beads
 from beadseg.settings import SettingError
 from beadseg.training.task import StopOnSignal, train
+from tests.helpers import table, write_pair
 
 BIN = Path(sys.executable).parent
 
@@ -304,6 +304,24 @@ def test_a_tiny_tiff_and_a_looping_link_are_named_not_predicted(tmp_path):
     assert folder / "loop.png" in list_images(folder)
     with pytest.raises(BeadDataError, match="link that leads nowhere"):
         read_image(folder / "loop.png")
+
+
+def test_prediction_names_dangling_and_looping_links_and_goes_on(tmp_path, compose_config):
+    """The README's promise: such files are named in errors.csv and skipped (the resume fingerprint stats every
+    file first, and stopped the run with Errno 2 / 40)."""
+    from beadseg.inference.predict import predict
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "beads.tif", render_beads(np.random.default_rng(0), 64, 5, "fluorescence", 8)[0])
+    (folder / "gone.tif").symlink_to(tmp_path / "deleted.tif")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    out = tmp_path / "out"
+    result = predict(compose_config("predict", [f"input={folder}", f"output={out}", f"paths.output_dir={out}",
+                                                "method=classical"]))
+    assert result["done"] == 1 and table(out / "counts.csv")[0]["image"] == "beads"
+    errors = {Path(row["image"]).name: row["error"] for row in table(out / "errors.csv")}
+    assert set(errors) == {"gone.tif", "loop.png"} and all("link" in error for error in errors.values())
 
 
 def test_qc_on_a_training_folder_checks_its_images_not_its_masks(tmp_path):

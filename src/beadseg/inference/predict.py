@@ -336,11 +336,15 @@ def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
 
 
 def file_set(files: list[Path]) -> dict:
-    """The input's fingerprint: how many files, and a hash of their paths, sizes and times."""
+    """The input's fingerprint: how many files, and a hash of their paths, sizes and times (a link that leads
+    nowhere, broken or looping, by the link itself: reading it later names it in ``errors.csv``)."""
     digest = hashlib.sha256()
     for path in files:
-        stat = path.stat()
-        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        try:
+            stat, where = path.stat(), path.resolve()
+        except (OSError, RuntimeError):
+            stat, where = path.lstat(), path.absolute()
+        digest.update(f"{where}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return {"count": len(files), "sha256": digest.hexdigest()}
 
 
