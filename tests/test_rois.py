@@ -84,6 +84,20 @@ def test_label_tiffs_carry_the_calibration_fiji_reads(predicted):
         assert denominator / numerator == pytest.approx(0.65)
 
 
+def test_a_240_character_image_name_gets_every_output(tmp_path, compose_config):
+    """Valid names up to the file system's 255 bytes: the temporary files beside the outputs have short names
+    (``<name>_rois.zip.partial`` was too long and aborted the run)."""
+    name = "b" * 240
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / f"{name}.tif", render_beads(np.random.default_rng(2), 96, 12, "fluorescence", 8)[0])
+    out = tmp_path / "out"
+    result = predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={out}", f"paths.output_dir={out}",
+                                                "method=classical", "rois=[imagej,geojson]"]))
+    assert result["done"] == 1 and not result["failed"] and int(table(out / "counts.csv")[0]["count_all"]) > 5
+    assert (out / "rois" / f"{name}_rois.zip").is_file() and (out / "rois" / f"{name}.geojson").is_file()
+    assert not [path for path in out.rglob("*.partial")]
+
+
 def test_uncalibrated_label_tiffs_say_pixel(tmp_path):
     from beadseg.inference.outputs import write_tiff
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
+
+from beadseg.files import atomic_write
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -26,11 +27,8 @@ def write_csv(rows: list[dict], path: Path, columns: list[str] | None = None) ->
 
     Written under a temporary name and renamed: a reader never sees half a table."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", newline="") as handle:
+    with atomic_write(path) as partial, open(partial, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns or list(rows[0]), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(partial, path)
     return path

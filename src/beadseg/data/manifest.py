@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from rich.progress import track
 
 from beadseg.data.io import file_stamp
+from beadseg.files import atomic_write
 
 VERSION = 1
 PARALLEL_FROM = 32  # fewer files than this are measured in-process (a pool costs more than it saves)
@@ -51,10 +51,8 @@ def image_stats(image: np.ndarray) -> dict:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    with atomic_write(path) as partial:
+        partial.write_text(text)
 
 
 def build_manifest(items: list[dict], measure: Callable[[dict], dict], path: Path, workers: int | None = None,

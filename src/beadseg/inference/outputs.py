@@ -6,8 +6,6 @@ that a resumed run would trust. Arrays larger than ``LARGE`` pixels (memory maps
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,13 +14,10 @@ import tifffile
 
 from beadseg import plots
 from beadseg.data.io import release_pages
+from beadseg.files import atomic_write
 
 LARGE = 4096 * 4096  # pixels: above this, maps live in memory maps and are written tile by tile
 TIFF_TILE = 512
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
 
 
 def _tiles(array: np.ndarray, convert: Callable[[np.ndarray], np.ndarray], dtype) -> Iterator[np.ndarray]:
@@ -46,7 +41,6 @@ def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np
     metadata, a plain ``.tif`` ImageJ's own (resolution and ``unit=um``), or where ImageJ's format cannot hold it
     (tiles, 32-bit integers) resolution tags in centimetres. Without a pixel size a plain ``.tif`` says its unit is
     ``pixel`` (ImageJ shows a blank unit otherwise)."""
-    partial = _partial(path)
     ome = path.name.endswith(".ome.tif")
     options = {"compression": None if compression in (None, "none") else compression, "ome": ome}
     if ome:
@@ -58,12 +52,12 @@ def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np
                     "metadata": {"unit": "um" if pixel_size_um else "pixel", "axes": "YX"}}
     elif pixel_size_um:
         options |= {"resolution": (1e4 / pixel_size_um, 1e4 / pixel_size_um), "resolutionunit": "CENTIMETER"}
-    if array.size > LARGE:
-        tifffile.imwrite(partial, _tiles(array, convert, dtype), shape=array.shape, dtype=dtype,
-                         tile=(TIFF_TILE, TIFF_TILE), **options)
-    else:
-        tifffile.imwrite(partial, convert(np.asarray(array)).astype(dtype), **options)
-    os.replace(partial, path)
+    with atomic_write(path) as partial:
+        if array.size > LARGE:
+            tifffile.imwrite(partial, _tiles(array, convert, dtype), shape=array.shape, dtype=dtype,
+                             tile=(TIFF_TILE, TIFF_TILE), **options)
+        else:
+            tifffile.imwrite(partial, convert(np.asarray(array)).astype(dtype), **options)
     return path
 
 
@@ -74,19 +68,16 @@ def write_ome_zarr(array: np.ndarray, path: Path, convert: Callable[[np.ndarray]
     place."""
     from bioio_ome_zarr.writers import OMEZarrWriter
 
-    partial = _partial(path)
-    shutil.rmtree(partial, ignore_errors=True)
     size = [pixel_size_um, pixel_size_um] if pixel_size_um else None
-    writer = OMEZarrWriter(str(partial), level_shapes=array.shape, dtype=np.dtype(dtype),
-                           chunk_shape=(min(chunk, array.shape[0]), min(chunk, array.shape[1])), zarr_format=2,
-                           axes_names=["y", "x"], axes_types=["space", "space"],
-                           axes_units=["micrometer", "micrometer"] if size else None, physical_pixel_size=size)
-    for top in range(0, array.shape[0], chunk):
-        band = convert(np.asarray(array[top : top + chunk])).astype(dtype)
-        writer.write_region(band, (slice(top, top + len(band)), slice(0, array.shape[1])))
-        release_pages(array)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(partial, path)
+    with atomic_write(path) as partial:
+        writer = OMEZarrWriter(str(partial), level_shapes=array.shape, dtype=np.dtype(dtype),
+                               chunk_shape=(min(chunk, array.shape[0]), min(chunk, array.shape[1])), zarr_format=2,
+                               axes_names=["y", "x"], axes_types=["space", "space"],
+                               axes_units=["micrometer", "micrometer"] if size else None, physical_pixel_size=size)
+        for top in range(0, array.shape[0], chunk):
+            band = convert(np.asarray(array[top : top + chunk])).astype(dtype)
+            writer.write_region(band, (slice(top, top + len(band)), slice(0, array.shape[1])))
+            release_pages(array)
     return path
 
 
@@ -125,9 +116,8 @@ def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int
     k-th pixel)."""
     picture = plots.count_overlay(image, labels, int(labels.max()) if count is None else count, max_side, rejected)
     release_pages(image, labels)
-    partial = _partial(path)
-    picture.save(partial, format="PNG", compress_level=compress_level)
-    os.replace(partial, path)
+    with atomic_write(path) as partial:
+        picture.save(partial, format="PNG", compress_level=compress_level)
     return path
 
 

@@ -9,7 +9,6 @@ those of the whole frame, also for frames post-processed in chunks (outlines are
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from beadseg.data.io import release_pages
+from beadseg.files import atomic_write
 
 ROI_FORMATS = {"imagej": "_rois.zip", "geojson": ".geojson"}  # rois=...: the file each writes per image
 
@@ -83,13 +83,6 @@ def bead_outlines(labels: np.ndarray, bead_ids: list[int], centroids_y: list[flo
         release_pages(labels)
 
 
-def _atomic_write(path: Path, write) -> Path:
-    partial = path.with_name(f".{path.name}.partial")
-    write(partial)
-    os.replace(partial, path)
-    return path
-
-
 def write_imagej_rois(outlines: list[tuple[int, np.ndarray]], path: Path) -> Path:
     """An ImageJ ROI set (zip) of traced polygons named ``bead <id>`` (the name QuPath shows, ``objects.csv``'s
     ``bead_id``): Fiji's ROI Manager opens it over the image."""
@@ -102,17 +95,14 @@ def write_imagej_rois(outlines: list[tuple[int, np.ndarray]], path: Path) -> Pat
         roi.roitype = ROI_TYPE.TRACED
         rois.append(roi)
 
-    def write(partial: Path) -> None:
-        if partial.exists():
-            partial.unlink()
+    with atomic_write(path) as partial:
         if rois:
             roiwrite(partial, rois, mode="w")
         else:  # an empty set: an empty zip Fiji's ROI Manager opens as such
             import zipfile
 
             zipfile.ZipFile(partial, "w").close()
-
-    return _atomic_write(path, write)
+    return path
 
 
 def write_geojson(outlines: list[tuple[int, np.ndarray]], rows: dict[int, dict], path: Path) -> Path:
@@ -129,7 +119,9 @@ def write_geojson(outlines: list[tuple[int, np.ndarray]], rows: dict[int, dict],
                                         "classification": {"name": "Bead", "color": [255, 220, 0]},
                                         "measurements": numbers}})
     text = json.dumps({"type": "FeatureCollection", "features": features})
-    return _atomic_write(path, lambda partial: partial.write_text(text))
+    with atomic_write(path) as partial:
+        partial.write_text(text)
+    return path
 
 
 def write_rois(kinds: list[str], labels: np.ndarray, objects: list[dict], folder: Path, name: str) -> list[Path]:

@@ -30,11 +30,7 @@ def _job_key(path: Path) -> tuple:
 def write_summary(sweep_dir: Path) -> Path:
     """Collect every ``*/result.json`` under ``sweep_dir`` into ``sweep_dir/summary.csv`` (atomically)."""
     rows = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/result.json"), key=_job_key)]
-    target = sweep_dir / "summary.csv"
-    partial = target.with_suffix(f".csv.{os.getpid()}")
-    write_csv(rows, partial, SUMMARY_COLUMNS)
-    os.replace(partial, target)
-    return target
+    return write_csv(rows, sweep_dir / "summary.csv", SUMMARY_COLUMNS)  # atomic, one temporary file per process
 
 
 class RunRecorder(Callback):

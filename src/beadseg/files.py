@@ -1,0 +1,75 @@
+"""Files written whole or not at all: the one way beadseg replaces a file (tables, masks, overlays, ROIs, manifests).
+
+A file is written under a short hidden temporary name beside its target and renamed into place, so a reader (or a
+resumed run) never sees half a file, and an interrupted write leaves no file it would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def partial_path(path: str | Path) -> Path:
+    """The temporary name :func:`atomic_write` writes ``path`` under: hidden, beside it, one per process, and short
+    (a digest of the name), so that any name the file system takes for ``path`` (up to 255 bytes) works.
+
+    Examples
+    --------
+    >>> partial_path("/out/rois/" + "a" * 240 + "_rois.zip").name.startswith(".")
+    True
+    >>> len(partial_path("/out/rois/" + "a" * 240 + "_rois.zip").name) < 40
+    True
+    """
+    path = Path(path)
+    digest = hashlib.sha1(path.name.encode(), usedforsecurity=False).hexdigest()[:12]
+    return path.with_name(f".{digest}.{os.getpid()}.partial")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Give the temporary path to write ``path``'s content to (a file, or a folder such as an OME-Zarr); when the
+    block ends, rename it into place (an earlier folder at ``path`` is removed first), or on an error remove it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (or folder) to write; its parent folder is made.
+
+    Yields
+    ------
+    Path
+        Where to write.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "counts.csv"
+    >>> with atomic_write(target) as partial:
+    ...     _ = partial.write_text("image,count\\n")
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('image,count\\n', ['counts.csv'])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(path)
+    _remove(partial)
+    try:
+        yield partial
+        if partial.is_dir():
+            _remove(path)
+        os.replace(partial, path)
+    except BaseException:
+        _remove(partial)
+        raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
