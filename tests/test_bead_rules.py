@@ -72,6 +72,22 @@ def test_a_clump_of_six_touching_beads_counts_six():
     assert not [row for row in found.debris if row["reason"] == "particle"]  # a clump of beads, no particle
 
 
+def test_a_region_of_hundreds_of_bead_areas_stays_whole():
+    """An untrained model marks half the frame (the default experiment's first validation): no clump to split by
+    area; k-means with a thousand centres over it took over half an hour per validation image."""
+    from beadseg.data.instances import split_large
+
+    labels = np.zeros((200, 240), np.int32)
+    labels[10:190, 10:230] = 1  # ~1,600 bead areas of 25 px
+    labels[195:200, 0:10] = 2  # a doublet: 2 bead areas
+    split = split_large(labels, 25.0, 1.6, max_ratio=PostProcess().max_clump_beads)
+    assert np.array_equal(split == 1, labels == 1) and int(split.max()) == 3  # the region whole, the doublet two
+    image, _, probability = frame_with([])
+    probability[20:140, 20:180] = 1.0
+    found = PostProcess(particle_area_ratio=None).instances(probability, image)
+    assert 0 < len(found.objects) < 60
+
+
 def test_a_large_uniform_disc_is_a_particle_not_beads():
     image, labels, probability = frame_with([])
     rows, columns = disk((95, 110), 12.5, shape=image.shape)  # three bead diameters, uniformly dark

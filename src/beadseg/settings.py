@@ -118,6 +118,7 @@ POSTPROCESS = {
     "postprocess.peak_threshold": Field(float, low=0.0, high=1.0, open_high=True, nullable=True),
     "postprocess.peak_distance": Field(int, low=1),
     "postprocess.split_area_ratio": Field(float, low=1.0, open_low=True, nullable=True),
+    "postprocess.max_clump_beads": Field(float, low=2.0),
     "postprocess.particle_area_ratio": Field(float, low=1.0, open_low=True, nullable=True),
     "postprocess.particle_min_circularity": Field(float, low=0.0, high=2.0),
     "postprocess.particle_max_texture": Field(float, low=0.0, open_low=True),

@@ -135,11 +135,14 @@ def split_by_area(mask: np.ndarray, single_area: float | None = None, seed: int 
     return split_large(components, single_area or single_bead_area(mask), 1.5, seed)
 
 
-def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, seed: int = 0) -> np.ndarray:
+def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, seed: int = 0,
+                max_ratio: float | None = None) -> np.ndarray:
     """Instance labels in which every object of at least ``min_ratio`` times ``single_area`` px is split into
     ``round(area / single_area)`` beads (:func:`nearest_centre_parts`): its first part keeps its number, the others
     get new numbers after the largest; smaller objects stay as they are. A merged doublet becomes two beads, a
-    chain of four four.
+    chain of four four. Objects over ``max_ratio`` bead areas (None: no limit) stay whole: no clump, but a region
+    no bead-sized split describes (an untrained model's mask of half the frame), and k-means over it with
+    thousands of centres would take hours.
 
     Examples
     --------
@@ -149,7 +152,8 @@ def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, 
     """
     areas = np.bincount(labels.ravel())
     areas[0] = 0
-    large = np.flatnonzero(areas >= min_ratio * single_area) if single_area else np.zeros(0, int)
+    large = np.flatnonzero((areas >= min_ratio * single_area) & (areas <= (max_ratio or np.inf) * single_area)) \
+        if single_area else np.zeros(0, int)
     if not len(large):
         return labels
     out = labels.astype(np.int32, copy=True)

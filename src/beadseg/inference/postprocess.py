@@ -310,7 +310,8 @@ class PostProcess:
     Beads of one stock are monodisperse, so:
 
     - *clumps*: an object of at least ``split_area_ratio`` bead areas that the peaks (or the watershed) left whole
-      holds ``round(area / bead area)`` touching beads, split by k-means (``None``: off);
+      holds ``round(area / bead area)`` touching beads, split by k-means (``None``: off), up to ``max_clump_beads``
+      bead areas (larger regions stay whole: no clump of beads an area rule can split);
     - *particles*: a connected object of at least ``particle_area_ratio`` bead areas, round (circularity at least
       ``particle_min_circularity``) and uniform inside (:func:`texture` at most ``particle_max_texture``) is no
       clump of beads but another particle: rejected with reason ``particle`` (``None``: off);
@@ -343,6 +344,7 @@ class PostProcess:
     peak_threshold: float | None = None
     peak_distance: int = 2
     split_area_ratio: float | None = 1.6
+    max_clump_beads: float = 30.0
     particle_area_ratio: float | None = 4.0
     particle_min_circularity: float = 0.85
     particle_max_texture: float = 3.0
@@ -418,7 +420,7 @@ class PostProcess:
             return labels, reference
         if areas.max() < self.split_area_ratio * reference:
             return labels, reference
-        return split_large(labels, reference, self.split_area_ratio), reference
+        return split_large(labels, reference, self.split_area_ratio, max_ratio=self.max_clump_beads), reference
 
     def particles(self, objects: np.ndarray, image: np.ndarray | None, noise: float | None,
                   reference: float | None) -> set[int]:
