@@ -1,6 +1,5 @@
 """The dilution-series report on series with a known concentration."""
 
-import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +69,9 @@ def test_predict_with_a_dilution_regex_writes_the_report(tmp_path):
     assert (out / "dilution_report.png").stat().st_size > 10_000
     text = (out / "dilution_report.md").read_text()
     assert "slope" in text and "count × dilution" in text and "dilution report" in done.stdout
+    assert "over the dilutions in range (100x, 200x, 400x)" in text  # named, not left to guess
+    summary = next(line for line in done.stdout.splitlines() if line.startswith("beadseg-predict: 6 images"))
+    assert ", 3 groups in group_counts.csv ->" in summary and "group_counts.csv, masks/" in summary
 
 
 def test_group_counts_sort_dilutions_as_numbers_with_the_sample_sd(tmp_path):
@@ -81,8 +83,8 @@ def test_group_counts_sort_dilutions_as_numbers_with_the_sample_sd(tmp_path):
 
     counts = [{"image": f"{d}x_{i}", "count": c, "count_all": c + 1}
               for d, values in ((10240, [3, 5]), (2560, [40, 44, 47]), (320, [600, 640])) for i, c in enumerate(values)]
-    with open(group_counts(counts, r"^(\d+)x_", tmp_path)) as handle:
-        rows = list(csv.DictReader(handle))
+    assert group_counts(counts, r"^(\d+)x_", tmp_path) == 3
+    rows = table(tmp_path / "group_counts.csv")
     assert [row["group"] for row in rows] == ["320", "2560", "10240"]
     assert float(rows[1]["std_count"]) == round(float(np.std([40, 44, 47], ddof=1)), 2) != round(float(np.std([40, 44, 47])), 2)
     assert [int(row["total_count_all"]) - int(row["total_count"]) for row in rows] == [2, 3, 2]

@@ -17,6 +17,7 @@ from scipy import stats
 
 from beadseg import plots
 from beadseg.data.split import group_names
+from beadseg.files import atomic_write
 from beadseg.tables import write_csv
 
 COLUMNS = ["dilution", "frames", "mean_count", "std_count", "concentration", "ci_low", "ci_high", "per_ul",
@@ -91,7 +92,8 @@ class DilutionSeries:
             scale = 1 / self.volume_ul if self.volume_ul else None
             row.update({key: row[ref] * scale if scale else "" for key, ref in
                         (("per_ul", "concentration"), ("per_ul_low", "ci_low"), ("per_ul_high", "ci_high"))})
-        return {"groups": rows, "concentration": series[0], "concentration_ci": series[1:], "slope": slope,
+        return {"groups": rows, "in_range": [row["dilution"] for row in in_range],
+                "concentration": series[0], "concentration_ci": series[1:], "slope": slope,
                 "slope_all": slope_all,
                 "scales_up_to": max(scaling) if scaling else None, "volume_ul": self.volume_ul,
                 "confidence": self.confidence, "frames": sum(row["frames"] for row in rows)}
@@ -127,9 +129,9 @@ class DilutionSeries:
                  for row in result["groups"]]
         written = {"table": write_csv(table, out / "dilution_report.csv", COLUMNS),
                    "figure": plots.dilution_figure(result, out / "dilution_report.png")}
-        partial = out / ".dilution_report.md.partial"
-        partial.write_text(markdown(result))
-        written["text"] = partial.replace(out / "dilution_report.md")
+        with atomic_write(out / "dilution_report.md") as partial:
+            partial.write_text(markdown(result))
+        written["text"] = out / "dilution_report.md"
         return written
 
 
@@ -146,15 +148,17 @@ def summary(result: dict) -> str:
     text = [f"{result['frames']} frames at {len(groups)} dilutions "
             f"({_number(groups[0]['dilution'])}x to {_number(groups[-1]['dilution'])}x)."]
     fit = result["slope"]
+    in_range = ", ".join(f"{_number(dilution)}x" for dilution in result["in_range"])
     if fit:
         verdict = "consistent with" if fit["low"] <= -1 <= fit["high"] else "not consistent with"
         text.append(f"On log-log axes the count per frame falls with dilution at slope {fit['slope']:.2f} "
-                    f"({percent} % CI {fit['low']:.2f} to {fit['high']:.2f}) over the dilutions in range, "
+                    f"({percent} % CI {fit['low']:.2f} to {fit['high']:.2f}) over the dilutions in range "
+                    f"({in_range}), "
                     f"{verdict} the slope of -1 that a proportional count gives.")
         every = result["slope_all"]
         if every and any(g["status"] != "ok" for g in groups):
             text.append(f"Over every dilution it is {every['slope']:.2f} ({every['low']:.2f} to {every['high']:.2f}).")
-    text.append(f"The stock's concentration, count × dilution over those dilutions, is {_number(result['concentration'])} "
+    text.append(f"The stock's concentration, count × dilution over the dilutions in range ({in_range}), is {_number(result['concentration'])} "
                 f"{unit} ({percent} % CI {_number(low)} to {_number(high)})"
                 + (f", {_number(result['concentration'] / result['volume_ul'])} beads per µL for a frame imaging "
                    f"{result['volume_ul']:g} µL." if result["volume_ul"] else

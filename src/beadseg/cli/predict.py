@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from beadseg.cli.app import beadseg_app
+
+OUTPUTS = ("counts.csv", "objects.csv", "debris.csv", "group_counts.csv", "masks/", "instances/", "overlays/",
+           "rois/", "probability/", "centres/", "uncertainty/")
 
 
 @beadseg_app("predict")
@@ -19,10 +20,14 @@ def main(cfg: DictConfig) -> None:
     result = predict(cfg)
     if result.get("rank"):
         return
-    print(f"beadseg-predict: {result['done']} images, {result['beads']} beads -> {result['output']} "
-          "(counts.csv, objects.csv, masks/, instances/, overlays/)")
-    if cfg.group_regex and result["done"]:
-        dilution_report(cfg, Path(result["output"]))
+    out = Path(result["output"])
+    written = ", ".join(name for name in OUTPUTS if (out / name.rstrip("/")).exists())
+    groups = f", {result['groups']} groups in group_counts.csv" if result.get("groups") else ""
+    print(f"beadseg-predict: {result['done']} images, {result['beads']} beads{groups} -> {out} ({written})")
+    if result.get("dilution_report"):
+        print(f"beadseg-predict: dilution report -> {result['dilution_report']} (table, figure)")
+    if result.get("dilution_note"):
+        print(f"beadseg-predict: no dilution report: {result['dilution_note']}", file=sys.stderr)
     if result["failed"]:
         names = ", ".join(f["image"] for f in result["failed"])
         print(f"beadseg-predict: {len(result['failed'])} input(s) could not be read: {names} (see errors.csv)", file=sys.stderr)
@@ -31,18 +36,6 @@ def main(cfg: DictConfig) -> None:
               f"output={result['output']} resume=true", file=sys.stderr)
     if result["failed"] or result["missing"]:
         sys.exit(1)
-
-
-def dilution_report(cfg: DictConfig, out: Path) -> None:
-    """The dilution-series report of the run's counts, where ``group_regex`` finds numeric dilutions."""
-    with open(out / "counts.csv", newline="") as handle:
-        counts = list(csv.DictReader(handle))
-    try:
-        written = instantiate(cfg.dilution).write(counts, cfg.group_regex, out)
-    except ValueError as error:
-        print(f"beadseg-predict: no dilution report: {error}", file=sys.stderr)
-        return
-    print(f"beadseg-predict: dilution report -> {written['text']} (table, figure)")
 
 
 if __name__ == "__main__":

@@ -282,9 +282,11 @@ class PredictionWriter(BasePredictionWriter):
             self.part = None
 
 
-def merge_tables(out: Path, files: list[Path], group_regex: str | None, save_debris: bool = False) -> dict:
+def merge_tables(out: Path, files: list[Path], group_regex: str | None, save_debris: bool = False,
+                 dilution=None) -> dict:
     """``counts.csv``, ``objects.csv`` (and ``errors.csv``; ``debris.csv`` with ``save_debris``) from the part
-    files, in input order."""
+    files, in input order; with ``group_regex`` the counts per group, and the ``dilution`` series' report
+    (:class:`~beadseg.analysis.dilution.DilutionSeries`) where the groups are numeric dilutions."""
     records = part_lines(out)
     found = [records[name] for name in map(image_name, files) if name in records]
     done = [record for record in found if "error" not in record]
@@ -300,10 +302,16 @@ def merge_tables(out: Path, files: list[Path], group_regex: str | None, save_deb
         write_csv(failed, out / "errors.csv", ["image", "error"])
     elif (out / "errors.csv").exists():
         (out / "errors.csv").unlink()  # a resumed run read what failed before
+    result = {"output": out, "done": len(counts), "failed": failed, "beads": len(objects),
+              "missing": [str(p) for p in files if image_name(p) not in records]}
     if group_regex and counts:
-        group_counts(counts, group_regex, out)
-    return {"output": out, "done": len(counts), "failed": failed, "beads": len(objects),
-            "missing": [str(p) for p in files if image_name(p) not in records]}
+        result["groups"] = group_counts(counts, group_regex, out)
+        if dilution is not None:
+            try:
+                result["dilution_report"] = dilution.write(counts, group_regex, out)["text"]
+            except ValueError as error:  # names that are no dilutions: the per-group counts still stand
+                result["dilution_note"] = str(error)
+    return result
 
 
 def natural_order(name: str) -> tuple:
@@ -317,7 +325,7 @@ def natural_order(name: str) -> tuple:
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
 
 
-def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
+def group_counts(counts: list[dict], pattern: str, out: Path) -> int:
     """Counts per group (the regex's first group, e.g. the dilution, or the capture whose tiles the frames are:
     ``'^(.*)_grid_'``; the name itself where it does not match) as a table and a plot. ``total_count`` sums the
     edge rule's counts (the tiles of a capture add up to the capture's count), ``total_count_all`` every bead."""
@@ -332,7 +340,8 @@ def group_counts(counts: list[dict], pattern: str, out: Path) -> Path:
                      "mean_count": round(float(np.mean(values)), 2),  # the sample sd, as the dilution report's
                      "std_count": round(float(np.std(values, ddof=1)), 2) if len(values) > 1 else ""})
     plots.group_counts_figure(rows, out / "group_counts.png")
-    return write_csv(rows, out / "group_counts.csv", list(rows[0]))
+    write_csv(rows, out / "group_counts.csv", list(rows[0]))
+    return len(rows)
 
 
 def file_set(files: list[Path]) -> dict:
@@ -403,4 +412,5 @@ def predict(cfg: DictConfig) -> dict:
     if not trainer.is_global_zero:
         return {"output": out, "done": 0, "failed": [], "beads": 0, "missing": [], "rank": trainer.global_rank}
     shutil.rmtree(out / ".scratch", ignore_errors=True)
-    return merge_tables(out, files, cfg.get("group_regex"), cfg.save_debris)
+    dilution = instantiate(cfg.dilution) if cfg.get("dilution") else None
+    return merge_tables(out, files, cfg.get("group_regex"), cfg.save_debris, dilution)
