@@ -237,3 +237,20 @@ def test_eval_scores_a_folder_of_saved_predictions_against_truth(compose_config,
     with pytest.raises(ValueError, match=r"no prediction for 1 image\(s\) .*i2"):
         evaluate(compose_config("eval", [f"predictions={saved}", f"data.root={tmp_path / 'data'}",
                                          f"output={tmp_path / 'f'}"]))
+
+
+def test_the_progress_bar_counts_images_not_steps(tmp_path, compose_config, capfd):
+    """5 frames in steps of 2 read 5/5, not 3/3."""
+    from beadseg.data.synthetic import render_beads
+    from beadseg.inference.predict import predict
+
+    (tmp_path / "in").mkdir()
+    for index in range(5):
+        tifffile.imwrite(tmp_path / "in" / f"f{index}.tif",
+                         render_beads(np.random.default_rng(index), 64, 5, "fluorescence", 8)[0])
+    out = tmp_path / "out"
+    predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={out}", f"paths.output_dir={out}",
+                                       "method=classical", "frames_per_step=2"]))
+    captured = capfd.readouterr()
+    bar = (captured.out + captured.err).replace("\r", "\n")
+    assert "Predicting images" in bar and "5/5" in bar and "3/3" not in bar

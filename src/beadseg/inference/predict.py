@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from beadseg import plots
@@ -282,6 +282,26 @@ class PredictionWriter(BasePredictionWriter):
             self.part = None
 
 
+class FrameProgressBar(TQDMProgressBar):
+    """Prediction's progress in images, not steps (a step carries up to ``frames_per_step`` frames): 17/17, not
+    9/9."""
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        changed = self.has_dataloader_changed(dataloader_idx)
+        super().on_predict_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
+        if changed or batch_idx == 0:
+            loaders = trainer.predict_dataloaders
+            loader = loaders[dataloader_idx] if isinstance(loaders, (list, tuple)) else loaders
+            self.frames_done = 0
+            self.predict_progress_bar.total = len(loader.sampler)
+            self.predict_progress_bar.set_description("Predicting images")
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.frames_done += len(batch)
+        self.predict_progress_bar.n = self.frames_done
+        self.predict_progress_bar.refresh()
+
+
 def merge_tables(out: Path, files: list[Path], group_regex: str | None, save_debris: bool = False,
                  dilution=None) -> dict:
     """``counts.csv``, ``objects.csv`` (and ``errors.csv``; ``debris.csv`` with ``save_debris``) from the part
@@ -403,7 +423,9 @@ def predict(cfg: DictConfig) -> dict:
     options = output_options(cfg, len(files))
     workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
     writer = PredictionWriter(out, options, post, predictor.threshold, workers)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
+    progress = [FrameProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer, *progress], logger=False,
+                                      enable_checkpointing=False)
     if cfg.resume and not (set(image_name(p) for p in files) - finished(out)):
         data.setup()  # nothing left to predict: only check the folder, then merge
     else:
