@@ -117,6 +117,18 @@ def test_planted_missing_beads_are_found(tmp_path, run_analyze):
     assert sum(int(r["unlabelled_beads"]) for r in rows) <= total + 3  # few false alarms
 
 
+def test_a_mask_of_another_image_is_named_as_such(tmp_path, run_analyze):
+    """Issue 29: a mask belonging to another image was reported only as "missing labels"; its labels cover no bead."""
+    others = {index: labels for index, (_, _, labels) in enumerate(planted_images(seed=7))}
+    write_folder(tmp_path / "swapped", lambda labels, index: others[index] if index == 2 else labels)
+    out, rows, summary = run_analyze(tmp_path / "swapped")
+    flagged = {row["image"]: row["flags"].split(";") for row in rows if "labels_without_beads" in row["flags"]}
+    assert list(flagged) == ["img2"]
+    assert int(rows[2]["labels_without_beads"]) > int(rows[2]["labels"]) / 2
+    assert summary["label_qa"]["images_labels_without_beads"] == 1
+    assert "Labels with no bead under them**: 1 images" in (out / "REPORT.md").read_text()
+
+
 def test_eroded_masks_show_a_size_ratio_below_one(tmp_path, run_analyze):
     write_folder(tmp_path / "full")
     write_folder(tmp_path / "eroded", lambda labels, i: ndi.binary_erosion(labels > 0, iterations=1))

@@ -267,6 +267,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "qa.min_offset_px": Field(float, low=0.0),
         "qa.min_offset_confidence": PROBABILITY,
         "qa.max_shift": Field(int, low=0, high=64),
+        "qa.max_empty_label_fraction": PROBABILITY,
     },
     "export": {
         "format": Field(str, choices=("torchscript", "onnx", "checkpoint", "bioimageio")),

@@ -36,6 +36,8 @@ def image_row(sample: BeadSample, detections: Detections, check: LabelCheck, qa:
         "detected_beads": check.detected,
         "unlabelled_beads": check.unlabelled,
         "labelled_fraction": round(check.labelled_fraction, 4),
+        "labels": check.labels,
+        "labels_without_beads": check.empty_labels,
         "offset_y": round(check.offset_y, 2),
         "offset_x": round(check.offset_x, 2),
         "offset_confidence": round(check.offset_confidence, 3),
@@ -81,6 +83,7 @@ def summarise(rows: list[dict], bead_areas: np.ndarray) -> dict:
         "polarity_counts": dict(polarity),
         "label_qa": {
             "images_missing_labels": flags["missing_labels"],
+            "images_labels_without_beads": flags["labels_without_beads"],
             "images_offset": flags["offset"],
             "images_mask_smaller": flags["mask_smaller"],
             "images_mask_larger": flags["mask_larger"],

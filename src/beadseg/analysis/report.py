@@ -73,6 +73,12 @@ def write_report(path: Path, root: Path, summary: dict, rows: list[dict], choice
     lines.append(f"- **Missing labels**: {len(missing)} images are under {qa.min_labelled_fraction:.0%} labelled"
                  + (": " + ", ".join(f"`{r['image']}` ({r['labelled_fraction']:.0%}, {r['unlabelled_beads']} beads)" for r in missing[:10])
                     + (" …" if len(missing) > 10 else "") if missing else "."))
+    empty = _flagged(rows, "labels_without_beads")
+    lines.append(f"- **Labels with no bead under them**: {len(empty)} images have masks where over "
+                 f"{qa.max_empty_label_fraction:.0%} of the labelled objects cover no bead the detector sees (the mask "
+                 "of another image, or labels of nothing)"
+                 + (": " + ", ".join(f"`{r['image']}` ({r['labels_without_beads']} of {r['labels']})" for r in empty[:10])
+                    + (" …" if len(empty) > 10 else "") if empty else "."))
     shifted = _flagged(rows, "offset")
     lines.append(f"- **Shifted masks**: {len(shifted)} images have masks offset by ≥ {qa.min_offset_px:g} px (confidence ≥ "
                  f"{qa.min_offset_confidence:g})"

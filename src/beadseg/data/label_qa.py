@@ -21,6 +21,7 @@ class QAThresholds:
     min_offset_confidence: float
     size_ratio_range: tuple[float, float]
     max_shift: int
+    max_empty_label_fraction: float = 0.5
 
 
 @dataclass
@@ -34,6 +35,8 @@ class LabelCheck:
     unlabelled: int  # clearly visible beads that no (offset-corrected) mask pixel covers
     size_ratio: float  # median labelled area / apparent area over beads matched one-to-one (nan if none)
     unlabelled_centroids: np.ndarray
+    labels: int = 0  # labelled objects (the mask's connected components)
+    empty_labels: int = 0  # labelled objects with no detected bead under them (offset undone)
 
     @property
     def labelled_fraction(self) -> float:
@@ -44,10 +47,13 @@ class LabelCheck:
         return float(np.hypot(self.offset_y, self.offset_x))
 
     def flags(self, qa: QAThresholds) -> list[str]:
-        """What is wrong with the mask: ``missing_labels``, ``offset``, ``mask_smaller`` / ``mask_larger``."""
+        """What is wrong with the mask: ``missing_labels``, ``labels_without_beads`` (most labelled objects cover no
+        bead: the mask of another image, or of nothing), ``offset``, ``mask_smaller`` / ``mask_larger``."""
         flags = []
         if self.labelled_fraction < qa.min_labelled_fraction:
             flags.append("missing_labels")
+        if self.labels and self.empty_labels / self.labels > qa.max_empty_label_fraction:
+            flags.append("labels_without_beads")
         if self.offset >= qa.min_offset_px and self.offset_confidence >= qa.min_offset_confidence:
             flags.append("offset")
         low, high = qa.size_ratio_range
@@ -58,6 +64,7 @@ class LabelCheck:
     def faults(self, qa: QAThresholds) -> str:
         """The mask's faults in words (empty when none): what the worst-images figure says of a mask."""
         words = {"missing_labels": f"{self.unlabelled} visible beads unlabelled",
+                 "labels_without_beads": f"{self.empty_labels} of {self.labels} labels cover no bead (another image's mask?)",
                  "offset": f"mask shifted by {self.offset:.1f} px",
                  "mask_smaller": f"mask {self.size_ratio:.2f}x the beads' area",
                  "mask_larger": f"mask {self.size_ratio:.2f}x the beads' area"}
@@ -124,4 +131,6 @@ def check_labels(mask: np.ndarray, detections: Detections, max_shift: int = 8) -
         unlabelled=int(missed.sum()),
         size_ratio=float(np.median(ratios)) if len(ratios) else float("nan"),
         unlabelled_centroids=detections.centroids[missed],
+        labels=int(components.max()),
+        empty_labels=int(np.sum(hits[1:] == 0)),
     )
