@@ -55,6 +55,30 @@ def test_tensorboard_gets_metrics_learning_rate_and_image_grids(run_train, tmp_p
     assert events.Tags()["images"] == ["val/image_truth_prediction"]
     grid = events.Images("val/image_truth_prediction")[0]
     assert grid.width == 3 * 256 + 2 * 4  # image | truth | prediction of 256² validation images, side by side
+    import io
+
+    from PIL import Image
+
+    picture = np.asarray(Image.open(io.BytesIO(grid.encoded_image_string)).convert("L"))
+    for column in range(3):  # a title over each column: text in the top strip above each panel
+        assert picture[:14, 4 + column * 256 : 4 + column * 256 + 120].max() > 128
+
+
+def test_the_centre_heat_map_column_is_stretched_to_its_peak():
+    """Early in training the heat-map's peaks are far below 1: shown as they are, the column was nearly black."""
+    from types import SimpleNamespace
+
+    from beadseg.training.callbacks import ImageGridLogger
+
+    grid = ImageGridLogger(every_n_epochs=1, max_images=1)
+    logits = torch.full((1, 2, 16, 16), -6.0)
+    logits[0, 1, 8, 8] = -2.2  # a heat-map peak of sigmoid(-2.2) = 0.1
+    batch = {"image": torch.rand(1, 1, 16, 16), "mask": torch.zeros(1, 1, 16, 16)}
+    trainer = SimpleNamespace(sanity_checking=False, current_epoch=0)
+    grid.on_validation_batch_end(trainer, SimpleNamespace(hparams=SimpleNamespace(threshold=0.5)),
+                                 {"logits": logits}, batch, 0)
+    heat = grid.rows[0][..., 48:64]
+    assert heat.max() == pytest.approx(1.0) and grid.panels == (4, 16)
 
 
 def test_checkpoint_alone_rebuilds_the_model(run_train, tmp_path):

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
@@ -18,13 +19,36 @@ def _stretch(image: torch.Tensor) -> torch.Tensor:
     return (image - low) / (high - low).clamp_min(1e-6)
 
 
+def title_strip(titles: list[str], panel_width: int, width: int, padding: int, height: int = 14) -> torch.Tensor:
+    """A (3, height, width) strip with each title over its panel (panels ``panel_width`` wide after ``padding``),
+    white on black, to stand above a TensorBoard image grid.
+
+    Examples
+    --------
+    >>> strip = title_strip(["image", "truth"], 64, 136, 4)
+    >>> tuple(strip.shape), bool(strip[:, :, 4:60].max() > 0.5), bool(strip[:, :, :4].max() == 0)
+    ((3, 14, 136), True, True)
+    """
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("L", (width, height))
+    draw = ImageDraw.Draw(picture)
+    for index, title in enumerate(titles):
+        draw.text((padding + index * panel_width + 2, 1), title, fill=255)
+    return torch.from_numpy(np.asarray(picture, np.float32) / 255)[None].expand(3, -1, -1).clone()
+
+
 class ImageGridLogger(pl.Callback):
-    """Every ``every_n_epochs``, log a TensorBoard grid of validation images: image | truth | prediction (| the
-    predicted centre heat-map, for a ``target=centres`` model)."""
+    """Every ``every_n_epochs``, log a TensorBoard grid of validation images under column titles: image | truth |
+    prediction (| the predicted centre heat-map, for a ``target=centres`` model, stretched to its own maximum: its
+    peaks sit far below 1 early in training, and would show nearly black)."""
+
+    TITLES = ("image", "truth", "prediction", "centre heat-map (/ max)")
 
     def __init__(self, every_n_epochs: int = 5, max_images: int = 4) -> None:
         self.every_n_epochs, self.max_images = every_n_epochs, max_images
         self.rows: list[torch.Tensor] = []
+        self.panels = (0, 0)  # panels per row and their width
 
     def _active(self, trainer: pl.Trainer) -> bool:
         return not trainer.sanity_checking and trainer.current_epoch % self.every_n_epochs == 0
@@ -39,7 +63,9 @@ class ImageGridLogger(pl.Callback):
         prediction = (probabilities[:, :1] > pl_module.hparams.threshold).float()
         for image, mask, predicted, heat in zip(batch["image"], batch["mask"], prediction, probabilities[:, 1:]):
             if len(self.rows) < self.max_images:
+                heat = heat / heat.amax(dim=(-2, -1), keepdim=True).clamp(min=1e-6)
                 parts = [_stretch(image.float()), mask.float().clamp(min=0), predicted, *heat[:, None]]
+                self.panels = (len(parts), image.shape[-1])
                 self.rows.append(torch.cat(parts, dim=-1).cpu())
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -49,6 +75,9 @@ class ImageGridLogger(pl.Callback):
         height = max(row.shape[-2] for row in self.rows)
         padded = [torch.nn.functional.pad(r, (0, width - r.shape[-1], 0, height - r.shape[-2])) for r in self.rows]
         grid = make_grid(torch.stack(padded), nrow=1, padding=4, pad_value=0.5)
+        count, panel_width = self.panels
+        strip = title_strip(list(self.TITLES[:count]), panel_width, grid.shape[-1], 4)
+        grid = torch.cat([strip, grid], dim=-2)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("val/image_truth_prediction", grid, trainer.global_step)
