@@ -86,7 +86,7 @@ def test_predict_counts_debris_and_lists_it_on_request(tmp_path, predict_here):
     iio.imwrite(folder / "specks.png", np.clip(image, 0, 255).astype(np.uint8))
     out = tmp_path / "out"
     predict_here(f"input={folder}", f"output={out}", "method=classical", "save_debris=true")
-    counts = next(table(out / "counts.csv"))
+    counts = table(out / "counts.csv")[0]
     debris = list(table(out / "debris.csv"))
     assert int(counts["count"]) == len(BEADS) and int(counts["debris"]) == len(debris) >= len(SPECKS)
     for y, x in SPECKS:  # every speck is listed as debris, at its place

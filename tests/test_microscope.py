@@ -97,7 +97,7 @@ def test_predict_reports_microns_and_writes_labels_at_scale(planes, tmp_path, la
     write_two_channels(inputs / "two.ome.tif", beads, other)
     out = tmp_path / "out"
     predict_here("method=classical", f"input={inputs}", f"output={out}", "image.channel=FL", f"label_format={label_format}")
-    counts = next(table(out / "counts.csv"))
+    counts = table(out / "counts.csv")[0]
     count = int(counts["count"])
     assert count > 10 and float(counts["pixel_size_um"]) == 0.5
     assert float(counts["beads_per_mm2"]) == pytest.approx(count / (128 * 128 * 0.25e-6), rel=1e-4)
