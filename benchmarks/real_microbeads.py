@@ -163,7 +163,7 @@ def main() -> None:
     if args.tiny:
         folds = folds[:1]
         overrides += ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2",
-                      "data.composites_per_image=0.1",
+                      "data.composites_per_image=0",
                       "data.patches_per_image=1", "tune_thresholds.thresholds=[0.5]", "tune_thresholds.peak_thresholds=[0.3]"]
     started = time.time()
     results = []
