@@ -359,7 +359,7 @@ def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
             continue  # an interpolation is checked where it points
         try:
             value = node[key]
-        except Exception:
+        except Exception:  # a value that resolves only inside the run (a resolver of Hydra's runtime)
             continue
         leaves += _leaves(value, path) if OmegaConf.is_config(value) else [(path, value)]
     return leaves
@@ -409,7 +409,7 @@ def check_against_defaults(cfg: Any, defaults: Any, keys: list[str], command: st
         try:
             default = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)
             value = OmegaConf.select(cfg, key, default=MISSING, throw_on_missing=False)
-        except Exception:
+        except Exception:  # an interpolation that resolves only inside the run
             continue
         field = typed_like(default)
         if field is not None and value is not MISSING and not OmegaConf.is_config(value):

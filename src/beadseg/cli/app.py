@@ -89,7 +89,7 @@ def _flat_keys(node, prefix: str = "") -> list[str]:
         keys.append(path)
         try:
             keys += _flat_keys(node._get_node(key), path)
-        except Exception:
+        except Exception:  # an interpolation that cannot resolve here is still a key
             pass
     return keys
 
@@ -160,7 +160,7 @@ def mistyped(config_name: str, full: DictConfig, parsed: list, checked: list[str
             check_against_defaults(full, defaults, keys, config_name)
     except SettingError as error:
         return str(error)
-    except Exception:
+    except Exception:  # anything else (a composition the run itself reports) is the run's to report, in context
         return None
     return None
 

@@ -186,7 +186,7 @@ class BeadCounter(QWidget):
         nothing is raised into napari."""
         try:
             return function(*args)
-        except Exception as error:
+        except Exception as error:  # every failure is reported in the widget
             return Failed(error)  # (a returned exception would be raised again by the worker)
 
     def _count_in_worker(self, image: np.ndarray, name: str, checkpoint: str | None, threshold: float):
