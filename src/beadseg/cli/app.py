@@ -191,6 +191,35 @@ def unwritable(run_dir: Path) -> str | None:
     return f"cannot make the run directory {run_dir}: {existing} {what}; give hydra.run.dir=<a writable folder>"
 
 
+def refuse_missing_values(cfg: DictConfig) -> None:
+    """The first setting left at ``???`` (``input``, ``data.root``), as one line naming it, before the command
+    imports its libraries (seconds) or reads anything."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    def missing(node: DictConfig, prefix: str = ""):  # interpolations stay unresolved (no library import)
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            if OmegaConf.is_missing(node, key):
+                yield path
+            elif not OmegaConf.is_interpolation(node, key) and isinstance(node._get_node(key), DictConfig):
+                yield from missing(node._get_node(key), f"{path}.")
+
+    key = next(missing(cfg), None)
+    if key is not None:
+        raise MissingMandatoryValue(f"Missing mandatory value: {key}")
+
+
+def check_checkpoint(cfg: DictConfig) -> None:
+    """A command that runs a checkpoint's network (``ckpt=``, ``method=checkpoint``) refuses a file that is no
+    checkpoint, or whose settings or network description beadseg does not accept, before any other work."""
+    if not cfg.get("ckpt") or cfg.get("method", {}).get("name", "checkpoint") != "checkpoint":
+        return
+    from beadseg.checkpoint import module_settings
+
+    module_settings(cfg.ckpt)
+
+
 def record_failure(line: str) -> None:
     """A training run stopped by a handled error still says so: ``result.json`` (status failed, the error) in its
     run directory, as a sweep records its failed jobs."""
@@ -216,7 +245,9 @@ def beadseg_app(config_name: str) -> Callable:
         @functools.wraps(task)
         def handled(cfg: DictConfig):
             try:
+                refuse_missing_values(cfg)
                 check_settings(cfg, config_name)  # every command's settings, before any work
+                check_checkpoint(cfg)
                 configure_reading(cfg.get("image"))
                 return task(cfg)
             except Exception as error:
