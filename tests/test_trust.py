@@ -218,17 +218,19 @@ def test_nan_in_a_memory_mapped_frame_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.slow
-def test_duplicate_stems_in_an_input_folder_are_refused_by_name(tmp_path):
+def test_duplicate_stems_in_an_input_folder_are_refused_by_name(tmp_path, compose_config):
+    from beadseg.inference.predict import predict
+
     image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "sample.tif", image)
     import imageio.v3 as iio
 
     iio.imwrite(tmp_path / "in" / "sample.png", image)
-    done = subprocess.run([BIN / "beadseg-predict", "method=classical", f"input={tmp_path / 'in'}",
-                           f"output={tmp_path / 'o'}", f"hydra.run.dir={tmp_path / 'h'}"], capture_output=True, text=True)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "sample.png, sample.tif" in done.stderr and not (tmp_path / "o" / "counts.csv").exists()
+    with pytest.raises(BeadDataError, match="sample.png, sample.tif"):  # a ValueError: the CLI's one line
+        predict(compose_config("predict", ["method=classical", f"input={tmp_path / 'in'}", f"output={tmp_path / 'o'}",
+                                           f"paths.output_dir={tmp_path / 'h'}"]))
+    assert not (tmp_path / "o" / "counts.csv").exists()
 
 
 def test_blurred_masks_are_refused_and_label_images_up_to_255_accepted(tmp_path):
