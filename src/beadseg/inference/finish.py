@@ -163,7 +163,9 @@ def finish_frame(result: dict, out: Path, options: dict, post: PostProcess | Non
     if "labels" not in result:
         find_beads(result, post, threshold)
     labels = result["labels"]
-    objects = [{**row, **physical_sizes(row, size)} for row in result["objects"]]
+    objects = result["objects"]
+    for row in objects:  # in place: a copy of a huge frame's table would double it in memory
+        row.update(physical_sizes(row, size))
     suffix = outputs.LABEL_FORMATS[options["label_format"]]
     compression = options["tiff_compression"]
     outputs.write_mask(labels, out / "masks" / f"{name}{suffix}", size, compression)

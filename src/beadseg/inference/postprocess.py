@@ -549,11 +549,13 @@ class PostProcess:
             if reason == "particle":
                 particles.setdefault(row["object_id"], []).append(row)
             elif reason:
-                debris.append({**row, "reason": reason})
-            else:
+                row["reason"] = reason
+                debris.append(row)
+            else:  # the rows are updated in place: a copy per bead doubles a huge frame's table in memory
                 cut = any(0 < depth < whole for depth in reach)  # on the top or left edge, and less than a bead in view
-                beads.append({**row, "bead_id": len(beads) + 1, "counted": self.edge_rule == "none" or not cut})
-                renumber[row["bead_id"]] = len(beads)
+                renumber[row["bead_id"]] = len(beads) + 1
+                row["bead_id"], row["counted"] = len(beads) + 1, self.edge_rule == "none" or not cut
+                beads.append(row)
         debris += [merged_particle(pieces) for pieces in particles.values()]
         per_object = Counter(row["object_id"] for row in beads)
         for row in beads:

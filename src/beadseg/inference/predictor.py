@@ -74,7 +74,7 @@ class ModelPredictor:
         self.peak_threshold = float(network.hparams.get("peak_threshold") or DEFAULT_PEAK_THRESHOLD)
         self.bead_area = network.hparams.get("bead_area")  # px, the median bead the model saw in validation
         if batch_pixels == "auto":  # pixels per forward pass: the shipped model's fp32 activations take ~0.5 GB per MP on a CPU
-            batch_pixels = 16 * 2**20 if self.device.type == "cuda" else 2**21
+            batch_pixels = 16 * 2**20 if self.device.type == "cuda" else 2**20
         self.tile, self.overlap, self.batch_pixels, self.blend = tile, overlap, int(batch_pixels), blend
         self.window = min(window, tile)  # the sliding window of frames larger than ``tile``
         self.tta, self.mc_samples, self._amp = tta, mc_samples, amp
