@@ -175,8 +175,9 @@ def tables(out: Path) -> tuple[str, str]:
     return (out / "counts.csv").read_text(), (out / "objects.csv").read_text()
 
 
-def predict_here(frames: Path, out: Path, *extra: str) -> dict:
-    """beadseg-predict in this process (the command's own checks; no interpreter start to wait for)."""
+def predict_frames_here(frames: Path, out: Path, *extra: str) -> dict:
+    """beadseg-predict in this process (the command's own checks; no interpreter start to wait for); module
+    fixtures use it, so it cannot be the function-scoped ``predict_here`` fixture of conftest."""
     from hydra import compose, initialize_config_dir
 
     from beadseg.config import CONFIG_DIR
@@ -191,7 +192,7 @@ def predict_here(frames: Path, out: Path, *extra: str) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted(many_frames, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("whole") / "out"
-    predict_here(many_frames, out)
+    predict_frames_here(many_frames, out)
     counts = list(table(out / "counts.csv"))
     assert len(counts) == 40 and all(int(row["count"]) > 10 for row in counts)  # the model finds the beads
     return out
@@ -211,10 +212,10 @@ def test_a_killed_prediction_resumes_to_the_same_tables(many_frames, uninterrupt
     process.wait()
     assert not (out / "counts.csv").exists()  # killed before the end
     with pytest.raises(FileExistsError, match="resume=true"):
-        predict_here(many_frames, out)
+        predict_frames_here(many_frames, out)
     with pytest.raises(ValueError, match="postprocess"):  # resuming with other settings is refused
-        predict_here(many_frames, out, "resume=true", "postprocess.min_area=9")
-    resumed = predict_here(many_frames, out, "resume=true")
+        predict_frames_here(many_frames, out, "resume=true", "postprocess.min_area=9")
+    resumed = predict_frames_here(many_frames, out, "resume=true")
     assert resumed["done"] == 40 and not resumed["failed"]
     assert tables(out) == tables(uninterrupted)
     done_before = sum(1 for p in (out / "parts").glob("*.jsonl") for _ in p.read_text().splitlines())
@@ -274,8 +275,9 @@ def test_resume_refuses_another_input_and_leaves_the_tables(many_frames, uninter
     for name in ("frame_000.tif", "frame_001.tif"):  # shares names with the first run's input
         tifffile.imwrite(other / name, render_beads(np.random.default_rng(99), 128, 5, "brightfield", 8)[0])
     before = tables(uninterrupted)
-    with pytest.raises(ValueError, match=re.escape(f"input={many_frames.resolve()} (40 files)")):  # a ValueError:
-        predict_here(other, uninterrupted, "resume=true")                                             # the CLI's one line
+    # a ValueError: the command prints it as one line, no traceback
+    with pytest.raises(ValueError, match=re.escape(f"input={many_frames.resolve()} (40 files)")):
+        predict_frames_here(other, uninterrupted, "resume=true")
     assert tables(uninterrupted) == before
 
 
