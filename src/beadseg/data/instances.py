@@ -48,7 +48,33 @@ def bead_instances(raw_mask: np.ndarray) -> np.ndarray:
 def centre_peaks(centres: np.ndarray, mask: np.ndarray, min_peak: float = 0.3, min_distance: int = 2) -> np.ndarray:
     """The heat-map's peaks inside ``mask``, as (row, column) pairs in raster order: pixels above ``min_peak``
     that hold the maximum of the heat-map (0 outside the mask) over the (2·``min_distance``+1)² square around
-    them. Max-pool suppression: the predictor finds the same on the device."""
+    them. Max-pool suppression: the predictor finds the same on the device.
+
+    Parameters
+    ----------
+    centres : ndarray of float, shape (H, W)
+        The bead-centre heat-map (probabilities).
+    mask : ndarray of bool, shape (H, W)
+        The thresholded bead mask: peaks outside it are no beads.
+    min_peak : float
+        The lowest value a peak may have (``postprocess.peak_threshold``).
+    min_distance : int
+        Px: a peak must be the maximum of the square of this reach around it (``postprocess.peak_distance``).
+
+    Returns
+    -------
+    ndarray of int, shape (N, 2)
+
+    Examples
+    --------
+    Two touching beads, one mask component, two peaks:
+
+    >>> centres = np.zeros((7, 12), np.float32); centres[3, 3] = 0.9; centres[3, 8] = 0.8
+    >>> centre_peaks(centres, np.ones((7, 12), bool)).tolist()
+    [[3, 3], [3, 8]]
+    >>> centre_peaks(centres, np.ones((7, 12), bool), min_peak=0.85).tolist()
+    [[3, 3]]
+    """
     masked = np.where(mask, centres, 0).astype(np.float32, copy=False)
     peaks = (masked > min_peak) & (masked == ndi.maximum_filter(masked, 2 * min_distance + 1, mode="nearest"))
     return np.argwhere(peaks)

@@ -212,7 +212,26 @@ def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.n
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.binary_fill_holes`` (background not 4-connected to the border becomes object) by one
-    labelling of the background instead of repeated dilations."""
+    labelling of the background instead of repeated dilations.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        ``mask`` with its holes filled (``mask`` itself when it has none).
+
+    Examples
+    --------
+    >>> ring = np.ones((5, 5), bool); ring[2, 2] = False
+    >>> bool(fill_holes(ring).all())
+    True
+    >>> cup = ring.copy(); cup[0, 2] = cup[1, 2] = False  # the gap reaches the border: no hole
+    >>> int(fill_holes(cup).sum())
+    22
+    """
     background, count = ndi.label(~mask)
     border = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
     if np.count_nonzero(border) == count:  # every background region reaches the border: no holes

@@ -26,7 +26,24 @@ _STEPS = [(0, 1), (1, 0), (0, -1), (-1, 0)]
 
 def trace_outline(mask: np.ndarray) -> np.ndarray:
     """The outer boundary of the largest 4-connected piece of ``mask`` as (row, column) pixel-corner vertices, one
-    per change of direction, clockwise on screen; the polygon encloses exactly that piece's pixels (holes filled)."""
+    per change of direction, clockwise on screen; the polygon encloses exactly that piece's pixels (holes filled).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+        One object (pieces touching it only at a corner are left out).
+
+    Returns
+    -------
+    ndarray of int, shape (N, 2)
+        The polygon's vertices (row, column) on pixel corners: pixel (r, c) spans [r, r+1] x [c, c+1].
+
+    Examples
+    --------
+    >>> mask = np.zeros((4, 5), bool); mask[1:3, 1:4] = True
+    >>> trace_outline(mask).tolist()
+    [[1, 1], [1, 4], [3, 4], [3, 1]]
+    """
     padded = np.pad(mask, 1)
     rows, cols = np.nonzero(padded)
     edges: dict[tuple[int, int], list[int]] = {}  # corner -> directions of the boundary edges leaving it
