@@ -22,7 +22,7 @@ FORMAT = "beadseg-pack"
 log = logging.getLogger(__name__)
 # a forked worker starts at once (a spawned one imports torch again, seconds per worker); the workers only read
 # and encode images, which forking a process that holds torch (no CUDA context) allows
-FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else ""
+FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 ROW_KEYS = ("name", "label", "bead_count", "height", "width", "dtype", "vmin", "vmax")
 
 
@@ -51,7 +51,7 @@ def pack(source, out: str | Path, chunk_bytes: str = "64MB", workers: int = 1) -
     start_method = multiprocessing.get_start_method(allow_none=True)
     try:
         litdata.optimize(fn=PackItem(source, kind), inputs=rows, output_dir=str(out), chunk_bytes=chunk_bytes,
-                         num_workers=workers, keep_data_ordered=True, mode=None, start_method=FORK or None)
+                         num_workers=workers, keep_data_ordered=True, mode=None, start_method=FORK)
     finally:  # litdata switches the whole process to "spawn": every later loader worker would start anew
         multiprocessing.set_start_method(start_method, force=True)
     meta = {"format": FORMAT, "version": 1, "kind": kind, "classes": list(getattr(source, "classes", [])),
