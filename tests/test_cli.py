@@ -62,6 +62,13 @@ def test_a_run_directory_that_cannot_be_made_is_named(tmp_path):
 def test_a_missing_value_is_one_line_naming_the_key(tmp_path):
     done = run(str(BIN / "beadseg-predict"), f"hydra.run.dir={tmp_path / 'h'}")
     assert done.returncode == 1 and done.stderr.strip() == "beadseg-predict: error: input has no value: give input=..."
+    # found without resolving the config's interpolations: the precision resolver would import torch (seconds)
+    probe = ("import sys; from omegaconf import OmegaConf; import beadseg.config; from beadseg.cli.app import "
+             "refuse_missing_values as refuse\ntry:\n refuse(OmegaConf.create({'trainer': {'precision': "
+             "'${beadseg.precision:}'}, 'data': {'root': '???'}}))\nexcept Exception as error:\n print(error)\n"
+             "print('torch' in sys.modules)")
+    printed = run(sys.executable, "-c", probe).stdout.split("\n")
+    assert printed[0] == "Missing mandatory value: data.root" and printed[1] == "False"
 
 
 def test_a_file_that_is_not_a_checkpoint_is_named_for_what_it_is(tmp_path):
