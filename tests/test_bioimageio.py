@@ -21,7 +21,7 @@ def test_package_is_valid_and_predicts_like_beadseg(tmp_path):
     image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", 8)
     beadseg = ModelPredictor(load_network(shipped_checkpoint()), tile=160)
     probability, _ = beadseg.predict(image)
-    found = PostProcess()(probability, beadseg.threshold)[1].max()
+    found = PostProcess()(probability, default_threshold=beadseg.threshold)[1].max()
     assert abs(int(found) - int(labels.max())) <= 3  # the exported model finds the drawn beads
 
     done = subprocess.run([str(Path(sys.executable).parent / "beadseg-export"), "format=bioimageio", "tile=128",

@@ -27,7 +27,7 @@ def test_shipped_model_segments_synthetic_beads(modality, bit_depth):
     for seed in (11, 12, 14, 15):  # 60 beads in 256², many touching
         image, truth = render_beads(np.random.default_rng(seed), 256, 60, modality, bit_depth)
         probability, _ = predictor.predict(image)
-        found = found + match_by_centroid(truth, PostProcess()(probability, predictor.threshold, image)[1], 5)
+        found = found + match_by_centroid(truth, PostProcess()(probability, image, predictor.threshold)[1], 5)
     assert found.f1 >= 0.9
 
 
@@ -55,7 +55,7 @@ def test_shipped_model_counts_dense_touching_clusters(modality, bit_depth, seed)
     source = SyntheticSource(n_images=1, image_size=512, seed=seed, min_beads=300, max_beads=700, cluster_fraction=0.5,
                              modality=modality, bit_depth=bit_depth)
     _, image, truth = source.render(0)
-    labels = PostProcess().for_model(predictor)(predictor.predict(image)[0], predictor.threshold, image)[1]
+    labels = PostProcess().for_model(predictor)(predictor.predict(image)[0], image, predictor.threshold)[1]
     assert match_by_centroid(truth, labels, 5).f1 >= 0.97
     assert abs(int(labels.max()) - int(truth.max())) <= 0.03 * truth.max()
 

@@ -495,14 +495,14 @@ class PostProcess:
                 faint |= applies & (contrast < bar)
         return ["particle" if p else "faint" if f else "small" if s else "" for p, f, s in zip(particle, faint, small)]
 
-    def __call__(self, maps: np.ndarray, default_threshold: float = 0.5, image: np.ndarray | None = None,
+    def __call__(self, maps: np.ndarray, image: np.ndarray | None = None, default_threshold: float = 0.5, *,
                  noise: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Clean binary mask and instance labels (int32, 0 = background) of a whole (small) map: the beads of
         :meth:`instances` (without ``image``, no contrast rule)."""
         labels = self.instances(maps, image, default_threshold, noise=noise).labels
         return labels > 0, labels
 
-    def instances(self, maps: np.ndarray, image: np.ndarray | None = None, default_threshold: float = 0.5,
+    def instances(self, maps: np.ndarray, image: np.ndarray | None = None, default_threshold: float = 0.5, *,
                   labels_out: np.ndarray | None = None, noise: float | None = None,
                   found: Found | None = None) -> Instances:
         """Beads and debris of a frame of any size (labels into ``labels_out``, e.g. a memory map, when given),

@@ -204,7 +204,7 @@ class PredictionTask(pl.LightningModule):
             maps["uncertainty_out"] = self._map(folder, "uncertainty", np.float32, image.shape)
         probability, uncertainty = self.predictor.predict(image, **maps)
         labels_out = self._map(folder, "labels", np.uint32, image.shape)
-        labels, objects, debris = self.post.instances(probability, image, self.predictor.threshold, labels_out)
+        labels, objects, debris = self.post.instances(probability, image, self.predictor.threshold, labels_out=labels_out)
         return {**item, "image": image, "probability": probability, "uncertainty": uncertainty, "labels": labels,
                 "objects": objects, "debris": debris, "scratch": folder}
 

@@ -191,7 +191,7 @@ class BeadSegModule(ConfiguredModule):
         maps = torch.sigmoid(logits.detach().float()).cpu().numpy()
         images = batch["image"][:, 0].float().cpu().numpy()
         for bead_maps, image, truth in zip(maps, images, batch["labels"][:, 0].cpu().numpy()):
-            found = self.post(bead_maps, self.hparams.threshold, image)[1]
+            found = self.post(bead_maps, image, self.hparams.threshold)[1]
             getattr(self, f"{stage}_objects").update(truth, found)
             if stage == "val":
                 areas = np.bincount(truth.ravel())[1:]
