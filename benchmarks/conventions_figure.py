@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage.measure import label
 
+from beadseg.beads.instances import centres_by_area, centroids, single_bead_area, split_touching
 from beadseg.data.folder import pair_folder
-from beadseg.data.instances import centres_by_area, centroids, single_bead_area, split_touching
 from beadseg.data.io import read_image, read_mask
 from beadseg.plots import overlay
 

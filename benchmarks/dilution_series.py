@@ -20,8 +20,8 @@ from pathlib import Path
 from scipy import ndimage as ndi
 
 from beadseg.analysis.dilution import DilutionSeries, summary
+from beadseg.beads.instances import centres_by_area
 from beadseg.data.folder import pair_folder
-from beadseg.data.instances import centres_by_area
 from beadseg.data.io import image_name, read_mask
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ SETS = [("brightfield", 8), ("brightfield", 16), ("fluorescence", 8), ("fluoresc
 
 def frames(modality: str, bit_depth: int, count: int, specks: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng([seed, bit_depth, len(modality)])
-    return [render_beads(rng, 512, 0, modality, bit_depth, n_debris=specks)[0] for _ in range(count)]
+    return [render_beads(rng, 512, 0, modality, bit_depth=bit_depth, n_debris=specks)[0] for _ in range(count)]
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
             for modality, bit_depth in SETS:
                 found, debris, touched = 0, 0, 0
                 for image in frames(modality, bit_depth, args.frames, specks, seed=specks):
-                    result = post.instances(predictor.predict(image)[0], image, predictor.threshold)
+                    result = post.instances(predictor.predict(image)[0], image)
                     found += len(result.objects)
                     debris += len(result.debris)
                     touched += bool(result.objects)

@@ -22,8 +22,8 @@ from hydra import compose, initialize_config_dir
 
 from beadseg.config import CONFIG_DIR
 from beadseg.data import build_datamodule
-from beadseg.data.reader import usable_cpus
 from beadseg.data.synthetic import render_beads
+from beadseg.system import usable_cpus
 
 
 def tiff_folder(root: Path, count: int) -> Path:
@@ -31,7 +31,7 @@ def tiff_folder(root: Path, count: int) -> Path:
     for sub in ("images", "masks"):
         (root / sub).mkdir(parents=True)
     for index in range(count):
-        image, labels = render_beads(rng, 512, None, "brightfield", 16, n_debris=4)
+        image, labels = render_beads(rng, 512, None, "brightfield", bit_depth=16, n_debris=4)
         tifffile.imwrite(root / "images" / f"frame_{index:04d}.tif", image)
         tifffile.imwrite(root / "masks" / f"frame_{index:04d}.tif", ((labels > 0) * 255).astype(np.uint8))
     return root

@@ -34,16 +34,20 @@ import tifffile
 import torch
 from hydra import compose, initialize_config_dir
 
+from beadseg.beads.postprocess import PostProcess
 from beadseg.config import CONFIG_DIR
 from beadseg.data.io import open_image
-from beadseg.data.reader import usable_cpus
 from beadseg.data.synthetic import render_beads
-from beadseg.inference.finish import WorkerPool, find_beads, finish_frame
-from beadseg.inference.handover import Blocks
-from beadseg.inference.postprocess import PostProcess
-from beadseg.inference.predict import InputImages, output_options, predict
+from beadseg.inference.finish import find_beads, finish_frame, write_frame
+from beadseg.inference.frame import Frame
+from beadseg.inference.handover import SharedBlocks
+from beadseg.inference.pool import WorkerPool
+from beadseg.inference.predict import predict
 from beadseg.inference.predictor import load_predictor
+from beadseg.inference.task import InputImages
 from beadseg.inference.tiling import to_device
+from beadseg.inference.writers import OutputOptions
+from beadseg.system import usable_cpus
 
 HEIGHT, WIDTH = 1080, 1440
 RUNS_IN = {"read + bounds": "loader workers", "normalise + hand over": "the network's process",
@@ -82,13 +86,13 @@ def network_alone(predictor, images: list[np.ndarray]) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-def timed_finish(result: dict, out: Path, options: dict, post: PostProcess, threshold: float) -> tuple[float, float]:
+def timed_finish(frame: Frame, out: Path, options: OutputOptions, post: PostProcess) -> tuple[float, float]:
     """A frame finished as beadseg-predict's workers finish it: seconds of this process's CPU post-processing it,
     then writing it."""
     start = time.process_time()
-    find_beads(result, post, threshold)
+    beads = find_beads(frame, post)
     found = time.process_time()
-    finish_frame(result, out, options, post, threshold)
+    write_frame(frame, beads, out, options)
     return found - start, time.process_time() - found
 
 
@@ -99,25 +103,24 @@ def stages(predictor, paths: list[Path], work: Path) -> tuple[dict[str, float], 
     worker count."""
     post = PostProcess().for_model(predictor)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        options = output_options(compose("predict", overrides=["input=none"]), len(paths))  # the default outputs
+        options = OutputOptions.from_config(compose("predict", overrides=["input=none"]), len(paths))  # the default outputs
     for sub in ("masks", "instances", "overlays"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     times: dict[str, list[float]] = {"read + bounds": [], "normalise + hand over": [], "post-process": [], "write": []}
     results = []
     loader = InputImages(paths, list(range(len(paths))), predictor.normalization)
-    for index, path in enumerate(paths):
+    for index in range(len(paths)):
         start = time.process_time()
-        item = loader[index]  # what a loader worker does
+        frame = loader[index]  # what a loader worker does
         times["read + bounds"].append(time.process_time() - start)
-        image, bounds = item["image"].numpy(), item["bounds"]
-        maps, uncertainty, found = predictor.predict_frames([image], post, [bounds])[0]
-        results.append({"name": path.stem, "path": str(path), "index": index, "image": image, "pixel_size_um": None,
-                        "probability": maps, "uncertainty": uncertainty, "found": found, "bounds": bounds})
-    blocks = Blocks(1)
+        frame.image = frame.image.numpy()
+        frame.maps, frame.uncertainty, frame.found = predictor.predict_frames([frame.image], post, [frame.bounds])[0]
+        results.append(frame)
+    blocks = SharedBlocks(1)
     for result in results:  # the network is done: every stage below has the cores to itself
         start = time.process_time()
-        predictor.normalization.apply(result["image"], result.pop("bounds"))
-        block, placed = blocks.place((result, work, options, post, predictor.threshold))
+        predictor.normalization.apply(result.image, result.bounds)
+        block, placed = blocks.place((result, work, options, post))
         pickle.dumps(placed, protocol=pickle.HIGHEST_PROTOCOL)
         times["normalise + hand over"].append(time.process_time() - start)
         blocks.release(block)
@@ -125,10 +128,10 @@ def stages(predictor, paths: list[Path], work: Path) -> tuple[dict[str, float], 
     finishing = []
     with WorkerPool(1, finishing.append) as pool:
         for result in results:
-            pool.submit(timed_finish, result, work, options, post, predictor.threshold)
+            pool.submit(timed_finish, result, work, options, post)
     times["post-process"], times["write"] = zip(*finishing)
     counts = sorted({count for count in (1, 2, 4, 8, 16) if count < usable_cpus()} | {usable_cpus()})
-    rates = {workers: finishing_rate(results, work, options, post, predictor.threshold, workers,
+    rates = {workers: finishing_rate(results, work, options, post, workers,
                                      max(2, math.ceil(4 * workers / len(results)))) for workers in counts}
     return {stage: 1000 * statistics.median(values) for stage, values in times.items()}, rates
 
@@ -140,7 +143,7 @@ def ready(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def finishing_rate(results: list[dict], work: Path, options: dict, post: PostProcess, threshold: float,
+def finishing_rate(results: list[Frame], work: Path, options: OutputOptions, post: PostProcess,
                    workers: int, rounds: int = 2) -> float:
     """Frames/s the finishing pool alone sustains with ``workers`` processes, the maps at hand (as from a GPU
     faster than the pool): how post-processing and writing scale with cores."""
@@ -148,7 +151,7 @@ def finishing_rate(results: list[dict], work: Path, options: dict, post: PostPro
         list(pool.executor.map(ready, [0.5] * workers))  # every worker started before the clock runs
         start = time.perf_counter()
         for result in results * rounds:
-            pool.submit(finish_frame, result, work, options, post, threshold)
+            pool.submit(finish_frame, result, work, options, post)
         pool.drain()
         return len(results) * rounds / (time.perf_counter() - start)
 

@@ -52,7 +52,7 @@ def frame_pool(count: int, height: int = 1080, width: int = 1440) -> list[tuple[
     for index in range(2 * count):
         rng = np.random.default_rng([7, index])
         label = index % 2
-        image, _ = render_beads(rng, width, int(rng.integers(3, 41)) * label, "fluorescence", 16)
+        image, _ = render_beads(rng, width, int(rng.integers(3, 41)) * label, "fluorescence", bit_depth=16)
         pool.append((("empty", "beads")[label], np.ascontiguousarray(image[:height])))
     return pool
 
@@ -138,7 +138,7 @@ def small_frames(root: Path, count: int, size: int = 128) -> Path:
         return root
     root.mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        image, _ = render_beads(np.random.default_rng([11, index]), size, None, "brightfield", 8)
+        image, _ = render_beads(np.random.default_rng([11, index]), size, None, "brightfield", bit_depth=8)
         tifffile.imwrite(root / f"frame_{index:05d}.tif", image)
     return root
 
@@ -186,7 +186,7 @@ def bench_frame(work: Path, side: int) -> dict:
     path = work / f"frame_{side}" / f"frame_{side}.tif"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tile, _ = render_beads(np.random.default_rng(5), 2048, 3000, "brightfield", 16)
+        tile, _ = render_beads(np.random.default_rng(5), 2048, 3000, "brightfield", bit_depth=16)
         frame = tifffile.memmap(path, shape=(side, side), dtype=np.uint16)
         for top in range(0, side, 2048):
             for left in range(0, side, 2048):

@@ -10,11 +10,11 @@ import tifffile
 from hydra.utils import instantiate
 from scipy import ndimage as ndi
 
+from beadseg.analysis.explain import attribute, explain
 from beadseg.analysis.qc import run_qc
 from beadseg.checkpoint import load_network
 from beadseg.data.classify import SyntheticClassSource
 from beadseg.data.synthetic import render_beads
-from beadseg.inference.explain import attribute, explain
 from beadseg.training.task import train
 from tests.helpers import table
 
@@ -23,9 +23,9 @@ def test_qc_flags_planted_frames_and_keeps_clean_ones(tmp_path, compose_config):
     frames = tmp_path / "frames"
     frames.mkdir()
     for index in range(6):
-        tifffile.imwrite(frames / f"clean{index}.tif", render_beads(np.random.default_rng(index), 128, 30, "fluorescence", 16)[0])
-    tifffile.imwrite(frames / "empty.tif", render_beads(np.random.default_rng(20), 128, 0, "fluorescence", 16)[0])
-    beads = render_beads(np.random.default_rng(21), 128, 30, "fluorescence", 16)[0].astype(float)
+        tifffile.imwrite(frames / f"clean{index}.tif", render_beads(np.random.default_rng(index), 128, 30, "fluorescence", bit_depth=16)[0])
+    tifffile.imwrite(frames / "empty.tif", render_beads(np.random.default_rng(20), 128, 0, "fluorescence", bit_depth=16)[0])
+    beads = render_beads(np.random.default_rng(21), 128, 30, "fluorescence", bit_depth=16)[0].astype(float)
     noise = np.random.default_rng(0).normal(0, 1500, beads.shape)
     tifffile.imwrite(frames / "noisy.tif", np.clip(beads + noise, 0, 65535).astype(np.uint16))
     tifffile.imwrite(frames / "saturated.tif", np.clip(beads * 20, 0, 65535).astype(np.uint16))

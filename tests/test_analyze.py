@@ -103,9 +103,9 @@ def test_planted_missing_beads_are_found(tmp_path, run_analyze):
     write_folder(tmp_path / "holes", drop)
     out, rows, _ = run_analyze(tmp_path / "holes")
     # match removed bead centres to the unlabelled beads (recomputed through the public checker)
+    from beadseg.beads.classical import detect_beads
+    from beadseg.beads.label_qa import check_labels
     from beadseg.data.folder import FolderSource
-    from beadseg.data.label_qa import check_labels
-    from beadseg.models.classical import detect_beads
 
     found, total = 0, sum(len(centres) for centres in removed.values())
     for index, sample in enumerate(FolderSource(tmp_path / "holes").load()):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
+from beadseg.beads.instances import centre_heatmap
+from beadseg.beads.postprocess import PostProcess
 from beadseg.data.composite import CompositeSource, CutBead, composite
-from beadseg.data.instances import centre_heatmap
-from beadseg.inference.postprocess import PostProcess
 
 RADIUS = 3.5  # px: beads of about 38 px
 
@@ -75,7 +75,7 @@ def test_a_clump_of_six_touching_beads_counts_six():
 def test_a_region_of_hundreds_of_bead_areas_stays_whole():
     """An untrained model marks half the frame (the default experiment's first validation): no clump to split by
     area; k-means with a thousand centres over it took over half an hour per validation image."""
-    from beadseg.data.instances import split_large
+    from beadseg.beads.instances import split_large
 
     labels = np.zeros((200, 240), np.int32)
     labels[10:190, 10:230] = 1  # ~1,600 bead areas of 25 px

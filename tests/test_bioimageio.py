@@ -10,18 +10,18 @@ import pytest
 
 core = pytest.importorskip("bioimageio.core", reason="format=bioimageio needs pip install 'beadseg[bioimageio]'")
 
+from beadseg.beads.postprocess import PostProcess  # noqa: E402
 from beadseg.checkpoint import load_network  # noqa: E402
 from beadseg.data.synthetic import render_beads  # noqa: E402
-from beadseg.inference.postprocess import PostProcess  # noqa: E402
 from beadseg.inference.predictor import ModelPredictor, shipped_checkpoint  # noqa: E402
 
 
 @pytest.mark.slow
 def test_package_is_valid_and_predicts_like_beadseg(tmp_path):
-    image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", 8)
+    image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", bit_depth=8)
     beadseg = ModelPredictor(load_network(shipped_checkpoint()), tile=160)
     probability, _ = beadseg.predict(image)
-    found = PostProcess()(probability, default_threshold=beadseg.threshold)[1].max()
+    found = PostProcess(threshold=beadseg.threshold)(probability)[1].max()
     assert abs(int(found) - int(labels.max())) <= 3  # the exported model finds the drawn beads
 
     done = subprocess.run([str(Path(sys.executable).parent / "beadseg-export"), "format=bioimageio", "tile=128",

@@ -11,8 +11,7 @@ import torch
 from skimage.draw import disk
 from skimage.measure import label
 
-from beadseg.data.datamodule import PatchDataset, WholeImageDataset, patch_sampler
-from beadseg.data.instances import (
+from beadseg.beads.instances import (
     bead_instances,
     centre_heatmap,
     centres_by_area,
@@ -21,10 +20,11 @@ from beadseg.data.instances import (
     split_by_area,
     split_touching,
 )
+from beadseg.beads.postprocess import PostProcess
+from beadseg.data.datamodule import PatchDataset, WholeImageDataset, patch_sampler
 from beadseg.data.sample import IGNORE_INDEX
 from beadseg.data.synthetic import SyntheticSource
 from beadseg.evaluation.scores import Evaluation, Truth
-from beadseg.inference.postprocess import PostProcess
 from beadseg.losses import CentreFocalLoss
 from beadseg.metrics.objects import match_by_iou
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from beadseg.beads.classical import detect_beads
+from beadseg.beads.instances import centroids
 from beadseg.data.composite import BeadLibrary, CompositeSource, composite, place_beads
-from beadseg.data.instances import centroids
 from beadseg.data.synthetic import render_beads
-from beadseg.models.classical import detect_beads
 from tests.helpers import write_pair
 
 
@@ -17,7 +17,7 @@ def sparse_folder(tmp_path: Path) -> Path:
     """Four sparse bright-field frames (40 beads of radius 3.5-4 px) with binary masks and unlabelled specks."""
     root = tmp_path / "sparse"
     for index in range(4):
-        image, labels = render_beads(np.random.default_rng(index), 192, 40, "brightfield", 8, 0.0, n_debris=6)
+        image, labels = render_beads(np.random.default_rng(index), 192, 40, "brightfield", bit_depth=8, cluster_fraction=0.0, n_debris=6)
         write_pair(root, f"2560x_cap{index // 2}_grid_r0_c{index % 2}", image, ((labels > 0) * 255).astype(np.uint8))
     return root
 

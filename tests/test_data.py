@@ -116,10 +116,10 @@ def test_synthetic_images_are_deterministic_and_masks_exact():
     assert first[0] == again[0]
     np.testing.assert_array_equal(first[1], again[1])
     np.testing.assert_array_equal(first[2], again[2])
-    image, labels = render_beads(np.random.default_rng(0), 128, 20, "brightfield", 8)
+    image, labels = render_beads(np.random.default_rng(0), 128, 20, "brightfield", bit_depth=8)
     assert image.dtype == np.uint8 and labels.max() == 20
     assert image[labels > 0].mean() < image[labels == 0].mean()  # dark beads on a bright field
-    image, labels = render_beads(np.random.default_rng(0), 128, 20, "fluorescence", 16)
+    image, labels = render_beads(np.random.default_rng(0), 128, 20, "fluorescence", bit_depth=16)
     assert image.dtype == np.uint16 and image[labels > 0].mean() > image[labels == 0].mean()
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from beadseg.inference.postprocess import PostProcess, contrast_snr, image_noise, reference_area
+from beadseg.beads.measure import contrast_snr, image_noise, reference_area
+from beadseg.beads.postprocess import PostProcess
 from tests.helpers import table
 
 BEADS = [(20 + 40 * (i // 5), 20 + 40 * (i % 5)) for i in range(15)]  # a 3 x 5 grid, 40 px apart

@@ -58,7 +58,7 @@ def test_predict_with_a_dilution_regex_writes_the_report(tmp_path):
     rng = np.random.default_rng(0)
     for dilution in (100, 200, 400):
         for frame in range(2):
-            image, _ = render_beads(rng, 128, int(160 / dilution * 40), "fluorescence", 8, cluster_fraction=0.0)
+            image, _ = render_beads(rng, 128, int(160 / dilution * 40), "fluorescence", bit_depth=8, cluster_fraction=0.0)
             iio.imwrite(folder / f"{dilution}x_frame{frame}.png", image)
     out = tmp_path / "out"
     done = subprocess.run([str(Path(sys.executable).parent / "beadseg-predict"), f"input={folder}", f"output={out}",
@@ -79,7 +79,7 @@ def test_group_counts_sort_dilutions_as_numbers_with_the_sample_sd(tmp_path):
 
     import numpy as np
 
-    from beadseg.inference.predict import group_counts
+    from beadseg.inference.summary import group_counts
 
     counts = [{"image": f"{d}x_{i}", "count": c, "count_all": c + 1}
               for d, values in ((10240, [3, 5]), (2560, [40, 44, 47]), (320, [600, 640])) for i, c in enumerate(values)]

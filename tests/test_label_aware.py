@@ -5,11 +5,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from beadseg.beads.classical import unlabelled_regions
 from beadseg.data.datamodule import BeadDataModule
 from beadseg.data.folder import FolderSource
 from beadseg.data.sample import IGNORE_INDEX
 from beadseg.data.synthetic import render_beads
-from beadseg.models.classical import unlabelled_regions
 from tests.helpers import write_pair
 
 
@@ -17,7 +17,7 @@ def sparse_beads(seed: int = 3):
     """A synthetic image, its labels, the labels with three isolated beads left out (missed by the annotator)."""
     from scipy import ndimage as ndi
 
-    image, labels = render_beads(np.random.default_rng(seed), 192, 25, "brightfield", 8)
+    image, labels = render_beads(np.random.default_rng(seed), 192, 25, "brightfield", bit_depth=8)
     isolated = [b for b in range(1, labels.max() + 1)
                 if not np.isin(labels[ndi.binary_dilation(labels == b, iterations=4)], [0, b], invert=True).any()]
     dropped = isolated[:3]
@@ -54,7 +54,7 @@ def test_ignored_pixels_give_no_gradient(compose_config, loss):
 def test_training_patches_mark_exactly_the_flagged_regions(tmp_path):
     image, labels, partial, dropped = sparse_beads()
     write_pair(tmp_path / "d", "a", image, partial.astype(np.uint16))
-    write_pair(tmp_path / "d", "b", *render_beads(np.random.default_rng(4), 192, 25, "brightfield", 8))
+    write_pair(tmp_path / "d", "b", *render_beads(np.random.default_rng(4), 192, 25, "brightfield", bit_depth=8))
     datamodule = BeadDataModule(FolderSource(tmp_path / "d"), patch_size=192, val_fraction=0.5, num_workers=0,
                                 foreground_oversample=0.0, ignore_unlabelled=True, seed=1)
     datamodule.setup()

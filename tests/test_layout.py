@@ -1,4 +1,5 @@
-"""The package's layers: no two packages import each other, and inference never imports training."""
+"""The package's floors (DESIGN.md): every module imports only from its own floor or below, no two packages import
+each other, and no modules import each other round a circle, inside a package or across."""
 
 import ast
 from pathlib import Path
@@ -7,39 +8,103 @@ import beadseg
 
 ROOT = Path(beadseg.__file__).parent
 
+# DESIGN.md's order, ground floor first: the bead domain at the bottom; data, models, metrics above it; training,
+# inference, evaluation and packaging above those; analysis, report and napari on top; the entry points last.
+FLOORS = [
+    {"system", "files", "settings", "losses", "pretrained"},
+    {"tables", "beads"},
+    {"data", "models", "plots"},
+    {"metrics", "checkpoint", "config"},
+    {"inference", "evaluation", "training", "packaging"},
+    {"analysis", "report", "napari_plugin"},
+    {"cli", "train"},
+]
+FLOOR = {package: level for level, packages in enumerate(FLOORS) for package in packages}
 
-def imported_packages(path: Path) -> set[str]:
-    """beadseg's top-level packages and modules that one file imports (``from beadseg import plots`` included)."""
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The beadseg modules one file imports, at the top or inside a function (``from beadseg import plots``:
+    ``beadseg.plots``; ``from beadseg.data import io``: ``beadseg.data.io`` where that is a module)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [f"{node.module}.{alias.name}" if node.module == "beadseg" else node.module for alias in node.names]
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
-        found |= {name.split(".")[1] for name in names if name.startswith("beadseg.")}
+        found |= {name for name in names if name.startswith("beadseg.")}
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    graph: dict[str, set[str]] = {}
-    for path in ROOT.rglob("*.py"):
-        package = path.relative_to(ROOT).parts[0].removesuffix(".py")
-        graph.setdefault(package, set()).update(imported_packages(path) - {package})
-    return graph
+def module_graph() -> dict[str, set[str]]:
+    """beadseg's modules and the beadseg modules each imports (names that are no module, e.g. a class, dropped)."""
+    files = {module_name(path): path for path in ROOT.rglob("*.py")}
+    return {name: {other for other in imported_modules(path) if other in files and other != name}
+            for name, path in files.items()}
+
+
+def package(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else module
+
+
+def test_every_module_imports_only_from_its_floor_or_below():
+    graph = module_graph()
+    assert {"beadseg.beads.postprocess", "beadseg.inference.task", "beadseg.cli.predict"} <= set(graph)
+    unplaced = sorted({package(module) for module in graph if module != "beadseg"} - set(FLOOR))
+    assert unplaced == [], "a new package: give it its floor in FLOORS (and DESIGN.md)"
+    upward = [f"{module} imports {other}" for module, others in graph.items() if module != "beadseg"
+              for other in others if FLOOR[package(other)] > FLOOR[package(module)]]
+    assert upward == []
 
 
 def test_no_two_packages_import_each_other():
-    graph = import_graph()
-    cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph.get(b, set())})
+    packages: dict[str, set[str]] = {}
+    for module, others in module_graph().items():
+        packages.setdefault(package(module), set()).update(package(other) for other in others)
+    cycles = sorted({tuple(sorted((a, b))) for a in packages for b in packages[a] - {a} if a in packages.get(b, ())})
     assert cycles == []
-    assert {"data", "checkpoint", "inference", "plots"} <= set(graph)  # the scan sees the packages
+
+
+def test_no_modules_import_each_other_round_a_circle():
+    graph = module_graph()
+    state: dict[str, str] = {}
+    circles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for other in sorted(graph[module]):
+            if state.get(other) == "open":
+                circles.append(" -> ".join(path[path.index(other):] + [module, other]) if other in path else other)
+            elif other not in state:
+                visit(other, path + [module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert circles == []
+
+
+def test_the_check_sees_a_planted_circle_and_an_upward_import(tmp_path, monkeypatch):
+    graph = module_graph()
+    graph["beadseg.beads.measure"] = graph["beadseg.beads.measure"] | {"beadseg.inference.finish"}
+    monkeypatch.setattr(f"{__name__}.module_graph", lambda: graph)
+    for check in (test_every_module_imports_only_from_its_floor_or_below, test_no_modules_import_each_other_round_a_circle):
+        try:
+            check()
+        except AssertionError:
+            continue
+        raise AssertionError(f"{check.__name__} missed beads.measure importing inference.finish")
 
 
 def test_inference_and_evaluation_load_checkpoints_without_training():
-    graph = import_graph()
-    assert "training" not in graph["inference"] and "training" not in graph["evaluation"]
-    assert "checkpoint" in graph["inference"]
-    for low in ("data", "metrics", "plots", "tables"):
-        assert not graph.get(low, set()) & {"training", "inference", "evaluation", "analysis", "report", "cli"}, low
+    graph = module_graph()
+    for module in graph:
+        if package(module) in ("inference", "evaluation", "packaging"):
+            assert not any(package(other) == "training" for other in graph[module]), module

@@ -19,8 +19,8 @@ OME_SIZE = {"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeXUnit": "µ
 
 @pytest.fixture
 def planes():
-    beads, labels = render_beads(np.random.default_rng(0), 128, 20, "fluorescence", 16)
-    other, _ = render_beads(np.random.default_rng(1), 128, 35, "fluorescence", 16)
+    beads, labels = render_beads(np.random.default_rng(0), 128, 20, "fluorescence", bit_depth=16)
+    other, _ = render_beads(np.random.default_rng(1), 128, 35, "fluorescence", bit_depth=16)
     return beads, other, int(labels.max())
 
 
@@ -134,7 +134,7 @@ def test_an_ome_zarr_folder_is_one_image(planes, tmp_path):
     beads, _, _ = planes
     folder = tmp_path / "frames"
     folder.mkdir()
-    path = write_ome_zarr(beads, folder / "big.ome.zarr", lambda block: block, beads.dtype, 0.65, chunk=48)
+    path = write_ome_zarr(beads, folder / "big.ome.zarr", lambda block: block, beads.dtype, pixel_size_um=0.65, chunk=48)
     assert list_images(folder) == [path] and image_name(path) == "big"
     assert np.array_equal(read_image(path), beads)
     assert pixel_size_um(path, PlaneChoice()) == pytest.approx(0.65)

@@ -25,7 +25,7 @@ from beadseg.napari_plugin.widget import BeadCounter  # noqa: E402
 
 @pytest.fixture
 def beads():
-    image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", 8)
+    image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", bit_depth=8)
     return image, int(labels.max())
 
 
@@ -67,7 +67,7 @@ def test_widget_counts_beads_in_a_worker_as_the_cli_does(qtbot, beads, tmp_path,
 
 
 def test_a_cancelled_count_adds_no_layer_and_errors_stay_in_the_widget(qtbot):
-    frame, _ = render_beads(np.random.default_rng(1), 2600, 3000, "brightfield", 8)  # 6 rows of 512-px windows
+    frame, _ = render_beads(np.random.default_rng(1), 2600, 3000, "brightfield", bit_depth=8)  # 6 rows of 512-px windows
     viewer = ViewerModel()
     viewer.add_image(frame, name="frame")
     widget = BeadCounter(viewer)
@@ -261,7 +261,7 @@ from qtpy.QtWidgets import QApplication
 from beadseg.data.synthetic import render_beads
 
 viewer = napari.Viewer(show=True)  # a real window: its OpenGL context exists before beadseg is imported
-image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", 8)
+image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", bit_depth=8)
 viewer.add_image(image, name="beads")
 dock, widget = viewer.window.add_plugin_dock_widget("beadseg", "Count beads")  # Plugins > beadseg > Count beads
 widget.count()

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from beadseg.data.instances import centre_peaks, peak_markers
+from beadseg.beads.instances import centre_peaks, peak_markers
+from beadseg.beads.postprocess import MaskAndPeaks, PostProcess
 from beadseg.data.synthetic import render_beads
 from beadseg.evaluation.evaluate import evaluate
-from beadseg.inference.finish import overlay_every, wants_overlay
-from beadseg.inference.handover import Blocks, Placed, call_placed
-from beadseg.inference.postprocess import Found, PostProcess
+from beadseg.inference.handover import SharedArray, SharedBlocks, call_placed
 from beadseg.inference.predict import predict
 from beadseg.inference.predictor import ModelPredictor, load_predictor
+from beadseg.inference.writers import OutputOptions, overlay_every
 from tests.helpers import table, write_pair
 
 
@@ -29,9 +29,9 @@ def frames(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("frames")
     rng = np.random.default_rng(5)
     for index, beads in enumerate((20, 45, 90, 60)):
-        image, _ = render_beads(rng, 192, beads, "brightfield", 16, n_debris=4)
+        image, _ = render_beads(rng, 192, beads, "brightfield", bit_depth=16, n_debris=4)
         tifffile.imwrite(folder / f"f{index}.tif", image[:160])
-    image, _ = render_beads(rng, 128, 30, "fluorescence", 16)
+    image, _ = render_beads(rng, 128, 30, "fluorescence", bit_depth=16)
     tifffile.imwrite(folder / "other_size.tif", image)
     (folder / "damaged.tif").write_bytes(b"II*\x00 cut short")
     return folder
@@ -41,7 +41,7 @@ def frames(tmp_path_factory) -> Path:
 def test_batched_frames_equal_one_at_a_time():
     predictor = load_predictor(None)
     rng = np.random.default_rng(2)
-    images = [render_beads(rng, 96, 25, "brightfield", 8)[0] for _ in range(3)]
+    images = [render_beads(rng, 96, 25, "brightfield", bit_depth=8)[0] for _ in range(3)]
     together = predictor.predict_frames(images + [images[0][:64]])
     for image, (maps, _, found) in zip(images + [images[0][:64]], together):
         assert found is None  # only asked for by the prediction pipeline
@@ -54,28 +54,28 @@ def test_threshold_and_peaks_found_on_the_device_equal_the_hosts():
     predictor = load_predictor(None)
     post = PostProcess().for_model(predictor)
     rng = np.random.default_rng(4)
-    images = [render_beads(rng, 128, beads, "brightfield", 16, n_debris=3)[0] for beads in (15, 60)]
+    images = [render_beads(rng, 128, beads, "brightfield", bit_depth=16, n_debris=3)[0] for beads in (15, 60)]
     for image, (maps, _, found) in zip(images, predictor.predict_frames(images, post)):
-        on_host = post.candidates(maps, predictor.threshold)
+        on_host = post.candidates(maps)
         assert on_host.max() >= 10  # the model finds the beads: the comparison is not vacuous
         np.testing.assert_array_equal(found.mask, maps[0] > predictor.threshold)
         np.testing.assert_array_equal(found.peaks, centre_peaks(maps[1], found.mask, post.min_peak, post.peak_distance))
-        np.testing.assert_array_equal(post.candidates(maps, predictor.threshold, found), on_host)
+        np.testing.assert_array_equal(post.candidates(maps, found), on_host)
         chunked = replace(post, chunk=48, halo=24)  # the found pixels and peaks cropped chunk by chunk
-        np.testing.assert_array_equal(chunked.instances(maps, image, predictor.threshold, found=found).labels,
-                                      chunked.instances(maps, image, predictor.threshold).labels)
+        np.testing.assert_array_equal(chunked.instances(maps, image, found=found).labels,
+                                      chunked.instances(maps, image).labels)
 
 
 def test_under_mixed_precision_the_pipeline_brings_maps_back_in_half_precision():
     predictor = load_predictor(None, partial(ModelPredictor, amp=True))  # fp16 autocast, here on the CPU
     post = PostProcess().for_model(predictor)
-    image = render_beads(np.random.default_rng(4), 128, 40, "brightfield", 16)[0]
+    image = render_beads(np.random.default_rng(4), 128, 40, "brightfield", bit_depth=16)[0]
     maps, _, found = predictor.predict_frames([image], post)[0]
     assert maps.dtype == np.float16 and predictor.predict(image)[0].dtype == np.float32  # only the pipeline's
     full_precision = load_predictor(None)
     beads = full_precision.predict(image)[0]
-    expected = post.candidates(beads, full_precision.threshold).max()
-    assert expected >= 30 and abs(int(post.candidates(maps, predictor.threshold, found).max()) - expected) <= 1
+    expected = post.candidates(beads).max()
+    assert expected >= 30 and abs(int(post.candidates(maps, found).max()) - expected) <= 1
 
 
 def test_peaks_are_local_maxima_and_a_plateau_is_one_bead():
@@ -117,7 +117,7 @@ def test_worker_pool_and_batches_write_what_the_serial_path_writes(frames, tmp_p
 def test_eval_sweep_in_workers_equals_the_serial_sweep(tmp_path, compose_config):
     rng = np.random.default_rng(9)
     for index in range(3):
-        image, labels = render_beads(rng, 96, 20 + 15 * index, "brightfield", 8)
+        image, labels = render_beads(rng, 96, 20 + 15 * index, "brightfield", bit_depth=8)
         write_pair(tmp_path / "data", f"i{index}", image, ((labels > 0) * 255).astype(np.uint8))
     metrics = {}
     for workers in (0, 2):
@@ -136,12 +136,12 @@ def test_arrays_reach_workers_through_shared_blocks_unchanged(monkeypatch):
     rng = np.random.default_rng(0)
     frame = {"image": rng.integers(0, 2**16, (300, 400), dtype=np.uint16), "name": "f0",
              "probability": rng.random((2, 300, 400)).astype(np.float16), "small": np.arange(5),
-             "found": Found(rng.random((300, 400)) > 0.5, np.array([[1, 2], [3, 4]]))}
-    blocks = Blocks(1)
+             "found": MaskAndPeaks(rng.random((300, 400)) > 0.5, np.array([[1, 2], [3, 4]]))}
+    blocks = SharedBlocks(1)
     try:
         index, placed = blocks.place((frame, "options"))
-        assert isinstance(placed[0]["image"], Placed) and isinstance(placed[0]["probability"], Placed)
-        assert isinstance(placed[0]["found"], Found) and isinstance(placed[0]["found"].mask, Placed)
+        assert isinstance(placed[0]["image"], SharedArray) and isinstance(placed[0]["probability"], SharedArray)
+        assert isinstance(placed[0]["found"], MaskAndPeaks) and isinstance(placed[0]["found"].mask, SharedArray)
         assert placed[0]["small"] is frame["small"] and placed[1] == "options"  # small arrays are pickled as they are
 
         def same(seen: dict, options: str) -> bool:
@@ -166,7 +166,8 @@ def test_arrays_reach_workers_through_shared_blocks_unchanged(monkeypatch):
 
 def test_overlays_auto_caps_the_pictures_of_a_large_input():
     assert overlay_every("auto", 150) == 1 and overlay_every("auto", 40_000) == 200
-    assert sum(wants_overlay(index, overlay_every("auto", 40_000)) for index in range(40_000)) == 200
+    options = OutputOptions(overlays=overlay_every("auto", 40_000))
+    assert sum(options.overlay_for(index) for index in range(40_000)) == 200
     assert overlay_every(False, 10) == 0 and overlay_every(3, 10) == 3
     with pytest.raises(ValueError, match="overlays=al"):
         overlay_every("al", 10)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from beadseg.inference.postprocess import PostProcess, split_touching
+from beadseg.beads.instances import split_touching
+from beadseg.beads.postprocess import PostProcess
 from beadseg.metrics.objects import iou_matrix, match_by_centroid, match_by_iou
 from beadseg.metrics.pixel import confusion, scores
 
@@ -30,7 +31,7 @@ def test_postprocess_threshold_holes_size_and_shape():
     probability[15, 15] = 0.1                 # a hole
     probability[40:42, 5:55] = 0.9            # a thin line (not round)
     probability[50, 50] = 0.9                 # a speck
-    mask, labels = PostProcess(min_area=4, min_circularity=0.3)(probability, default_threshold=0.5)
+    mask, labels = PostProcess(min_area=4, min_circularity=0.3)(probability)
     assert labels.max() == 1 and mask[15, 15] and not mask[41, 30] and not mask[50, 50]
     _, none = PostProcess(threshold=0.95)(probability)
     assert none.max() == 0
@@ -79,7 +80,7 @@ def test_iou_matching_and_matrix():
 def test_circularity_of_small_disks_is_close_to_one():
     from skimage.draw import disk
 
-    from beadseg.inference.postprocess import object_table
+    from beadseg.beads.measure import object_table
 
     labels = np.zeros((60, 90), np.int32)
     for index, (centre, radius) in enumerate((((15, 15), 2.5), ((15, 45), 3.8), ((40, 30), 5.0), ((40, 70), 7.5)), start=1):
@@ -98,7 +99,7 @@ def test_prediction_and_evaluation_find_the_same_instances():
 
     from beadseg.data.synthetic import render_beads
 
-    _, truth = render_beads(np.random.default_rng(2), 256, 150, "brightfield", 8)
+    _, truth = render_beads(np.random.default_rng(2), 256, 150, "brightfield", bit_depth=8)
     probability = gaussian_filter((truth > 0).astype(np.float32), 0.8)
     post = PostProcess(min_circularity=0.5, min_area=20)
     _, whole = post(probability)
@@ -130,8 +131,9 @@ def test_vectorised_measurements_equal_skimage_regionprops_on_touching_beads():
     from scipy import ndimage as ndi
     from skimage.measure import regionprops_table
 
+    from beadseg.beads.instances import fill_holes
+    from beadseg.beads.measure import object_table
     from beadseg.data.io import percentiles
-    from beadseg.inference.postprocess import fill_holes, object_table
 
     rng = np.random.default_rng(3)
     mask = ndi.gaussian_filter(rng.random((120, 150)), 2.0) > 0.52

@@ -12,12 +12,12 @@ import tifffile
 import torch
 from hydra import compose, initialize_config_dir
 
+from beadseg.beads.instances import bead_instances
 from beadseg.checkpoint import load_network
 from beadseg.config import CONFIG_DIR
-from beadseg.data.instances import bead_instances
 from beadseg.data.io import open_image, read_image
 from beadseg.data.synthetic import render_beads
-from beadseg.inference.export import export
+from beadseg.packaging.export import export
 from beadseg.training.task import train
 from tests.helpers import table
 
@@ -42,10 +42,10 @@ def bead_images(tmp_path) -> Path:
     """A folder of inputs: 8-bit gray PNG, RGB PNG, 16-bit TIFF (odd size), and a corrupt file."""
     folder = tmp_path / "inputs"
     folder.mkdir()
-    image, _ = render_beads(np.random.default_rng(0), 96, 12, "brightfield", 8)
+    image, _ = render_beads(np.random.default_rng(0), 96, 12, "brightfield", bit_depth=8)
     iio.imwrite(folder / "gray.png", image)
     iio.imwrite(folder / "rgb.png", np.repeat(image[..., None], 3, axis=-1))
-    deep, _ = render_beads(np.random.default_rng(1), 100, 20, "fluorescence", 16)
+    deep, _ = render_beads(np.random.default_rng(1), 100, 20, "fluorescence", bit_depth=16)
     tifffile.imwrite(folder / "deep.tif", deep[:77, :91])
     (folder / "corrupt.tif").write_bytes(b"II*\x00 truncated")
     return folder
@@ -68,7 +68,7 @@ def test_predict_writes_everything_and_names_the_broken_file(tiny_checkpoint, be
     assert {row["image"] for row in table(out / "errors.csv")} == {str(bead_images / "corrupt.tif")}
     objects = list(table(out / "objects.csv"))
     drawn = {"gray": 12, "rgb": 12, "deep": int(bead_instances(render_beads(np.random.default_rng(1), 100, 20, "fluorescence",
-                                                                          16)[1][:77, :91]).max())}
+                                                                          bit_depth=16)[1][:77, :91]).max())}
     for name, truth in drawn.items():  # the fixture finds the beads: the checks below compare real outputs
         assert abs(int(counts[name]["count"]) - truth) <= max(2, 0.25 * truth), (name, counts[name]["count"], truth)
     for name in counts:
@@ -109,7 +109,7 @@ def test_eval_reports_metrics_and_tunes_the_threshold(tiny_checkpoint, tmp_path,
     for sub in ("images", "masks"):
         (data / sub).mkdir(parents=True)
     for index in range(3):
-        image, labels = render_beads(np.random.default_rng(index), 96, 15, "brightfield", 8)
+        image, labels = render_beads(np.random.default_rng(index), 96, 15, "brightfield", bit_depth=8)
         iio.imwrite(data / "images" / f"b{index}.png", image)
         tifffile.imwrite(data / "masks" / f"b{index}.tif", labels.astype(np.uint16))
     out = tmp_path / "eval"
@@ -212,7 +212,7 @@ def test_eval_scores_a_folder_of_saved_predictions_against_truth(compose_config,
 
     truth_labels = {}
     for index in range(3):
-        image, labels = render_beads(np.random.default_rng(index + 20), 96, 12, "brightfield", 8)
+        image, labels = render_beads(np.random.default_rng(index + 20), 96, 12, "brightfield", bit_depth=8)
         write_pair = tmp_path / "data"
         for sub in ("images", "masks"):
             (write_pair / sub).mkdir(parents=True, exist_ok=True)
@@ -247,7 +247,7 @@ def test_the_progress_bar_counts_images_not_steps(tmp_path, compose_config, capf
     (tmp_path / "in").mkdir()
     for index in range(5):
         tifffile.imwrite(tmp_path / "in" / f"f{index}.tif",
-                         render_beads(np.random.default_rng(index), 64, 5, "fluorescence", 8)[0])
+                         render_beads(np.random.default_rng(index), 64, 5, "fluorescence", bit_depth=8)[0])
     out = tmp_path / "out"
     predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={out}", f"paths.output_dir={out}",
                                        "method=classical", "frames_per_step=2"]))

@@ -6,8 +6,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from beadseg.beads.postprocess import PostProcess
 from beadseg.data.synthetic import SyntheticSource, render_beads
-from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.metrics.objects import ObjectMatch, match_by_centroid
 from beadseg.pretrained import CHECKPOINT
@@ -25,9 +25,9 @@ def test_shipped_model_segments_synthetic_beads(modality, bit_depth):
     predictor = load_predictor(None, partial(ModelPredictor, tile=256))
     found = ObjectMatch(0, 0, 0)
     for seed in (11, 12, 14, 15):  # 60 beads in 256², many touching
-        image, truth = render_beads(np.random.default_rng(seed), 256, 60, modality, bit_depth)
+        image, truth = render_beads(np.random.default_rng(seed), 256, 60, modality, bit_depth=bit_depth)
         probability, _ = predictor.predict(image)
-        found = found + match_by_centroid(truth, PostProcess()(probability, image, predictor.threshold)[1], 5)
+        found = found + match_by_centroid(truth, PostProcess(threshold=predictor.threshold)(probability, image)[1], 5)
     assert found.f1 >= 0.9
 
 
@@ -37,11 +37,11 @@ def test_shipped_model_puts_no_bead_on_noise_only_frames_and_counts_beads_not_sp
     for modality, bit_depth in (("brightfield", 8), ("brightfield", 16), ("fluorescence", 8), ("fluorescence", 16)):
         rng = np.random.default_rng(bit_depth)
         for _ in range(2):
-            image, _ = render_beads(rng, 256, 0, modality, bit_depth)
-            assert not post.instances(predictor.predict(image)[0], image, predictor.threshold).objects, modality
+            image, _ = render_beads(rng, 256, 0, modality, bit_depth=bit_depth)
+            assert not post.instances(predictor.predict(image)[0], image).objects, modality
         if bit_depth == 8:
-            image, truth = render_beads(rng, 256, 20, modality, bit_depth, cluster_fraction=0.0, n_debris=8)
-            found = post.instances(predictor.predict(image)[0], image, predictor.threshold)
+            image, truth = render_beads(rng, 256, 20, modality, bit_depth=bit_depth, cluster_fraction=0.0, n_debris=8)
+            found = post.instances(predictor.predict(image)[0], image)
             assert truth.max() >= 15 and match_by_centroid(truth, found.labels, 5).f1 >= 0.95  # the beads, found
             assert len(found.objects) - int(truth.max()) <= 2  # and (at most 2 of) the 8 specks not counted
 
@@ -55,7 +55,7 @@ def test_shipped_model_counts_dense_touching_clusters(modality, bit_depth, seed)
     source = SyntheticSource(n_images=1, image_size=512, seed=seed, min_beads=300, max_beads=700, cluster_fraction=0.5,
                              modality=modality, bit_depth=bit_depth)
     _, image, truth = source.render(0)
-    labels = PostProcess().for_model(predictor)(predictor.predict(image)[0], image, predictor.threshold)[1]
+    labels = PostProcess().for_model(predictor)(predictor.predict(image)[0], image)[1]
     assert match_by_centroid(truth, labels, 5).f1 >= 0.97
     assert abs(int(labels.max()) - int(truth.max())) <= 0.03 * truth.max()
 
@@ -64,7 +64,7 @@ def test_shipped_model_counts_dense_touching_clusters(modality, bit_depth, seed)
 def test_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path, predict_here):
     folder = tmp_path / "frames"
     folder.mkdir()
-    iio.imwrite(folder / "beads.png", render_beads(np.random.default_rng(3), 128, 25, "brightfield", 8)[0])
+    iio.imwrite(folder / "beads.png", render_beads(np.random.default_rng(3), 128, 25, "brightfield", bit_depth=8)[0])
     out = tmp_path / "out"
     predict_here(f"input={folder}", f"output={out}")  # no ckpt=
     assert 18 <= int(table(out / "counts.csv")[0]["count"]) <= 32

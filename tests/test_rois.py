@@ -34,7 +34,7 @@ def predicted(tmp_path_factory) -> Path:
     from beadseg.config import CONFIG_DIR
 
     folder = tmp_path_factory.mktemp("frames")
-    image, _ = render_beads(np.random.default_rng(4), 192, 60, "brightfield", 16, n_debris=3)
+    image, _ = render_beads(np.random.default_rng(4), 192, 60, "brightfield", bit_depth=16, n_debris=3)
     tifffile.imwrite(folder / "beads.tif", image)
     out = tmp_path_factory.mktemp("run") / "pred"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -89,7 +89,7 @@ def test_a_240_character_image_name_gets_every_output(tmp_path, compose_config):
     (``<name>_rois.zip.partial`` was too long and aborted the run)."""
     name = "b" * 240
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / f"{name}.tif", render_beads(np.random.default_rng(2), 96, 12, "fluorescence", 8)[0])
+    tifffile.imwrite(tmp_path / "in" / f"{name}.tif", render_beads(np.random.default_rng(2), 96, 12, "fluorescence", bit_depth=8)[0])
     out = tmp_path / "out"
     result = predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={out}", f"paths.output_dir={out}",
                                                 "method=classical", "rois=[imagej,geojson]"]))
@@ -108,7 +108,7 @@ def test_uncalibrated_label_tiffs_say_pixel(tmp_path):
 
 
 def test_chunked_frame_rois_sit_at_full_frame_coordinates(tmp_path, compose_config):
-    image, _ = render_beads(np.random.default_rng(8), 2048, 1400, "fluorescence", 8)
+    image, _ = render_beads(np.random.default_rng(8), 2048, 1400, "fluorescence", bit_depth=8)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "big.tif", image)
     out = tmp_path / "out"

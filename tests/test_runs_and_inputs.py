@@ -94,7 +94,7 @@ def test_nan_in_a_memory_mapped_frame_is_refused_by_name(tmp_path):
 def test_duplicate_stems_in_an_input_folder_are_refused_by_name(tmp_path, compose_config):
     from beadseg.inference.predict import predict
 
-    image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
+    image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", bit_depth=8)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "sample.tif", image)
     import imageio.v3 as iio
@@ -107,7 +107,7 @@ def test_duplicate_stems_in_an_input_folder_are_refused_by_name(tmp_path, compos
 
 
 def test_blurred_masks_are_refused_and_label_images_up_to_255_accepted(tmp_path):
-    _, labels = render_beads(np.random.default_rng(1), 128, 60, "brightfield", 8)
+    _, labels = render_beads(np.random.default_rng(1), 128, 60, "brightfield", bit_depth=8)
     blurred = (gaussian_filter((labels > 0).astype(float), 1.0) * 252).round().astype(np.uint8)
     tifffile.imwrite(tmp_path / "blurred.tif", blurred)
     with pytest.raises(BeadDataError, match=r"blurred\.tif is neither binary nor instance labels"):
@@ -188,7 +188,7 @@ def test_prediction_names_dangling_and_looping_links_and_goes_on(tmp_path, compo
 
     folder = tmp_path / "in"
     folder.mkdir()
-    tifffile.imwrite(folder / "beads.tif", render_beads(np.random.default_rng(0), 64, 5, "fluorescence", 8)[0])
+    tifffile.imwrite(folder / "beads.tif", render_beads(np.random.default_rng(0), 64, 5, "fluorescence", bit_depth=8)[0])
     (folder / "gone.tif").symlink_to(tmp_path / "deleted.tif")
     (folder / "loop.png").symlink_to(folder / "loop.png")
     out = tmp_path / "out"
@@ -201,10 +201,10 @@ def test_prediction_names_dangling_and_looping_links_and_goes_on(tmp_path, compo
 
 def test_qc_on_a_training_folder_checks_its_images_not_its_masks(tmp_path):
     from beadseg.analysis.qc import QCThresholds, run_qc
-    from beadseg.models.classical import detect_beads
+    from beadseg.beads.classical import detect_beads
 
     for index in range(3):
-        image, labels = render_beads(np.random.default_rng(index), 64, 8, "brightfield", 8)
+        image, labels = render_beads(np.random.default_rng(index), 64, 8, "brightfield", bit_depth=8)
         write_pair(tmp_path / "data", f"f{index}", image, (labels > 0).astype(np.uint8) * 255)
     run_qc(tmp_path / "data", tmp_path / "qc", QCThresholds(1, 8.0, 2.0, 0.005, 0.5), detect_beads, workers=1)
     checked = (tmp_path / "qc" / "qc.csv").read_text()

@@ -15,12 +15,12 @@ import pytest
 import tifffile
 from scipy.ndimage import gaussian_filter
 
+from beadseg.beads.postprocess import PostProcess
 from beadseg.data import manifest
 from beadseg.data.datamodule import BeadDataModule
 from beadseg.data.folder import FolderSource
 from beadseg.data.io import BeadDataError
 from beadseg.data.synthetic import SyntheticSource, render_beads
-from beadseg.inference.postprocess import PostProcess
 from beadseg.metrics.objects import match_by_centroid, match_by_iou
 from beadseg.training.task import train
 from tests.helpers import table, write_pair
@@ -140,7 +140,7 @@ def test_frames_packed_through_the_cli_train(tmp_path, compose_config):
 
 @pytest.mark.slow
 def test_chunked_instances_equal_whole_frame_instances():
-    _, labels = render_beads(np.random.default_rng(4), 2048, 2500, "fluorescence", 8)
+    _, labels = render_beads(np.random.default_rng(4), 2048, 2500, "fluorescence", bit_depth=8)
     probability = gaussian_filter((labels > 0).astype(np.float32), 0.7)
     image = (probability * 200).astype(np.uint8)
     # the clump and particle rules judge each chunk by its own beads' area (a 300-px chunk's differs from the frame's)
@@ -161,7 +161,7 @@ def test_chunked_instances_equal_whole_frame_instances():
 def many_frames(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("frames")
     for index in range(40):
-        image, _ = render_beads(np.random.default_rng(index), 128, 25, "brightfield", 8)
+        image, _ = render_beads(np.random.default_rng(index), 128, 25, "brightfield", bit_depth=8)
         tifffile.imwrite(folder / f"frame_{index:03d}.tif", image)
     return folder
 
@@ -273,7 +273,7 @@ def test_resume_refuses_another_input_and_leaves_the_tables(many_frames, uninter
     other = tmp_path / "other"
     other.mkdir()
     for name in ("frame_000.tif", "frame_001.tif"):  # shares names with the first run's input
-        tifffile.imwrite(other / name, render_beads(np.random.default_rng(99), 128, 5, "brightfield", 8)[0])
+        tifffile.imwrite(other / name, render_beads(np.random.default_rng(99), 128, 5, "brightfield", bit_depth=8)[0])
     before = tables(uninterrupted)
     # a ValueError: the command prints it as one line, no traceback
     with pytest.raises(ValueError, match=re.escape(f"input={many_frames.resolve()} (40 files)")):
@@ -284,7 +284,7 @@ def test_resume_refuses_another_input_and_leaves_the_tables(many_frames, uninter
 def test_two_runs_claiming_one_output_at_once_never_both_win(tmp_path):
     import threading
 
-    from beadseg.inference.predict import claim_output
+    from beadseg.inference.journal import claim_output
 
     for attempt in range(30):
         out, start = tmp_path / f"out{attempt}", threading.Barrier(2)
@@ -308,7 +308,7 @@ def test_two_runs_claiming_one_output_at_once_never_both_win(tmp_path):
 
 
 def test_an_output_that_is_a_file_is_named(tmp_path):
-    from beadseg.inference.predict import claim_output
+    from beadseg.inference.journal import claim_output
 
     (tmp_path / "out").write_text("not a folder")
     with pytest.raises(FileExistsError, match="is a file, not a folder"):

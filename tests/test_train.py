@@ -197,7 +197,7 @@ def test_bf16_mixed_precision_on_the_cpu_runs_losses_metrics_and_tta(run_train, 
     result = run_train(["model.base_channels=4", "trainer.precision=bf16-mixed", "trainer.accelerator=cpu"])
     assert torch.isfinite(torch.tensor(result["best_score"]))
     predictor = ModelPredictor(load_network(result["last_checkpoint"]), tile=64, tta=True, amp=True)
-    image, _ = render_beads(np.random.default_rng(0), 96, 10, "brightfield", 8)
+    image, _ = render_beads(np.random.default_rng(0), 96, 10, "brightfield", bit_depth=8)
     probability, uncertainty = predictor.predict(image)
     assert probability.dtype == np.float32 and np.isfinite(probability).all() and 0 <= probability.min() <= probability.max() <= 1
     assert uncertainty is not None and uncertainty.shape == image.shape and (uncertainty >= 0).all()

@@ -54,15 +54,15 @@ def hostile(checkpoint, tmp_path) -> dict:
 
 @pytest.mark.parametrize("kind", ["pickle", "target"])
 def test_every_command_that_takes_a_checkpoint_refuses_a_hostile_one(hostile, kind, compose_config, tmp_path):
+    from beadseg.analysis.explain import explain
     from beadseg.data.folder import FolderSource
     from beadseg.evaluation.evaluate import select_pairs
-    from beadseg.inference.explain import explain
-    from beadseg.inference.export import export
     from beadseg.inference.predictor import load_predictor
+    from beadseg.packaging.export import export
 
     path, victim = hostile[kind]
     folder = tmp_path / "beads"
-    image, labels = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
+    image, labels = render_beads(np.random.default_rng(0), 64, 5, "brightfield", bit_depth=8)
     write_pair(folder, "a", image, labels.astype(np.uint16))
     attempts = {
         "predict": lambda: load_predictor(str(path)),
@@ -131,7 +131,7 @@ def test_every_shipped_model_config_and_the_shipped_model_are_described_and_buil
 @pytest.mark.slow
 def test_the_cli_refuses_with_one_line_and_no_traceback(hostile, tmp_path):
     path, victim = hostile["pickle"]
-    image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", 8)
+    image, _ = render_beads(np.random.default_rng(0), 64, 5, "brightfield", bit_depth=8)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "a.tif", image)
     done = subprocess.run([BIN / "beadseg-predict", f"ckpt={path}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'o'}",
@@ -178,8 +178,8 @@ def test_a_checkpoint_that_would_fetch_weights_into_a_package_folder_is_refused(
 def test_a_checkpoints_loss_is_never_built(checkpoint, tmp_path):
     """Issue 27, reproducer 3: a loss that truncates a file when built. Inference builds the network only; the slim
     export drops training settings; loading the LightningModule from a checkpoint is refused."""
-    from beadseg.inference.export import export
     from beadseg.inference.predictor import load_predictor
+    from beadseg.packaging.export import export
     from beadseg.training.module import BeadSegModule
 
     victim = tmp_path / "victim.txt"
@@ -403,11 +403,11 @@ def test_a_checkpoint_written_before_descriptions_still_loads(checkpoint, tmp_pa
 def test_post_processing_defaults_live_in_the_config():
     from omegaconf import OmegaConf
 
-    from beadseg.config import CONFIG_DIR
-    from beadseg.inference.postprocess import PostProcess
+    from beadseg.beads.postprocess import PostProcess
+    from beadseg.config import CONFIG_DIR, configured_postprocess
 
     composed = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "postprocess" / "default.yaml"))
     composed.pop("_target_")
-    assert PostProcess.configured() == PostProcess(**composed)
-    assert PostProcess.configured(threshold=0.4).threshold == 0.4
-    assert PostProcess() == PostProcess.configured()  # the class's own defaults agree with the config's
+    assert configured_postprocess() == PostProcess(**composed)
+    assert configured_postprocess(threshold=0.4).threshold == 0.4
+    assert PostProcess() == configured_postprocess()  # the class's own defaults agree with the config's

@@ -71,3 +71,14 @@ def settings_help(command: str) -> str:
 
 
 OmegaConf.register_new_resolver("beadseg.settings_help", settings_help, replace=True)
+
+
+def configured_postprocess(**changes):
+    """The :class:`~beadseg.beads.postprocess.PostProcess` that ``conf/postprocess/default.yaml`` describes (the
+    defaults every command composes), with ``changes``: for callers outside a Hydra app (the napari widget), so
+    that the defaults live in one place."""
+    from beadseg.beads.postprocess import PostProcess
+
+    settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "postprocess" / "default.yaml"))
+    settings.pop("_target_")
+    return PostProcess(**{**settings, **changes})

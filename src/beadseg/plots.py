@@ -188,7 +188,7 @@ def label_qa_figure(cases: list[tuple[str, object, object, object, dict]], path:
     return save(fig, path, dpi=100)
 
 
-def comparison_figure(name_a: str, rows_a: list[dict], diam_a, name_b: str, rows_b: list[dict], diam_b, path: Path) -> Path:
+def comparison_figure(name_a: str, rows_a: list[dict], diam_a, name_b: str, *, rows_b: list[dict], diam_b, path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for rows, diam, name in ((rows_a, diam_a, name_a), (rows_b, diam_b, name_b)):
         axes[0].hist([r["bead_count"] for r in rows], bins=20, alpha=0.6, label=name)

@@ -14,16 +14,16 @@ from hydra.utils import instantiate
 from rich.progress import track
 
 from beadseg import plots
+from beadseg.analysis.findings import write_report
 from beadseg.analysis.fingerprint import image_row, summarise
 from beadseg.analysis.recommend import recommend, write_recommended
-from beadseg.analysis.report import write_report
+from beadseg.beads.classical import Detections
+from beadseg.beads.instances import bead_instances
+from beadseg.beads.label_qa import LabelCheck, QAThresholds, check_labels, shift_mask
 from beadseg.data.folder import FolderSource, load_pair
-from beadseg.data.instances import bead_instances
 from beadseg.data.io import image_name, mask_kind, read_image, read_mask
-from beadseg.data.label_qa import LabelCheck, QAThresholds, check_labels, shift_mask
 from beadseg.data.microscope import pixel_size_um
 from beadseg.data.sample import BeadSample
-from beadseg.models.classical import Detections
 from beadseg.tables import write_csv
 
 
@@ -88,7 +88,7 @@ def spread_by_density(source: FolderSource, rows: list[dict], count: int = 6) ->
 
 
 def fix_masks(source: FolderSource, analysis: FolderAnalysis, out_masks: Path, add_missing: bool,
-              detector: Callable, qa: QAThresholds) -> Path:
+              *, detector: Callable, qa: QAThresholds) -> Path:
     """Write corrected masks (offsets undone; optionally unlabelled beads added) to a new folder."""
     if out_masks.resolve() == (source.root / source.masks).resolve():
         raise ValueError(f"out_masks={out_masks} is the original mask folder: corrected masks go to a new folder")
@@ -189,11 +189,11 @@ def analyze(cfg) -> dict:
         summary["comparison"] = comparison
         written["comparison_table"] = write_csv(table, out / "comparison.csv")
         written["comparison_figure"] = plots.comparison_figure(
-            name_a, analysis.rows, analysis.diameters, name_b, other.rows, other.diameters, out / "comparison.png")
+            name_a, analysis.rows, analysis.diameters, name_b, rows_b=other.rows, diam_b=other.diameters, path=out / "comparison.png")
     if cfg.get("fix"):
         if not cfg.get("out_masks"):
             raise ValueError("fix=true needs out_masks=DIR (a new folder for the corrected masks)")
-        written["fixed_masks"] = fix_masks(source, analysis, Path(cfg.out_masks), bool(cfg.get("add_missing")), detector, qa)
+        written["fixed_masks"] = fix_masks(source, analysis, Path(cfg.out_masks), bool(cfg.get("add_missing")), detector=detector, qa=qa)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     written["summary"] = out / "summary.json"
     written["report"] = write_report(out / "REPORT.md", source.root, summary, analysis.rows, choices, comparison, qa)

@@ -7,11 +7,11 @@ from collections import Counter
 import numpy as np
 from skimage.measure import label
 
+from beadseg.beads.classical import Detections
+from beadseg.beads.label_qa import LabelCheck, QAThresholds
 from beadseg.data.io import bit_depth
-from beadseg.data.label_qa import LabelCheck, QAThresholds
 from beadseg.data.sample import BeadSample
 from beadseg.data.split import DENSITY_EDGES, density_bin_ranges
-from beadseg.models.classical import Detections
 
 
 def image_row(sample: BeadSample, detections: Detections, check: LabelCheck, qa: QAThresholds) -> tuple[dict, np.ndarray]:

@@ -12,8 +12,8 @@ import numpy as np
 from rich.progress import track
 from scipy import ndimage as ndi
 
+from beadseg.beads.classical import detect_beads
 from beadseg.data.io import BeadDataError, bit_depth, list_images, read_image
-from beadseg.models.classical import detect_beads
 from beadseg.tables import write_csv
 
 
@@ -88,7 +88,7 @@ def flag(rows: list[dict], qc: QCThresholds) -> list[dict]:
     return rows
 
 
-def run_qc(root: Path, out: Path, qc: QCThresholds, detect: Callable, workers: int = 0, symlinks: bool = False) -> dict:
+def run_qc(root: Path, out: Path, qc: QCThresholds, detect: Callable, *, workers: int = 0, symlinks: bool = False) -> dict:
     """Measure every frame (in parallel, streamed), flag, and write ``qc.csv`` and ``kept.txt``."""
     if not root.is_dir():
         raise BeadDataError(f"data.root={root} is not a folder")

@@ -11,8 +11,8 @@ from beadseg.cli.app import beadseg_app
 
 @beadseg_app("explain")
 def main(cfg: DictConfig) -> None:
+    from beadseg.analysis.explain import explain
     from beadseg.data.io import list_images
-    from beadseg.inference.explain import explain
 
     out = explain(cfg.ckpt, list_images(cfg.input), Path(cfg.output), list(cfg.methods), cfg.window)
     print(f"beadseg-explain: overlays (green: toward the predicted class, red: away) and predictions.csv in {out}")

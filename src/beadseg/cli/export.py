@@ -12,8 +12,8 @@ from beadseg.cli.app import beadseg_app
 
 @beadseg_app("export")
 def main(cfg: DictConfig) -> None:
-    from beadseg.inference.export import export
     from beadseg.inference.predictor import shipped_checkpoint
+    from beadseg.packaging.export import export
 
     path, difference = export(cfg.ckpt or shipped_checkpoint(), cfg.format, Path(cfg.output), cfg.tile, cfg.tolerance)
     where = ("rdf.yaml, weights, test tensors, cover and README inside; tested by bioimageio.core"

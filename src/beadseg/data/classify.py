@@ -98,7 +98,7 @@ class SyntheticClassSource:
         rng = np.random.default_rng([self.seed, index])
         label = index % 2
         beads = int(rng.integers(3, 41)) * label
-        image, labels = render_beads(rng, self.image_size, beads, self.modality, self.bit_depth)
+        image, labels = render_beads(rng, self.image_size, beads, self.modality, bit_depth=self.bit_depth)
         return f"{self.classes[label]}_{index:05d}", image, label, labels
 
     def entries(self) -> list[dict]:

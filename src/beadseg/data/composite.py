@@ -17,8 +17,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label
 
+from beadseg.beads.instances import single_bead_area
 from beadseg.data.folder import FolderSource
-from beadseg.data.instances import single_bead_area
 from beadseg.data.sources import RenderedSource
 from beadseg.data.split import group_names
 

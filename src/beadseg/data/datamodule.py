@@ -11,12 +11,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from beadseg.data.instances import centre_heatmap, split_by_area
+from beadseg.beads.classical import unlabelled_regions
+from beadseg.beads.instances import centre_heatmap, split_by_area
 from beadseg.data.io import Normalization
 from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.data.sample import IGNORE_INDEX, BeadSample
 from beadseg.data.split import DENSITY_EDGES, density_bins, group_names, stratified_split
-from beadseg.models.classical import unlabelled_regions
 from beadseg.tables import write_csv
 
 
@@ -177,8 +177,8 @@ class BeadDataModule(pl.LightningDataModule):
         groups = group_names(names, self.group_by, "data.group_by")
         counts = [row["bead_count"] for row in rows]
         splits = stratified_split(
-            counts, groups, self.val_fraction, self.test_fraction, self.density_edges, self.train_fraction, self.seed,
-            self.test_groups,
+            counts, groups, self.val_fraction, self.test_fraction, edges=self.density_edges, train_fraction=self.train_fraction, seed=self.seed,
+            test_groups=self.test_groups,
         )
         bins = density_bins(counts, list(self.density_edges))
         self.split_table = [

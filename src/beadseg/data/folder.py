@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from beadseg.data.instances import bead_instances
+from beadseg.beads.instances import bead_instances
 from beadseg.data.io import BeadDataError, file_stamp, image_name, list_images, open_image, read_mask
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
 from beadseg.data.sample import BeadSample

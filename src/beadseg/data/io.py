@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -195,15 +194,6 @@ def open_image(path: str | Path) -> np.ndarray:
         if array is not None and array.ndim == 2:
             return checked(array, path)
     return read_image(path)
-
-
-def release_pages(*arrays: np.ndarray | None) -> None:
-    """Drop the pages of memory-mapped arrays from this process's resident memory (their data stays in the file
-    and comes back on the next access), so that walking a huge map does not pile it up in RAM."""
-    for array in arrays:
-        mapping = getattr(array, "_mmap", None)
-        if mapping is not None and hasattr(mapping, "madvise"):
-            mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def bit_depth(array: np.ndarray) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from beadseg.data.io import BeadDataError
+from beadseg.system import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,6 @@ class OnDemand:
                 self._bad.add(candidate)
                 record_error(self.errors_csv, self.rows[candidate]["name"], error)
         raise BeadDataError(f"none of the {len(self.rows)} images could be read (see {self.errors_csv or 'the log'})")
-
-
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def worker_count(num_workers: int | str) -> int:

@@ -97,7 +97,7 @@ def stratified_split(
     groups: list[str],
     val_fraction: float,
     test_fraction: float = 0.0,
-    edges: tuple[float, ...] = DENSITY_EDGES,
+    *, edges: tuple[float, ...] = DENSITY_EDGES,
     train_fraction: float = 1.0,
     seed: int = 0,
     test_groups: tuple[str, ...] = (),

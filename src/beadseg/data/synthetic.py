@@ -83,7 +83,7 @@ def render_beads(
     size: int = 512,
     n_beads: int | None = None,
     modality: str = "brightfield",
-    bit_depth: int = 8,
+    *, bit_depth: int = 8,
     cluster_fraction: float | None = None,
     n_debris: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -157,6 +157,6 @@ class SyntheticSource(RenderedSource):
         if self.empty_fraction and rng.random() < self.empty_fraction:
             n_beads = 0
         n_debris = int(rng.integers(0, self.max_debris + 1) * per_area) if self.max_debris else 0
-        image, labels = render_beads(rng, self.image_size, n_beads, str(modality), bit_depth, self.cluster_fraction,
-                                     n_debris)
+        image, labels = render_beads(rng, self.image_size, n_beads, str(modality), bit_depth=bit_depth, cluster_fraction=self.cluster_fraction,
+                                     n_debris=n_debris)
         return f"synthetic_{modality[:2]}{bit_depth}_{index:04d}", image, labels

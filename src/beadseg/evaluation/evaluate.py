@@ -7,22 +7,23 @@ import json
 import logging
 from collections import deque
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from hydra.utils import instantiate
 from rich.progress import track
 
 from beadseg import plots
+from beadseg.beads.instances import bead_instances
+from beadseg.beads.label_qa import label_faults
 from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
-from beadseg.data.instances import bead_instances
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
-from beadseg.data.label_qa import label_faults
-from beadseg.data.reader import usable_cpus
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
-from beadseg.inference.finish import WorkerPool, finishing_workers
+from beadseg.inference.pool import WorkerPool, finishing_workers
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.settings import check_settings
+from beadseg.system import usable_cpus
 from beadseg.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tup
     return chosen
 
 
-def write_results(out: Path, run: Evaluation, metrics: dict, kept: list, worst_images: int, cfg) -> dict:
+def write_results(out: Path, run: Evaluation, metrics: dict, kept: list, *, worst_images: int, cfg) -> dict:
     """``metrics.json``, ``per_image.csv`` and the worst images (truth vs prediction, with the label faults that
     the label QA finds in their masks)."""
     worst = sorted(kept, key=lambda case: (case[0]["object_f1"], case[0]["iou"]))[:worst_images]
@@ -76,7 +77,7 @@ def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
         kept.append((row, sample.image, sample.mask, labels > 0))
     metrics = {"model": "saved predictions", "predictions": str(cfg.predictions), "data": str(source.root),
                **run.summary()}
-    return {"metrics": metrics, "written": write_results(out, run, metrics, kept, cfg.worst_images, cfg)}
+    return {"metrics": metrics, "written": write_results(out, run, metrics, kept, worst_images=cfg.worst_images, cfg=cfg)}
 
 
 def evaluate(cfg) -> dict:
@@ -94,7 +95,7 @@ def evaluate(cfg) -> dict:
     classical = predictor.name == "classical"
     ckpt = predictor.checkpoint
     pairs = select_pairs(source, cfg.split, ckpt)  # method=classical may borrow a checkpoint's split
-    threshold, peak = post.threshold_for(predictor.threshold), post.peak_threshold
+    threshold, peak = post.min_probability, post.peak_threshold
     stored = (threshold, peak)
     settings = sweep_settings(threshold, peak, cfg.thresholds, cfg.peak_thresholds if predictor.channels > 1 else ())
     runs = {s: Evaluation(cfg.match_distance, cfg.min_iou) for s in settings}
@@ -109,13 +110,13 @@ def evaluate(cfg) -> dict:
 
     # the network here; the sweep's post-processing of earlier images (many settings each) in workers beside it,
     # on the cores the main process and the network's threads leave (2 cores: none; measured, no gain)
+    score = partial(score_settings, match_distance=cfg.match_distance, min_iou=cfg.min_iou, keep=stored)
     with WorkerPool(finishing_workers(cfg.post_workers, usable_cpus() - 2, len(pairs)), add) as pool:
         for image_path, mask_path in track(pairs, description="evaluating"):
             sample = load_pair(image_path, mask_path)
             probability, _ = predictor.predict(sample.image)
             waiting.append(sample)
-            pool.submit(score_settings, sample.name, probability, sample.image, Truth.of(sample.mask, sample.labels),
-                        at_setting, cfg.match_distance, cfg.min_iou, stored)
+            pool.submit(score, sample.name, probability, sample.image, Truth.of(sample.mask, sample.labels), at_setting)
     summaries = {s: run.summary() for s, run in runs.items()}
     sweep = [{"threshold": t, "peak_threshold": p, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]}
              for (t, p), s in summaries.items()]
@@ -135,7 +136,7 @@ def evaluate(cfg) -> dict:
                **summaries[stored], "threshold_sweep": sweep, "best_threshold": best["threshold"],
                "best_peak_threshold": best["peak_threshold"] if predictor.channels > 1 else None,
                "best_threshold_iou": max(sweep, key=lambda s: s["iou"])["threshold"]}
-    written = write_results(out, runs[stored], metrics, kept, cfg.worst_images, cfg)
+    written = write_results(out, runs[stored], metrics, kept, worst_images=cfg.worst_images, cfg=cfg)
     at_peak = [s for s in sweep if s["peak_threshold"] == peak]
     written["sweep"] = plots.sweep_figure(at_peak, best["threshold"], out / "threshold_sweep.png")
     if cfg.write_threshold and not classical:

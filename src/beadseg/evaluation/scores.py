@@ -8,8 +8,8 @@ from typing import NamedTuple
 import numpy as np
 from skimage.measure import label
 
-from beadseg.data.instances import centres_by_area, centroids
-from beadseg.inference.postprocess import image_noise
+from beadseg.beads.instances import centres_by_area, centroids
+from beadseg.beads.measure import image_noise
 from beadseg.metrics.objects import ObjectMatch, match_by_iou, match_points
 from beadseg.metrics.pixel import confusion, scores
 
@@ -65,8 +65,8 @@ class Scored(NamedTuple):
     row: dict
 
 
-def score_settings(name: str, maps: np.ndarray, image: np.ndarray, truth: Truth, posts: dict, match_distance: float,
-                   min_iou: float, keep=None) -> tuple[dict, np.ndarray | None]:
+def score_settings(name: str, maps: np.ndarray, image: np.ndarray, truth: Truth, posts: dict, *,
+                   match_distance: float, min_iou: float, keep=None) -> tuple[dict, np.ndarray | None]:
     """One image post-processed and scored at every setting (``posts``: setting -> PostProcess), the image's noise
     measured once; and the mask at the setting ``keep`` (for the worst-images figure). Runs in a worker of a pool."""
     noise, kept = image_noise(image), None

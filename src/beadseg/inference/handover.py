@@ -7,12 +7,12 @@ No torch here: the finishing workers start without it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -24,8 +24,8 @@ SMALLEST = 1 << 16  # bytes: smaller arrays are pickled with the call
 ALIGN = 64
 
 
-@dataclass(frozen=True)
-class Placed:
+@dataclasses.dataclass(frozen=True)
+class SharedArray:
     """Where an array lies in a shared block."""
 
     block: str
@@ -35,11 +35,15 @@ class Placed:
 
 
 def _convert(value: Any, convert: Callable[[Any], Any]) -> Any:
-    """``value`` with every array in it (in dicts, lists, tuples, named tuples) passed through ``convert``."""
-    if isinstance(value, (np.ndarray, Placed)):
+    """``value`` with every array in it (in dicts, dataclasses, lists, tuples, named tuples) passed through
+    ``convert``."""
+    if isinstance(value, (np.ndarray, SharedArray)):
         return convert(value)
     if isinstance(value, dict):
         return {key: _convert(item, convert) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a Frame
+        return dataclasses.replace(value, **{field.name: _convert(getattr(value, field.name), convert)
+                                             for field in dataclasses.fields(value) if field.init})
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return type(value)(*(_convert(item, convert) for item in value))
     if isinstance(value, (list, tuple)):
@@ -47,11 +51,11 @@ def _convert(value: Any, convert: Callable[[Any], Any]) -> Any:
     return value
 
 
-def _large(value: Any) -> bool:
+def _worth_sharing(value: Any) -> bool:
     return isinstance(value, np.ndarray) and not isinstance(value, np.memmap) and value.nbytes >= SMALLEST
 
 
-class Blocks:
+class SharedBlocks:
     """One shared block per call in flight (``count``), each reused by the next call and grown when a call needs
     more. A block too large for the free space of ``/dev/shm`` is not made: those calls are pickled instead."""
 
@@ -63,7 +67,7 @@ class Blocks:
     def place(self, args: tuple) -> tuple[int | None, tuple]:
         """A free block's index (``None``: none used) and ``args`` with their large arrays copied into it."""
         arrays: list[np.ndarray] = []
-        _convert(args, lambda array: arrays.append(array) if _large(array) else None)
+        _convert(args, lambda array: arrays.append(array) if _worth_sharing(array) else None)
         need = sum(-(-array.nbytes // ALIGN) * ALIGN for array in arrays)
         if not need:
             return None, args
@@ -83,10 +87,10 @@ class Blocks:
 
         def copy_in(array: np.ndarray) -> Any:
             nonlocal offset
-            if not _large(array):
+            if not _worth_sharing(array):
                 return array
             np.copyto(np.ndarray(array.shape, array.dtype, block.buf, offset), array)
-            placed = Placed(block.name, offset, array.dtype.str, array.shape)
+            placed = SharedArray(block.name, offset, array.dtype.str, array.shape)
             offset += -(-array.nbytes // ALIGN) * ALIGN
             return placed
 
@@ -136,7 +140,7 @@ def _attached(name: str) -> SharedMemory:
 
 
 def call_placed(function: Callable, args: tuple) -> Any:
-    """``function(*args)`` in a worker, the arrays :meth:`Blocks.place` put in shared blocks seen where they lie."""
+    """``function(*args)`` in a worker, the arrays :meth:`SharedBlocks.place` put in shared blocks seen where they lie."""
     return function(*_convert(args, lambda value: np.ndarray(value.shape, np.dtype(value.dtype),
                                                              _attached(value.block).buf, value.offset)
-                              if isinstance(value, Placed) else value))
+                              if isinstance(value, SharedArray) else value))

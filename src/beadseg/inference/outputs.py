@@ -13,8 +13,8 @@ import numpy as np
 import tifffile
 
 from beadseg import plots
-from beadseg.data.io import release_pages
 from beadseg.files import atomic_write
+from beadseg.system import release_pages
 
 LARGE = 4096 * 4096  # pixels: above this, maps live in memory maps and are written tile by tile
 TIFF_TILE = 512
@@ -35,7 +35,7 @@ LABEL_FORMATS = {"tiff": ".tif", "ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr"
 
 
 def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,
-               pixel_size_um: float | None = None, compression: str | None = "zlib") -> Path:
+               *, pixel_size_um: float | None = None, compression: str | None = "zlib") -> Path:
     """``convert(array)`` as a TIFF of ``dtype`` (``compression``: zlib, Fiji reads it; ``none``); large arrays go
     tile by tile (bounded memory). With a pixel size, Fiji opens it calibrated in µm: a ``.ome.tif`` name gets OME
     metadata, a plain ``.tif`` ImageJ's own (resolution and ``unit=um``), or where ImageJ's format cannot hold it
@@ -62,7 +62,7 @@ def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np
 
 
 def write_ome_zarr(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,
-                   pixel_size_um: float | None = None, compression: str | None = None, chunk: int = 1024) -> Path:
+                   *, pixel_size_um: float | None = None, compression: str | None = None, chunk: int = 1024) -> Path:
     """``convert(array)`` as an OME-Zarr image (axes y, x; pixel size in µm when known; the writer's own
     compression), written band by band (frames of any size, bounded memory) into a temporary folder renamed into
     place."""
@@ -82,10 +82,10 @@ def write_ome_zarr(array: np.ndarray, path: Path, convert: Callable[[np.ndarray]
 
 
 def write_labelled(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,
-                   pixel_size_um: float | None = None, compression: str | None = "zlib") -> Path:
+                   *, pixel_size_um: float | None = None, compression: str | None = "zlib") -> Path:
     """A label-like image in the format its name says: ``.ome.zarr``, ``.ome.tif`` or plain ``.tif``."""
     write = write_ome_zarr if path.name.endswith(".ome.zarr") else write_tiff
-    return write(array, path, convert, dtype, pixel_size_um, compression)
+    return write(array, path, convert, dtype, pixel_size_um=pixel_size_um, compression=compression)
 
 
 def label_dtype(bead_count: int):
@@ -95,20 +95,20 @@ def label_dtype(bead_count: int):
 def write_labels(labels: np.ndarray, path: Path, bead_count: int, pixel_size_um: float | None = None,
                  compression: str | None = "zlib") -> Path:
     dtype = label_dtype(bead_count)
-    return write_labelled(labels, path, lambda block: block.astype(dtype), dtype, pixel_size_um, compression)
+    return write_labelled(labels, path, lambda block: block.astype(dtype), dtype, pixel_size_um=pixel_size_um, compression=compression)
 
 
 def write_mask(labels: np.ndarray, path: Path, pixel_size_um: float | None = None, compression: str | None = "zlib") -> Path:
     """0/255 bead mask from instance labels."""
-    return write_labelled(labels, path, lambda block: (block > 0).astype(np.uint8) * 255, np.uint8, pixel_size_um,
-                          compression)
+    return write_labelled(labels, path, lambda block: (block > 0).astype(np.uint8) * 255, np.uint8, pixel_size_um=pixel_size_um,
+                          compression=compression)
 
 
 def write_map(values: np.ndarray, path: Path) -> Path:
     return write_tiff(values, path, lambda block: block.astype(np.float16), np.float16)
 
 
-def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int = 4096, count: int | None = None,
+def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int = 4096, *, count: int | None = None,
                 compress_level: int = 0, rejected: list[dict] | None = None) -> Path:
     """The image in gray with every bead's outline in yellow and each ``rejected`` object (debris, particles: rows
     with a centroid and an equivalent diameter) circled in magenta, under a banner with the bead count and a

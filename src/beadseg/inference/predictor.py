@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from beadseg.beads.classical import detect_beads
+from beadseg.beads.postprocess import DEFAULT_PEAK_THRESHOLD, MaskAndPeaks, PostProcess
 from beadseg.checkpoint import load_network, run_checkpoint
 from beadseg.data.io import Normalization
-from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD, Found, PostProcess
 from beadseg.inference.tiling import predict_tiled, to_device
-from beadseg.models.classical import detect_beads
 
 # the eight symmetries of the square: (number of 90° turns, flip left-right)
 DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
@@ -36,14 +36,14 @@ class FrameMaps(NamedTuple):
 
     probability: np.ndarray
     uncertainty: np.ndarray | None
-    found: Found | None = None
+    found: MaskAndPeaks | None = None
 
 
-def find_on_device(maps: torch.Tensor, post: PostProcess, threshold: float) -> list[Found]:
+def find_on_device(maps: torch.Tensor, post: PostProcess) -> list[MaskAndPeaks]:
     """:class:`PostProcess`'s thresholding and peak finding (max-pool suppression) for a batch of maps (N, C, H, W)
     where they are: the host gets a byte per pixel and the peaks' coordinates, the same it would have found
     itself (:meth:`PostProcess.candidates`)."""
-    above = maps[:, 0] > post.threshold_for(threshold)
+    above = maps[:, 0] > post.min_probability
     peaks = None
     if maps.shape[1] > 1:
         masked = torch.where(above, maps[:, 1], 0.0)
@@ -51,7 +51,41 @@ def find_on_device(maps: torch.Tensor, post: PostProcess, threshold: float) -> l
         peaks = (masked > post.min_peak) & (masked == F.max_pool2d(masked[:, None], 2 * reach + 1, 1, reach)[:, 0])
         peaks = torch.argwhere(peaks).cpu().numpy()  # (frame, row, column), in raster order per frame
     above = above.cpu().numpy()
-    return [Found(mask, None if peaks is None else peaks[peaks[:, 0] == index, 1:]) for index, mask in enumerate(above)]
+    return [MaskAndPeaks(mask, None if peaks is None else peaks[peaks[:, 0] == index, 1:]) for index, mask in enumerate(above)]
+
+
+class Predictor(Protocol):
+    """What prediction, evaluation and the napari widget ask of a bead finder: a trained network
+    (:class:`ModelPredictor`) or the classical detector (:class:`ClassicalPredictor`), one road for both.
+
+    ``threshold``, ``peak_threshold`` and ``bead_area`` are the model's own (stored with its checkpoint);
+    ``channels`` is 2 for a model with a centre heat-map; ``net`` the network (``None`` without one);
+    ``normalization`` the intensity recipe it learned (``None``: images as they are); ``gives_uncertainty`` whether
+    its maps come with a per-pixel uncertainty; ``checkpoint`` the file it came from."""
+
+    name: str
+    threshold: float
+    peak_threshold: float
+    bead_area: float | None
+    channels: int
+    net: torch.nn.Module | None
+    normalization: Normalization | None
+    checkpoint: str | None
+
+    @property
+    def gives_uncertainty(self) -> bool: ...
+
+    def keep_dropout_on(self) -> None: ...
+
+    def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None,
+                on_tile_row=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """One frame of any size: its maps (into ``probability_out``/``uncertainty_out`` when given)."""
+        ...
+
+    def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None,
+                       bounds: list[tuple[float, float] | None] | None = None) -> list[FrameMaps]:
+        """Several frames' maps (with ``post``, what could be found where they were computed)."""
+        ...
 
 
 class ModelPredictor:
@@ -95,6 +129,11 @@ class ModelPredictor:
         return next(self.net.parameters()).device
 
     @property
+    def gives_uncertainty(self) -> bool:
+        """Whether the maps come with a per-pixel uncertainty (``tta`` or ``mc_samples``)."""
+        return bool(self.tta or self.mc_samples)
+
+    @property
     def amp(self) -> bool:
         return self.device.type == "cuda" if self._amp is None else self._amp
 
@@ -129,9 +168,10 @@ class ModelPredictor:
             return probability, uncertainty
         bounds = self.normalization.bounds(image)
         return predict_tiled(
-            self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), self.window, self.overlap,
-            self.per_pass(self.window**2), self.blend, self.device, getattr(self.net, "divisor", 1), probability_out,
-            uncertainty_out, on_tile_row, self.channels,
+            self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), tile=self.window,
+            overlap=self.overlap, batch_size=self.per_pass(self.window**2), blend=self.blend, device=self.device,
+            multiple=getattr(self.net, "divisor", 1), probability_out=probability_out, uncertainty_out=uncertainty_out,
+            on_tile_row=on_tile_row, channels=self.channels,
         )
 
     def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None,
@@ -158,7 +198,7 @@ class ModelPredictor:
                                   for i in chosen])[:, None]
                 with torch.no_grad():
                     probability, spread = self.tile_model(to_device(batch, self.device))
-                found = find_on_device(probability, post, self.threshold) if post is not None else [None] * len(chosen)
+                found = find_on_device(probability, post) if post is not None else [None] * len(chosen)
                 probability = probability.to(dtype).cpu().numpy()
                 spread = spread[:, 0].to(dtype).cpu().numpy() if spread is not None else [None] * len(chosen)
                 for index, maps, uncertainty, finds in zip(chosen, probability, spread, found):
@@ -175,6 +215,8 @@ class ClassicalPredictor:
     bead_area = None
     channels = 1
     net = None
+    normalization = None  # it reads the image as it is
+    gives_uncertainty = False
     checkpoint: str | None = None  # a checkpoint given only to borrow its split (beadseg-eval split=test)
 
     def __init__(self, detect: Callable = detect_beads) -> None:
@@ -190,6 +232,11 @@ class ClassicalPredictor:
             probability = probability_out
         return probability, None
 
+    def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None,
+                       bounds: list[tuple[float, float] | None] | None = None) -> list[FrameMaps]:
+        """Frame by frame (the detector is not batched), nothing found ahead."""
+        return [FrameMaps(*self.predict(image)) for image in images]
+
 
 def shipped_checkpoint() -> str:
     """The bead model that comes with beadseg (used when no ``ckpt=`` is given)."""
@@ -200,7 +247,7 @@ def shipped_checkpoint() -> str:
     return str(CHECKPOINT)
 
 
-def load_predictor(ckpt: str | None = None, build: Callable = ModelPredictor, detect: Callable | None = None):
+def load_predictor(ckpt: str | None = None, build: Callable = ModelPredictor, detect: Callable | None = None) -> Predictor:
     """The classical detector when ``detect`` is given (``ckpt`` then only lends its split to beadseg-eval), else
     ``build(network)`` of the checkpoint ``ckpt`` (default: the shipped bead model). ``checkpoint`` on the
     predictor is the file it came from."""
@@ -213,7 +260,7 @@ def load_predictor(ckpt: str | None = None, build: Callable = ModelPredictor, de
     return predictor
 
 
-def predictor_from_config(cfg):
+def predictor_from_config(cfg) -> Predictor:
     """The predictor a predict/eval config asks for: ``method=classical`` (``detector.*``) or a checkpoint
     (``ckpt``, ``inference.*``)."""
     from hydra.utils import instantiate

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from beadseg.data.io import release_pages
 from beadseg.files import atomic_write
+from beadseg.system import release_pages
 
 ROI_FORMATS = {"imagej": "_rois.zip", "geojson": ".geojson"}  # rois=...: the file each writes per image
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from beadseg.data.io import release_pages
+from beadseg.system import release_pages
 
 # (N, 1, h, w) normalised tiles -> (N, C, h, w) probabilities and (optionally) their uncertainty
 TileModel = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
@@ -63,6 +63,7 @@ def predict_tiled(
     model: TileModel,
     image: np.ndarray,
     normalize: Callable[[np.ndarray], np.ndarray],
+    *,
     tile: int = 512,
     overlap: int = 32,
     batch_size: int = 8,

@@ -11,7 +11,7 @@ from scipy.spatial.distance import cdist
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from beadseg.data.instances import centroids
+from beadseg.beads.instances import centroids
 
 
 @dataclass

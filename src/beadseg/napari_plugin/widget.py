@@ -29,8 +29,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from beadseg.config import configured_postprocess
 from beadseg.data.io import as_gray
-from beadseg.inference.postprocess import PostProcess
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.tiling import tile_plan
 
@@ -209,7 +209,7 @@ class BeadCounter(QWidget):
         return image, name, maps, self._instances(maps, image, threshold)
 
     def _instances(self, maps: np.ndarray, image: np.ndarray, threshold: float):
-        return threshold, PostProcess.configured(threshold=threshold).for_model(self.predictor).instances(maps, image)
+        return threshold, configured_postprocess(threshold=threshold).for_model(self.predictor).instances(maps, image)
 
     def _follow(self) -> None:
         done, total = self._tiles

@@ -19,7 +19,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from beadseg.inference.postprocess import PostProcess
+from beadseg.beads.postprocess import PostProcess
 from beadseg.metrics.objects import ObjectCounts
 from beadseg.metrics.pixel import pixel_metrics
 from beadseg.models.registry import build_network, describe
@@ -161,7 +161,7 @@ class BeadSegModule(ConfiguredModule):
         if centres:
             self._start_centres_rare()
         self.val_objects, self.test_objects = ObjectCounts(match_distance), ObjectCounts(match_distance)
-        self.post = PostProcess(peak_threshold=peak_threshold)
+        self.post = PostProcess(threshold=threshold, peak_threshold=peak_threshold)
 
     def _start_centres_rare(self, prior: float = 0.01) -> None:
         """Start the centre map at a low probability everywhere (CenterNet's bias prior): centres are rare, and a
@@ -191,7 +191,7 @@ class BeadSegModule(ConfiguredModule):
         maps = torch.sigmoid(logits.detach().float()).cpu().numpy()
         images = batch["image"][:, 0].float().cpu().numpy()
         for bead_maps, image, truth in zip(maps, images, batch["labels"][:, 0].cpu().numpy()):
-            found = self.post(bead_maps, image, self.hparams.threshold)[1]
+            found = self.post(bead_maps, image)[1]
             getattr(self, f"{stage}_objects").update(truth, found)
             if stage == "val":
                 areas = np.bincount(truth.ravel())[1:]

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from beadseg.beads.postprocess import DEFAULT_PEAK_THRESHOLD
 from beadseg.checkpoint import read_checkpoint, write_tuned_checkpoint
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
-from beadseg.inference.postprocess import DEFAULT_PEAK_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def tune_thresholds(module, dataset, thresholds, peak_thresholds, match_distance
         item = dataset[index]
         maps = torch.sigmoid(module(item["image"][None].to(device)).float())[0].cpu().numpy()
         image, labels = item["image"][0].numpy(), item["labels"][0].numpy()
-        scored, _ = score_settings(str(item["name"]), maps, image, Truth.of(labels > 0, labels), post, match_distance, 0.5)
+        scored, _ = score_settings(str(item["name"]), maps, image, Truth.of(labels > 0, labels), post,
+                                   match_distance=match_distance, min_iou=0.5)
         for setting, run in runs.items():
             run.record(scored[setting])
     sweep = [{"threshold": t, "peak_threshold": p, "object_f1": mean_image_f1(run.rows)} for (t, p), run in runs.items()]

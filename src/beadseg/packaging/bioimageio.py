@@ -15,8 +15,8 @@ import torch
 from beadseg import plots
 from beadseg.checkpoint import Network
 from beadseg.data.synthetic import render_beads
-from beadseg.inference.tracing import trace
 from beadseg.models.registry import importable
+from beadseg.packaging.tracing import trace
 
 BEADSEG_ONLY = ("the object steps stay in beadseg: hole filling, the split of touching beads (distance-transform "
                 "watershed, or the centre heat-map's peaks for a two-channel model), the size and circularity filters, "
@@ -111,7 +111,7 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
     divisor = getattr(net, "divisor", 32)
     out.mkdir(parents=True, exist_ok=True)
 
-    image, _ = render_beads(np.random.default_rng(0), tile, 60, "brightfield", 8)
+    image, _ = render_beads(np.random.default_rng(0), tile, 60, "brightfield", bit_depth=8)
     raw = image.astype(np.float32)[None, None]
     normalization = network.hparams.get("normalization") or {}
     low, high = np.percentile(raw, (normalization.get("low", 1.0), normalization.get("high", 99.8)))

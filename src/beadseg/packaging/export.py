@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from beadseg.checkpoint import load_network, module_settings
-from beadseg.inference.tracing import trace
+from beadseg.packaging.tracing import trace
 
 INFERENCE_SETTINGS = ("net", "normalization", "threshold", "peak_threshold", "bead_area", "class_names", "centres")
 
@@ -44,7 +44,7 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     """
     network = load_network(ckpt, "segment")
     if fmt == "bioimageio":
-        from beadseg.inference.bioimageio import export_bioimageio  # bioimageio.core: an optional, heavy import
+        from beadseg.packaging.bioimageio import export_bioimageio  # bioimageio.core: an optional, heavy import
 
         return export_bioimageio(network, out, tile)
     net = network.net

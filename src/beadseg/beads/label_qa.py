@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from scipy.signal import fftconvolve
 from skimage.measure import label
 
-from beadseg.models.classical import Detections, coverage
+from beadseg.beads.classical import Detections, coverage
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Model packaging: TorchScript/ONNX exports, slim checkpoints and bioimage.io packages."""
