@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from beadseg.beads.instances import split_touching
+from beadseg.beads.instances import deep_maxima, split_touching
 from beadseg.beads.postprocess import PostProcess
 from beadseg.metrics.objects import iou_matrix, match_by_centroid, match_by_iou
 from beadseg.metrics.pixel import confusion, scores
@@ -23,6 +23,23 @@ def test_watershed_splits_two_touching_disks_and_leaves_one_whole():
     one[disk((20, 20), 7)] = True
     labels = split_touching(one)
     assert labels.max() == 1 and (labels > 0).sum() == one.sum()
+
+
+def test_deep_maxima_equal_skimage_h_maxima_object_by_object():
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+
+    rng = np.random.default_rng(7)
+    for smooth in (1.5, 2.5, 4.0):  # blobs of one peak, and merged ones of several
+        mask = ndi.gaussian_filter(rng.random((160, 160)), smooth) > 0.52
+        distance = ndi.distance_transform_edt(mask)
+        objects = ndi.label(mask, structure=np.ones((3, 3)))[0]
+        expected = np.zeros(mask.shape, bool)
+        for number, box in enumerate(ndi.find_objects(objects), start=1):
+            mine = objects[box] == number
+            expected[box] |= h_maxima(np.pad(np.where(mine, distance[box], 0), 1), 0.7)[1:-1, 1:-1].astype(bool) & mine
+        assert ndi.label(expected)[1] > 10  # many maxima: the comparison is not vacuous
+        np.testing.assert_array_equal(deep_maxima(distance, 0.7), expected)
 
 
 def test_postprocess_threshold_holes_size_and_shape():

@@ -12,6 +12,7 @@ from beadseg.beads.measure import edge_ids
 
 # How far (px) a distance-transform peak must rise above the neck joining it to a higher one to seed its own bead.
 SPLIT_DEPTH = 0.7
+EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as h_maxima's default footprint
 
 
 def split_touching(mask: np.ndarray, split_depth: float = SPLIT_DEPTH) -> np.ndarray:
@@ -29,10 +30,19 @@ def split_touching(mask: np.ndarray, split_depth: float = SPLIT_DEPTH) -> np.nda
 def deep_maxima(distance: np.ndarray, depth: float) -> np.ndarray:
     """``skimage.morphology.h_maxima(distance, depth)`` of a distance transform, one connected object at a time
     (each in its bounding box, framed by background): what joins two objects crosses background, so each object's
-    maxima are its own, and many small reconstructions cost far less than one of the whole frame."""
-    objects = ndi.label(distance > 0, structure=np.ones((3, 3)))[0]
-    peaks = np.zeros(distance.shape, bool)
-    for number, box in enumerate(ndi.find_objects(objects), start=1):
+    maxima are its own, and many small reconstructions cost far less than one of the whole frame. An object with a
+    single regional maximum (its pixels with no higher neighbour form one region) needs none: its one maximum is
+    what ``h_maxima`` would return."""
+    objects, count = ndi.label(distance > 0, structure=EIGHT)
+    tops = (distance == ndi.maximum_filter(distance, size=3)) & (distance > 0)  # no neighbour higher
+    top_regions, regions = ndi.label(tops, structure=EIGHT)
+    owner = np.zeros(regions + 1, np.int64)
+    owner[top_regions[tops]] = objects[tops]  # each top region lies in one object
+    single = np.bincount(owner[1:], minlength=count + 1) == 1
+    peaks = tops & single[objects]  # one regional maximum (most beads): h_maxima gives just it
+    boxes = ndi.find_objects(objects)
+    for number in np.flatnonzero(~single[1:]) + 1:
+        box = boxes[number - 1]
         mine = objects[box] == number
         local = np.pad(np.where(mine, distance[box], 0), 1)
         peaks[box] |= h_maxima(local, depth)[1:-1, 1:-1].astype(bool) & mine
