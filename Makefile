@@ -31,6 +31,7 @@ train: install
 ## expensive fixture (a trained checkpoint, a prediction run) is built once (tests/conftest.py shares the cores)
 test: install-dev
 	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 ## The edit loop: the suite without the end-to-end runs marked slow (under a minute)

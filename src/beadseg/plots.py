@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -156,7 +157,7 @@ def _crop_around(points: np.ndarray, shape: tuple[int, int], size: int = 96) -> 
 MAX_QA_PANELS = 6  # rows of the label-QA figure (per_image.csv lists every flagged image)
 
 
-def label_qa_figure(cases: list[tuple[str, object, object, object, dict]], path: Path) -> Path:
+def label_qa_figure(cases: list[tuple[str, Any, Any, Any, dict]], path: Path) -> Path:
     """One panel per (problem, sample, detections, check, row): the evidence drawn on the image.
 
     Red: the mask's outlines; cyan: the beads the detector sees; yellow circles: beads no mask covers.

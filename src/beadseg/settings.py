@@ -337,15 +337,16 @@ def check_settings(cfg: Any, command: str) -> None:
             continue
         field.check(value, key)
     for key, value in _leaves(cfg):
-        field = BY_NAME.get(key.rsplit(".", 1)[-1])
-        if field is not None and key not in SETTINGS.get(command, {}):
-            field.check(value, key)
+        named = BY_NAME.get(key.rsplit(".", 1)[-1])
+        if named is not None and key not in SETTINGS.get(command, {}):
+            named.check(value, key)
 
 
 def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """``(dotted key, value)`` of every plain value under ``node`` that resolves (Hydra's own settings left out)."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
+    keys: list[Any]
     if isinstance(node, DictConfig):
         keys = [key for key in node.keys() if not (prefix == "" and key == "hydra")]
     elif isinstance(node, ListConfig):

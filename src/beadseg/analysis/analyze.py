@@ -154,7 +154,7 @@ def physical_sizes(source: FolderSource, summary: dict) -> dict:
     sizes = {pixel_size_um(image) for image, _ in source.pairs()}
     if len(sizes) != 1 or None in sizes:
         return {"pixel_size_um": sorted(sizes) if None not in sizes else None}
-    size = sizes.pop()
+    size = float(sizes.pop() or 0.0)  # one known size (None was ruled out above)
     scale = {"bead_equivalent_diameter_um": ("bead_equivalent_diameter_px", size),
              "bead_area_um2": ("bead_area_px", size**2)}
     return {"pixel_size_um": size, **{key: {k: (round(v * factor, 4) if isinstance(v, float) else v)

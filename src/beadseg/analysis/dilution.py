@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -67,7 +68,7 @@ class DilutionSeries:
         groups whose counts stop scaling, ``disagrees``); the series' concentration from the groups in range, the
         log-log slope with its interval, and the densest count per frame that still scales."""
         groups = self.groups(counts, pattern)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for dilution, values in groups.items():
             concentration, low, high = self.estimate(values, np.full(len(values), dilution))
             rows.append({"dilution": dilution, "frames": len(values), "mean_count": float(values.mean()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import imageio.v3 as iio
 import numpy as np
@@ -55,7 +56,7 @@ def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window
     _captum()
     network = load_network(ckpt, "classify")
     normalization = Normalization(**(network.hparams.get("normalization") or {}))
-    names = network.hparams.get("class_names") or [str(i) for i in range(network.net.num_classes)]
+    names = network.hparams.get("class_names") or [str(i) for i in range(int(cast(Any, network.net).num_classes))]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in inputs:

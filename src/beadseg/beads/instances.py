@@ -20,6 +20,25 @@ def split_touching(mask: np.ndarray, split_depth: float = SPLIT_DEPTH) -> np.nda
 
     Each regional maximum of the distance transform at least ``split_depth`` px above the neck that joins it
     to a higher one seeds a bead, so two touching disks part while a single disk (or a plateau) stays whole.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+    split_depth : float
+        px: how far a maximum must rise above the neck to a higher one to be a bead of its own.
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+        0 for background, 1..N for the beads.
+
+    Examples
+    --------
+    >>> from skimage.draw import disk
+    >>> pair = np.zeros((20, 30), bool)
+    >>> pair[disk((10, 9), 5.5)] = pair[disk((10, 20), 5.5)] = True  # two touching beads
+    >>> int(split_touching(pair).max()), int(split_touching(pair[:, :15]).max())
+    (2, 1)
     """
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
@@ -101,7 +120,7 @@ def peak_markers(peaks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     width = shape[1]
     position = rows * width + columns
     right, left = columns < width - 1, columns > 0  # a neighbour ahead in raster order: not across the row's end
-    neighbours = [(1, right), (width - 1, left), (width, True), (width + 1, right)]
+    neighbours = [(1, right), (width - 1, left), (width, np.ones(len(rows), bool)), (width + 1, right)]
     if any(np.any(np.isin(position + step, position) & inside) for step, inside in neighbours):
         return label(markers > 0, connectivity=2)
     return markers
@@ -111,7 +130,31 @@ def split_at_peaks(mask: np.ndarray, centres: np.ndarray, min_peak: float = 0.3,
                    peaks: np.ndarray | None = None) -> np.ndarray:
     """Instance labels from a mask and a bead-centre heat-map: each peak of the heat-map in the mask
     (:func:`centre_peaks`, unless ``peaks`` are found already; peaks that touch are one) is a bead, whose pixels
-    are those the watershed of the heat-map gives it. Mask components holding no peak are no bead."""
+    are those the watershed of the heat-map gives it. Mask components holding no peak are no bead.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+    centres : ndarray of float, shape (H, W)
+        The centre heat-map (a model's second map).
+    min_peak, min_distance : float, int
+        What makes a peak (:func:`centre_peaks`).
+    peaks : ndarray of int, shape (N, 2), optional
+        (row, column) of the peaks, when found already (on the device).
+
+    Returns
+    -------
+    ndarray of int32, shape (H, W)
+
+    Examples
+    --------
+    >>> mask = np.zeros((9, 16), bool); mask[2:7, 2:14] = True  # one merged blob
+    >>> yy, xx = np.mgrid[:9, :16]
+    >>> heat = np.exp(-((yy - 4) ** 2 + (xx - 5) ** 2) / 4) + np.exp(-((yy - 4) ** 2 + (xx - 11) ** 2) / 4)
+    >>> labels = split_at_peaks(mask, heat)
+    >>> int(labels.max()), int(labels[4, 5]), int(labels[4, 11])
+    (2, 1, 2)
+    """
     if peaks is None:
         peaks = centre_peaks(centres, mask, min_peak, min_distance)
     markers = peak_markers(peaks, mask.shape)

@@ -184,10 +184,11 @@ def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.n
         "circularity": np.round(circularity(pixels, crofton_perimeters(labels)[present]), 3),
         "mean_intensity": np.round(sums["intensity"][present] / pixels, 3) if image is not None else None,
         "mean_probability": np.round(sums["probability"][present] / pixels, 4),
-        "contrast_snr": np.round(contrast_snr(labels, image, noise, sums=(area, sums.get("intensity")))[present], 2)
+        "contrast_snr": np.round(contrast_snr(labels, image, noise, sums=(area, sums["intensity"]))[present], 2)
         if image is not None and noise else None,
     }
-    values = {key: column.tolist() if column is not None else [""] * len(present) for key, column in columns.items()}
+    values = {key: np.asarray(column).tolist() if column is not None else [""] * len(present)
+              for key, column in columns.items()}
     values["at_edge"] = at_edge[present].tolist()
     values["edge_reach"] = reach.T[present].tolist()
     if objects is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage as ndi
 from skimage.measure import label
 
@@ -229,13 +230,14 @@ class PostProcess:
                 found.add(int(number))
         return found
 
-    def keeps(self, area: np.ndarray, roundness: np.ndarray, at_edge: np.ndarray | None = None) -> np.ndarray:
+    def keeps(self, area: ArrayLike, roundness: ArrayLike, at_edge: ArrayLike | None = None) -> np.ndarray:
         """Which objects pass the size (``min_area``, ``max_area``) and shape (``min_circularity``) filters; one cut
         by the frame's edge (``at_edge``) is judged by ``max_area`` alone (the edge rule decides whether it counts)."""
+        area = np.asarray(area)
         cut = np.zeros(len(area), bool) if at_edge is None else np.asarray(at_edge, bool)
-        keep = (np.asarray(area) >= self.min_area) & (np.asarray(roundness) >= self.min_circularity) | cut
+        keep = (area >= self.min_area) & (np.asarray(roundness) >= self.min_circularity) | cut
         if self.max_area is not None:
-            keep &= np.asarray(area) <= self.max_area
+            keep &= area <= self.max_area
         return keep
 
     def debris_reasons(self, rows: list[dict]) -> list[str]:
@@ -320,7 +322,8 @@ class PostProcess:
         own list (a particle as one row, however many pieces it was cut into); each bead's object and its beads,
         and whether the edge rule counts it."""
         reasons = self.debris_reasons(rows) if rows else []
-        beads, debris = [], []
+        beads: list[dict] = []
+        debris: list[dict] = []
         renumber = np.zeros(len(rows) + 1, labels.dtype)
         particles: dict[int, list[dict]] = {}
         diameter = self.frame_bead_area(np.array([row["area"] for row, reason in zip(rows, reasons)

@@ -35,7 +35,7 @@ def quote_values(arguments: list[str]) -> list[str]:
         match = PLAIN_KEY.match(argument)
         value = argument[match.end():] if match else ""
         needs = value and (any(c.isspace() for c in value) or not value.isascii())
-        if needs and value[0] not in "'\"[{" and "'" not in value:
+        if match and needs and value[0] not in "'\"[{" and "'" not in value:
             argument = f"{argument[: match.end()]}'{value}'"
         quoted.append(argument)
     return quoted
@@ -83,9 +83,10 @@ def _flat_keys(node, prefix: str = "") -> list[str]:
 
     keys = []
     for key in node.keys() if isinstance(node, Node) else ():
-        if str(key).startswith("_"):  # _target_, _partial_: not settings a user types
+        name = str(key)
+        if name.startswith("_"):  # _target_, _partial_: not settings a user types
             continue
-        path = f"{prefix}.{key}" if prefix else str(key)
+        path = f"{prefix}.{name}" if prefix else name
         keys.append(path)
         try:
             keys += _flat_keys(node._get_node(key), path)
@@ -198,12 +199,13 @@ def refuse_missing_values(cfg: DictConfig) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
     def missing(node: DictConfig, prefix: str = ""):  # interpolations stay unresolved (no library import)
-        for key in node.keys():
+        for key in map(str, node.keys()):
             path = f"{prefix}{key}"
+            child = node._get_node(key)
             if OmegaConf.is_missing(node, key):
                 yield path
-            elif not OmegaConf.is_interpolation(node, key) and isinstance(node._get_node(key), DictConfig):
-                yield from missing(node._get_node(key), f"{path}.")
+            elif not OmegaConf.is_interpolation(node, key) and isinstance(child, DictConfig):
+                yield from missing(child, f"{path}.")
 
     key = next(missing(cfg), None)
     if key is not None:

@@ -126,12 +126,12 @@ def frame_source(root: str | None = None, csv_file: str | None = None, synthetic
 
 def crop_window(shape: tuple[int, int], size: int, rng: np.random.Generator | None) -> tuple[slice, slice]:
     """A ``size`` window of an image: random (``rng``) or central; the whole side where the image is smaller."""
-    window = []
-    for side in shape:
+    window: list[slice] = []
+    for side in shape[:2]:
         spare = max(side - size, 0)
         start = int(rng.integers(spare + 1)) if rng is not None else spare // 2
         window.append(slice(start, start + size))
-    return tuple(window)
+    return window[0], window[1]
 
 
 class FrameDataset(Dataset):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from pathlib import Path
+from typing import cast
 
 import albumentations as A
 import cv2
@@ -214,7 +216,7 @@ class BeadDataModule(pl.LightningDataModule):
             self.datasets[split],
             batch_size=batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(self.datasets[split]) > batch_size,
+            drop_last=shuffle and len(cast(Sized, self.datasets[split])) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -158,10 +158,10 @@ def read_mask(path: str | Path) -> np.ndarray:
         raise BeadDataError(f"mask {path} is a class map (values {values}, each in many places: one value per class, "
                             "not per bead). Save bead masks as 0/255 (or 0/1), or as integer instance labels.")
     if kind == "anti-aliased":
-        values = np.unique(mask)
+        levels = np.unique(mask)
         raise BeadDataError(
-            f"mask {path} is neither binary nor instance labels: it holds {len(values)} distinct values between "
-            f"{values[0]} and {values[-1]} that ramp at bead edges (anti-aliased, blurred, resized or JPEG-compressed?). "
+            f"mask {path} is neither binary nor instance labels: it holds {len(levels)} distinct values between "
+            f"{levels[0]} and {levels[-1]} that ramp at bead edges (anti-aliased, blurred, resized or JPEG-compressed?). "
             "Save masks as 0/1 or 0/255, or as integer instance labels."
         )
     return mask
@@ -248,7 +248,8 @@ class Normalization:
         """The intensities that map to 0 and 1 for this image (percentiles of a strided sample when it is huge)."""
         if self.method == "percentile":
             step = int(np.ceil(np.sqrt(image.size / max_samples))) if image.size > max_samples else 1
-            return percentiles(image[::step, ::step], (self.low, self.high))
+            low, high = percentiles(image[::step, ::step], (self.low, self.high))
+            return low, high
         if self.vmax is None:
             raise ValueError("normalization.method=dataset_max was never fitted: call fit() on the training images")
         return float(self.vmin), float(self.vmax)

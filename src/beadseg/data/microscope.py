@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -71,7 +72,7 @@ class PlaneChoice:
 
     @classmethod
     def from_environment(cls) -> PlaneChoice:
-        values = {}
+        values: dict[str, Any] = {}
         for field in fields(cls):
             raw = os.environ.get(ENV_PREFIX + field.name.upper())
             if raw is None:
@@ -118,7 +119,7 @@ def _pick(kind: str, wanted, available: list, path: Path, key: str):
 
 
 def _bioimage(path: Path):
-    suffix = microscope_format(path)
+    suffix = microscope_format(path) or ".ome.tif"
     try:
         from bioio import BioImage
         from bioio_base.exceptions import UnsupportedFileFormatError

@@ -11,6 +11,7 @@ import json
 import logging
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class PackedSource:
             raise BeadDataError(f"data.input_dir={input_dir} packs {self.meta['kind']}, not {kind}: use data={other}")
         self.kind, self.classes = kind, list(self.meta["classes"])
         self.rows = self.present_rows(skip_missing)
-        self._stream = None
+        self._stream: Any = None  # litdata.StreamingDataset, opened on first read
 
     def present_rows(self, skip_missing: bool) -> list[dict]:
         """The manifest's rows whose shard is there (a local pack is checked; a remote one is trusted). A missing

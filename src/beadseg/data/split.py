@@ -122,7 +122,7 @@ def stratified_split(
         if group not in test_groups:
             members[group].append(index)
     names = sorted(members)
-    group_bins = density_bins([np.mean([counts[i] for i in members[g]]) for g in names], list(edges))
+    group_bins = density_bins([float(np.mean([counts[i] for i in members[g]])) for g in names], list(edges))
     targets = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
 
     assignment: dict[str, str] = {group: "test" for group in test_groups}
@@ -136,14 +136,14 @@ def stratified_split(
             assignment[group] = SPLITS[split]
             filled[split] += len(members[group])
     # Small data sets: make sure each requested split holds at least one group, taken from train.
-    for split, fraction in (("val", val_fraction), ("test", test_fraction)):
+    for wanted, fraction in (("val", val_fraction), ("test", test_fraction)):
         train_groups = [g for g in names if assignment[g] == "train"]
-        if fraction > 0 and split not in assignment.values() and len(train_groups) > 1:
-            assignment[train_groups[int(rng.integers(len(train_groups)))]] = split
+        if fraction > 0 and wanted not in assignment.values() and len(train_groups) > 1:
+            assignment[train_groups[int(rng.integers(len(train_groups)))]] = wanted
 
     if train_fraction < 1:
         train_groups = [g for g in names if assignment[g] == "train"]
-        train_bins = density_bins([np.mean([counts[i] for i in members[g]]) for g in train_groups], list(edges))
+        train_bins = density_bins([float(np.mean([counts[i] for i in members[g]])) for g in train_groups], list(edges))
         for bin_index in np.unique(train_bins):
             in_bin = [g for g, b in zip(train_groups, train_bins) if b == bin_index]
             rng.shuffle(in_bin)

@@ -81,7 +81,28 @@ def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
 
 
 def evaluate(cfg) -> dict:
-    """Run the whole evaluation; writes metrics.json, per_image.csv and figures into ``cfg.output``."""
+    """Run the whole evaluation (``beadseg-eval``): metrics.json, per_image.csv and figures into ``cfg.output``.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A composed ``eval`` config: ``data.root`` (images and masks), a ``ckpt`` (or ``method=classical``, or
+        ``predictions=DIR`` of saved masks) and the ``split`` to score.
+
+    Returns
+    -------
+    dict
+        The files written, by name (``metrics``, ``per_image``, the figures, a tuned checkpoint on request).
+
+    Examples
+    --------
+    >>> from hydra import compose, initialize_config_dir
+    >>> from beadseg.config import CONFIG_DIR
+    >>> with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):  # doctest: +SKIP
+    ...     cfg = compose("eval", overrides=["data.root=beads/", "split=test", "output=scores/"])
+    >>> sorted(evaluate(cfg))[:2]  # doctest: +SKIP
+    ['metrics', 'per_image']
+    """
     check_settings(cfg, "eval")
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +121,8 @@ def evaluate(cfg) -> dict:
     settings = sweep_settings(threshold, peak, cfg.thresholds, cfg.peak_thresholds if predictor.channels > 1 else ())
     runs = {s: Evaluation(cfg.match_distance, cfg.min_iou) for s in settings}
     at_setting = {s: replace(post, threshold=s[0], peak_threshold=s[1]) for s in settings}
-    kept, waiting = [], deque()
+    kept: list[tuple] = []
+    waiting: deque = deque()
 
     def add(done: tuple) -> None:
         (scored, mask), sample = done, waiting.popleft()  # results come back in the order they were submitted
@@ -124,7 +146,7 @@ def evaluate(cfg) -> dict:
     assignment = {} if classical else checkpoint_split(ckpt)  # read once, not once per image
     seen = sorted(image_name(p[0]) for p in pairs if assignment.get(image_name(p[0])) == "train")
     if seen:
-        held_out = sorted({assignment.get(image_name(p[0])) for p in pairs} & {"val", "test"})
+        held_out = sorted({str(assignment.get(image_name(p[0]))) for p in pairs} & {"val", "test"})
         advice = (f"use split={' or split='.join(held_out)}" if held_out else
                   "the checkpoint trained on every image of this folder: score it on a folder it has not seen")
         log.warning("%d of the %d images were training images of this checkpoint (%s...): these scores are not "
@@ -140,6 +162,6 @@ def evaluate(cfg) -> dict:
     at_peak = [s for s in sweep if s["peak_threshold"] == peak]
     written["sweep"] = plots.sweep_figure(at_peak, best["threshold"], out / "threshold_sweep.png")
     if cfg.write_threshold and not classical:
-        written["tuned_checkpoint"] = write_tuned_checkpoint(Path(ckpt), best["threshold"], out,
+        written["tuned_checkpoint"] = write_tuned_checkpoint(Path(str(ckpt)), best["threshold"], out,
                                                              metrics["best_peak_threshold"])
     return {"metrics": metrics, "written": written}

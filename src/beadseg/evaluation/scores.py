@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from skimage.measure import label
@@ -122,7 +122,7 @@ class Evaluation:
     def summary(self) -> dict:
         relative = [abs(r["relative_count_error"]) for r in self.rows if r["relative_count_error"] != ""]
         errors = [abs(r["count_error"]) for r in self.rows]
-        objects = {
+        objects: dict[str, dict[str, Any]] = {
             name: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "true_positives": m.true_positives,
                    "false_positives": m.false_positives, "false_negatives": m.false_negatives}
             for name, m in self.matches.items()

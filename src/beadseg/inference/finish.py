@@ -28,8 +28,10 @@ def physical_sizes(row: dict, pixel_size_um: float | None) -> dict:
 def find_beads(frame: Frame, post: PostProcess) -> Instances:
     """A frame's beads and debris from its maps (and what the device found in them); a huge frame's labels go
     to a memory map beside its maps, chunk by chunk."""
+    if frame.maps is None:
+        raise ValueError(f"{frame.name}: no maps to find beads in (the network's step did not run on it)")
     labels_out = None
-    if frame.huge:
+    if frame.scratch is not None:
         labels_out = np.lib.format.open_memmap(frame.scratch / "labels.npy", "w+", np.uint32, frame.maps.shape[-2:])
     return post.instances(frame.maps, frame.image, labels_out=labels_out, found=frame.found)
 
@@ -68,7 +70,7 @@ def write_frame(frame: Frame, beads: Instances, out: Path, options: OutputOption
     debris = [{key: row[key] for key in DEBRIS_COLUMNS[1:]} for row in beads.debris] if options.save_debris else []
     record = {"image": frame.name, "counts": frame_counts(frame, beads, options), "objects": beads.objects,
               "debris": debris}
-    if frame.huge:  # its memory maps let go, their folder removed
+    if frame.scratch is not None:  # a huge frame: its memory maps let go, their folder removed
         frame.maps = frame.uncertainty = frame.image = None
         shutil.rmtree(frame.scratch, ignore_errors=True)
     return record

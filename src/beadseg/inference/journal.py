@@ -14,7 +14,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -122,6 +122,6 @@ def file_set(files: list[Path]) -> dict:
 def run_settings(cfg: DictConfig, ckpt: str | None, files: list[Path]) -> dict:
     """What must match for a resumed run to continue this one: the input and its files, the model, the settings
     that decide the beads and what is written of them."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     return {"ckpt": ckpt, "input": str(Path(cfg.input).resolve()), "input_files": file_set(files),
             **{key: plain.get(key) for key in BEAD_SETTINGS + OUTPUT_SETTINGS}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -42,7 +43,7 @@ def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np
     (tiles, 32-bit integers) resolution tags in centimetres. Without a pixel size a plain ``.tif`` says its unit is
     ``pixel`` (ImageJ shows a blank unit otherwise)."""
     ome = path.name.endswith(".ome.tif")
-    options = {"compression": None if compression in (None, "none") else compression, "ome": ome}
+    options: dict[str, Any] = {"compression": None if compression in (None, "none") else compression, "ome": ome}
     if ome:
         options["metadata"] = {"axes": "YX", **({"PhysicalSizeX": pixel_size_um, "PhysicalSizeY": pixel_size_um,
                                                  "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
@@ -121,7 +122,7 @@ def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, max_side: int
     return path
 
 
-def masked_mean(values: np.ndarray, labels: np.ndarray, band: int = 1024) -> tuple[float | None, float]:
+def masked_mean(values: np.ndarray | None, labels: np.ndarray, band: int = 1024) -> tuple[float | None, float]:
     """Mean of ``values`` over the beads, and the fraction of pixels that are bead, in row bands."""
     total, count = 0.0, 0
     for top in range(0, labels.shape[0], band):

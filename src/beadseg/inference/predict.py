@@ -35,7 +35,28 @@ from beadseg.settings import check_settings
 
 
 def predict(cfg: DictConfig) -> dict:
-    """Run the whole prediction; returns counts of images done and failed, and the output folder."""
+    """Run the whole prediction (``beadseg-predict``).
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A composed ``predict`` config (``conf/predict.yaml`` with the user's overrides).
+
+    Returns
+    -------
+    dict
+        ``output`` (the folder), ``done`` and ``beads`` (frames and beads written), ``failed`` (frames named in
+        ``errors.csv``), ``missing``; with ``group_regex`` also ``groups`` and the dilution report.
+
+    Examples
+    --------
+    >>> from hydra import compose, initialize_config_dir
+    >>> from beadseg.config import CONFIG_DIR
+    >>> with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):  # doctest: +SKIP
+    ...     cfg = compose("predict", overrides=["input=frames/", "output=counted/"])
+    >>> predict(cfg)["beads"]  # doctest: +SKIP
+    2478
+    """
     check_settings(cfg, "predict")
     out = Path(cfg.output)
     files = list_images(cfg.input)

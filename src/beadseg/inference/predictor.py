@@ -48,10 +48,10 @@ def find_on_device(maps: torch.Tensor, post: PostProcess) -> list[MaskAndPeaks]:
     if maps.shape[1] > 1:
         masked = torch.where(above, maps[:, 1], 0.0)
         reach = post.peak_distance
-        peaks = (masked > post.min_peak) & (masked == F.max_pool2d(masked[:, None], 2 * reach + 1, 1, reach)[:, 0])
-        peaks = torch.argwhere(peaks).cpu().numpy()  # (frame, row, column), in raster order per frame
-    above = above.cpu().numpy()
-    return [MaskAndPeaks(mask, None if peaks is None else peaks[peaks[:, 0] == index, 1:]) for index, mask in enumerate(above)]
+        is_peak = (masked > post.min_peak) & (masked == F.max_pool2d(masked[:, None], 2 * reach + 1, 1, reach)[:, 0])
+        peaks = torch.argwhere(is_peak).cpu().numpy()  # (frame, row, column), in raster order per frame
+    return [MaskAndPeaks(mask, None if peaks is None else peaks[peaks[:, 0] == index, 1:])
+            for index, mask in enumerate(above.cpu().numpy())]
 
 
 class Predictor(Protocol):
@@ -197,11 +197,11 @@ class ModelPredictor:
                 batch = np.stack([self.normalization.apply(images[i], bounds[i] or self.normalization.bounds(images[i]))
                                   for i in chosen])[:, None]
                 with torch.no_grad():
-                    probability, spread = self.tile_model(to_device(batch, self.device))
-                found = find_on_device(probability, post) if post is not None else [None] * len(chosen)
-                probability = probability.to(dtype).cpu().numpy()
-                spread = spread[:, 0].to(dtype).cpu().numpy() if spread is not None else [None] * len(chosen)
-                for index, maps, uncertainty, finds in zip(chosen, probability, spread, found):
+                    on_device, spread = self.tile_model(to_device(batch, self.device))
+                found = find_on_device(on_device, post) if post is not None else [None] * len(chosen)
+                probability = on_device.to(dtype).cpu().numpy()
+                uncertainties = spread[:, 0].to(dtype).cpu().numpy() if spread is not None else [None] * len(chosen)
+                for index, maps, uncertainty, finds in zip(chosen, probability, uncertainties, found):
                     results[index] = FrameMaps(maps if self.channels > 1 else maps[0], uncertainty, finds)
         return results
 
@@ -212,10 +212,10 @@ class ClassicalPredictor:
     name = "classical"
     threshold = 0.5
     peak_threshold = DEFAULT_PEAK_THRESHOLD  # no centre map to use it on; eval records it all the same
-    bead_area = None
+    bead_area: float | None = None
     channels = 1
-    net = None
-    normalization = None  # it reads the image as it is
+    net: torch.nn.Module | None = None
+    normalization: Normalization | None = None  # it reads the image as it is
     gives_uncertainty = False
     checkpoint: str | None = None  # a checkpoint given only to borrow its split (beadseg-eval split=test)
 

@@ -60,7 +60,11 @@ def trace_outline(mask: np.ndarray) -> np.ndarray:
             leaving = edges[corner]
             # where two pieces touch at a corner, turn right (the other way would be left): each 4-connected
             # piece gets its own loop
-            choice = leaving[0] if heading is None else min(leaving, key=lambda d: (d - heading - 1) % 4)
+            if heading is None:
+                choice = leaving[0]
+            else:
+                now = heading
+                choice = min(leaving, key=lambda d: (d - now - 1) % 4)
             leaving.remove(choice)
             if not leaving:
                 del edges[corner]

@@ -149,13 +149,15 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, out: Path, options: OutputOptions, post: PostProcess, workers: int) -> None:
         super().__init__(write_interval="batch")
         self.out, self.options, self.post, self.workers = out, options, post, workers
-        self.journal, self.pool = Journal(out), None
+        self.journal = Journal(out)
+        self.pool: WorkerPool | None = None  # started in on_predict_start
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.pool = WorkerPool(self.workers, self.journal.append)
 
     def write_on_batch_end(self, trainer, pl_module, frames: list[Frame], batch_indices, batch, batch_idx,
                            dataloader_idx=0):
+        assert self.pool is not None, "the pool starts in on_predict_start"
         for frame in frames:
             if not frame.readable:
                 print(f"beadseg-predict: skipped {frame.path}: {frame.error}")
@@ -167,7 +169,8 @@ class PredictionWriter(BasePredictionWriter):
                 self.pool.submit(finish_frame, frame, self.out, self.options, self.post)
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        self.pool.drain()
+        if self.pool is not None:
+            self.pool.drain()
         self.teardown(trainer, pl_module, "predict")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:

@@ -101,7 +101,7 @@ def predict_tiled(
             return
         finished = band["probability"][:, :count] / band["weight"][:count]
         probability[..., origin:until, :] = finished if channels > 1 else finished[0]
-        if "uncertainty" in band:
+        if uncertainty is not None and "uncertainty" in band:
             uncertainty[origin:until] = band["uncertainty"][:count] / band["weight"][:count]
         for values in band.values():
             values[..., : tile_h - count, :] = values[..., count:, :].copy()
@@ -117,15 +117,15 @@ def predict_tiled(
         for xs in _batches(cols, batch_size):
             tiles = to_device(np.stack([strip[:, x : x + tile_w] for x in xs])[:, None], device)
             with torch.no_grad():
-                probs, spread = model(tiles)
-            probs = probs.float().cpu().numpy()
+                on_device, spread_on_device = model(tiles)
+            probs = on_device.float().cpu().numpy()
             if probs.shape[1] != channels:
                 raise ValueError(f"the model gives {probs.shape[1]} output maps, {channels} expected")
-            if spread is not None and "uncertainty" not in band:
+            if spread_on_device is not None and "uncertainty" not in band:
                 band["uncertainty"] = np.zeros_like(band["weight"])
                 if uncertainty is None:
                     uncertainty = np.empty((height, width), np.float32)
-            spread = spread[:, 0].float().cpu().numpy() if spread is not None else None
+            spread = spread_on_device[:, 0].float().cpu().numpy() if spread_on_device is not None else None
             offset = top - origin
             for index, x in enumerate(xs):
                 window = (slice(offset, offset + tile_h), slice(x, x + tile_w))

@@ -82,6 +82,11 @@ class ObjectCounts(Metric):
 
     full_state_update = False
 
+    true_positives: torch.Tensor  # states, added below (torchmetrics sums them over processes)
+    false_positives: torch.Tensor
+    false_negatives: torch.Tensor
+    count_errors: list[torch.Tensor]
+
     def __init__(self, max_distance: float = 5.0) -> None:
         super().__init__()
         self.max_distance = max_distance

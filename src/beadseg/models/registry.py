@@ -145,8 +145,9 @@ def describe(settings: Any, where: str = "net") -> dict:
         checked = {key: field.check(settings.get(key, field.default), f"{where}.{key}") for key, field in fields.items()}
     except SettingError as error:
         raise DescriptionError(str(error)) from None
-    if REGISTRY[name].rule is not None:
-        REGISTRY[name].rule(checked, where)
+    rule = REGISTRY[name].rule
+    if rule is not None:
+        rule(checked, where)
     return {ARCHITECTURE_KEY: name, **checked}
 
 

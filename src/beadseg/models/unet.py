@@ -55,6 +55,7 @@ class UpStep(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, bilinear: bool, attention: bool, dropout: float, residual: bool):
         super().__init__()
+        self.up: nn.Module
         if bilinear:
             self.up = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),

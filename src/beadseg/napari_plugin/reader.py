@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -82,7 +83,9 @@ def _header(file: Path | None) -> tuple[tuple[int, int], np.dtype] | None:
     if file.suffix.lower() in (".tif", ".tiff"):
         try:
             with tifffile.TiffFile(file) as tif:
-                return tuple(tif.pages[0].shape), tif.pages[0].dtype
+                page = tif.pages[0]
+                height, width = page.shape[:2]
+                return (height, width), np.dtype(page.dtype)
         except (OSError, ValueError, IndexError, tifffile.TiffFileError) as error:
             log.warning("beadseg reader: skipped %s: %s", file, error)
             return None
@@ -119,9 +122,9 @@ def read_predictions(path) -> list[tuple]:
     for row in counts:  # frames grouped by size (the label files' headers say it), in the tables' order
         labels_file = _instances(folder, row["image"])
         header = _header(labels_file)
-        if header is not None:
+        if labels_file is not None and header is not None:
             groups.setdefault(header[0], []).append((row, labels_file, header[1]))
-    layers = []
+    layers: list[tuple[Any, dict[str, Any], str]] = []
     for shape, frames in groups.items():
         suffix = "" if len(groups) == 1 else f" {shape[0]}x{shape[1]}"
         size = _number(frames[0][0].get("pixel_size_um", ""))
@@ -140,7 +143,7 @@ def read_predictions(path) -> list[tuple]:
                   _lazy_stack(label_files, shape, frames[0][2]))
         layers.append((labels, {"name": f"beads{suffix}", **common}, "labels"))
         beads = [(index, b) for index, (row, _, _) in enumerate(frames) for b in objects.get(row["image"], [])]
-        features = {column: np.array([_number(b[column]) for _, b in beads]) for column in NUMERIC
+        features: dict[str, np.ndarray] = {column: np.array([_number(b[column]) for _, b in beads]) for column in NUMERIC
                     if beads and column in beads[0][1]}
         features["image"] = np.array([b["image"] for _, b in beads], dtype=object)
         centres = np.array([[index, _number(b["centroid_y"]), _number(b["centroid_x"])] for index, b in beads])

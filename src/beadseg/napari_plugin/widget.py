@@ -10,7 +10,7 @@ widget. Importing this module loads no torchvision, torch._dynamo or triton (see
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from beadseg.config import configured_postprocess
 from beadseg.data.io import as_gray
-from beadseg.inference.predictor import load_predictor
+from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.inference.tiling import tile_plan
 
 
@@ -54,7 +54,8 @@ class BeadCounter(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.predictor, self.loaded_from = None, None
+        self.predictor: ModelPredictor | None = None  # the checkpoint's, loaded once
+        self.loaded_from: str | None = None
         self.maps: np.ndarray | None = None
         self.image: np.ndarray | None = None
         self.source_name = ""
@@ -64,7 +65,7 @@ class BeadCounter(QWidget):
         self.checkpoint.setPlaceholderText("the shipped bead model")
         browse = QPushButton("…")
         browse.clicked.connect(self._browse)
-        self.slider = QSlider(Qt.Horizontal)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(1, 99)
         self.slider.setValue(50)
         self.threshold_label = QLabel()
@@ -75,7 +76,7 @@ class BeadCounter(QWidget):
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar()
-        self.worker = None
+        self.worker: Any = None  # napari's thread worker of the count in progress
         self._cancelled, self._tiles, self._drawn_at = False, [0, 1], None
         self._timer = QTimer(self)  # the worker counts tiles; the GUI thread shows them
         self._timer.timeout.connect(self._follow)
@@ -143,6 +144,8 @@ class BeadCounter(QWidget):
 
     def _redraw_in_worker(self, threshold: float):
         """In the worker thread: the kept maps' beads at another threshold."""
+        if self.maps is None or self.image is None:
+            raise ValueError("no counted image to redraw: press Count first")
         return self.image, self.source_name, self.maps, self._instances(self.maps, self.image, threshold)
 
     def count(self) -> None:
@@ -192,7 +195,9 @@ class BeadCounter(QWidget):
     def _count_in_worker(self, image: np.ndarray, name: str, checkpoint: str | None, threshold: float):
         """In the worker thread: load the model (once per checkpoint), predict the maps, find the beads."""
         if self.predictor is None or self.loaded_from != checkpoint:
-            self.predictor, self.loaded_from = load_predictor(checkpoint), checkpoint
+            loaded = load_predictor(checkpoint)
+            assert isinstance(loaded, ModelPredictor)  # a checkpoint's (the widget has no classical mode)
+            self.predictor, self.loaded_from = loaded, checkpoint
         predictor = self.predictor
         rows = len(tile_plan(image.shape[0], predictor.window, predictor.overlap)[1])
         cols = len(tile_plan(image.shape[1], predictor.window, predictor.overlap)[1])

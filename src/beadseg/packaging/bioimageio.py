@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ def _normalization_steps(normalization: dict) -> list:
         ScaleRangeKwargs,
     )
 
-    steps = [EnsureDtypeDescr(kwargs=EnsureDtypeKwargs(dtype="float32"))]
+    steps: list[Any] = [EnsureDtypeDescr(kwargs=EnsureDtypeKwargs(dtype="float32"))]
     if normalization.get("method", "percentile") == "percentile":
         steps.append(ScaleRangeDescr(kwargs=ScaleRangeKwargs(axes=[AxisId("y"), AxisId("x")],
                                                              min_percentile=normalization.get("low", 1.0),
@@ -145,18 +146,19 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
                                                       kwargs=config)),
         torchscript=TorchscriptWeightsDescr(source=out / "weights.torchscript.pt", pytorch_version=torch_version,
                                             parent="pytorch_state_dict"))
+    spec_config: Any = {"beadseg": {"net": network.hparams["net"], "threshold": float(network.hparams.get("threshold", 0.5)),
+                               "divisor": divisor, "target": "centres" if channels == 2 else "mask",
+                               "post_processing": BEADSEG_ONLY}}  # a plain dict: the spec validates it into its Config
     description = ModelDescr(
         name="beadseg microbead segmentation",
         description="Bead probability (and bead-centre heat-map) of 2-D bright-field or fluorescence microbead images.",
         authors=[Author(name="beadseg developers")],
-        cite=[CiteEntry(text="Ronneberger et al., U-Net (2015)", doi="10.1007/978-3-319-24574-4_28")],
+        cite=[CiteEntry(text="Ronneberger et al., U-Net (2015)", doi="10.1007/978-3-319-24574-4_28")],  # type: ignore[arg-type]  # the spec validates the string
         license=LicenseId("MIT"), tags=["microbeads", "segmentation", "counting", "2d", "pytorch", "unet"],
         documentation=FileDescr(source=_documentation(network, channels, out / "README.md")),
         covers=[FileDescr(source=_cover(image, expected[0, 0], out / "cover.png"))],
         inputs=[inputs], outputs=[outputs], weights=weights,
-        config={"beadseg": {"net": network.hparams["net"], "threshold": float(network.hparams.get("threshold", 0.5)),
-                            "divisor": divisor,
-                            "target": "centres" if channels == 2 else "mask", "post_processing": BEADSEG_ONLY}})
+        config=spec_config)
     if test_model:
         for weight_format in ("torchscript", "pytorch_state_dict"):
             summary = run_test(description, weight_format=weight_format)

@@ -79,7 +79,7 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
         except ImportError as error:
             raise ImportError("format=onnx needs onnx, onnxruntime and onnxscript: pip install 'beadseg[onnx]'") from error
         path = out / "model.onnx"
-        torch.onnx.export(net, example, str(path), input_names=["image"], output_names=["logits"],
+        torch.onnx.export(net, (example,), str(path), input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
                                         "logits": {0: "batch", 2: "height", 3: "width"}})
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

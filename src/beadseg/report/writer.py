@@ -94,7 +94,7 @@ def adequacy_section(runs: list[RunLog], root: Path, bar: float) -> list[str]:
     lines = ["## Adequacy check (frame classification)", ""]
     for run in runs:
         best, epoch = run.best("val/accuracy")
-        lines.append(f"- `{run.name or run.path.name}` (epoch {epoch}): {adequacy_verdict(best, bar)}")
+        lines.append(f"- `{run.name or run.path.name}` (epoch {epoch}): {adequacy_verdict(best or 0.0, bar)}")
     return lines + ["", "![validation accuracy against the adequacy bar](adequacy_val_accuracy.png)", ""]
 
 
@@ -112,7 +112,7 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
         return report
     baseline = find_baseline(root)
     baseline_iou = baseline["pixel"]["iou"] if baseline else None
-    best_run = max(runs, key=lambda r: r.best()[0])
+    best_run = max(runs, key=lambda r: r.best()[0] or 0.0)  # every run here has a val/jaccard series
     rows = [summary_row(i, run) for i, run in enumerate(runs)]
     plots.curves(runs, "val/jaccard", "validation Jaccard", root / "figure1_val_jaccard.png", target)
     plots.generalisation_gap(best_run, root / "figure2_train_vs_val.png")

@@ -88,10 +88,11 @@ class BestCheckpoint(ModelCheckpoint):
     """Lightning's best-checkpoint callback, with epochs counted from 1 in file names, as the progress lines and
     ``result.json`` count them (``epoch012`` is the twelfth epoch)."""
 
-    def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None) -> str:
+    def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None,
+                               prefix: str | None = None) -> str:
         if "epoch" in metrics:
             metrics = {**metrics, "epoch": metrics["epoch"] + 1}
-        return super().format_checkpoint_name(metrics, filename, ver)
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
 
 class LastCheckpoint(ModelCheckpoint):

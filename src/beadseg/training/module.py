@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -97,7 +97,7 @@ class ConfiguredModule(pl.LightningModule, ABC):
         loss = self.compute_loss(logits, batch, stage)
         deferred = loss.device.type == "cuda" and stage == "train"
         self._pending_losses.setdefault(stage, []).append((self.global_step, loss.detach()))
-        self._check_losses(stage, self.trainer.log_every_n_steps if deferred else 1)
+        self._check_losses(stage, cast(Any, self.trainer).log_every_n_steps if deferred else 1)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(*self.metric_inputs(logits.detach().float(), target))
         # on a GPU no per-step progress-bar value for the training loss: showing it makes every step wait for it
@@ -116,8 +116,8 @@ class ConfiguredModule(pl.LightningModule, ABC):
         return {"logits": self._shared_step(batch, "test")[1]}
 
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_
-        scheduler = self.hparams.scheduler
+        optimizer = instantiate(self.hparams["optimizer"])(params=self.parameters())  # configs are _partial_
+        scheduler = self.hparams["scheduler"]
         if not scheduler or not scheduler.get("scheduler"):
             return optimizer
         lr_scheduler = {**scheduler, "scheduler": instantiate(scheduler["scheduler"])(optimizer=optimizer)}
@@ -126,13 +126,13 @@ class ConfiguredModule(pl.LightningModule, ABC):
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "normalization"):
-            self.hparams.normalization = datamodule.normalization.to_dict()
+            self.hparams["normalization"] = datamodule.normalization.to_dict()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Remember which image was in which split, so that ``beadseg-eval split=val`` finds the same images."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if getattr(datamodule, "split_table", None):
-            checkpoint["beadseg_split"] = {row["name"]: row["split"] for row in datamodule.split_table}
+        table = getattr(getattr(self.trainer, "datamodule", None), "split_table", None)
+        if table:
+            checkpoint["beadseg_split"] = {row["name"]: row["split"] for row in table}
 
 
 MONODISPERSE = 1.8  # the lab's beads: 1.56 (quartiles 27, 42 px); synthetic beads of every size: 2.3
@@ -157,7 +157,7 @@ class BeadSegModule(ConfiguredModule):
                          normalization=normalization, object_metrics=object_metrics, match_distance=match_distance,
                          centres=_plain(centres), peak_threshold=peak_threshold, bead_area=bead_area)
         self.bead_areas: list[int] = []
-        self.centre_loss = instantiate(self.hparams.centres["loss"]) if centres else None
+        self.centre_loss = instantiate(self.hparams["centres"]["loss"]) if centres else None
         if centres:
             self._start_centres_rare()
         self.val_objects, self.test_objects = ObjectCounts(match_distance), ObjectCounts(match_distance)
@@ -180,13 +180,13 @@ class BeadSegModule(ConfiguredModule):
         centre_loss = self.centre_loss(logits[:, 1:], batch["centres"])
         self.log(f"{stage}/centre_loss", centre_loss, on_step=False, on_epoch=True, batch_size=len(logits),
                  sync_dist=stage != "train")
-        return loss + self.hparams.centres["weight"] * centre_loss
+        return loss + self.hparams["centres"]["weight"] * centre_loss
 
     def metric_inputs(self, logits, target):
         return torch.sigmoid(logits[:, :1]), target.int()
 
     def _count_objects(self, batch: dict, logits: torch.Tensor, stage: str) -> None:
-        if not self.hparams.object_metrics or "labels" not in batch:
+        if not self.hparams["object_metrics"] or "labels" not in batch:
             return
         maps = torch.sigmoid(logits.detach().float()).cpu().numpy()
         images = batch["image"][:, 0].float().cpu().numpy()
@@ -199,7 +199,7 @@ class BeadSegModule(ConfiguredModule):
 
     def _log_objects(self, stage: str) -> None:
         objects = getattr(self, f"{stage}_objects")
-        if not self.hparams.object_metrics or not objects.update_called:
+        if not self.hparams["object_metrics"] or not objects.update_called:
             return
         for name, value in objects.compute().items():
             self.log(f"{stage}/{name}", value.float(), prog_bar=stage == "val" and name == "object_f1")
@@ -224,7 +224,7 @@ class BeadSegModule(ConfiguredModule):
         if self.bead_areas:  # the bead size the model learned (the debris rule's fallback), in the checkpoint
             low, median, high = np.percentile(self.bead_areas, (25, 50, 75))
             monodisperse = high <= MONODISPERSE * low  # one stock; beads of every size teach no one size
-            self.hparams.bead_area = float(median) if monodisperse else None
+            self.hparams["bead_area"] = float(median) if monodisperse else None
 
     def on_test_epoch_end(self) -> None:
         self._log_objects("test")
@@ -255,4 +255,4 @@ class BeadClassifierModule(ConfiguredModule):
         super().on_fit_start()
         names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None)
         if names:
-            self.hparams.class_names = list(names)
+            self.hparams["class_names"] = list(names)

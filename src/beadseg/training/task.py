@@ -9,6 +9,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import pytorch_lightning as pl
 import torch
@@ -32,7 +33,7 @@ def instantiate_group(group: DictConfig | None) -> list:
 
 def _flat_hparams(cfg: DictConfig) -> dict:
     """The experiment's settings as flat ``group/key`` hyper-parameters (TensorBoard's HParams tab)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     flat: dict = {}
 
     def walk(node, prefix: str) -> None:
@@ -109,11 +110,11 @@ def resume_command(last: Path) -> str:
 
 def best_so_far(trainer: pl.Trainer, history: ValidationHistory) -> dict:
     """The best checkpoint's score, epoch (counted from 1) and path, and the validation metrics at that epoch."""
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = cast("pl.callbacks.ModelCheckpoint | None", trainer.checkpoint_callback)
     best_path = str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else ""
     best_score = checkpoint.best_model_score if checkpoint else None
     best_epoch = read_checkpoint(best_path)["epoch"] + 1 if best_path else None  # counted from 1, as printed
-    at_best = history.epochs.get(best_epoch, {})
+    at_best = history.epochs.get(best_epoch, {}) if best_epoch is not None else {}
     return {"best_score": float(best_score) if best_score is not None else None,
             "best_val_jaccard": at_best.get("val/jaccard"),
             "val_object_f1": at_best.get("val/object_f1"),  # at the best epoch, whatever the monitor
@@ -123,7 +124,8 @@ def best_so_far(trainer: pl.Trainer, history: ValidationHistory) -> dict:
 
 def stop_reason(trainer: pl.Trainer) -> str:
     """Why fitting ended: early stopping (its monitor, patience and where it stopped) or the epochs running out."""
-    stopper = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping)), None)
+    callbacks = cast(list, trainer.callbacks)  # type: ignore[attr-defined]  # Lightning sets it at run time
+    stopper = next((c for c in callbacks if isinstance(c, pl.callbacks.EarlyStopping)), None)
     if stopper is not None and stopper.stopped_epoch > 0:
         return (f"early stopping at epoch {stopper.stopped_epoch + 1}: {stopper.monitor} had not improved by more "
                 f"than {abs(stopper.min_delta):g} for {stopper.patience} epochs")
@@ -146,7 +148,28 @@ def record_interruption(output_dir: Path, trainer: pl.Trainer, last: Path | None
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit the configured model on the configured data; return (and write to ``result.json``) the outcome."""
+    """Fit the configured model on the configured data (``beadseg-train``).
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A composed ``train`` config (``conf/train.yaml`` with the user's overrides and experiment).
+
+    Returns
+    -------
+    dict
+        What ``result.json`` in the run directory holds: the best checkpoint, its score and epoch, the validation
+        metrics there, why training stopped, the test scores (with a test split) and the tuned thresholds.
+
+    Examples
+    --------
+    >>> from hydra import compose, initialize_config_dir
+    >>> from beadseg.config import CONFIG_DIR
+    >>> with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):  # doctest: +SKIP
+    ...     cfg = compose("train", overrides=["trainer.max_epochs=2", "paths.output_dir=run/"])
+    >>> train(cfg)["checkpoint"]  # doctest: +SKIP
+    'run/checkpoints/epoch002-jaccard0.6120.ckpt'
+    """
     check_settings(cfg, "train")
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
