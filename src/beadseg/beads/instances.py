@@ -12,6 +12,7 @@ from beadseg.beads.measure import edge_ids
 
 # How far (px) a distance-transform peak must rise above the neck joining it to a higher one to seed its own bead.
 SPLIT_DEPTH = 0.7
+DEFAULT_PEAK_THRESHOLD = 0.3  # an untuned target=centres model's: a centre heat-map peak above it is a bead
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as h_maxima's default footprint
 
 
@@ -76,7 +77,8 @@ def bead_instances(raw_mask: np.ndarray) -> np.ndarray:
     return split_touching(raw_mask > 0)
 
 
-def centre_peaks(centres: np.ndarray, mask: np.ndarray, min_peak: float = 0.3, min_distance: int = 2) -> np.ndarray:
+def centre_peaks(centres: np.ndarray, mask: np.ndarray, min_peak: float = DEFAULT_PEAK_THRESHOLD,
+                 min_distance: int = 2) -> np.ndarray:
     """The heat-map's peaks inside ``mask``, as (row, column) pairs in raster order: pixels above ``min_peak``
     that hold the maximum of the heat-map (0 outside the mask) over the (2·``min_distance``+1)² square around
     them. Max-pool suppression: the predictor finds the same on the device.
@@ -126,8 +128,8 @@ def peak_markers(peaks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return markers
 
 
-def split_at_peaks(mask: np.ndarray, centres: np.ndarray, min_peak: float = 0.3, min_distance: int = 2,
-                   peaks: np.ndarray | None = None) -> np.ndarray:
+def split_at_peaks(mask: np.ndarray, centres: np.ndarray, min_peak: float = DEFAULT_PEAK_THRESHOLD,
+                   min_distance: int = 2, peaks: np.ndarray | None = None) -> np.ndarray:
     """Instance labels from a mask and a bead-centre heat-map: each peak of the heat-map in the mask
     (:func:`centre_peaks`, unless ``peaks`` are found already; peaks that touch are one) is a bead, whose pixels
     are those the watershed of the heat-map gives it. Mask components holding no peak are no bead.

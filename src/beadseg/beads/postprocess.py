@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 from skimage.measure import label
 
 from beadseg.beads.instances import (
+    DEFAULT_PEAK_THRESHOLD,
     SPLIT_DEPTH,
     centre_peaks,
     fill_holes,
@@ -36,7 +37,6 @@ from beadseg.system import release_pages
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5  # an untuned model's probability threshold
-DEFAULT_PEAK_THRESHOLD = 0.3  # an untuned target=centres model's
 
 
 def _starts(length: int, chunk: int) -> list[int]:
