@@ -21,8 +21,8 @@ import tifffile
 from hydra import compose, initialize_config_dir
 
 from beadseg.config import CONFIG_DIR
-from beadseg.data import build_datamodule
 from beadseg.data.synthetic import render_beads
+from beadseg.datasets import build_datamodule
 from beadseg.system import usable_cpus
 
 

@@ -40,14 +40,14 @@ from beadseg.data.io import open_image
 from beadseg.data.synthetic import render_beads
 from beadseg.inference.finish import find_beads, finish_frame, write_frame
 from beadseg.inference.frame import Frame
-from beadseg.inference.handover import SharedBlocks
-from beadseg.inference.pool import WorkerPool
 from beadseg.inference.predict import predict
 from beadseg.inference.predictor import load_predictor
 from beadseg.inference.task import InputImages
 from beadseg.inference.tiling import to_device
 from beadseg.inference.writers import OutputOptions
 from beadseg.system import usable_cpus
+from beadseg.workers.handover import SharedBlocks
+from beadseg.workers.pool import WorkerPool
 
 HEIGHT, WIDTH = 1080, 1440
 RUNS_IN = {"read + bounds": "loader workers", "normalise + hand over": "the network's process",

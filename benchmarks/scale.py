@@ -98,7 +98,7 @@ def bench_loader(work: Path, count: int) -> dict:
     from hydra.utils import instantiate
 
     from beadseg.config import CONFIG_DIR
-    from beadseg.data import build_datamodule
+    from beadseg.datasets import build_datamodule
 
     root = write_frames(work / f"frames_{count}", count, frame_pool(8))
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from beadseg.config import CONFIG_DIR
-from beadseg.data import build_datamodule
+from beadseg.datasets import build_datamodule
 
 
 class StepTimer(pl.Callback):

@@ -13,8 +13,8 @@ from scipy import ndimage as ndi
 from beadseg.analysis.explain import attribute, explain
 from beadseg.analysis.qc import run_qc
 from beadseg.checkpoint import load_network
-from beadseg.data.classify import SyntheticClassSource
 from beadseg.data.synthetic import render_beads
+from beadseg.datasets.classify import SyntheticClassSource
 from beadseg.training.task import train
 from tests.helpers import table
 

@@ -6,7 +6,7 @@ import torch
 from hydra.utils import instantiate
 from skimage.draw import disk
 
-from beadseg.data.datamodule import PatchDataset, patch_sampler
+from beadseg.datasets.datamodule import PatchDataset, patch_sampler
 
 
 def _beads(seed: int, size: int = 96) -> np.ndarray:

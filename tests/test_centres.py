@@ -21,9 +21,9 @@ from beadseg.beads.instances import (
     split_touching,
 )
 from beadseg.beads.postprocess import PostProcess
-from beadseg.data.datamodule import PatchDataset, WholeImageDataset, patch_sampler
 from beadseg.data.sample import IGNORE_INDEX
 from beadseg.data.synthetic import SyntheticSource
+from beadseg.datasets.datamodule import PatchDataset, WholeImageDataset, patch_sampler
 from beadseg.evaluation.scores import Evaluation, Truth
 from beadseg.losses import CentreFocalLoss
 from beadseg.metrics.objects import match_by_iou
@@ -68,9 +68,9 @@ def test_centres_by_area_split_merged_components_by_the_single_bead_area():
 
 
 def test_split_by_area_gives_one_instance_per_bead_in_a_chain_and_training_uses_it():
-    from beadseg.data.datamodule import NormalizedItem
     from beadseg.data.io import Normalization
     from beadseg.data.sample import BeadSample
+    from beadseg.datasets.datamodule import NormalizedItem
 
     mask = np.zeros((60, 100), bool)
     for x in (15, 26, 37, 48):  # a chain of four touching beads, radius 6, 11 px apart: one component

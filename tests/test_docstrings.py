@@ -13,7 +13,7 @@ WITH_EXAMPLES = sorted(".".join(path.relative_to(SOURCE.parent).with_suffix("").
 
 
 def test_the_pure_functions_have_examples():
-    assert {"beadseg.beads.instances", "beadseg.beads.measure", "beadseg.inference.rois",
+    assert {"beadseg.beads.instances", "beadseg.beads.measure", "beadseg.formats.rois",
             "beadseg.settings"} <= set(WITH_EXAMPLES)
 
 

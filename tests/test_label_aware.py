@@ -6,10 +6,10 @@ import torch
 from hydra.utils import instantiate
 
 from beadseg.beads.classical import unlabelled_regions
-from beadseg.data.datamodule import BeadDataModule
 from beadseg.data.folder import FolderSource
 from beadseg.data.sample import IGNORE_INDEX
 from beadseg.data.synthetic import render_beads
+from beadseg.datasets.datamodule import BeadDataModule
 from tests.helpers import write_pair
 
 

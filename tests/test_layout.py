@@ -8,13 +8,14 @@ import beadseg
 
 ROOT = Path(beadseg.__file__).parent
 
-# DESIGN.md's order, ground floor first: the bead domain at the bottom; data, models, metrics above it; training,
-# inference, evaluation and packaging above those; analysis, report and napari on top; the entry points last.
+# DESIGN.md's order, ground floor first: the bead domain (and the worker pool) at the bottom; data, models, metrics
+# above it, with the datasets training reads and the file formats prediction writes; training, inference, evaluation
+# and packaging above those; analysis, report and napari on top; the entry points last.
 FLOORS = [
     {"system", "files", "settings", "losses", "pretrained"},
-    {"tables", "beads"},
+    {"tables", "beads", "workers"},
     {"data", "models", "plots"},
-    {"metrics", "checkpoint", "config"},
+    {"metrics", "checkpoint", "config", "datasets", "formats"},
     {"inference", "evaluation", "training", "packaging"},
     {"analysis", "report", "napari_plugin"},
     {"cli", "train"},
@@ -101,6 +102,15 @@ def test_the_check_sees_a_planted_circle_and_an_upward_import(tmp_path, monkeypa
         except AssertionError:
             continue
         raise AssertionError(f"{check.__name__} missed beads.measure importing inference.finish")
+
+
+def test_no_package_or_top_level_module_holds_more_than_15_percent_of_the_lines():
+    lines: dict[str, int] = {}
+    for path in ROOT.rglob("*.py"):
+        part = path.relative_to(ROOT).parts[0]
+        lines[part] = lines.get(part, 0) + len(path.read_text().splitlines())
+    total = sum(lines.values())
+    assert {part: round(100 * count / total, 1) for part, count in lines.items() if count > 0.15 * total} == {}
 
 
 def test_inference_and_evaluation_load_checkpoints_without_training():

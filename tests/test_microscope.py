@@ -129,7 +129,7 @@ def test_analyze_reports_bead_sizes_in_microns(bead_folder, compose_config, tmp_
 
 
 def test_an_ome_zarr_folder_is_one_image(planes, tmp_path):
-    from beadseg.inference.outputs import write_ome_zarr
+    from beadseg.formats.images import write_ome_zarr
 
     beads, _, _ = planes
     folder = tmp_path / "frames"

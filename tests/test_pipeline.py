@@ -16,10 +16,10 @@ from beadseg.beads.instances import centre_peaks, peak_markers
 from beadseg.beads.postprocess import MaskAndPeaks, PostProcess
 from beadseg.data.synthetic import render_beads
 from beadseg.evaluation.evaluate import evaluate
-from beadseg.inference.handover import SharedArray, SharedBlocks, call_placed
 from beadseg.inference.predict import predict
 from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.inference.writers import OutputOptions, overlay_every
+from beadseg.workers.handover import SharedArray, SharedBlocks, call_placed
 from tests.helpers import table, write_pair
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from beadseg.data.datamodule import BeadDataModule
 from beadseg.data.folder import FolderSource
+from beadseg.datasets.datamodule import BeadDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 

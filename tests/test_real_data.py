@@ -4,8 +4,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from beadseg.data.datamodule import BeadDataModule
 from beadseg.data.folder import FolderSource
+from beadseg.datasets.datamodule import BeadDataModule
 
 
 def test_real_images_load_and_split_by_whole_captures(real_data, tmp_path):

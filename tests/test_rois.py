@@ -12,8 +12,8 @@ import tifffile
 from skimage.draw import polygon as fill_polygon
 
 from beadseg.data.synthetic import render_beads
+from beadseg.formats.rois import trace_outline
 from beadseg.inference.predict import predict
-from beadseg.inference.rois import trace_outline
 from tests.helpers import table
 
 roifile = pytest.importorskip("roifile")
@@ -99,7 +99,7 @@ def test_a_240_character_image_name_gets_every_output(tmp_path, compose_config):
 
 
 def test_uncalibrated_label_tiffs_say_pixel(tmp_path):
-    from beadseg.inference.outputs import write_tiff
+    from beadseg.formats.images import write_tiff
 
     path = write_tiff(np.arange(64, dtype=np.uint16).reshape(8, 8), tmp_path / "beads.tif", np.asarray, np.uint16)
     with tifffile.TiffFile(path) as tif:

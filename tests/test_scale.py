@@ -17,10 +17,10 @@ from scipy.ndimage import gaussian_filter
 
 from beadseg.beads.postprocess import PostProcess
 from beadseg.data import manifest
-from beadseg.data.datamodule import BeadDataModule
 from beadseg.data.folder import FolderSource
 from beadseg.data.io import BeadDataError
 from beadseg.data.synthetic import SyntheticSource, render_beads
+from beadseg.datasets.datamodule import BeadDataModule
 from beadseg.metrics.objects import match_by_centroid, match_by_iou
 from beadseg.training.task import train
 from tests.helpers import table, write_pair
@@ -80,7 +80,7 @@ def _patches(datamodule: BeadDataModule, count: int = 6) -> list[tuple[np.ndarra
 def test_streamed_cached_and_packed_loading_give_the_same_samples(synthetic_folder, tmp_path):
     import multiprocessing
 
-    from beadseg.data.packed import PackedSource, pack
+    from beadseg.datasets.packed import PackedSource, pack
 
     start_method = multiprocessing.get_start_method(allow_none=True)
     pack(FolderSource(synthetic_folder), tmp_path / "pack", chunk_bytes="64KB")
@@ -111,7 +111,7 @@ def test_a_file_that_vanishes_after_indexing_is_named_and_skipped(synthetic_fold
 
 
 def test_a_folder_that_is_no_pack_says_so(tmp_path):
-    from beadseg.data.packed import PackedSource
+    from beadseg.datasets.packed import PackedSource
 
     (tmp_path / "index.json").write_text("{}")
     with pytest.raises(BeadDataError, match=r"is not a beadseg pack .*beadseg-pack"):
@@ -120,7 +120,7 @@ def test_a_folder_that_is_no_pack_says_so(tmp_path):
 
 @pytest.mark.slow
 def test_frames_packed_through_the_cli_train(tmp_path, compose_config):
-    from beadseg.data.classify import SyntheticClassSource
+    from beadseg.datasets.classify import SyntheticClassSource
 
     source = SyntheticClassSource(24, 48)
     for row in source.entries():
@@ -316,7 +316,7 @@ def test_an_output_that_is_a_file_is_named(tmp_path):
 
 
 def test_a_missing_shard_is_named_and_only_skipped_on_request(synthetic_folder, tmp_path):
-    from beadseg.data.packed import PackedSource, pack
+    from beadseg.datasets.packed import PackedSource, pack
 
     pack(FolderSource(synthetic_folder), tmp_path / "pack", chunk_bytes="64KB")
     shards = sorted((tmp_path / "pack").glob("*.bin"))

@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 
 from beadseg.checkpoint import load_network
 from beadseg.config import CONFIG_DIR
-from beadseg.data import build_datamodule
 from beadseg.data.sample import BeadSample
+from beadseg.datasets import build_datamodule
 from beadseg.training.task import train
 
 

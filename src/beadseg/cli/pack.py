@@ -10,7 +10,7 @@ from beadseg.cli.app import beadseg_app
 
 @beadseg_app("pack")
 def main(cfg: DictConfig) -> None:
-    from beadseg.data.packed import pack
+    from beadseg.datasets.packed import pack
 
     meta = pack(instantiate(cfg.data.source), cfg.out, cfg.chunk_bytes, cfg.workers)
     option = "packed_frames" if meta["kind"] == "frames" else "packed"

@@ -1,18 +1,1 @@
-"""Reading, pairing, generating, splitting and batching bead images."""
-
-from __future__ import annotations
-
-# Set on the command line (data.root=DIR, ...) and read by the source's settings through interpolation; they are
-# not arguments of the DataModule.
-SHORTCUT_KEYS = ("root", "csv_file", "synthetic_images", "input_dir", "composites_per_image", "composite_frames")
-
-
-def build_datamodule(data_cfg):
-    """The LightningDataModule a ``data`` config describes (its command-line shortcuts left out)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    settings = OmegaConf.to_container(data_cfg, resolve=True)
-    for key in SHORTCUT_KEYS:
-        settings.pop(key, None)
-    return instantiate(settings)
+"""Reading bead images and masks: files of any format, folders of pairs, synthetic and composite beads, splits."""

@@ -20,11 +20,11 @@ from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
-from beadseg.inference.pool import WorkerPool, finishing_workers
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.settings import check_settings
 from beadseg.system import usable_cpus
 from beadseg.tables import write_csv
+from beadseg.workers.pool import WorkerPool, finishing_workers
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """What happens to a frame after the network: its beads, its files and its record line (in a worker of
-:mod:`~beadseg.inference.pool`, or in the main process for a huge frame, chunk by chunk over memory maps).
+:mod:`~beadseg.workers.pool`, or in the main process for a huge frame, chunk by chunk over memory maps).
 
 Only light modules are imported here (no torch): a spawned worker starts in about a second.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from beadseg.beads.postprocess import Instances, PostProcess
-from beadseg.inference import outputs
+from beadseg.formats import images
 from beadseg.inference.frame import Frame
 from beadseg.inference.writers import DEBRIS_COLUMNS, WRITERS, OutputOptions
 
@@ -39,7 +39,7 @@ def find_beads(frame: Frame, post: PostProcess) -> Instances:
 def frame_counts(frame: Frame, beads: Instances, options: OutputOptions) -> dict:
     """A frame's row of ``counts.csv``."""
     size, objects = frame.pixel_size_um, beads.objects
-    mean_uncertainty, coverage = outputs.masked_mean(frame.uncertainty, beads.labels)
+    mean_uncertainty, coverage = images.masked_mean(frame.uncertainty, beads.labels)
     diameters = [row["equivalent_diameter"] for row in objects]
     return {
         "image": frame.name,

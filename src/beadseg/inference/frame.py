@@ -28,7 +28,7 @@ class Frame:
         Its place in the whole input (tables come out in input order; overlays go to every k-th frame).
     image : ndarray or torch.Tensor, optional
         The pixels (a tensor from a loader worker, through shared memory; ``None`` for a frame over
-        ``outputs.LARGE`` pixels, opened memory-mapped where it is used, or one that could not be read).
+        ``images.LARGE`` pixels, opened memory-mapped where it is used, or one that could not be read).
     bounds : (float, float), optional
         The intensities the model's normalisation maps to 0 and 1 (the loader computes them).
     pixel_size_um : float, optional

@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 from beadseg.data.io import image_name, list_images
 from beadseg.data.split import group_names
 from beadseg.inference.journal import completed_images, run_settings
-from beadseg.inference.pool import finishing_workers, network_on_cpu, prediction_spare_cores
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.inference.summary import merge_tables
 from beadseg.inference.task import (
@@ -32,6 +31,7 @@ from beadseg.inference.task import (
 )
 from beadseg.inference.writers import OutputOptions
 from beadseg.settings import check_settings
+from beadseg.workers.pool import finishing_workers, network_on_cpu, prediction_spare_cores
 
 
 def predict(cfg: DictConfig) -> dict:

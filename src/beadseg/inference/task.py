@@ -18,14 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 from beadseg.beads.postprocess import PostProcess
 from beadseg.data.io import BeadDataError, Normalization, image_name, open_image
 from beadseg.data.microscope import MicroscopeError, pixel_size_um
-from beadseg.inference import outputs
+from beadseg.formats import images
 from beadseg.inference.finish import finish_frame
 from beadseg.inference.frame import Frame
 from beadseg.inference.journal import Journal, claim_output, completed_images
-from beadseg.inference.pool import WorkerPool
 from beadseg.inference.predictor import Predictor
 from beadseg.inference.writers import OutputOptions
 from beadseg.system import usable_cpus
+from beadseg.workers.pool import WorkerPool
 
 
 def read_ahead_workers(num_workers: int | str) -> int:
@@ -38,7 +38,7 @@ def read_ahead_workers(num_workers: int | str) -> int:
 class InputImages(Dataset):
     """Images read by loader workers ahead of the model, with the intensities their ``normalization`` maps to 0
     and 1 (``bounds``; the network's process only applies them). An image travels as a tensor, through shared
-    memory (a pipe cost the receiving process twice the time, measured); a huge one (over ``outputs.LARGE``
+    memory (a pipe cost the receiving process twice the time, measured); a huge one (over ``images.LARGE``
     pixels) is opened again where it is used, memory-mapped; unreadable ones come back as an error to record."""
 
     def __init__(self, files: list[Path], positions: list[int], normalization: Normalization | None = None) -> None:
@@ -53,7 +53,7 @@ class InputImages(Dataset):
         frame = Frame(image_name(path), str(path), self.positions[index])
         try:
             image = open_image(path)
-            if image.size <= outputs.LARGE:  # read here; as a tensor it reaches the network's process in shared memory
+            if image.size <= images.LARGE:  # read here; as a tensor it reaches the network's process in shared memory
                 native = image.dtype.newbyteorder("=")
                 image = np.array(image, native, order="C", copy=True if isinstance(image, np.memmap) else None)
                 frame.image = torch.from_numpy(image)
@@ -96,7 +96,7 @@ class PredictionData(pl.LightningDataModule):
 
 class PredictionTask(pl.LightningModule):
     """Frames per step through the network: those that fit go whole, several per pass (``predict_frames``);
-    frames over ``outputs.LARGE`` pixels keep their maps in memory maps under ``output/.scratch``. The writer
+    frames over ``images.LARGE`` pixels keep their maps in memory maps under ``output/.scratch``. The writer
     finishes every frame (:func:`~beadseg.inference.finish.finish_frame`), in its pool beside the next step."""
 
     def __init__(self, predictor: Predictor, post: PostProcess, scratch: Path) -> None:
@@ -131,7 +131,7 @@ class PredictionTask(pl.LightningModule):
             except (BeadDataError, OSError) as error:  # gone or damaged since the loader looked
                 frame.error = str(error)
                 continue
-            if frame.image.size > outputs.LARGE:
+            if frame.image.size > images.LARGE:
                 self._huge(frame)
             else:
                 whole.append(frame)

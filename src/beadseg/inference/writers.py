@@ -1,7 +1,7 @@
 """What ``beadseg-predict`` writes, one writer per kind of output behind one interface (as nnU-Net's reader/writer
 classes): a frame's files as it is finished, and the run's tables from every frame's record at the end. Adding a
 format is one class here with :func:`register`; every writer writes atomically (:func:`beadseg.files.atomic_write`
-through :mod:`~beadseg.inference.outputs` and :mod:`~beadseg.inference.rois`).
+through :mod:`~beadseg.formats.images` and :mod:`~beadseg.formats.rois`).
 
 No torch here: the finishing workers start without it.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beadseg.beads.postprocess import Instances
-from beadseg.inference import outputs, rois
+from beadseg.formats import images, rois
 from beadseg.inference.frame import Frame
 from beadseg.tables import write_csv
 
@@ -83,15 +83,15 @@ class OutputOptions:
     @classmethod
     def from_config(cls, cfg, frames: int) -> OutputOptions:
         """The options a predict config gives an input of ``frames`` frames."""
-        if cfg.label_format not in outputs.LABEL_FORMATS:
-            raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(outputs.LABEL_FORMATS)}")
+        if cfg.label_format not in images.LABEL_FORMATS:
+            raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(images.LABEL_FORMATS)}")
         settings = {key: cfg[key] for key in OUTPUT_SETTINGS}
         return cls(**{**settings, "rois": roi_kinds(cfg.rois), "overlays": overlay_every(cfg.overlays, frames),
                       "edge_rule": cfg.postprocess.edge_rule})
 
     @property
     def label_suffix(self) -> str:
-        return outputs.LABEL_FORMATS[self.label_format]
+        return images.LABEL_FORMATS[self.label_format]
 
     def overlay_for(self, index: int) -> bool:
         """Whether the input's ``index``-th frame gets an overlay (every ``overlays``-th; 0: none)."""
@@ -128,7 +128,7 @@ class MaskWriter(Writer):
     """``masks/<image>``: the 0/255 bead mask in ``label_format``, calibrated where the pixel size is known."""
 
     def write(self, frame, beads, out, options):
-        outputs.write_mask(beads.labels, out / "masks" / f"{frame.name}{options.label_suffix}", frame.pixel_size_um,
+        images.write_mask(beads.labels, out / "masks" / f"{frame.name}{options.label_suffix}", frame.pixel_size_um,
                            options.tiff_compression)
 
 
@@ -137,7 +137,7 @@ class InstanceWriter(Writer):
     """``instances/<image>``: one label per bead (uint16, or uint32 past 65,535 beads)."""
 
     def write(self, frame, beads, out, options):
-        outputs.write_labels(beads.labels, out / "instances" / f"{frame.name}{options.label_suffix}",
+        images.write_labels(beads.labels, out / "instances" / f"{frame.name}{options.label_suffix}",
                              len(beads.objects), frame.pixel_size_um, options.tiff_compression)
 
 
@@ -165,7 +165,7 @@ class MapWriter(Writer):
             maps["uncertainty"] = frame.uncertainty
         for folder, values in maps.items():
             (out / folder).mkdir(exist_ok=True)
-            outputs.write_map(values, out / folder / f"{frame.name}.tif")
+            images.write_map(values, out / folder / f"{frame.name}.tif")
 
 
 @register("overlays")
@@ -175,7 +175,7 @@ class OverlayWriter(Writer):
 
     def write(self, frame, beads, out, options):
         if options.overlay_for(frame.index):
-            outputs.overlay_png(frame.image, beads.labels, out / "overlays" / f"{frame.name}.png",
+            images.overlay_png(frame.image, beads.labels, out / "overlays" / f"{frame.name}.png",
                                 options.overlay_max_side, count=beads.counted, compress_level=options.overlay_compression,
                                 rejected=beads.debris)
 

@@ -21,7 +21,7 @@ import numpy as np
 import tifffile
 
 from beadseg.data.io import BeadDataError, read_image
-from beadseg.inference.outputs import LABEL_FORMATS
+from beadseg.formats.images import LABEL_FORMATS
 from beadseg.tables import read_csv
 
 NUMERIC = ("bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity", "mean_intensity",

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from beadseg.checkpoint import module_settings, read_checkpoint, trusted_resume
-from beadseg.data import build_datamodule
+from beadseg.datasets import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.settings import check_settings
 from beadseg.training.callbacks import LastCheckpoint, ValidationHistory

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 from beadseg.beads.classical import unlabelled_regions
 from beadseg.beads.instances import centre_heatmap, split_by_area
 from beadseg.data.io import Normalization
-from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.data.sample import IGNORE_INDEX, BeadSample
 from beadseg.data.split import DENSITY_EDGES, density_bins, group_names, stratified_split
+from beadseg.datasets.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.tables import write_csv
 
 

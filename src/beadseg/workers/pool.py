@@ -11,14 +11,14 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from beadseg.inference.handover import SharedBlocks, call_placed
 from beadseg.system import keep_freed_memory, usable_cpus
+from beadseg.workers.handover import SharedBlocks, call_placed
 
 
 class WorkerPool:
     """Calls run in ``workers`` spawned processes (safe beside CUDA and the loader's workers), at most two per
     worker in flight: ``submit`` waits for the oldest once that many are queued; their large arrays travel in
-    shared memory (:mod:`~beadseg.inference.handover`). ``workers=0`` runs each call at once in this process.
+    shared memory (:mod:`~beadseg.workers.handover`). ``workers=0`` runs each call at once in this process.
     Results reach ``on_result`` in the order the calls were submitted."""
 
     def __init__(self, workers: int, on_result: Callable) -> None:

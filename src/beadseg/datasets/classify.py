@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 from beadseg.data.folder import check_unchanged
 from beadseg.data.io import BeadDataError, Normalization, image_name, list_images, open_image
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
-from beadseg.data.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.data.split import stratified_split
 from beadseg.data.synthetic import render_beads
+from beadseg.datasets.reader import OnDemand, SeededTransforms, worker_count
 from beadseg.tables import write_csv
 
 
