@@ -41,7 +41,7 @@ def main() -> None:
     lines = ["| images | method | beads (true) | object F1 | object precision | object recall | median count error "
              "| total count error |", "|---|---|---|---|---|---|---|---|"]
     for modality, seed in SETS.items():
-        dense = SyntheticSource(args.images, 512, seed, modality, 8 if modality == "brightfield" else 16,
+        dense = SyntheticSource(args.images, 512, seed, modality, bit_depth=8 if modality == "brightfield" else 16,
                                 min_beads=300, max_beads=700, cluster_fraction=0.5)
         data = write_synthetic_folder(dense, args.work / modality)
         for name, method in methods.items():

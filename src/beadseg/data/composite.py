@@ -291,7 +291,8 @@ class CompositeSource(RenderedSource):
     """
 
     def __init__(self, root: str | Path, images: str = "images", masks: str = "masks", n_images: int | None = None,
-                 per_frame: float = 1.0, min_beads: int = 150, max_beads: int = 1400, touching_fraction: float = 0.45,
+                 *, per_frame: float = 1.0, min_beads: int = 150, max_beads: int = 1400,
+                 touching_fraction: float = 0.45,
                  seed: int = 0, frames: str | None = None, group_by: str | None = None,
                  exclude_groups: list[str] | None = None) -> None:
         self.folder = FolderSource(root, images, masks)

@@ -135,7 +135,7 @@ class SyntheticSource(RenderedSource):
         image_size: int = 256,
         seed: int = 0,
         modality: str = "mixed",
-        bit_depth: int | str = "mixed",
+        *, bit_depth: int | str = "mixed",
         min_beads: int = 3,
         max_beads: int = 700,
         cluster_fraction: float | None = None,

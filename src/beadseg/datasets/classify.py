@@ -139,7 +139,7 @@ class FrameDataset(Dataset):
     raw frame (from a memory map where the file allows), normalised with the whole frame's bounds, padded."""
 
     def __init__(self, items: OnDemand, normalization: Normalization, patch_size: int, augmentation: A.Compose | None,
-                 train: bool, seed: int = 0):
+                 *, train: bool, seed: int = 0):
         self.items, self.normalization, self.patch_size, self.train = items, normalization, patch_size, train
         self.pad = A.PadIfNeeded(patch_size, patch_size, border_mode=cv2.BORDER_REFLECT_101)
         self.augmentation = augmentation if train else None
@@ -167,7 +167,7 @@ class ClassifyDataModule(pl.LightningDataModule):
     cut to ``patch_size``, read by the loaders on demand."""
 
     def __init__(self, source, normalization: Normalization | None = None, augmentation: A.Compose | None = None,
-                 patch_size: int = 64, batch_size: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.0,
+                 patch_size: int = 64, *, batch_size: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.0,
                  num_workers: int | str = 0, cache_mb: float = 512, seed: int = 0, output_dir: str | None = None) -> None:
         super().__init__()
         self.source, self.normalization = source, normalization or Normalization()

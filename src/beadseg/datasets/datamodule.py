@@ -73,7 +73,7 @@ class PatchDataset(Dataset):
     labels, from which the centre heat-map is drawn after augmentation, when ``centre_sigma`` is set)."""
 
     def __init__(self, items: OnDemand, sampler: A.Compose, augmentation: A.Compose | None, patches_per_image: int,
-                 seed: int = 0, centre_sigma: float | None = None):
+                 *, seed: int = 0, centre_sigma: float | None = None):
         self.items, self.sampler, self.augmentation = items, sampler, augmentation
         self.patches_per_image, self.centre_sigma = patches_per_image, centre_sigma
         if centre_sigma:
@@ -133,7 +133,7 @@ class BeadDataModule(pl.LightningDataModule):
         normalization: Normalization | None = None,
         augmentation: A.Compose | None = None,
         patch_size: int = 256,
-        patches_per_image: int = 4,
+        *, patches_per_image: int = 4,
         foreground_oversample: float = 0.33,
         batch_size: int = 8,
         val_batch_size: int = 1,
@@ -204,7 +204,7 @@ class BeadDataModule(pl.LightningDataModule):
                  for split, chosen in by_split.items()}
         self.datasets["train"] = PatchDataset(
             items["train"], patch_sampler(self.patch_size, self.foreground_oversample), self.augmentation,
-            self.patches_per_image, self.seed, self.centre_sigma,
+            self.patches_per_image, seed=self.seed, centre_sigma=self.centre_sigma,
         )
         for split in ("val", "test"):
             self.datasets[split] = WholeImageDataset(items[split], self.centre_sigma)

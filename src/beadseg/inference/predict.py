@@ -67,7 +67,8 @@ def predict(cfg: DictConfig) -> dict:
     post = instantiate(cfg.postprocess).for_model(predictor)
     read_ahead = read_ahead_workers(cfg.num_workers)
     frames_per_step = int(cfg.frames_per_step if cfg.frames_per_step != "auto" else 2 if network_on_cpu(predictor) else 8)
-    data = PredictionData(files, out, settings, bool(cfg.resume), read_ahead, frames_per_step, predictor.normalization)
+    data = PredictionData(files, out, settings, bool(cfg.resume), num_workers=read_ahead,
+                          frames_per_step=frames_per_step, normalization=predictor.normalization)
     workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
     writer = PredictionWriter(out, options, post, workers)
     progress = [FrameProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []

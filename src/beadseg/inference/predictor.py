@@ -96,7 +96,8 @@ class ModelPredictor:
     name = "model"
     checkpoint: str | None = None  # the file it was loaded from (set by load_predictor)
 
-    def __init__(self, network, tile: int = 2048, window: int = 512, overlap: int = 32, batch_pixels: int | str = "auto",
+    def __init__(self, network, tile: int = 2048, window: int = 512, overlap: int = 32, *,
+                 batch_pixels: int | str = "auto",
                  blend: str = "gaussian", tta: bool = False, mc_samples: int = 0, device: str | None = None,
                  amp: bool | None = None) -> None:
         self.net = network.net.eval()

@@ -68,7 +68,7 @@ class PredictionData(pl.LightningDataModule):
     """The inputs still to do. ``setup`` runs on every rank once processes are connected: rank 0 checks and
     claims the output folder (new, or a run to resume with the same settings), the others wait for it."""
 
-    def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, num_workers: int,
+    def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, *, num_workers: int,
                  frames_per_step: int, normalization: Normalization | None = None) -> None:
         super().__init__()
         self.files, self.out, self.settings, self.resume, self.num_workers = files, out, settings, resume, num_workers

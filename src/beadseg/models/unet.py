@@ -53,7 +53,8 @@ class AttentionGate(nn.Module):
 class UpStep(nn.Module):
     """Upsample, (gate the skip), concatenate, convolve."""
 
-    def __init__(self, in_channels: int, out_channels: int, bilinear: bool, attention: bool, dropout: float, residual: bool):
+    def __init__(self, in_channels: int, out_channels: int, bilinear: bool, attention: bool, *, dropout: float,
+                 residual: bool):
         super().__init__()
         self.up: nn.Module
         if bilinear:
@@ -86,7 +87,7 @@ class UNet(PaddedSegmenter):
         out_channels: int = 1,
         base_channels: int = 64,
         depth: int = 4,
-        bilinear: bool = False,
+        *, bilinear: bool = False,
         dropout: float = 0.0,
         attention: bool = False,
         residual: bool = False,
@@ -99,7 +100,8 @@ class UNet(PaddedSegmenter):
             nn.Sequential(nn.MaxPool2d(2), ConvBlock(widths[i], widths[i + 1], dropout, residual)) for i in range(depth)
         )
         self.up = nn.ModuleList(
-            UpStep(widths[i + 1], widths[i], bilinear, attention, dropout, residual) for i in reversed(range(depth))
+            UpStep(widths[i + 1], widths[i], bilinear, attention, dropout=dropout, residual=residual)
+            for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 

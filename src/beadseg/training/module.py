@@ -149,7 +149,7 @@ class BeadSegModule(ConfiguredModule):
     ``bead_area`` (median area of the validation beads, px) is recorded for the debris rule's fallback when the
     beads are of one size (upper quartile of their areas at most ``MONODISPERSE`` times the lower)."""
 
-    def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, threshold: float = 0.5,
+    def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, *, threshold: float = 0.5,
                  normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0,
                  centres: dict | None = None, peak_threshold: float | None = None,
                  bead_area: float | None = None) -> None:
@@ -236,7 +236,7 @@ class BeadClassifierModule(ConfiguredModule):
     target_key = "label"
 
     def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None,
-                 class_names: list[str] | None = None, normalization: dict | None = None) -> None:
+                 *, class_names: list[str] | None = None, normalization: dict | None = None) -> None:
         classes = len(class_names or ()) or int(_plain(net).get("num_classes", 2))
         metrics = MetricCollection({
             "accuracy": MulticlassAccuracy(classes, average="micro"),
