@@ -20,7 +20,7 @@ $(DEV_STAMP): $(STAMP)
 ## beadseg alone (what training and prediction need)
 install: $(STAMP)
 
-## beadseg with the dev extra: pytest, napari + Qt, ONNX, bioimage.io, captum (what the test suite needs)
+## beadseg with the dev extra: pytest, ruff, mypy, napari + Qt, ONNX, bioimage.io, captum (what make test needs)
 install-dev: $(DEV_STAMP)
 
 ## Train the default experiment (built-in synthetic beads); pass Hydra overrides with ARGS="model=attention_unet ..."
