@@ -82,9 +82,8 @@ class OutputOptions:
 
     @classmethod
     def from_config(cls, cfg, frames: int) -> OutputOptions:
-        """The options a predict config gives an input of ``frames`` frames."""
-        if cfg.label_format not in images.LABEL_FORMATS:
-            raise ValueError(f"label_format={cfg.label_format}: choose one of {', '.join(images.LABEL_FORMATS)}")
+        """The options a predict config gives an input of ``frames`` frames (its settings checked already:
+        :func:`~beadseg.settings.check_settings`)."""
         settings = {key: cfg[key] for key in OUTPUT_SETTINGS}
         return cls(**{**settings, "rois": roi_kinds(cfg.rois), "overlays": overlay_every(cfg.overlays, frames),
                       "edge_rule": cfg.postprocess.edge_rule})
