@@ -339,7 +339,8 @@ BAD_ANYWHERE = [
     ("report", "target_jaccard=abc", "target_jaccard='abc'"), ("pack", "chunk_bytes=64QB", "chunk_bytes='64QB'"),
     ("pack", "workers=0", "workers=0"), ("predict", "image.pixel_size_um=-1", "image.pixel_size_um=-1"),
 ]
-REQUIRED = {"synth": ["source=composite", "source.root=x"], "qc": ["data.root=x"], "analyze": ["data.root=x"], "explain": ["ckpt=x", "input=x"],
+REQUIRED = {"train": ["scheduler=plateau"],  # its factor: a range known by name
+            "synth": ["source=composite", "source.root=x"], "qc": ["data.root=x"], "analyze": ["data.root=x"], "explain": ["ckpt=x", "input=x"],
             "report": ["dir=x"], "pack": ["data.root=x", "out=y"], "predict": ["input=x"]}
 
 
