@@ -98,6 +98,35 @@ def test_held_out_captures_give_no_beads(sparse_folder):
         _ = CompositeSource(sparse_folder, frames="^nothing").library
 
 
+def test_composites_train_alone_and_never_draw_on_the_validation_or_test_captures(tmp_path):
+    """Composites cut from the folder are training frames only; validation and test judge the folder's images, and
+    the captures they hold give the composites no bead or background (they would leak into training)."""
+    from beadseg.data.folder import FolderSource
+    from beadseg.data.sources import ConcatSource
+    from beadseg.datasets.datamodule import BeadDataModule
+
+    root = tmp_path / "three_captures"
+    for index in range(6):
+        image, labels = render_beads(np.random.default_rng(index), 128, 20, "brightfield", bit_depth=8, cluster_fraction=0.0)
+        write_pair(root, f"2560x_cap{index // 2}_grid_r0_c{index % 2}", image, ((labels > 0) * 255).astype(np.uint8))
+    composites = CompositeSource(root, n_images=5, min_beads=300, max_beads=600, group_by="^(.*)_grid_")
+    assert composites.library.groups == ["2560x_cap0", "2560x_cap1", "2560x_cap2"]  # before the split: every capture
+    data = BeadDataModule(ConcatSource([FolderSource(root)], train_only=[composites]), patch_size=64, val_fraction=0.3,
+                          group_by="^(.*)_grid_", test_groups=["2560x_cap2"], num_workers=0, output_dir=str(tmp_path))
+    data.setup()
+    split = {row["name"]: (row["group"], row["split"]) for row in data.split_table}
+    held = {group for group, which in split.values() if which in ("val", "test")}
+    assert {which for group, which in split.values()} == {"train", "val", "test"} and len(held) == 2
+    assert all(not name.startswith("composite") for name, (_, which) in split.items() if which != "train")
+    assert sum(name.startswith("composite") for name in split) == 5
+    assert composites.exclude_groups == held
+    training_captures = [group for name, (group, which) in split.items()
+                         if which == "train" and not name.startswith("composite")]
+    assert composites.library.groups == sorted(set(training_captures)) and len(training_captures) == 2
+    assert len(composites.library.backgrounds) == 2  # the one training capture's two tiles
+    assert len(data.datasets["val"]) + len(data.datasets["test"]) == 4
+
+
 def test_real_beads_make_dense_frames(real_data):
     source = CompositeSource(real_data, n_images=1, min_beads=600, max_beads=601, group_by="^(.*)_grid_",
                              frames="^(2560x|5120x)")

@@ -282,7 +282,8 @@ class CompositeSource(RenderedSource):
     Each frame takes the beads of one capture (``group_by`` names captures; beads of one stock share a size) and
     one emptied frame, and holds ``min_beads``-``max_beads`` beads per 512² (log-uniform), ``touching_fraction`` of
     them touching others at contact distance. ``frames``: a regex; only matching frames give beads and backgrounds
-    (e.g. the sparse captures). ``exclude_groups``: captures never used (held-out test captures).
+    (e.g. the sparse captures). ``exclude_groups``: captures never used (held-out test captures; a data module
+    adds its validation and test captures through :meth:`hold_out`).
 
     Examples
     --------
@@ -322,6 +323,14 @@ class CompositeSource(RenderedSource):
                                  f"{self.frames or 'all'}, captures left out {sorted(self.exclude_groups)})")
             self._library = library
         return self._library
+
+    def hold_out(self, groups: set[str]) -> None:
+        """Leave the captures ``groups`` (those validation and test hold) out of the beads and backgrounds too;
+        frames drawn before are drawn again."""
+        groups = self.exclude_groups | set(groups)
+        if groups != self.exclude_groups:
+            self.exclude_groups, self._library = groups, None
+            self.redraw()
 
     @property
     def n_images(self) -> int:  # type: ignore[override]

@@ -119,7 +119,9 @@ class BeadDataModule(pl.LightningDataModule):
     """Bead images from any source (``entries()`` -> manifest rows, ``read(row)`` -> :class:`BeadSample`),
     split by density and capture from the manifest alone; images are read when a loader asks for them.
 
-    The split is written to ``output_dir/split.csv``; normalisation is fitted on the training rows only.
+    The split is written to ``output_dir/split.csv``; normalisation is fitted on the training rows only. A source
+    with ``training_entries`` (:class:`~beadseg.data.sources.ConcatSource`) adds frames to training alone, drawn
+    after the split without the captures validation and test hold.
     ``test_groups`` (names produced by ``group_by``) are held out whole as the test split. ``cache_mb`` bounds
     the normalised images each loader process keeps (0: read every time). ``ignore_unlabelled`` leaves out of the
     training loss the pixels of clearly visible beads that no label covers (instead of teaching "background").
@@ -182,6 +184,11 @@ class BeadDataModule(pl.LightningDataModule):
             counts, groups, self.val_fraction, self.test_fraction, edges=self.density_edges, train_fraction=self.train_fraction, seed=self.seed,
             test_groups=self.test_groups,
         )
+        if hasattr(self.source, "training_entries"):  # drawn frames for training alone, none from a held-out capture
+            extra = self.source.training_entries({g for g, s in zip(groups, splits) if s in ("val", "test")})
+            rows, names = rows + extra, names + [row["name"] for row in extra]
+            groups, counts = groups + [row["name"] for row in extra], counts + [row["bead_count"] for row in extra]
+            splits = splits + ["train"] * len(extra)
         bins = density_bins(counts, list(self.density_edges))
         self.split_table = [
             {"name": n, "group": g, "bead_count": c, "density_bin": int(b), "split": s}
