@@ -4,9 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
+from skimage.measure import label
 
 from beadseg.beads.classical import detect_beads
 from beadseg.beads.instances import centroids
+from beadseg.beads.measure import contrast_snr, image_noise
 from beadseg.data.composite import BeadLibrary, CompositeSource, composite, place_beads
 from beadseg.data.synthetic import render_beads
 from tests.helpers import write_pair
@@ -22,24 +25,44 @@ def sparse_folder(tmp_path: Path) -> Path:
     return root
 
 
-def inner_detections(image: np.ndarray, margin: int = 10) -> int:
+def inner(points: np.ndarray, shape: tuple[int, ...], margin: int = 10) -> np.ndarray:
+    """The points at least ``margin`` px inside a frame of ``shape``."""
+    return points[np.all((points >= margin) & (points < np.array(shape[:2]) - margin), axis=1)]
+
+
+def inner_detections(image: np.ndarray) -> int:
     """Objects the classical detector finds away from the border (its background removal finds a few false ones
     on the border of noise-only frames too)."""
-    found = detect_beads(image).centroids
-    return int(np.all((found >= margin) & (found < np.array(image.shape) - margin), axis=1).sum())
+    return len(inner(detect_beads(image).centroids, image.shape))
 
 
-def test_beads_are_cut_and_the_frames_emptied_of_every_object(sparse_folder):
+def test_beads_are_cut_and_the_frames_emptied_of_every_bead_labelled_or_not(sparse_folder):
+    """Every bead leaves the emptied frames, one the lab left unlabelled too; the specks (far smaller than beads)
+    stay as background, as the frame shows them."""
+    name = "2560x_cap0_grid_r0_c0"
+    mask = label(tifffile.imread(sparse_folder / "masks" / f"{name}.tif") > 0)
+    positions = inner(centroids(mask), mask.shape, 20)
+    unlabelled_bead = mask == mask[tuple(np.round(positions[0]).astype(int))]  # the lab did not label it: its
+    mask[unlabelled_bead] = 0                                                      # mask erased, the bead kept
+    write_pair(sparse_folder, name, tifffile.imread(sparse_folder / "images" / f"{name}.tif"), ((mask > 0) * 255).astype(np.uint8))
     source = CompositeSource(sparse_folder, group_by="^(.*)_grid_")
     library = source.library
     assert set(library.groups) == {"2560x_cap0", "2560x_cap1"}
     assert all(len(beads) >= 10 for beads in library.beads.values())
     assert all(4 <= diameter <= 10 for diameter in library.diameters.values())
-    originals = [sample.image for sample in source.folder.load()]
-    assert all(inner_detections(image) >= 30 for image in originals)  # labelled beads and specks stand out ...
-    assert [inner_detections(background) for background in library.backgrounds] == [0, 0, 0, 0]  # ... not here
-    for background, original in zip(library.backgrounds, originals):  # the level of the frame is kept
-        assert abs(np.median(background) - np.median(original)) < 0.03 * np.median(original)
+    specks_left = 0
+    for index, (sample, background) in enumerate(zip(source.folder.load(), library.backgrounds)):
+        beads = label(sample.mask)
+        if index == 0:
+            beads = np.where(unlabelled_bead, beads.max() + 1, beads)
+        noise = image_noise(sample.image)
+        standing = contrast_snr(beads, sample.image, noise)[1:]
+        emptied = contrast_snr(beads, background, noise)[1:]
+        assert standing.min() > 10  # the beads stand out of the frame, the unlabelled too
+        assert emptied.max() < 4  # ... no bead, labelled or not, stands out of the emptied frame
+        specks_left += inner_detections(background)
+        assert abs(np.median(background) - np.median(sample.image)) < 0.03 * np.median(sample.image)  # its level kept
+    assert specks_left > 0  # the specks stay: background, as the frame shows them
 
 
 def test_a_doublet_sits_at_contact_distance_with_a_label_for_each_bead(sparse_folder):

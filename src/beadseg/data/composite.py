@@ -22,7 +22,9 @@ from beadseg.data.folder import FolderSource
 from beadseg.data.sources import RenderedSource
 from beadseg.data.split import group_names
 
-OBJECT_SIGMAS = 4.0  # a pixel of the (1 px smoothed) residual this many noise sigmas off the background is an object
+OBJECT_SIGMAS = 4.0  # a pixel of the (1 px smoothed) residual this many noise sigmas off the background is in a blob
+OBJECT_SNR = 25.0  # ... which may be a bead where it holds this many noise sigmas over its area (the lab's beads:
+# 44-335 in sparse tiles, 8-84 in dense ones; blobs of the lab's JPEG texture: median 5-11, at most 12-54)
 MIN_BEAD_SNR = 10.0  # a cut bead stands out of its background by this many noise sigmas over its area, at least
 GROUP_SIZES = (2, 3, 4, 5, 6)  # beads in a touching group ...
 GROUP_ODDS = (0.45, 0.25, 0.15, 0.1, 0.05)  # ... and how often each size is drawn
@@ -83,24 +85,36 @@ def robust_sigma(values: np.ndarray) -> float:
     return max(1.4826 * float(np.median(np.abs(values - np.median(values)))), 1e-6)
 
 
-def object_pixels(image: np.ndarray, mask: np.ndarray, diameter: float) -> tuple[np.ndarray, np.ndarray]:
-    """Every object of a frame, labelled or not: the mask's pixels and every pixel whose 1 px smoothed residual
-    from the background stands over ``OBJECT_SIGMAS`` noise sigmas off it (dark or bright), grown by half a bead.
-    Returns the objects and the background (:func:`smooth_background` outside them)."""
+def object_pixels(image: np.ndarray, mask: np.ndarray, diameter: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every bead of a frame, labelled or not, grown by half a bead: the mask's pixels, and each blob of pixels
+    whose 1 px smoothed residual from the background stands over ``OBJECT_SIGMAS`` noise sigmas off it (dark or
+    bright) that holds ``OBJECT_SNR`` noise sigmas over its area (a bead left unlabelled). Fainter blobs, the
+    frame's texture and its specks, stay: what the frame shows around its beads stays background (a frame emptied
+    of them would teach that a real frame's texture is beads). Returns the objects, the background
+    (:func:`smooth_background` outside them) and the quiet pixels, clear of every blob by half a bead (whose noise
+    may fill the objects' places)."""
     image = np.asarray(image, np.float32)
     sigma, halo = 2.0 * diameter, max(int(round(diameter / 2)), 1)
-    labelled = ndi.binary_dilation(mask > 0, iterations=halo)
-    residual = ndi.gaussian_filter(image - smooth_background(image, labelled, sigma), 1.0)
-    free = residual[~labelled]
-    centre = float(np.median(free)) if free.size else 0.0
-    standing_out = np.abs(residual - centre) > OBJECT_SIGMAS * robust_sigma(free)
-    objects = labelled | ndi.binary_dilation(standing_out, iterations=halo)
-    return objects, smooth_background(image, objects, sigma)
+    objects = ndi.binary_dilation(mask > 0, iterations=halo)
+    difference = image - smooth_background(image, objects, sigma)
+    residual = ndi.gaussian_filter(difference, 1.0)
+    free = residual[~objects]
+    centre, spread = (float(np.median(free)), robust_sigma(free)) if free.size else (0.0, 1e-6)
+    blobs, count = ndi.label((np.abs(residual - centre) > OBJECT_SIGMAS * spread) & ~objects)
+    quiet = ~(objects | ndi.binary_dilation(blobs > 0, iterations=halo))
+    if count:
+        index = np.arange(1, count + 1)
+        area = ndi.sum_labels(np.ones_like(difference), blobs, index)
+        snr = np.abs(ndi.sum_labels(difference, blobs, index)) / (robust_sigma(difference[~objects]) * np.sqrt(area))
+        standing_out = np.isin(blobs, index[snr >= OBJECT_SNR])
+        objects |= ndi.binary_dilation(standing_out, iterations=halo)
+    return objects, smooth_background(image, objects, sigma), quiet
 
 
-def emptied(image: np.ndarray, objects: np.ndarray, background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def emptied(image: np.ndarray, objects: np.ndarray, background: np.ndarray, quiet: np.ndarray,
+            rng: np.random.Generator) -> np.ndarray:
     """The frame with its objects replaced by background: the smooth background plus the frame's own noise,
-    copied (with its grain) from object-free places of the frame at random offsets. float32."""
+    copied (with its grain) from ``quiet`` places of the frame at random offsets. float32."""
     image = np.asarray(image, np.float32)
     residual = image - background
     filled = np.where(objects, background, image)
@@ -109,7 +123,7 @@ def emptied(image: np.ndarray, objects: np.ndarray, background: np.ndarray, rng:
         if not todo.any():
             break
         shift = tuple(int(v) for v in rng.integers(-image.shape[0] // 2, image.shape[0] // 2, 2))
-        donor_free = np.roll(~objects, shift, axis=(0, 1))
+        donor_free = np.roll(quiet, shift, axis=(0, 1))
         take = todo & donor_free
         filled[take] += np.roll(residual, shift, axis=(0, 1))[take]
         todo &= ~take
@@ -145,8 +159,8 @@ class BeadLibrary:
         if area <= 0:
             return
         diameter = float(np.sqrt(4 * area / np.pi))
-        objects, smooth = object_pixels(image, mask, diameter)
-        self.backgrounds.append(emptied(image, objects, smooth, rng))
+        objects, smooth, quiet = object_pixels(image, mask, diameter)
+        self.backgrounds.append(emptied(image, objects, smooth, quiet, rng))
         self.dtype = np.dtype(image.dtype)
         difference = np.asarray(image, np.float32) - smooth
         pixel_noise = robust_sigma(difference[~objects])
