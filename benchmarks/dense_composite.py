@@ -1,7 +1,7 @@
 """Dense counting on the lab's own beads with exact truth, and the dilution series' consistency.
 
 Composite frames (``beadseg.data.composite``): isolated beads cut out of the lab's dense captures (160x and 320x
-frames), multiplied back onto those frames emptied of every object, at 320x-like (410-750 beads per 512²) and
+frames), multiplied back onto those frames emptied of every bead, at 320x-like (410-750 beads per 512²) and
 160x-like (900-1400) densities, 45 % of the beads touching in doublets, triplets, chains and clumps at contact
 distance. The model and the classical baseline are scored against the composites' instance labels (beads matched
 one-to-one by centroid within 5 px); the count error is signed (found - true) / true.

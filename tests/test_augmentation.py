@@ -26,7 +26,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
 
 
-@pytest.mark.parametrize("name", ["none", "light", "heavy"])
+@pytest.mark.parametrize("name", ["none", "light", "heavy", "microscope"])
 def test_augmented_image_still_matches_its_mask(compose_config, name):
     # The image *is* the mask (beads bright), so after any augmentation thresholding it must give the mask back.
     augmentation = instantiate(compose_config("train", [f"augmentation={name}"]).augmentation)
@@ -45,6 +45,21 @@ def test_augmented_image_still_matches_its_mask(compose_config, name):
     assert len(ious) >= 10
     assert np.median(ious) > 0.85, ious
     assert np.median(shifted) < 0.6  # the check would notice a 3-pixel misalignment
+
+
+@pytest.mark.parametrize(("name", "least", "most"), [("light", 0, 0), ("microscope", 8, 32)])
+def test_the_microscope_augmentation_lights_a_field_unevenly(compose_config, name, least, most):
+    """A flat field gains a gradient or a dark corner in about half of the microscope augmentation's patches
+    (each of its two illumination steps at p=0.3), in none of light's (its brightness and contrast are uniform)."""
+    augmentation = instantiate(compose_config("train", [f"augmentation={name}"]).augmentation)
+    flat = np.full((96, 96), 0.6, np.float32)
+    dataset = PatchDataset(_items(flat, np.zeros((96, 96), np.uint8)), patch_sampler(64, 0.0), augmentation, 40)
+    uneven = 0
+    for index in range(40):
+        image = dataset[index]["image"][0].numpy()
+        corners = [image[:16, :16].mean(), image[:16, -16:].mean(), image[-16:, :16].mean(), image[-16:, -16:].mean()]
+        uneven += bool(np.ptp(corners) > 0.01)
+    assert least <= uneven <= most
 
 
 def test_foreground_oversampling_finds_sparse_beads():

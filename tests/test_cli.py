@@ -25,7 +25,7 @@ def test_help_lists_the_config_groups():
     groups = dict(line.split(": ", 1) for line in done.stdout.split("== Config ==")[0].splitlines() if ": " in line)
     expected = {"model": {"unet", "attention_unet", "attention_resunet", "smp"},
                 "loss": {"bce", "dice", "focal", "tversky", "bce_dice", "dice_focal"}, "data": {"synthetic", "folder"},
-                "augmentation": {"none", "light", "heavy"}, "trainer": {"default", "cpu", "gpu", "ddp"},
+                "augmentation": {"none", "light", "heavy", "microscope"}, "trainer": {"default", "cpu", "gpu", "ddp"},
                 "optimizer": {"adam", "adamw", "sgd"}, "scheduler": {"plateau", "cosine", "none"},
                 "logger": {"tensorboard", "csv"}, "callbacks": {"default"}, "debug": {"fast"}, "task": {"segment", "classify"},
                 "experiment": {"microbeads_real"}, "lab_params": {"microbead", "mitochondria"},

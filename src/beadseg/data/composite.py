@@ -2,8 +2,9 @@
 al., CVPR 2021) for the one object class a bead lab has.
 
 Isolated beads are cut out of real frames as their appearance relative to the local background (a ratio: dark
-bright-field beads below 1, bright fluorescence beads above 1); the frames are emptied of every object, labelled
-or not (an unlabelled bead must not become background); beads are then multiplied back onto an emptied frame at
+bright-field beads below 1, bright fluorescence beads above 1); the frames are emptied of every bead, labelled
+or not (an unlabelled bead must not become background), and keep their texture and specks (what the frame shows
+as background stays background); beads are then multiplied back onto an emptied frame at
 any density, scattered or touching in doublets, triplets, chains and small clumps at contact distance (one bead
 diameter as the masks draw it), each with its own instance label.
 """
@@ -153,7 +154,8 @@ class BeadLibrary:
     def add_frame(self, image: np.ndarray, mask: np.ndarray, group: str, rng: np.random.Generator) -> None:
         """Cut the isolated beads of one frame (components of the mask of one bead's area, nothing else within
         half a bead of them, not cut by the frame's edge, standing out of the background: a mean contrast of at
-        least ``MIN_BEAD_SNR`` noise sigmas over their area) and keep the frame emptied of every object."""
+        least ``MIN_BEAD_SNR`` noise sigmas over their area) and keep the frame emptied of every bead
+        (:func:`object_pixels`)."""
         mask = np.asarray(mask) > 0
         area = single_bead_area(mask)
         if area <= 0:
