@@ -219,3 +219,30 @@ def test_a_training_run_stopped_by_bad_data_records_it(tmp_path):
     assert done.returncode == 1 and "every mask" in done.stderr
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["status"] == "failed" and "every mask" in result["error"]
+
+
+@pytest.mark.slow
+def test_a_stop_while_a_new_best_is_written_records_the_best_on_disk(compose_config, tmp_path, monkeypatch):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from beadseg.training.callbacks import BestCheckpoint
+
+    write = ModelCheckpoint._save_checkpoint
+    named = []
+
+    def stopped_on_the_second_best(self, trainer, filepath):
+        if isinstance(self, BestCheckpoint):
+            named.append(filepath)
+            if len(named) == 2:  # Lightning has already named it the best; the stop lands before it is on disk
+                raise KeyboardInterrupt
+        write(self, trainer, filepath)
+
+    monkeypatch.setattr(ModelCheckpoint, "_save_checkpoint", stopped_on_the_second_best)
+    with pytest.raises(SystemExit):
+        train(compose_config("train", ["debug=fast", "model.base_channels=4", "trainer.max_epochs=6",
+                                       f"paths.output_dir={tmp_path}"]))
+    assert len(named) == 2 and not Path(named[1]).exists()  # the fault was planted
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "interrupted"
+    assert Path(result["checkpoint"]) == Path(named[0]).resolve() and Path(result["checkpoint"]).is_file()
+    assert result["best_epoch"] == torch.load(named[0], map_location="cpu", weights_only=True)["epoch"] + 1

@@ -86,7 +86,25 @@ class ImageGridLogger(pl.Callback):
 
 class BestCheckpoint(ModelCheckpoint):
     """Lightning's best-checkpoint callback, with epochs counted from 1 in file names, as the progress lines and
-    ``result.json`` count them (``epoch012`` is the twelfth epoch)."""
+    ``result.json`` count them (``epoch012`` is the twelfth epoch). ``saved_path`` and ``saved_score`` name the
+    best checkpoint that is on disk: Lightning names a new best before writing it, so a stop that lands while it is
+    being written leaves the one before it (which Lightning deletes only after the write)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.saved_path = ""
+        self.saved_score: float | None = None
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        if filepath == self.best_model_path:
+            self.saved_path = filepath
+            self.saved_score = float(self.best_model_score) if self.best_model_score is not None else None
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)  # a resumed run's best so far, where Lightning restores it
+        self.saved_path = self.best_model_path
+        self.saved_score = float(self.best_model_score) if self.best_model_score is not None else None
 
     def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None,
                                prefix: str | None = None) -> str:

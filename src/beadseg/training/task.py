@@ -20,7 +20,7 @@ from beadseg.checkpoint import module_settings, read_checkpoint, trusted_resume
 from beadseg.datasets import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.settings import check_settings
-from beadseg.training.callbacks import LastCheckpoint, ValidationHistory
+from beadseg.training.callbacks import BestCheckpoint, LastCheckpoint, ValidationHistory
 from beadseg.training.tuning import tune_checkpoint
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,13 @@ def resume_command(last: Path) -> str:
 def best_so_far(trainer: pl.Trainer, history: ValidationHistory) -> dict:
     """The best checkpoint's score, epoch (counted from 1) and path, and the validation metrics at that epoch."""
     checkpoint = cast("pl.callbacks.ModelCheckpoint | None", trainer.checkpoint_callback)
-    best_path = str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else ""
-    best_score = checkpoint.best_model_score if checkpoint else None
+    if isinstance(checkpoint, BestCheckpoint):  # the best on disk, should a stop land while a new one is written
+        path, best_score = checkpoint.saved_path, checkpoint.saved_score
+    else:
+        path = checkpoint.best_model_path if checkpoint else ""
+        best_score = float(checkpoint.best_model_score) if checkpoint and checkpoint.best_model_score is not None \
+            else None
+    best_path = str(Path(path).resolve()) if path else ""
     best_epoch = read_checkpoint(best_path)["epoch"] + 1 if best_path else None  # counted from 1, as printed
     at_best = history.epochs.get(best_epoch, {}) if best_epoch is not None else {}
     return {"best_score": float(best_score) if best_score is not None else None,
