@@ -15,15 +15,15 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from napari.components import ViewerModel  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
-from skimage.segmentation import find_boundaries  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from napari.components import ViewerModel
+from qtpy.QtWidgets import QApplication
+from skimage.segmentation import find_boundaries
 
-from beadseg.data.io import read_image  # noqa: E402
-from beadseg.napari_plugin.widget import BeadCounter  # noqa: E402
-from beadseg.plots import display  # noqa: E402
+from beadseg.data.io import read_image
+from beadseg.napari_plugin.widget import BeadCounter
+from beadseg.plots import display
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT.parent / "shared" / "data" / "microbeads" / "real" / "images"

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 from hydra import compose, initialize_config_dir
 from matplotlib.patches import Polygon, Rectangle
 from roifile import roiread
