@@ -155,6 +155,9 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.data / "images").is_dir():
         raise SystemExit(f"no bead images at {args.data} (pass --data DIR)")
+    if args.reuse and args.reuse.resolve() == args.work.resolve():
+        raise SystemExit(f"--work {args.work} is the --reuse folder: its evaluations and results.json would be "
+                         "overwritten (leave --work out for a new folder)")
     overrides = [f"init_from={run_checkpoint(args.init_from).resolve()}" if args.init_from else "init_from=null",
                  *args.overrides]
     if args.epochs:

@@ -39,3 +39,14 @@ def test_tiny_benchmark_runs_end_to_end(real_data, tmp_path, monkeypatch, capsys
     printed = capsys.readouterr().out
     assert "| **overall** | model |" in printed and "| **overall** | classical |" in printed
     assert (tmp_path / "work").is_dir() and not (tmp_path / "table.md").exists()  # tiny runs publish no table
+
+
+def test_reusing_a_run_never_writes_over_it(real_data, tmp_path, monkeypatch):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "results.json").write_text("[]")
+    monkeypatch.setattr(sys, "argv", ["real_microbeads.py", "--data", str(real_data), "--reuse", str(earlier),
+                                      "--work", str(earlier), "inference.tta=true"])
+    with pytest.raises(SystemExit, match="is the --reuse folder"):
+        runpy.run_path(str(ROOT / "benchmarks" / "real_microbeads.py"), run_name="__main__")
+    assert (earlier / "results.json").read_text() == "[]" and sorted(earlier.iterdir()) == [earlier / "results.json"]
