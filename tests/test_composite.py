@@ -65,6 +65,30 @@ def test_beads_are_cut_and_the_frames_emptied_of_every_bead_labelled_or_not(spar
     assert specks_left > 0  # the specks stay: background, as the frame shows them
 
 
+def test_a_sliver_of_a_bead_cut_by_the_frame_edge_is_emptied_too():
+    """A bead whose centre lies 2-3 px beyond the frame's top edge (in the neighbouring tile; the lab does not
+    label it) shows a sliver of a few pixels, too few to hold a whole bead's contrast: it leaves the emptied frame
+    all the same (the rule for blobs inside the frame, a whole bead's contrast over their area, keeps all 15)."""
+    image, labels = render_beads(np.random.default_rng(0), 192, 40, "brightfield", bit_depth=8, cluster_fraction=0.0)
+    beads = label(labels > 0)
+    slivers = []
+    for number, (y, x) in enumerate(centroids(beads), start=1):
+        if not (30 < y < 130 and 20 < x < 170):
+            continue
+        top = int(round(y + 2.5))  # the bead's centre 2-3 px above the crop's first row
+        frame, frame_beads = image[top : top + 64], beads[top : top + 64]
+        sliver = (frame_beads == number).astype(np.int32)
+        library = BeadLibrary()
+        library.add_frame(frame, (frame_beads > 0) & (sliver == 0), "capture", np.random.default_rng(1))
+        noise = image_noise(frame)
+        slivers.append((sliver.sum(), contrast_snr(sliver, frame, noise)[1],
+                        contrast_snr(sliver, library.backgrounds[0], noise)[1]))
+    area, standing, left = np.array(slivers).T
+    assert len(slivers) >= 10 and area.max() < 30  # slivers: at most two thirds of a bead (45 px) in view
+    assert standing.min() > 8  # each stands out of its frame ...
+    assert left.max() < 5  # ... and none out of the emptied frame
+
+
 def test_a_doublet_sits_at_contact_distance_with_a_label_for_each_bead(sparse_folder):
     library = CompositeSource(sparse_folder).library
     group = library.groups[0]
