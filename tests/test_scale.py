@@ -211,6 +211,8 @@ def test_a_killed_prediction_resumes_to_the_same_tables(many_frames, uninterrupt
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "counts.csv").exists()  # killed before the end
+    # what a kill during a write leaves (it lands there now and then): the killed run's half-written file
+    (out / "instances" / f".0123456789ab.{process.pid}.partial").write_bytes(b"half a label image")
     with pytest.raises(FileExistsError, match="resume=true"):
         predict_frames_here(many_frames, out)
     with pytest.raises(ValueError, match="postprocess"):  # resuming with other settings is refused

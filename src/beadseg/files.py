@@ -68,6 +68,50 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Remove the temporary files (or folders) of :func:`atomic_write` under ``folder`` that a process no longer
+    running left behind (a killed run's half-written file); those of a live process stay.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The folder to search, with its subfolders.
+
+    Returns
+    -------
+    list of Path
+        The paths removed.
+
+    Examples
+    --------
+    >>> import subprocess, sys, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    >>> left = folder / f".0123456789ab.{int(gone.stdout)}.partial"
+    >>> _ = left.write_text("half a table")
+    >>> _ = partial_path(folder / "counts.csv").write_text("being written")  # this process's: it stays
+    >>> [path.name == left.name for path in remove_stale_partials(folder)], len(list(folder.iterdir()))
+    ([True], 1)
+    """
+    removed = []
+    for path in Path(folder).rglob(".*.partial"):
+        owner = path.name.split(".")[-2]
+        if owner.isdigit() and not _running(int(owner)):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)

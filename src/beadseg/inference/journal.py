@@ -18,6 +18,7 @@ from typing import IO, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from beadseg.files import remove_stale_partials
 from beadseg.inference.writers import OUTPUT_SETTINGS
 
 STATE_FILE = ".beadseg-predict.json"
@@ -86,6 +87,7 @@ def claim_output(out: Path, settings: dict, resume: bool) -> None:
             raise ValueError(f"resume=true: output={out} was predicted with other settings ({', '.join(changed)}); "
                              "resume with the same settings, or predict into a new output folder")
         shutil.rmtree(out / ".scratch", ignore_errors=True)  # memory maps of images a kill interrupted
+        remove_stale_partials(out)  # and the files it was writing
         return
     if present:
         raise FileExistsError(f"output={out} already holds results; beadseg never overwrites them: choose another "
