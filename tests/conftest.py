@@ -65,7 +65,7 @@ def predict_here(compose_config, monkeypatch, tmp_path):
 
     def run(*overrides: str) -> dict:
         cfg = compose_config("predict", [f"paths.output_dir={tmp_path / 'predict_run'}", *overrides])
-        for field, value in vars(PlaneChoice(**dict(cfg.image or {}))).items():
+        for field, value in vars(PlaneChoice.from_config(cfg.image)).items():
             if value is None:
                 monkeypatch.delenv(ENV_PREFIX + field.upper(), raising=False)
             else:

@@ -9,6 +9,7 @@ nothing else a checkpoint names (losses, optimisers, any ``_target_``) is ever r
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from beadseg.settings import Field, SettingError
 # What inference reads of a checkpoint beside the network, checked like any setting.
 STORED = {"threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
           "peak_threshold": Field(float, low=0.0, high=1.0, open_high=True, nullable=True),
-          "bead_area": Field(float, low=0.0, open_low=True, nullable=True)}
+          "bead_area": Field(float, low=0.0, open_low=True, nullable=True),
+          "bead_diameter": Field(float, low=1.0, high=1000.0, nullable=True)}
 
 
 class CheckpointError(ValueError):
@@ -106,6 +108,20 @@ def module_settings(path: str | Path) -> tuple[dict, dict]:
     except SettingError as error:
         raise CheckpointError(f"ckpt={path}: refused: its setting {error}") from None
     return checkpoint, settings
+
+
+def learned_diameter(hparams: dict) -> float | None:
+    """The bead diameter (px) a checkpoint's model learned: stored as ``bead_diameter``, else the equivalent
+    diameter of its stored ``bead_area`` (checkpoints written before diameters were stored), else ``None``.
+
+    Examples
+    --------
+    >>> learned_diameter({"bead_diameter": 7.5}), round(learned_diameter({"bead_area": 44.0}), 2)
+    (7.5, 7.48)
+    """
+    if hparams.get("bead_diameter"):
+        return float(hparams["bead_diameter"])
+    return math.sqrt(4 * float(hparams["bead_area"]) / math.pi) if hparams.get("bead_area") else None
 
 
 @dataclass

@@ -142,6 +142,9 @@ INFERENCE = {
 WORKERS = Field(int, low=0, also=("auto",))
 IMAGE = {
     "image.pixel_size_um": Field(float, low=0.0, open_low=True, nullable=True),
+    "image.bead_diameter": Field(float, low=1.0, high=4096.0, also=("auto", "model")),
+    "image.bead_diameter_um": Field(float, low=0.0, high=10000.0, open_low=True, nullable=True),
+    "image.diameter_tolerance": Field(float, low=1.0, high=4.0),
     "image.require_pixel_size": Field(bool),
     "image.scene": Field(int, low=0, nullable=True),
     "image.z": Field(int, low=0, nullable=True),
@@ -163,7 +166,7 @@ SOURCE = {
     "empty_fraction": PROBABILITY,
     "max_debris": Field(int, low=0),
     "touching_fraction": PROBABILITY,
-    "modality": Field(str, choices=("brightfield", "fluorescence", "mixed")),
+    "modality": Field(str, choices=("brightfield", "fluorescence", "inverted", "ringed", "haloed", "mixed", "any")),
     "bit_depth": Field(int, choices=(8, 16), also=("mixed",)),
 }
 # Settings known by their last name wherever they sit (an augmentation's ``p``, a scheduler's ``factor``, ...).
@@ -202,6 +205,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "data.composites_per_image": Field(float, low=0.0),
         "data.group_by": Field(re.Pattern, nullable=True),
         "data.composite_frames": Field(re.Pattern, nullable=True),
+        "data.synthetic_modality": SOURCE["modality"],
         "model.dropout": Field(float, low=0.0, high=1.0, open_high=True),
         "model.base_channels": COUNT,
         "trainer.max_epochs": COUNT,

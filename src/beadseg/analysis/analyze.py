@@ -20,6 +20,7 @@ from beadseg.analysis.recommend import recommend, write_recommended
 from beadseg.beads.classical import Detections
 from beadseg.beads.instances import bead_instances
 from beadseg.beads.label_qa import LabelCheck, QAThresholds, check_labels, shift_mask
+from beadseg.beads.size import BeadSizing
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import image_name, mask_kind, read_image, read_mask
 from beadseg.data.microscope import pixel_size_um
@@ -46,14 +47,21 @@ def inspect(sample: BeadSample, detector: Callable, qa: QAThresholds) -> tuple[D
     return detections, check_labels(sample.mask, detections, qa.max_shift)
 
 
-def analyze_folder(source: FolderSource, detector: Callable, qa: QAThresholds) -> FolderAnalysis:
-    """Measure every image (streamed, with a progress bar); the same pairing and errors as training."""
+def analyze_folder(source: FolderSource, detector: Callable, qa: QAThresholds,
+                   sizing: BeadSizing | None = None) -> FolderAnalysis:
+    """Measure every image (streamed, with a progress bar); the same pairing and errors as training. With
+    ``sizing`` (``image.bead_diameter``), each row also says the beads' diameter the images show, given or estimated
+    from the pixels (``bead_diameter``, ``bead_diameter_source``), beside what the labels say."""
     result, areas, any_beads = FolderAnalysis(source.root), [], False
     for image_path, mask_path in track(source.pairs(), description=f"analysing {source.root.name}"):
         sample = load_pair(image_path, mask_path)
         any_beads |= bool(sample.mask.any())
         row, bead_areas = image_row(sample, *inspect(sample, detector, qa), qa)
         row["mask_kind"] = mask_kind(read_mask(mask_path))
+        if sizing is not None:
+            size = sizing.for_frame(sample.image, pixel_size_um(image_path))
+            row["bead_diameter"] = "" if size.diameter is None else size.diameter
+            row["bead_diameter_source"] = size.source if size.diameter is not None else f"none ({size.note})"
         result.rows.append(row)
         areas.append(bead_areas)
     source.require_beads(any_beads)
@@ -167,7 +175,8 @@ def analyze(cfg) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     detector, qa = instantiate(cfg.detector), instantiate(cfg.qa)
     source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
-    analysis = analyze_folder(source, detector, qa)
+    sizing = BeadSizing.from_config(cfg.get("image"), None)
+    analysis = analyze_folder(source, detector, qa, sizing)
     settings, choices = recommend(analysis.summary, [r["image"] for r in analysis.rows], str(source.root))
     summary = {**analysis.summary, **physical_sizes(source, analysis.summary), "recommendations": choices}
     written = {
@@ -180,7 +189,7 @@ def analyze(cfg) -> dict:
     comparison = None
     if cfg.get("compare"):
         other_source = FolderSource(cfg.compare, cfg.data.images, cfg.data.masks)
-        other = analyze_folder(other_source, detector, qa)
+        other = analyze_folder(other_source, detector, qa, sizing)
         name_a, name_b = source.root.name, other_source.root.name
         if name_a == name_b:
             name_a, name_b = str(source.root), str(other_source.root)

@@ -4,6 +4,7 @@ particles, the edge rule), whole or chunk by chunk."""
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -166,6 +167,28 @@ class PostProcess:
         threshold = predictor.threshold if self.threshold is None else self.threshold
         peak = predictor.peak_threshold if self.peak_threshold is None else self.peak_threshold
         return replace(self, threshold=threshold, peak_threshold=peak, learned_bead_area=predictor.bead_area)
+
+    def at_scale(self, scale: float) -> PostProcess:
+        """This post-processing for maps on a grid ``scale`` times finer than the model's (frame px per model px:
+        a frame resized by ``1 / scale`` for the network, its maps brought back): the lengths and areas it counts
+        in px (peak distance, split depth, area bounds, halo, the learned bead area) scaled to the frame's pixels;
+        a ``bead_area`` the user gave is the frame's already.
+
+        Examples
+        --------
+        >>> post = PostProcess(min_area=4, peak_distance=2, learned_bead_area=40.0).at_scale(2.0)
+        >>> post.min_area, post.peak_distance, post.learned_bead_area
+        (16, 4, 160.0)
+        """
+        if scale == 1:
+            return self
+        area = scale * scale
+        return replace(
+            self, peak_distance=max(1, int(round(self.peak_distance * scale))), split_depth=self.split_depth * scale,
+            min_area=int(round(self.min_area * area)) if self.min_area else 0,
+            max_area=None if self.max_area is None else max(1, int(round(self.max_area * area))),
+            halo=max(self.halo, int(math.ceil(self.halo * scale))),
+            learned_bead_area=None if self.learned_bead_area is None else self.learned_bead_area * area)
 
     @property
     def min_peak(self) -> float:

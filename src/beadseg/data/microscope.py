@@ -71,6 +71,12 @@ class PlaneChoice:
                 os.environ[key] = str(value)
 
     @classmethod
+    def from_config(cls, image_config) -> PlaneChoice:
+        """The reading settings of a command's ``image`` config (its bead size settings are not the reader's)."""
+        names = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in dict(image_config or {}).items() if key in names})
+
+    @classmethod
     def from_environment(cls) -> PlaneChoice:
         values: dict[str, Any] = {}
         for field in fields(cls):
@@ -95,7 +101,7 @@ def usable_size(size) -> bool:
 
 def configure(image_config) -> PlaneChoice:
     """Set the plane choice of this process and its children from a command's ``image`` config."""
-    choice = PlaneChoice(**dict(image_config or {}))
+    choice = PlaneChoice.from_config(image_config)
     if choice.pixel_size_um is not None and not usable_size(choice.pixel_size_um):
         raise MicroscopeError(f"image.pixel_size_um={choice.pixel_size_um}: give the pixel size in µm, a finite "
                               "number > 0")

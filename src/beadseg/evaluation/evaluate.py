@@ -16,11 +16,14 @@ from rich.progress import track
 from beadseg import plots
 from beadseg.beads.instances import bead_instances
 from beadseg.beads.label_qa import label_faults
+from beadseg.beads.size import BeadSizing
 from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
+from beadseg.data.microscope import pixel_size_um
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
 from beadseg.inference.predictor import predictor_from_config
+from beadseg.inference.sizes import check_sizing, size_summary
 from beadseg.settings import check_settings
 from beadseg.system import usable_cpus
 from beadseg.tables import write_csv
@@ -133,12 +136,22 @@ def evaluate(cfg) -> dict:
     # the network here; the sweep's post-processing of earlier images (many settings each) in workers beside it,
     # on the cores the main process and the network's threads leave (2 cores: none; measured, no gain)
     score = partial(score_settings, match_distance=cfg.match_distance, min_iou=cfg.min_iou, keep=stored)
+    sizing = BeadSizing.from_config(cfg.get("image"), predictor.bead_diameter) if not classical else None
+    if sizing is not None:
+        check_sizing(sizing, [image for image, _ in pairs], cfg.get("image"))
+    sizes = []
     with WorkerPool(finishing_workers(cfg.post_workers, usable_cpus() - 2, len(pairs)), add) as pool:
         for image_path, mask_path in track(pairs, description="evaluating"):
             sample = load_pair(image_path, mask_path)
-            probability, _ = predictor.predict(sample.image)
+            size = sizing.for_frame(sample.image, pixel_size_um(image_path)) if sizing is not None else None
+            zoom = size.zoom if size is not None else 1.0
+            probability, _ = predictor.predict(sample.image, zoom=zoom)
             waiting.append(sample)
-            pool.submit(score, sample.name, probability, sample.image, Truth.of(sample.mask, sample.labels), at_setting)
+            sizes += [size] if size is not None else []
+            pool.submit(score, sample.name, probability, sample.image, Truth.of(sample.mask, sample.labels),
+                        {setting: each.at_scale(1 / zoom) for setting, each in at_setting.items()})
+    if sizes:
+        log.info(size_summary(sizes))
     summaries = {s: run.summary() for s, run in runs.items()}
     sweep = [{"threshold": t, "peak_threshold": p, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]}
              for (t, p), s in summaries.items()]

@@ -26,14 +26,15 @@ def physical_sizes(row: dict, pixel_size_um: float | None) -> dict:
 
 
 def find_beads(frame: Frame, post: PostProcess) -> Instances:
-    """A frame's beads and debris from its maps (and what the device found in them); a huge frame's labels go
-    to a memory map beside its maps, chunk by chunk."""
+    """A frame's beads and debris from its maps (and what the device found in them), with the lengths of a frame
+    resized for the network scaled to its own grid; a huge frame's labels go to a memory map beside its maps, chunk
+    by chunk."""
     if frame.maps is None:
         raise ValueError(f"{frame.name}: no maps to find beads in (the network's step did not run on it)")
     labels_out = None
     if frame.scratch is not None:
         labels_out = np.lib.format.open_memmap(frame.scratch / "labels.npy", "w+", np.uint32, frame.maps.shape[-2:])
-    return post.instances(frame.maps, frame.image, labels_out=labels_out, found=frame.found)
+    return post.at_scale(1 / frame.zoom).instances(frame.maps, frame.image, labels_out=labels_out, found=frame.found)
 
 
 def frame_counts(frame: Frame, beads: Instances, options: OutputOptions) -> dict:
@@ -50,6 +51,9 @@ def frame_counts(frame: Frame, beads: Instances, options: OutputOptions) -> dict
         "particles": sum(row["reason"] == "particle" for row in beads.debris),
         "edge_rule": options.edge_rule,
         "mean_diameter": round(float(np.mean(diameters)), 3) if objects else 0.0,
+        "bead_diameter": "" if frame.size is None or frame.size.diameter is None else round(frame.size.diameter, 2),
+        "bead_diameter_source": "" if frame.size is None else frame.size.source,
+        "network_zoom": round(frame.zoom, 4),
         "coverage": round(coverage, 5),
         "mean_uncertainty": "" if mean_uncertainty is None else round(mean_uncertainty, 4),
         "flagged": "yes" if mean_uncertainty is not None and mean_uncertainty > options.flag_uncertainty else "no",

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from beadseg.beads.postprocess import MaskAndPeaks
+from beadseg.beads.size import FrameSize
 
 
 @dataclass
@@ -33,6 +34,9 @@ class Frame:
         The intensities the model's normalisation maps to 0 and 1 (the loader computes them).
     pixel_size_um : float, optional
         From the file's metadata.
+    size : FrameSize, optional
+        Its beads' diameter (given, estimated or the model's) and the zoom it meets the network at (the loader
+        decides it).
     error : str, optional
         Why the frame could not be read or predicted: it is named in ``errors.csv`` and skipped.
     maps, uncertainty : ndarray, optional
@@ -57,6 +61,7 @@ class Frame:
     image: Any = None
     bounds: tuple[float, float] | None = None
     pixel_size_um: float | None = None
+    size: FrameSize | None = None
     error: str | None = None
     maps: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
@@ -67,6 +72,11 @@ class Frame:
     def readable(self) -> bool:
         """Whether the frame goes on (it was read, and nothing failed since)."""
         return self.error is None
+
+    @property
+    def zoom(self) -> float:
+        """The factor the frame is resized by for the network (1 when no bead size was decided)."""
+        return self.size.zoom if self.size is not None else 1.0
 
     @property
     def huge(self) -> bool:

@@ -17,10 +17,12 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from beadseg.beads.size import BeadSizing
 from beadseg.data.io import image_name, list_images
 from beadseg.data.split import group_names
 from beadseg.inference.journal import completed_images, run_settings
 from beadseg.inference.predictor import predictor_from_config
+from beadseg.inference.sizes import capture_estimates, check_sizing
 from beadseg.inference.summary import merge_tables
 from beadseg.inference.task import (
     FrameProgressBar,
@@ -65,10 +67,15 @@ def predict(cfg: DictConfig) -> dict:
     predictor = predictor_from_config(cfg)
     settings = run_settings(cfg, predictor.checkpoint, files)
     post = instantiate(cfg.postprocess).for_model(predictor)
+    sizing = BeadSizing.from_config(cfg.get("image"), predictor.bead_diameter) if predictor.net is not None else None
+    if sizing is not None:
+        check_sizing(sizing, files, cfg.get("image"))
     read_ahead = read_ahead_workers(cfg.num_workers)
     frames_per_step = int(cfg.frames_per_step if cfg.frames_per_step != "auto" else 2 if network_on_cpu(predictor) else 8)
+    estimates = capture_estimates(files, cfg.get("group_regex"), sizing) if sizing is not None else {}
     data = PredictionData(files, out, settings, bool(cfg.resume), num_workers=read_ahead,
-                          frames_per_step=frames_per_step, normalization=predictor.normalization)
+                          frames_per_step=frames_per_step, normalization=predictor.normalization, sizing=sizing,
+                          estimates=estimates)
     workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
     writer = PredictionWriter(out, options, post, workers)
     progress = [FrameProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []

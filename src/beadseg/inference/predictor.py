@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 
 from beadseg.beads.classical import detect_beads
 from beadseg.beads.postprocess import DEFAULT_PEAK_THRESHOLD, MaskAndPeaks, PostProcess
-from beadseg.checkpoint import load_network, run_checkpoint
+from beadseg.checkpoint import learned_diameter, load_network, run_checkpoint
 from beadseg.data.io import Normalization
 from beadseg.inference.tiling import predict_tiled, to_device
 
@@ -58,8 +60,8 @@ class Predictor(Protocol):
     """What prediction, evaluation and the napari widget ask of a bead finder: a trained network
     (:class:`ModelPredictor`) or the classical detector (:class:`ClassicalPredictor`), one road for both.
 
-    ``threshold``, ``peak_threshold`` and ``bead_area`` are the model's own (stored with its checkpoint);
-    ``channels`` is 2 for a model with a centre heat-map; ``net`` the network (``None`` without one);
+    ``threshold``, ``peak_threshold``, ``bead_area`` and ``bead_diameter`` (px) are the model's own (stored with its
+    checkpoint; frames whose beads are of another size are resized to it, ``zoom``); ``channels`` is 2 for a model with a centre heat-map; ``net`` the network (``None`` without one);
     ``normalization`` the intensity recipe it learned (``None``: images as they are); ``gives_uncertainty`` whether
     its maps come with a per-pixel uncertainty; ``checkpoint`` the file it came from."""
 
@@ -67,6 +69,7 @@ class Predictor(Protocol):
     threshold: float
     peak_threshold: float
     bead_area: float | None
+    bead_diameter: float | None
     channels: int
     net: torch.nn.Module | None
     normalization: Normalization | None
@@ -78,12 +81,14 @@ class Predictor(Protocol):
     def keep_dropout_on(self) -> None: ...
 
     def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None,
-                on_tile_row=None) -> tuple[np.ndarray, np.ndarray | None]:
-        """One frame of any size: its maps (into ``probability_out``/``uncertainty_out`` when given)."""
+                on_tile_row=None, zoom: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+        """One frame of any size: its maps (into ``probability_out``/``uncertainty_out`` when given), on its own
+        grid whatever ``zoom`` it met the network at."""
         ...
 
     def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None,
-                       bounds: list[tuple[float, float] | None] | None = None) -> list[FrameMaps]:
+                       bounds: list[tuple[float, float] | None] | None = None,
+                       zooms: list[float] | None = None) -> list[FrameMaps]:
         """Several frames' maps (with ``post``, what could be found where they were computed)."""
         ...
 
@@ -108,6 +113,7 @@ class ModelPredictor:
         self.channels = int(network.hparams["net"].get("out_channels", 1))  # 2: bead mask and centre heat-map
         self.peak_threshold = float(network.hparams.get("peak_threshold") or DEFAULT_PEAK_THRESHOLD)
         self.bead_area = network.hparams.get("bead_area")  # px, the median bead the model saw in validation
+        self.bead_diameter = learned_diameter(network.hparams)
         if batch_pixels == "auto":  # pixels per forward pass: the shipped model's fp32 activations take ~0.5 GB per MP on a CPU
             batch_pixels = 16 * 2**20 if self.device.type == "cuda" else 2**20
         self.tile, self.overlap, self.batch_pixels, self.blend = tile, overlap, int(batch_pixels), blend
@@ -146,21 +152,33 @@ class ModelPredictor:
             transforms = DIHEDRAL if self.tta else DIHEDRAL[:1]
             return [_invert(torch.sigmoid(self.net(_apply(tiles, k, f)).float()), k, f) for k, f in transforms]
 
-    def tile_model(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def tile_model(self, tiles: torch.Tensor, zoom: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The maps (and their spread, with ``tta`` or ``mc_samples``) of normalised tiles (N, 1, h, w): resized by
+        ``zoom`` for the network (bicubic up, antialiased bilinear down) and the maps brought back to (h, w)."""
+        if zoom != 1:
+            size = tiles.shape[-2:]
+            mode = {"mode": "bicubic"} if zoom > 1 else {"mode": "bilinear", "antialias": True}
+            tiles = F.interpolate(tiles, scale_factor=zoom, align_corners=False, **mode)
         members = torch.stack(self._members(tiles))
-        return members.mean(0), (members.std(0, unbiased=False) if len(members) > 1 else None)
+        mean, spread = members.mean(0), (members.std(0, unbiased=False) if len(members) > 1 else None)
+        if zoom != 1:
+            back = partial(F.interpolate, size=size, mode="bilinear", align_corners=False)
+            mean, spread = back(mean), (back(spread) if spread is not None else None)
+        return mean, spread
 
-    def fits_whole(self, shape: tuple[int, int]) -> bool:
-        """Whether a frame goes through the network whole (both sides within ``tile``): no tiles, no blending."""
-        return max(shape) <= self.tile
+    def fits_whole(self, shape: tuple[int, int], zoom: float = 1.0) -> bool:
+        """Whether a frame goes through the network whole (both sides within ``tile`` after resizing by ``zoom``): no
+        tiles, no blending."""
+        return max(shape) * max(zoom, 1.0) <= self.tile
 
     def per_pass(self, pixels: int) -> int:
         """How many tiles or whole frames of ``pixels`` go through the network in one forward pass."""
         return max(1, self.batch_pixels // pixels)
 
-    def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None):
-        if self.fits_whole(image.shape):
-            probability, uncertainty, _ = self.predict_frames([image])[0]
+    def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None,
+                zoom: float = 1.0):
+        if self.fits_whole(image.shape, zoom):
+            probability, uncertainty, _ = self.predict_frames([image], zooms=[zoom])[0]
             for out, values in ((probability_out, probability), (uncertainty_out, uncertainty)):
                 if out is not None and values is not None:
                     out[:] = values
@@ -168,38 +186,45 @@ class ModelPredictor:
                 on_tile_row(1)
             return probability, uncertainty
         bounds = self.normalization.bounds(image)
+        window = max(32, int(round(self.window / zoom)))  # the frame's px that meet the network as one window
         return predict_tiled(
-            self.tile_model, image, lambda crop: self.normalization.apply(crop, bounds), tile=self.window,
-            overlap=self.overlap, batch_size=self.per_pass(self.window**2), blend=self.blend, device=self.device,
-            multiple=getattr(self.net, "divisor", 1), probability_out=probability_out, uncertainty_out=uncertainty_out,
-            on_tile_row=on_tile_row, channels=self.channels,
+            partial(self.tile_model, zoom=zoom), image, lambda crop: self.normalization.apply(crop, bounds),
+            tile=window, overlap=int(math.ceil(self.overlap / zoom)), batch_size=self.per_pass(self.window**2),
+            blend=self.blend, device=self.device, multiple=getattr(self.net, "divisor", 1) if zoom == 1 else 1,
+            probability_out=probability_out, uncertainty_out=uncertainty_out, on_tile_row=on_tile_row,
+            channels=self.channels,
         )
 
     def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None,
-                       bounds: list[tuple[float, float] | None] | None = None) -> list[FrameMaps]:
+                       bounds: list[tuple[float, float] | None] | None = None,
+                       zooms: list[float] | None = None) -> list[FrameMaps]:
         """Maps of several frames: those that fit whole go through the network several per pass (frames of one
-        size together, as many as the pixel budget allows), larger ones tile by tile. ``bounds``: each frame's
-        normalisation bounds where already known (the loader's workers compute them). With ``post`` (the
-        prediction pipeline), whole frames get their threshold and peaks on the device (:func:`find_on_device`),
-        and under mixed precision their maps come back as float16, the precision the network computed them in."""
+        size and zoom together, as many as the pixel budget allows), larger ones tile by tile. ``bounds``: each
+        frame's normalisation bounds where already known (the loader's workers compute them); ``zooms``: each
+        frame's resizing for the network (:class:`~beadseg.beads.size.FrameSize`), its maps on its own grid. With
+        ``post`` (the prediction pipeline), whole frames get their threshold and peaks on the device
+        (:func:`find_on_device`, with the lengths of a resized frame scaled to its grid), and under mixed precision
+        their maps come back as float16, the precision the network computed them in."""
         bounds = bounds or [None] * len(images)
+        zooms = zooms or [1.0] * len(images)
         results: list = [None] * len(images)
         whole: dict[tuple, list[int]] = {}
-        for index, image in enumerate(images):
-            if self.fits_whole(image.shape):
-                whole.setdefault(image.shape, []).append(index)
+        for index, (image, zoom) in enumerate(zip(images, zooms)):
+            if self.fits_whole(image.shape, zoom):
+                whole.setdefault((image.shape, zoom), []).append(index)
             else:
-                results[index] = FrameMaps(*self.predict(image))
+                results[index] = FrameMaps(*self.predict(image, zoom=zoom))
         dtype = torch.float16 if post is not None and self.amp else torch.float32
-        for shape, indices in whole.items():
-            step = self.per_pass(shape[0] * shape[1])
+        for (shape, zoom), indices in whole.items():
+            step = self.per_pass(int(shape[0] * shape[1] * max(zoom, 1.0) ** 2))
             for first in range(0, len(indices), step):
                 chosen = indices[first : first + step]
                 batch = np.stack([self.normalization.apply(images[i], bounds[i] or self.normalization.bounds(images[i]))
                                   for i in chosen])[:, None]
                 with torch.no_grad():
-                    on_device, spread = self.tile_model(to_device(batch, self.device))
-                found = find_on_device(on_device, post) if post is not None else [None] * len(chosen)
+                    on_device, spread = self.tile_model(to_device(batch, self.device), zoom)
+                found = (find_on_device(on_device, post.at_scale(1 / zoom)) if post is not None
+                         else [None] * len(chosen))
                 probability = on_device.to(dtype).cpu().numpy()
                 uncertainties = spread[:, 0].to(dtype).cpu().numpy() if spread is not None else [None] * len(chosen)
                 for index, maps, uncertainty, finds in zip(chosen, probability, uncertainties, found):
@@ -214,6 +239,7 @@ class ClassicalPredictor:
     threshold = 0.5
     peak_threshold = DEFAULT_PEAK_THRESHOLD  # no centre map to use it on; eval records it all the same
     bead_area: float | None = None
+    bead_diameter: float | None = None
     channels = 1
     net: torch.nn.Module | None = None
     normalization: Normalization | None = None  # it reads the image as it is
@@ -226,7 +252,9 @@ class ClassicalPredictor:
     def keep_dropout_on(self) -> None:
         """No network, no dropout."""
 
-    def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None):
+    def predict(self, image: np.ndarray, probability_out=None, uncertainty_out=None, on_tile_row=None,
+                zoom: float = 1.0):
+        """The detector's beads as a 0/1 map, on the frame as it is (``zoom`` is for networks)."""
         probability = (self.detect(np.asarray(image)).labels > 0).astype(np.float32)
         if probability_out is not None:
             probability_out[:] = probability
@@ -234,7 +262,8 @@ class ClassicalPredictor:
         return probability, None
 
     def predict_frames(self, images: list[np.ndarray], post: PostProcess | None = None,
-                       bounds: list[tuple[float, float] | None] | None = None) -> list[FrameMaps]:
+                       bounds: list[tuple[float, float] | None] | None = None,
+                       zooms: list[float] | None = None) -> list[FrameMaps]:
         """Frame by frame (the detector is not batched), nothing found ahead."""
         return [FrameMaps(*self.predict(image)) for image in images]
 

@@ -6,6 +6,7 @@ a progress bar in frames. The same loop runs on the CPU, one GPU, ``trainer=ddp`
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from beadseg.beads.postprocess import PostProcess
+from beadseg.beads.size import BeadSizeError, BeadSizing, FrameSize, SizeEstimate
 from beadseg.data.io import BeadDataError, Normalization, image_name, open_image
 from beadseg.data.microscope import MicroscopeError, pixel_size_um
 from beadseg.formats import images
@@ -23,9 +25,12 @@ from beadseg.inference.finish import finish_frame
 from beadseg.inference.frame import Frame
 from beadseg.inference.journal import Journal, claim_output, completed_images
 from beadseg.inference.predictor import Predictor
+from beadseg.inference.sizes import size_summary
 from beadseg.inference.writers import OutputOptions
 from beadseg.system import usable_cpus
 from beadseg.workers.pool import WorkerPool
+
+log = logging.getLogger(__name__)
 
 
 def read_ahead_workers(num_workers: int | str) -> int:
@@ -37,13 +42,15 @@ def read_ahead_workers(num_workers: int | str) -> int:
 
 class InputImages(Dataset):
     """Images read by loader workers ahead of the model, with the intensities their ``normalization`` maps to 0
-    and 1 (``bounds``; the network's process only applies them). An image travels as a tensor, through shared
-    memory (a pipe cost the receiving process twice the time, measured); a huge one (over ``images.LARGE``
-    pixels) is opened again where it is used, memory-mapped; unreadable ones come back as an error to record."""
+    and 1 (``bounds``; the network's process only applies them) and their bead size (``sizing``: given, estimated
+    here, or the capture's from ``estimates``). An image travels as a tensor, through shared memory (a pipe cost the
+    receiving process twice the time, measured); a huge one (over ``images.LARGE`` pixels) is opened again where it
+    is used, memory-mapped; unreadable ones come back as an error to record."""
 
-    def __init__(self, files: list[Path], positions: list[int], normalization: Normalization | None = None) -> None:
+    def __init__(self, files: list[Path], positions: list[int], normalization: Normalization | None = None, *,
+                 sizing: BeadSizing | None = None, estimates: dict[str, SizeEstimate] | None = None) -> None:
         self.files, self.positions = files, positions  # positions: each file's place in the whole input
-        self.normalization = normalization
+        self.normalization, self.sizing, self.estimates = normalization, sizing, estimates or {}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -59,7 +66,9 @@ class InputImages(Dataset):
                 frame.image = torch.from_numpy(image)
                 frame.bounds = self.normalization.bounds(image) if self.normalization else None
             frame.pixel_size_um = pixel_size_um(path)
-        except (BeadDataError, MicroscopeError, OSError) as error:
+            if self.sizing is not None:
+                frame.size = self.sizing.for_frame(image, frame.pixel_size_um, self.estimates.get(frame.name))
+        except (BeadDataError, MicroscopeError, BeadSizeError, OSError) as error:
             frame.error = str(error)
         return frame
 
@@ -69,10 +78,12 @@ class PredictionData(pl.LightningDataModule):
     claims the output folder (new, or a run to resume with the same settings), the others wait for it."""
 
     def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, *, num_workers: int,
-                 frames_per_step: int, normalization: Normalization | None = None) -> None:
+                 frames_per_step: int, normalization: Normalization | None = None, sizing: BeadSizing | None = None,
+                 estimates: dict[str, SizeEstimate] | None = None) -> None:
         super().__init__()
         self.files, self.out, self.settings, self.resume, self.num_workers = files, out, settings, resume, num_workers
         self.frames_per_step, self.normalization = frames_per_step, normalization
+        self.sizing, self.estimates = sizing, estimates
         self.todo: list[int] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -89,7 +100,8 @@ class PredictionData(pl.LightningDataModule):
         return batch
 
     def predict_dataloader(self) -> DataLoader:
-        images = InputImages([self.files[i] for i in self.todo], self.todo, self.normalization)
+        images = InputImages([self.files[i] for i in self.todo], self.todo, self.normalization, sizing=self.sizing,
+                             estimates=self.estimates)
         return DataLoader(images, batch_size=self.frames_per_step, collate_fn=list, num_workers=self.num_workers,
                           prefetch_factor=2 if self.num_workers else None)
 
@@ -119,7 +131,7 @@ class PredictionTask(pl.LightningModule):
                                              (channels, *shape) if channels > 1 else shape)}
         if self.predictor.gives_uncertainty:
             maps["uncertainty_out"] = self._map(frame.scratch, "uncertainty", np.float32, shape)
-        frame.maps, frame.uncertainty = self.predictor.predict(frame.image, **maps)
+        frame.maps, frame.uncertainty = self.predictor.predict(frame.image, **maps, zoom=frame.zoom)
 
     def predict_step(self, frames: list[Frame], batch_idx: int) -> list[Frame]:
         whole = []
@@ -136,7 +148,7 @@ class PredictionTask(pl.LightningModule):
             else:
                 whole.append(frame)
         maps = self.predictor.predict_frames([frame.image for frame in whole], self.post,
-                                             [frame.bounds for frame in whole])
+                                             [frame.bounds for frame in whole], [frame.zoom for frame in whole])
         for frame, (probability, uncertainty, found) in zip(whole, maps):
             frame.maps, frame.uncertainty, frame.found = probability, uncertainty, found
         return frames
@@ -151,6 +163,7 @@ class PredictionWriter(BasePredictionWriter):
         self.out, self.options, self.post, self.workers = out, options, post, workers
         self.journal = Journal(out)
         self.pool: WorkerPool | None = None  # started in on_predict_start
+        self.sizes: list[FrameSize] = []  # what each frame's beads were taken to measure, said at the end
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.pool = WorkerPool(self.workers, self.journal.append)
@@ -159,6 +172,8 @@ class PredictionWriter(BasePredictionWriter):
                            dataloader_idx=0):
         assert self.pool is not None, "the pool starts in on_predict_start"
         for frame in frames:
+            if frame.size is not None and frame.readable:
+                self.sizes.append(frame.size)
             if not frame.readable:
                 print(f"beadseg-predict: skipped {frame.path}: {frame.error}")
                 self.pool.put({"image": frame.name, "path": frame.path, "error": frame.error})
@@ -171,6 +186,8 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.pool is not None:
             self.pool.drain()
+        if self.sizes:
+            log.info(size_summary(self.sizes))
         self.teardown(trainer, pl_module, "predict")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:

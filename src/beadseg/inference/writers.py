@@ -27,7 +27,8 @@ OBJECT_COLUMNS = ["image", "bead_id", "centroid_y", "centroid_x", "area", "equiv
 DEBRIS_COLUMNS = ["image", "reason", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity",
                   "mean_probability", "contrast_snr"]
 COUNT_COLUMNS = ["image", "count", "count_all", "at_edge", "debris", "particles", "edge_rule", "mean_diameter",
-                 "coverage", "mean_uncertainty", "flagged", "pixel_size_um", "mean_diameter_um", "beads_per_mm2", "path"]
+                 "bead_diameter", "bead_diameter_source", "network_zoom", "coverage", "mean_uncertainty", "flagged",
+                 "pixel_size_um", "mean_diameter_um", "beads_per_mm2", "path"]
 
 
 def overlay_every(setting: int | bool | str, frames: int, most: int = 200) -> int:

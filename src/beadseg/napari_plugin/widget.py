@@ -3,7 +3,9 @@
 The model and the post-processing run in a napari thread worker (``napari.qt.threading``), so the viewer stays
 responsive on a 40-megapixel frame: a progress bar follows the tiles, Cancel stops the run at the next tile row
 (no layer is added or changed), and an error is shown in the widget, never raised into napari. The threshold
-slider re-draws the beads from the kept maps. Results are added as layers: bead instance labels and a points
+slider re-draws the beads from the kept maps. The beads' diameter is given in the widget or estimated from the
+image (as ``image.bead_diameter``), and the image meets the network at the model's bead size. Results are added as
+layers: bead instance labels and a points
 layer of bead centres whose features are the ``objects.csv`` columns; the count and a per-bead table sit in the
 widget. Importing this module loads no torchvision, torch._dynamo or triton (see ``beadseg.models``).
 """
@@ -16,6 +18,7 @@ import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -29,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from beadseg.beads.size import BeadSizing, FrameSize
 from beadseg.config import configured_postprocess
 from beadseg.data.io import as_gray
 from beadseg.inference.predictor import ModelPredictor, load_predictor
@@ -58,6 +62,7 @@ class BeadCounter(QWidget):
         self.loaded_from: str | None = None
         self.maps: np.ndarray | None = None
         self.image: np.ndarray | None = None
+        self.bead_size: FrameSize | None = None  # the counted image's bead size and zoom
         self.source_name = ""
 
         self.layer_box = QComboBox()
@@ -70,6 +75,10 @@ class BeadCounter(QWidget):
         self.slider.setValue(50)
         self.threshold_label = QLabel()
         self.slider.valueChanged.connect(self._threshold_moved)
+        self.diameter = QDoubleSpinBox()  # image.bead_diameter: px, or 0 for estimated from the image
+        self.diameter.setRange(0.0, 4096.0)
+        self.diameter.setDecimals(1)
+        self.diameter.setSpecialValueText("estimate from the image")
         self.count_button = QPushButton("Count beads")
         self.count_button.clicked.connect(self.count)
         self.cancel_button = QPushButton("Cancel")
@@ -92,6 +101,8 @@ class BeadCounter(QWidget):
         row.addWidget(browse)
         layout.addWidget(QLabel("checkpoint"))
         layout.addLayout(row)
+        layout.addWidget(QLabel("bead diameter (px)"))
+        layout.addWidget(self.diameter)
         layout.addWidget(self.threshold_label)
         layout.addWidget(self.slider)
         buttons = QHBoxLayout()
@@ -160,7 +171,8 @@ class BeadCounter(QWidget):
         except ValueError as error:  # a 3-D layer
             self.result.setText(str(error))
             return
-        self._start(self._count_in_worker, image, name, self.checkpoint.text().strip() or None, self.threshold)
+        self._start(self._count_in_worker, image, name, self.checkpoint.text().strip() or None, self.threshold,
+                    self.diameter.value() or "auto")
 
     def cancel(self) -> None:
         """Stop the running count at its next tile row; nothing it would have drawn is drawn."""
@@ -192,16 +204,20 @@ class BeadCounter(QWidget):
         except Exception as error:  # every failure is reported in the widget
             return Failed(error)  # (a returned exception would be raised again by the worker)
 
-    def _count_in_worker(self, image: np.ndarray, name: str, checkpoint: str | None, threshold: float):
-        """In the worker thread: load the model (once per checkpoint), predict the maps, find the beads."""
+    def _count_in_worker(self, image: np.ndarray, name: str, checkpoint: str | None, threshold: float,
+                         diameter: float | str = "auto"):
+        """In the worker thread: load the model (once per checkpoint), decide the beads' size (``diameter`` px, or
+        ``auto``), predict the maps at the model's bead size, find the beads on the image's own grid."""
         if self.predictor is None or self.loaded_from != checkpoint:
             loaded = load_predictor(checkpoint)
             assert isinstance(loaded, ModelPredictor)  # a checkpoint's (the widget has no classical mode)
             self.predictor, self.loaded_from = loaded, checkpoint
         predictor = self.predictor
-        rows = len(tile_plan(image.shape[0], predictor.window, predictor.overlap)[1])
-        cols = len(tile_plan(image.shape[1], predictor.window, predictor.overlap)[1])
-        self._tiles = [0, 1 if predictor.fits_whole(image.shape) else rows * cols]
+        size = BeadSizing(diameter, model_diameter=predictor.bead_diameter).for_frame(image)
+        window = max(32, int(round(predictor.window / size.zoom)))
+        rows = len(tile_plan(image.shape[0], window, predictor.overlap)[1])
+        cols = len(tile_plan(image.shape[1], window, predictor.overlap)[1])
+        self._tiles = [0, 1 if predictor.fits_whole(image.shape, size.zoom) else rows * cols]
 
         def advance(tiles: int) -> None:
             self._tiles[0] += tiles
@@ -210,11 +226,13 @@ class BeadCounter(QWidget):
 
         if self._cancelled:
             raise Cancelled
-        maps, _ = predictor.predict(image, on_tile_row=advance)
+        maps, _ = predictor.predict(image, on_tile_row=advance, zoom=size.zoom)
+        self.bead_size = size
         return image, name, maps, self._instances(maps, image, threshold)
 
     def _instances(self, maps: np.ndarray, image: np.ndarray, threshold: float):
-        return threshold, configured_postprocess(threshold=threshold).for_model(self.predictor).instances(maps, image)
+        post = configured_postprocess(threshold=threshold).for_model(self.predictor)
+        return threshold, post.at_scale(1 / self.bead_size.zoom if self.bead_size else 1.0).instances(maps, image)
 
     def _follow(self) -> None:
         done, total = self._tiles
@@ -256,8 +274,11 @@ class BeadCounter(QWidget):
         self._put(f"{self.source_name} centres", "points", centres, scale=layer.scale, features=features,
                   size=4, face_color="yellow")
         uncounted = len(rows) - found.counted
+        size = self.bead_size
+        sized = (f"; beads of {size.diameter:.1f} px ({size.source})" if size is not None and size.diameter else "")
         self.result.setText(f"{found.counted} beads at threshold {self._drawn_at:.2f}"
-                            + (f" ({uncounted} more on the top or left edge, not counted)" if uncounted else ""))
+                            + (f" ({uncounted} more on the top or left edge, not counted)" if uncounted else "")
+                            + sized)
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, column in enumerate(TABLE_COLUMNS):

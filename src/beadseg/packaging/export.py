@@ -7,15 +7,16 @@ from pathlib import Path
 
 import torch
 
-from beadseg.checkpoint import load_network, module_settings
+from beadseg.checkpoint import learned_diameter, load_network, module_settings
 from beadseg.packaging.tracing import trace
 
-INFERENCE_SETTINGS = ("net", "normalization", "threshold", "peak_threshold", "bead_area", "class_names", "centres")
+INFERENCE_SETTINGS = ("net", "normalization", "threshold", "peak_threshold", "bead_area", "bead_diameter", "class_names",
+                      "centres")
 
 
 def slim_checkpoint(ckpt: str, target: Path) -> Path:
-    """The network's weights and what inference reads (its description, normalisation, thresholds, bead area, class
-    names), a few MB; no training settings. Convolution kernels are stored in half precision; biases and
+    """The network's weights and what inference reads (its description, normalisation, thresholds, bead area and
+    diameter, class names), a few MB; no training settings. Convolution kernels are stored in half precision; biases and
     batch-norm statistics (tiny variances) stay in single precision."""
     checkpoint, settings = module_settings(ckpt)
     state = {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in checkpoint["state_dict"].items()
@@ -55,7 +56,7 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
     output = ("(N, 2, H, W) logits: channel 0 the bead mask, channel 1 the bead-centre heat-map (one bead per "
               "peak inside the mask)" if channels == 2 else "(N, 1, H, W) logits of the bead mask")
     recipe = {"net": network.hparams["net"], "normalization": network.hparams.get("normalization"),
-              "threshold": float(network.hparams["threshold"]),
+              "threshold": float(network.hparams["threshold"]), "bead_diameter": learned_diameter(network.hparams),
               "divisor": divisor, "input": "(N, 1, H, W) float32, normalised; H, W multiples of divisor",
               "output": output, "target": "centres" if channels == 2 else "mask", "checkpoint": str(ckpt)}
     out.mkdir(parents=True, exist_ok=True)
