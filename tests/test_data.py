@@ -123,6 +123,29 @@ def test_synthetic_images_are_deterministic_and_masks_exact():
     assert image.dtype == np.uint16 and image[labels > 0].mean() > image[labels == 0].mean()
 
 
+def test_synthetic_appearances_show_the_same_disks_as_other_microscopes_do():
+    from scipy import ndimage as ndi
+
+    from beadseg.beads.instances import centroids
+
+    for modality in ("inverted", "ringed", "haloed"):
+        image, labels = render_beads(np.random.default_rng(5), 192, 15, modality, bit_depth=8, cluster_fraction=0.0)
+        image = image.astype(float)
+        assert labels.max() == 15
+        background = np.median(image[ndi.binary_dilation(labels > 0, iterations=8) == 0])
+        centres = tuple(np.round(centroids(labels)).astype(int).T)
+        rim = ndi.binary_dilation(labels > 0, iterations=1) & ~ndi.binary_erosion(labels > 0, iterations=1)
+        halo = ndi.binary_dilation(labels > 0, iterations=3) & ~(labels > 0)
+        if modality == "inverted":  # bright disks on a grey field
+            assert image[labels > 0].mean() > background + 10
+        elif modality == "ringed":  # a bright centre, a dark ring across the edge
+            assert image[centres].mean() > background + 10 and image[rim].mean() < background - 5
+        else:  # a dark disk in a bright halo
+            assert image[centres].mean() < background - 10 and image[halo].mean() > background + 3
+    kinds = {SyntheticSource(30, 64, seed=2, modality="any").render(i)[0].split("_")[1][:2] for i in range(30)}
+    assert kinds == {"br", "fl", "in", "ri", "ha"}
+
+
 def test_synthetic_density_spans_sparse_to_dense():
     counts = [labels.max() for _, _, labels in map(SyntheticSource(24, 512, seed=1).render, range(24))]
     assert min(counts) < 15 and max(counts) > 300

@@ -4,6 +4,12 @@ A bead is an (almost) round disk; its image is the disk blurred by a Gaussian PS
 background (bright-field) or bright on a dark one (fluorescence), under uneven illumination, with
 Poisson (shot) and Gaussian (read) noise, stored as 8- or 16-bit. Debris, specks far smaller than the beads
 (a third to half their radius), is drawn like them but is no bead: it is background in the labels.
+
+Three more appearances (``modality=any`` draws all five) are what other microscopes show of the same beads:
+``inverted`` (bright beads on a grey field: phase contrast, an inverted camera LUT), and the two faces of a bead
+slightly off focus in bright-field: a bright centre inside a dark ring across the bead's edge (``ringed``: the bead
+focuses light, as colloids of a higher index than the medium do) or a dark disk inside a bright halo
+(``haloed``); the bead's disk stays the label.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from scipy.ndimage import gaussian_filter, zoom
 
 from beadseg.data.sources import RenderedSource
 
-MODALITIES = ("brightfield", "fluorescence")
+MODALITIES = ("brightfield", "fluorescence")  # ``mixed`` draws one of these
+APPEARANCES = (*MODALITIES, "inverted", "ringed", "haloed")  # ``any`` draws one of these
 
 
 def _place_beads(rng: np.random.Generator, size: int, n_beads: int,
@@ -47,14 +54,17 @@ def _place_beads(rng: np.random.Generator, size: int, n_beads: int,
     return np.asarray(centres).reshape(-1, 2), np.asarray(radii)
 
 
-def _draw(size: int, centres: np.ndarray, radii: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Anti-aliased bead density in [0, 1] and exact instance labels (slightly elliptic disks)."""
+def _draw(size: int, centres: np.ndarray, radii: np.ndarray, rng: np.random.Generator,
+          ring: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased bead density in [0, 1] and exact instance labels (slightly elliptic disks). With ``ring`` (inner,
+    outer, as fractions of the radius), the density of that ring of each bead instead of its disk (the labels are
+    the disks all the same)."""
     density = np.zeros((size, size), np.float32)
     labels = np.zeros((size, size), np.int32)
     for index, ((cy, cx), radius) in enumerate(zip(centres, radii), start=1):
         ratio, theta = rng.uniform(0.85, 1.0), rng.uniform(0, np.pi)
         amplitude = rng.uniform(0.8, 1.0)
-        reach = int(np.ceil(radius + 2))
+        reach = int(np.ceil(radius * (1 if ring is None else max(ring[1], 1)) + 2))
         y0, y1 = max(int(cy) - reach, 0), min(int(cy) + reach + 1, size)
         x0, x1 = max(int(cx) - reach, 0), min(int(cx) + reach + 1, size)
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -63,6 +73,9 @@ def _draw(size: int, centres: np.ndarray, radii: np.ndarray, rng: np.random.Gene
         across = -dy * np.sin(theta) + dx * np.cos(theta)
         distance = np.hypot(along / ratio, across)
         soft = np.clip(radius - distance + 0.5, 0.0, 1.0) * amplitude
+        if ring is not None:
+            inner, outer = ring[0] * radius, ring[1] * radius
+            soft = np.clip(np.minimum(outer - distance, distance - inner) + 0.5, 0.0, 1.0) * amplitude
         np.maximum(density[y0:y1, x0:x1], soft, out=density[y0:y1, x0:x1])
         window = labels[y0:y1, x0:x1]
         window[(distance <= radius) & (window == 0)] = index
@@ -91,10 +104,10 @@ def render_beads(
 
     ``n_beads`` defaults to a log-uniform draw from 3 to 700 per 512x512 (scaled by area); ``cluster_fraction``
     (the share of beads placed touching another) to a draw from 0 to 0.5. ``n_debris`` specks are drawn too,
-    unlabelled (hard negatives).
+    unlabelled (hard negatives). ``modality``: one of :data:`APPEARANCES`.
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"modality={modality!r}: choose one of {MODALITIES}")
+    if modality not in APPEARANCES:
+        raise ValueError(f"modality={modality!r}: choose one of {APPEARANCES}")
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth={bit_depth}: choose 8 or 16")
     if n_beads is None:
@@ -105,12 +118,23 @@ def render_beads(
         bead_radius = float(np.median(radii)) if len(radii) else rng.uniform(2.5, 6.0)
         specks = np.maximum(bead_radius * rng.uniform(0.3, 0.5, n_debris), 0.8)
         np.maximum(density, _draw(size, rng.uniform(0, size, (n_debris, 2)), specks, rng)[0], out=density)
-    blurred = gaussian_filter(density, sigma=rng.uniform(0.6, 1.6))
+    sigma = rng.uniform(0.6, 1.6)
+    blurred = gaussian_filter(density, sigma=sigma)
     illumination = _illumination(rng, size)
     if modality == "brightfield":
         intensity = rng.uniform(0.35, 0.7) * illumination * (1.0 - rng.uniform(0.12, 0.5) * blurred)
-    else:
+    elif modality == "fluorescence":
         intensity = illumination * (rng.uniform(0.02, 0.1) + rng.uniform(0.3, 0.9) * blurred)
+    elif modality == "inverted":
+        intensity = rng.uniform(0.25, 0.5) * illumination * (1.0 + rng.uniform(0.25, 1.0) * blurred)
+    else:  # off focus: a bright centre in a dark ring across the edge, or a dark disk in a bright halo around it
+        inner = rng.uniform(0.6, 0.85) if modality == "ringed" else 1.0
+        ring = (inner, rng.uniform(1.15, 1.4)) if modality == "ringed" else (1.0, rng.uniform(1.2, 1.5))
+        rings = gaussian_filter(_draw(size, centres, radii, np.random.default_rng(rng.integers(2**32)), ring)[0], sigma)
+        core = gaussian_filter(_draw(size, centres, radii * inner, np.random.default_rng(rng.integers(2**32)))[0], sigma)
+        sign = 1.0 if modality == "ringed" else -1.0
+        intensity = rng.uniform(0.35, 0.6) * illumination * (
+            1.0 + sign * (rng.uniform(0.4, 1.0) * core - rng.uniform(0.35, 0.7) * rings))
     photons = rng.uniform(200, 3000)  # photons at full scale: sets the shot noise
     noisy = rng.poisson(np.clip(intensity, 0, None) * photons) / photons
     noisy = noisy + rng.normal(0.0, rng.uniform(0.002, 0.01), noisy.shape)
@@ -123,7 +147,8 @@ def render_beads(
 class SyntheticSource(RenderedSource):
     """``n_images`` synthetic images; image ``i`` depends only on (``seed``, ``i``).
 
-    ``modality`` and ``bit_depth`` may be ``mixed``: each image then draws one. ``cluster_fraction`` fixes the
+    ``modality`` and ``bit_depth`` may be ``mixed``: each image then draws one (``modality=any``: one of every
+    appearance, :data:`APPEARANCES`). ``cluster_fraction`` fixes the
     share of beads touching another (e.g. 0.5 with 300-700 beads: dense touching clusters). ``empty_fraction``
     of the images hold no bead (empty backgrounds to learn from); each image draws up to ``max_debris`` unlabelled
     specks (per 512², hard negatives).
@@ -150,7 +175,8 @@ class SyntheticSource(RenderedSource):
     def render(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
         """Name, image and instance labels of image ``index``."""
         rng = np.random.default_rng([self.seed, index])
-        modality = rng.choice(MODALITIES) if self.modality == "mixed" else self.modality
+        modality = (rng.choice(MODALITIES) if self.modality == "mixed" else rng.choice(APPEARANCES)
+                    if self.modality == "any" else self.modality)
         bit_depth = int(rng.choice([8, 16])) if self.bit_depth == "mixed" else int(self.bit_depth)
         per_area = (self.image_size / 512) ** 2
         n_beads = max(int(np.exp(rng.uniform(np.log(self.min_beads), np.log(self.max_beads))) * per_area), 1)
