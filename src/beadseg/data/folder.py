@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from beadseg.beads.instances import bead_instances
+from beadseg.beads.size import BeadSizing
 from beadseg.data.io import BeadDataError, file_stamp, image_name, list_images, open_image, read_mask
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
 from beadseg.data.sample import BeadSample
@@ -39,6 +40,27 @@ def load_pair(image_path: Path, mask_path: Path) -> BeadSample:
                       raw_mask > 0)
 
 
+def resized(sample: BeadSample, raw_mask: np.ndarray, zoom: float) -> BeadSample:
+    """The sample resized by ``zoom``: the image by bicubic interpolation (antialiased when it shrinks, in its own
+    dtype), the mask by nearest neighbour, its beads found again.
+
+    Examples
+    --------
+    >>> mask = np.zeros((20, 20), np.uint8); mask[4:10, 4:10] = 255
+    >>> half = resized(BeadSample("a", np.full((20, 20), 9, np.uint8), mask > 0), mask, 0.5)
+    >>> half.image.shape, half.image.dtype, int(half.mask.sum())
+    ((10, 10), dtype('uint8'), 9)
+    """
+    from skimage.transform import rescale
+
+    image = rescale(np.asarray(sample.image, np.float32), zoom, order=3, preserve_range=True, anti_aliasing=zoom < 1)
+    if sample.image.dtype.kind in "ui":
+        limits = np.iinfo(sample.image.dtype)
+        image = np.clip(np.round(image), limits.min, limits.max).astype(sample.image.dtype)
+    mask = rescale(raw_mask, zoom, order=0, preserve_range=True, anti_aliasing=False).astype(raw_mask.dtype)
+    return BeadSample(sample.name, image, partial(bead_instances, mask), sample.binary_mask, mask > 0)
+
+
 def measure_pair(item: dict) -> dict:
     """Manifest statistics of one image/mask pair (checked like training reads it)."""
     sample = load_pair(Path(item["files"]["image"]), Path(item["files"]["mask"]))
@@ -58,10 +80,14 @@ def check_unchanged(row: dict) -> None:
 
 
 class FolderSource:
-    """Every image/mask pair of ``root``, indexed by a cached manifest and read on demand."""
+    """Every image/mask pair of ``root``, indexed by a cached manifest and read on demand. With ``sizing`` (set
+    when a run fine-tunes a model that stores its bead size), each frame is read at the model's bead size: its
+    beads' diameter given or estimated (``image.bead_diameter``), the frame and its mask resized by the zoom that
+    prediction would use."""
 
     def __init__(self, root: str | Path, images: str = "images", masks: str = "masks", workers: int | None = None) -> None:
         self.root, self.images, self.masks, self.workers = Path(root), images, masks, workers
+        self.sizing: BeadSizing | None = None
 
     def pairs(self) -> list[tuple[Path, Path]]:
         return pair_folder(self.root, self.images, self.masks)
@@ -80,7 +106,9 @@ class FolderSource:
 
     def read(self, row: dict) -> BeadSample:
         check_unchanged(row)
-        return load_pair(Path(row["files"]["image"]), Path(row["files"]["mask"]))
+        sample = load_pair(Path(row["files"]["image"]), Path(row["files"]["mask"]))
+        zoom = self.sizing.for_frame(sample.image).zoom if self.sizing is not None else 1.0
+        return sample if zoom == 1 else resized(sample, read_mask(Path(row["files"]["mask"])), zoom)
 
     def load(self) -> list[BeadSample]:
         """Every sample in memory (small data sets, analysis); training reads them on demand instead."""

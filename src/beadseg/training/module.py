@@ -147,15 +147,18 @@ class BeadSegModule(ConfiguredModule):
     beadseg-predict does, and ``val/object_f1`` (centroids within ``match_distance`` px) and ``val/count_error``
     (median relative error of the count per image) are logged: usable as the checkpoint and plateau monitor.
     ``bead_area`` (median area of the validation beads, px) is recorded for the debris rule's fallback when the
-    beads are of one size (upper quartile of their areas at most ``MONODISPERSE`` times the lower)."""
+    beads are of one size (upper quartile of their areas at most ``MONODISPERSE`` times the lower), and
+    ``bead_diameter`` (their median equivalent diameter, px) always: frames of other bead sizes are resized to it
+    for this model (``image.bead_diameter``)."""
 
     def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, *, threshold: float = 0.5,
                  normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0,
                  centres: dict | None = None, peak_threshold: float | None = None,
-                 bead_area: float | None = None) -> None:
+                 bead_area: float | None = None, bead_diameter: float | None = None) -> None:
         super().__init__(net, loss, optimizer, scheduler, pixel_metrics(threshold), threshold=threshold,
                          normalization=normalization, object_metrics=object_metrics, match_distance=match_distance,
-                         centres=_plain(centres), peak_threshold=peak_threshold, bead_area=bead_area)
+                         centres=_plain(centres), peak_threshold=peak_threshold, bead_area=bead_area,
+                         bead_diameter=bead_diameter)
         self.bead_areas: list[int] = []
         self.centre_loss = instantiate(self.hparams["centres"]["loss"]) if centres else None
         if centres:
@@ -225,6 +228,7 @@ class BeadSegModule(ConfiguredModule):
             low, median, high = np.percentile(self.bead_areas, (25, 50, 75))
             monodisperse = high <= MONODISPERSE * low  # one stock; beads of every size teach no one size
             self.hparams["bead_area"] = float(median) if monodisperse else None
+            self.hparams["bead_diameter"] = round(float(np.sqrt(4 * median / np.pi)), 3)
 
     def on_test_epoch_end(self) -> None:
         self._log_objects("test")

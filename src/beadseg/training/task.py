@@ -16,7 +16,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from beadseg.checkpoint import module_settings, read_checkpoint, trusted_resume
+from beadseg.beads.size import BeadSizing
+from beadseg.checkpoint import learned_diameter, module_settings, read_checkpoint, trusted_resume
+from beadseg.data.folder import FolderSource
 from beadseg.datasets import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.settings import check_settings
@@ -47,12 +49,14 @@ def _flat_hparams(cfg: DictConfig) -> dict:
     return flat
 
 
-def load_weights(module: pl.LightningModule, checkpoint_path: str) -> None:
+def load_weights(module: pl.LightningModule, checkpoint_path: str) -> float | None:
     """Start from another run's weights (fine-tuning); unlike ``ckpt_path`` the epoch, optimiser and schedule start anew.
+    Returns the bead diameter that model learned (``None`` where it stores none).
 
     A mask model can start a ``target=centres`` one: where the new output layer has more channels than the
     checkpoint's, the checkpoint fills the first (the mask) and the others keep their fresh start."""
-    state = module_settings(checkpoint_path)[0]["state_dict"]
+    checkpoint, settings = module_settings(checkpoint_path)
+    state = checkpoint["state_dict"]
     own = module.state_dict()
     for key, value in state.items():
         if key in own and value.ndim and value.shape[1:] == own[key].shape[1:] and len(value) < len(own[key]):
@@ -64,6 +68,18 @@ def load_weights(module: pl.LightningModule, checkpoint_path: str) -> None:
     except RuntimeError as error:
         raise ValueError(f"init_from={checkpoint_path}: its weights do not fit this model ({error})") from error
     log.info("initialised weights from %s", checkpoint_path)
+    return learned_diameter(settings)
+
+
+def read_at_bead_size(source, sizing: BeadSizing) -> int:
+    """Have every folder a data source reads (its own, or the one composites are cut from) read its frames at the
+    bead size ``sizing`` binds them to; how many folders were told."""
+    if isinstance(source, FolderSource):
+        source.sizing = sizing
+        return 1
+    nested = [*getattr(source, "sources", ()), *getattr(source, "train_only", ())]
+    return sum(read_at_bead_size(inner, sizing) for inner in nested) + (
+        read_at_bead_size(source.folder, sizing) if isinstance(getattr(source, "folder", None), FolderSource) else 0)
 
 
 class StopOnSignal(pl.Callback):
@@ -196,7 +212,12 @@ def train(cfg: DictConfig) -> dict:
     datamodule = build_datamodule(cfg.data)
     module = instantiate(cfg.module)
     if cfg.get("init_from"):
-        load_weights(module, cfg.init_from)
+        learned = load_weights(module, cfg.init_from)
+        sizing = BeadSizing.from_config(cfg.get("image"), learned)
+        if learned and sizing.diameter != "model" and read_at_bead_size(getattr(datamodule, "source", None), sizing):
+            log.info("init_from: its model learned beads of %.1f px; folder frames whose beads differ by more than "
+                     "x%g (image.bead_diameter=%s) are resized to them", learned, sizing.tolerance,
+                     sizing.diameter_um and f"{sizing.diameter_um} µm" or sizing.diameter)
     log.info("network: %s, %.2f M parameters", type(module.net).__name__,
              sum(p.numel() for p in module.net.parameters()) / 1e6)
     history = ValidationHistory()
