@@ -81,15 +81,14 @@ def _responses(image: np.ndarray, sigmas: np.ndarray) -> list[tuple[np.ndarray, 
     pyramid factor its map is sampled at (an octave down once σ reaches 4 px of the current level: the halved,
     already blurred image keeps what that scale sees)."""
     maps, factor = [], 1
-    blurred = ndi.gaussian_filter(image, sigmas[0] / math.sqrt(STEP))
-    current = sigmas[0] / math.sqrt(STEP)  # the blur of ``blurred``, in the frame's px
+    blurred = ndi.gaussian_filter(image, sigmas[0] / math.sqrt(STEP))  # each response lies between two blurs
     for sigma in sigmas:
-        if current / factor >= 4.0 and min(blurred.shape) >= 64:
+        narrow, wide = sigma / math.sqrt(STEP), sigma * math.sqrt(STEP)
+        if narrow / factor >= 4.0 and min(blurred.shape) >= 64:
             blurred, factor = blurred[::2, ::2], factor * 2
-        wider = current * STEP
-        more = ndi.gaussian_filter(blurred, math.sqrt(wider**2 - current**2) / factor)
-        maps.append(((more - blurred) / (STEP - 1), factor))
-        blurred, current = more, wider
+        wider = ndi.gaussian_filter(blurred, math.sqrt(wide**2 - narrow**2) / factor)
+        maps.append(((wider - blurred) / (STEP - 1), factor))
+        blurred = wider
     return maps
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from beadseg import plots
-from beadseg.checkpoint import Network
+from beadseg.checkpoint import Network, learned_diameter
 from beadseg.data.synthetic import render_beads
 from beadseg.models.registry import importable
 from beadseg.packaging.tracing import trace
@@ -148,6 +148,7 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
                                             parent="pytorch_state_dict"))
     spec_config: Any = {"beadseg": {"net": network.hparams["net"], "threshold": float(network.hparams.get("threshold", 0.5)),
                                "divisor": divisor, "target": "centres" if channels == 2 else "mask",
+                               "bead_diameter_px": learned_diameter(network.hparams),  # resize frames to it first
                                "post_processing": BEADSEG_ONLY}}  # a plain dict: the spec validates it into its Config
     description = ModelDescr(
         name="beadseg microbead segmentation",
