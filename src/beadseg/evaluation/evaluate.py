@@ -23,7 +23,7 @@ from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
 from beadseg.data.microscope import pixel_size_um
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
 from beadseg.inference.predictor import predictor_from_config
-from beadseg.inference.sizes import check_sizing, size_summary
+from beadseg.inference.sizes import check_sizing, report_sizes
 from beadseg.settings import check_settings
 from beadseg.system import usable_cpus
 from beadseg.tables import write_csv
@@ -150,8 +150,7 @@ def evaluate(cfg) -> dict:
             sizes += [size] if size is not None else []
             pool.submit(score, sample.name, probability, sample.image, Truth.of(sample.mask, sample.labels),
                         {setting: each.at_scale(1 / zoom) for setting, each in at_setting.items()})
-    if sizes:
-        log.info(size_summary(sizes))
+    report_sizes(sizes)
     summaries = {s: run.summary() for s, run in runs.items()}
     sweep = [{"threshold": t, "peak_threshold": p, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]}
              for (t, p), s in summaries.items()]

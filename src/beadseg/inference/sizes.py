@@ -68,7 +68,7 @@ def capture_estimates(files: list[Path], group_regex: str | None, sizing: BeadSi
             except (BeadDataError, OSError):
                 continue  # an unreadable frame is named when its turn comes
         estimate = pooled(found) if found else SizeEstimate(None, 0, 0.0, None, "no frame of it could be read")
-        log.info("capture %s: %s", group, describe(sizing, estimate, len(found)))
+        (log.info if estimate.trusted else log.warning)("capture %s: %s", group, describe(sizing, estimate, len(found)))
         estimates.update({names[index]: estimate for index in members})
     return estimates
 
@@ -83,32 +83,35 @@ def describe(sizing: BeadSizing, estimate: SizeEstimate, frames: int) -> str:
     return f"no bead size estimated ({estimate.reason}): {fallback}"
 
 
-def size_summary(sizes: list[FrameSize]) -> str:
-    """What the run took the beads to measure, in one line per source (for the log at the end of a run).
+def report_sizes(sizes: list[FrameSize]) -> list[str]:
+    """What a run took its frames' beads to measure, one line per source, logged at the end of the run (frames that
+    fell back to the model's size as a warning, with why); returns the lines.
 
     Examples
     --------
-    >>> print(size_summary([FrameSize(14.0, "estimated", 0.5), FrameSize(13.0, "estimated", 0.55),
-    ...                     FrameSize(7.0, "model", 1.0, "no beads found")]))
+    >>> for line in report_sizes([FrameSize(14.0, "estimated", 0.5), FrameSize(13.0, "estimated", 0.55),
+    ...                           FrameSize(7.0, "model", 1.0, "no beads found")]):
+    ...     print(line)
     bead diameter estimated on 2 frame(s): 13.0-14.0 px (median 13.5), resized x0.5-0.55 for the network
-    bead diameter the model's on 1 frame(s) (no beads found: 1)
+    bead diameter the model's (7.0 px) on 1 frame(s), no estimate to trust: no beads found (1)
     """
     lines = []
-    for source in ("given", "estimated", "model"):
-        chosen = [size for size in sizes if size.source == source]
+    for source in ("given", "estimated"):
+        chosen = [size for size in sizes if size.source == source and size.diameter]
         if not chosen:
             continue
-        what = {"given": "given", "estimated": "estimated", "model": "the model's"}[source]
-        if source == "model":
-            notes = Counter(size.note for size in chosen if size.note)
-            why = f" ({', '.join(f'{note}: {count}' for note, count in notes.most_common(3))})" if notes else ""
-            lines.append(f"bead diameter {what} on {len(chosen)} frame(s){why}")
-            continue
-        diameters = [size.diameter for size in chosen if size.diameter]
+        diameters = [float(size.diameter or 0) for size in chosen]
         zooms = sorted({round(size.zoom, 3) for size in chosen})
         resized = (f", resized x{zooms[0]:g}" + (f"-{zooms[-1]:g}" if len(zooms) > 1 else "") + " for the network"
                    if zooms != [1.0] else ", as they are")
-        lines.append(f"bead diameter {what} on {len(chosen)} frame(s): {min(diameters):.1f}-{max(diameters):.1f} px "
+        lines.append(f"bead diameter {source} on {len(chosen)} frame(s): {min(diameters):.1f}-{max(diameters):.1f} px "
                      f"(median {float(np.median(diameters)):.1f}){resized}")
-    return "\n".join(lines)
-
+        log.info(lines[-1])
+    fallen = [size for size in sizes if size.source == "model"]
+    if fallen:
+        model = f" ({fallen[0].diameter:.1f} px)" if fallen[0].diameter else ""
+        notes = Counter(size.note for size in fallen if size.note)
+        why = ", no estimate to trust: " + ", ".join(f"{note} ({count})" for note, count in notes.most_common(3))
+        lines.append(f"bead diameter the model's{model} on {len(fallen)} frame(s)" + (why if notes else ""))
+        (log.warning if notes else log.info)(lines[-1])
+    return lines

@@ -6,7 +6,6 @@ a progress bar in frames. The same loop runs on the CPU, one GPU, ``trainer=ddp`
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 
@@ -25,12 +24,10 @@ from beadseg.inference.finish import finish_frame
 from beadseg.inference.frame import Frame
 from beadseg.inference.journal import Journal, claim_output, completed_images
 from beadseg.inference.predictor import Predictor
-from beadseg.inference.sizes import size_summary
+from beadseg.inference.sizes import report_sizes
 from beadseg.inference.writers import OutputOptions
 from beadseg.system import usable_cpus
 from beadseg.workers.pool import WorkerPool
-
-log = logging.getLogger(__name__)
 
 
 def read_ahead_workers(num_workers: int | str) -> int:
@@ -186,8 +183,7 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.pool is not None:
             self.pool.drain()
-        if self.sizes:
-            log.info(size_summary(self.sizes))
+        report_sizes(self.sizes)
         self.teardown(trainer, pl_module, "predict")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
