@@ -166,6 +166,16 @@ def _measure(image: np.ndarray, rows: np.ndarray, columns: np.ndarray, diameters
     return np.asarray(measured)
 
 
+def _shrunk(image: np.ndarray, factor: int, band: int = 256) -> np.ndarray:
+    """Block means of ``factor``² px, band by band (a memory-mapped frame is never read whole)."""
+    height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    shrunk = np.empty((height // factor, width // factor), np.float32)
+    for top in range(0, height // factor, band):
+        rows = np.asarray(image[top * factor : min(top + band, height // factor) * factor, :width], np.float32)
+        shrunk[top : top + band] = rows.reshape(-1, factor, width // factor, factor).mean(axis=(1, 3))
+    return shrunk
+
+
 def estimate_diameter(image: np.ndarray, min_diameter: float = 2.5, max_diameter: float = 96.0) -> SizeEstimate:
     """The typical bead diameter (px) of a frame, from its pixels alone, with how far it can be trusted.
 
@@ -196,10 +206,7 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 2.5, max_diameter
     image = np.asarray(image)
     if image.size > MAX_PIXELS:  # the whole frame shrunk (every bead it holds); else its central part (tiny beads)
         factor = int(math.ceil(math.sqrt(image.size / MAX_PIXELS)))
-        height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-        shrunk = np.asarray(image[:height, :width], np.float32).reshape(height // factor, factor, width // factor,
-                                                                          factor).mean(axis=(1, 3))
-        whole = estimate_diameter(shrunk, min_diameter, max_diameter / factor)
+        whole = estimate_diameter(_shrunk(image, factor), min_diameter, max_diameter / factor)
         if whole.trusted and whole.diameter is not None:
             return SizeEstimate(round(whole.diameter * factor, 2), whole.beads, whole.spread, whole.polarity)
         side = int(math.sqrt(MAX_PIXELS))
