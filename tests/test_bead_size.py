@@ -26,7 +26,7 @@ def scene(diameter: float = DIAMETER, count: int = 24, size: int = 256, seed: in
     rng = np.random.default_rng(seed)
     radius, centres = diameter / 2, []
     while len(centres) < count:
-        centre = rng.uniform(radius + 4, size - radius - 4, 2)
+        centre = rng.uniform(radius + 8, size - radius - 8, 2)
         if all(math.dist(centre, other) > 2 * radius + 3 for other in centres):
             centres.append(centre)
     yy, xx = np.mgrid[:size, :size] + 0.5
@@ -100,8 +100,6 @@ def count(predictor, image, sizing: BeadSizing) -> tuple[int, np.ndarray, float]
 
 def test_a_frame_of_14_px_beads_is_counted_with_the_size_given_estimated_and_at_other_scales(shipped):
     image, truth = scene()
-    as_it_is, _, _ = count(shipped, image, BeadSizing("model", model_diameter=shipped.bead_diameter))
-    assert as_it_is != truth  # the model's own size cuts beads twice its size into pieces (the planted fault)
     for setting in (DIAMETER, "auto"):
         found, labels, zoom = count(shipped, image, BeadSizing(setting, model_diameter=shipped.bead_diameter))
         assert found == truth and labels.shape == image.shape and zoom < 1
@@ -111,6 +109,9 @@ def test_a_frame_of_14_px_beads_is_counted_with_the_size_given_estimated_and_at_
         for setting in (DIAMETER * factor, "auto"):
             found, labels, _ = count(shipped, frame, BeadSizing(setting, model_diameter=shipped.bead_diameter))
             assert found == truth and labels.shape == frame.shape, (factor, setting, found)
+        if factor == 2:  # beads four times the model's, as they are: miscounted (the fault the resizing mends)
+            as_it_is, _, _ = count(shipped, frame, BeadSizing("model", model_diameter=shipped.bead_diameter))
+            assert abs(as_it_is - truth) > 0.2 * truth
 
 
 def test_huge_frames_are_resized_window_by_window(shipped):

@@ -66,6 +66,22 @@ def test_widget_counts_beads_in_a_worker_as_the_cli_does(qtbot, beads, tmp_path,
     assert [layer.name for layer in viewer.layers].count("sample beads") == 1
 
 
+def test_widget_counts_beads_twice_the_models_size_given_or_estimated(qtbot):
+    from tests.test_bead_size import DIAMETER, scene
+
+    image, truth = scene()
+    viewer = ViewerModel()
+    viewer.add_image(image, name="big")
+    widget = BeadCounter(viewer)
+    qtbot.addWidget(widget)
+    for given in (DIAMETER, 0.0):  # 0: estimated from the image
+        widget.diameter.setValue(given)
+        widget.count()
+        finish(qtbot, widget)
+        assert int(viewer.layers["big beads"].data.max()) == truth and viewer.layers["big beads"].data.shape == image.shape
+        source = "given" if given else "estimated"
+        assert f"px ({source})" in widget.result.text() and widget.bead_size.zoom < 1
+
 def test_a_cancelled_count_adds_no_layer_and_errors_stay_in_the_widget(qtbot):
     frame, _ = render_beads(np.random.default_rng(1), 2600, 3000, "brightfield", bit_depth=8)  # 6 rows of 512-px windows
     viewer = ViewerModel()
