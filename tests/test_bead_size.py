@@ -209,3 +209,17 @@ def test_fine_tuning_reads_folder_frames_at_the_models_bead_size(tmp_path):
     assert sample.labels.max() == truth and np.median(np.sqrt(4 * areas / np.pi)) == pytest.approx(7, rel=0.15)
     folder.sizing = BeadSizing("model", model_diameter=7.0)  # image.bead_diameter=model: frames as they are
     assert folder.read(folder.entries()[0]).image.shape == (256, 256)
+
+
+def test_the_learned_size_comes_from_whole_beads_and_enough_of_them():
+    from beadseg.training.module import MIN_SIZED_BEADS, learned_bead_size, whole_bead_areas
+
+    labels = np.zeros((32, 32), int)
+    for index, (row, col) in enumerate([(4, 4), (4, 20), (20, 12)], start=1):
+        labels[row:row + 8, col:col + 8] = index  # three whole 8x8 beads
+    labels[26:32, 26:32] = 4  # one the patch cuts: 36 px of a larger bead
+    assert sorted(whole_bead_areas(labels)) == [64, 64, 64]
+    assert learned_bead_size([64] * (MIN_SIZED_BEADS - 1)) is None  # a fine-tune keeps its start's diameter
+    assert learned_bead_size([64] * MIN_SIZED_BEADS) == (64.0, pytest.approx(9.027, abs=1e-3))
+    area, diameter = learned_bead_size([20] * 20 + [120] * 20)  # beads of every size: no debris fallback
+    assert area is None and diameter == pytest.approx(math.sqrt(4 * 70 / math.pi), abs=1e-3)

@@ -136,6 +136,40 @@ class ConfiguredModule(pl.LightningModule, ABC):
 
 
 MONODISPERSE = 1.8  # the lab's beads: 1.56 (quartiles 27, 42 px); synthetic beads of every size: 2.3
+MIN_SIZED_BEADS = 30  # whole validation beads below which their sizes are no size (a fine-tune keeps its start's)
+
+
+def whole_bead_areas(labels: np.ndarray) -> np.ndarray:
+    """Areas (px) of the labelled beads a patch holds whole: one it cuts shows only part of its size.
+
+    Examples
+    --------
+    >>> labels = np.zeros((8, 8), int); labels[2:4, 2:4] = 1; labels[0:2, 5:7] = 2
+    >>> whole_bead_areas(labels)
+    array([4])
+    """
+    areas = np.bincount(labels.ravel())
+    areas[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = 0
+    return areas[1:][areas[1:] > 0]
+
+
+def learned_bead_size(areas: list[int] | np.ndarray) -> tuple[float | None, float] | None:
+    """The bead size validation beads teach: ``(bead_area, bead_diameter)`` from the median area, ``bead_area``
+    ``None`` where they are of many sizes (quartiles more than ``MONODISPERSE`` apart); ``None`` from fewer than
+    ``MIN_SIZED_BEADS`` beads.
+
+    Examples
+    --------
+    >>> learned_bead_size([50] * 40)
+    (50.0, 7.979)
+    >>> learned_bead_size([50] * 10) is None
+    True
+    """
+    if len(areas) < MIN_SIZED_BEADS:
+        return None
+    low, median, high = np.percentile(areas, (25, 50, 75))
+    monodisperse = high <= MONODISPERSE * low  # one stock; beads of every size teach no one size
+    return (float(median) if monodisperse else None), round(float(np.sqrt(4 * median / np.pi)), 3)
 
 
 class BeadSegModule(ConfiguredModule):
@@ -149,7 +183,8 @@ class BeadSegModule(ConfiguredModule):
     ``bead_area`` (median area of the validation beads, px) is recorded for the debris rule's fallback when the
     beads are of one size (upper quartile of their areas at most ``MONODISPERSE`` times the lower), and
     ``bead_diameter`` (their median equivalent diameter, px) always: frames of other bead sizes are resized to it
-    for this model (``image.bead_diameter``)."""
+    for this model (``image.bead_diameter``). Both are measured on whole beads (none the patch cuts), and only from
+    ``MIN_SIZED_BEADS`` of them: below that a fine-tuned model keeps the diameter of the model it started from."""
 
     def __init__(self, net: dict, loss: dict, optimizer: dict, scheduler: dict | None = None, *, threshold: float = 0.5,
                  normalization: dict | None = None, object_metrics: bool = True, match_distance: float = 5.0,
@@ -197,8 +232,7 @@ class BeadSegModule(ConfiguredModule):
             found = self.post(bead_maps, image)[1]
             getattr(self, f"{stage}_objects").update(truth, found)
             if stage == "val":
-                areas = np.bincount(truth.ravel())[1:]
-                self.bead_areas.extend(areas[areas > 0].tolist())
+                self.bead_areas.extend(whole_bead_areas(truth).tolist())
 
     def _log_objects(self, stage: str) -> None:
         objects = getattr(self, f"{stage}_objects")
@@ -224,11 +258,9 @@ class BeadSegModule(ConfiguredModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_objects("val")
-        if self.bead_areas:  # the bead size the model learned (the debris rule's fallback), in the checkpoint
-            low, median, high = np.percentile(self.bead_areas, (25, 50, 75))
-            monodisperse = high <= MONODISPERSE * low  # one stock; beads of every size teach no one size
-            self.hparams["bead_area"] = float(median) if monodisperse else None
-            self.hparams["bead_diameter"] = round(float(np.sqrt(4 * median / np.pi)), 3)
+        learned = learned_bead_size(self.bead_areas)
+        if learned:  # the debris rule's fallback and the size frames are resized to, in the checkpoint
+            self.hparams["bead_area"], self.hparams["bead_diameter"] = learned
 
     def on_test_epoch_end(self) -> None:
         self._log_objects("test")

@@ -213,6 +213,8 @@ def train(cfg: DictConfig) -> dict:
     module = instantiate(cfg.module)
     if cfg.get("init_from"):
         learned = load_weights(module, cfg.init_from)
+        if learned and "bead_diameter" in module.hparams:  # kept unless its validation beads measure their own
+            module.hparams["bead_diameter"] = learned
         sizing = BeadSizing.from_config(cfg.get("image"), learned)
         if learned and sizing.diameter != "model" and read_at_bead_size(getattr(datamodule, "source", None), sizing):
             log.info("init_from: its model learned beads of %.1f px; folder frames whose beads differ by more than "
