@@ -60,9 +60,15 @@ def test_widget_counts_beads_in_a_worker_as_the_cli_does(qtbot, beads, tmp_path,
     assert widget.table.rowCount() == found and widget.result.text().startswith(f"{counted} beads")
     assert widget.progress.value() == widget.progress.maximum() > 0
     assert set(viewer.layers["sample centres"].features.columns) >= {"bead_id", "area", "circularity"}
-    widget.slider.setValue(99)  # a stricter threshold re-draws from the kept maps: fewer or equal beads
+    covered = int((viewer.layers["sample beads"].data > 0).sum())
+    widget.slider.setValue(99)  # a stricter threshold re-draws from the kept maps: less mask, the CLI's beads at 0.99
     finish(qtbot, widget)
-    assert int(viewer.layers["sample beads"].data.max()) <= found
+    strict = tmp_path / "strict"
+    predict(compose_config("predict", [f"input={tmp_path / 'in'}", f"output={strict}", f"paths.output_dir={strict}",
+                                       "postprocess.threshold=0.99"]))
+    with open(strict / "counts.csv") as handle:
+        assert int(viewer.layers["sample beads"].data.max()) == int(next(csv.DictReader(handle))["count_all"])
+    assert int((viewer.layers["sample beads"].data > 0).sum()) < covered
     assert [layer.name for layer in viewer.layers].count("sample beads") == 1
 
 
