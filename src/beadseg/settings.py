@@ -168,6 +168,7 @@ SOURCE = {
     "touching_fraction": PROBABILITY,
     "modality": Field(str, choices=("brightfield", "fluorescence", "inverted", "ringed", "haloed", "mixed", "any")),
     "bit_depth": Field(int, choices=(8, 16), also=("mixed",)),
+    "bead_diameter": IMAGE["image.bead_diameter"],
 }
 # Settings known by their last name wherever they sit (an augmentation's ``p``, a scheduler's ``factor``, ...).
 BY_NAME = {

@@ -14,6 +14,17 @@ from beadseg.data.manifest import build_manifest, image_stats, manifest_path
 from beadseg.data.sample import BeadSample
 
 
+def pair_by_stem(images: dict[str, Path], others: dict[str, Path], what: str, image_dir: Path,
+                 other_dir: Path) -> list[tuple[Path, Path]]:
+    """Pair images with the files of another kind (``what``: "mask", "points file") by stem; every image needs
+    exactly one and every one an image, or all that fails is named at once."""
+    problems = [f"image {images[stem]} has no {what} in {other_dir}" for stem in sorted(set(images) - set(others))]
+    problems += [f"{what} {others[stem]} has no image in {image_dir}" for stem in sorted(set(others) - set(images))]
+    if problems:
+        raise BeadDataError(f"images and {what}s do not pair up by file stem:\n  " + "\n  ".join(problems))
+    return [(images[stem], others[stem]) for stem in sorted(images)]
+
+
 def pair_folder(root: str | Path, images: str = "images", masks: str = "masks") -> list[tuple[Path, Path]]:
     """Pair ``root/images/X.*`` with ``root/masks/X.*``; every image needs exactly one mask and vice versa."""
     root = Path(root)
@@ -21,15 +32,8 @@ def pair_folder(root: str | Path, images: str = "images", masks: str = "masks") 
     for folder in (image_dir, mask_dir):
         if not folder.is_dir():
             raise BeadDataError(f"data folder {folder} does not exist: data.root must hold {images}/ and {masks}/")
-    image_files = {image_name(path): path for path in list_images(image_dir)}
-    mask_files = {image_name(path): path for path in list_images(mask_dir)}
-    missing = sorted(set(image_files) - set(mask_files))
-    extra = sorted(set(mask_files) - set(image_files))
-    problems = [f"image {image_files[s]} has no mask in {mask_dir}" for s in missing]
-    problems += [f"mask {mask_files[s]} has no image in {image_dir}" for s in extra]
-    if problems:
-        raise BeadDataError("images and masks do not pair up by file stem:\n  " + "\n  ".join(problems))
-    return [(image_files[stem], mask_files[stem]) for stem in sorted(image_files)]
+    return pair_by_stem({image_name(path): path for path in list_images(image_dir)},
+                        {image_name(path): path for path in list_images(mask_dir)}, "mask", image_dir, mask_dir)
 
 
 def load_pair(image_path: Path, mask_path: Path) -> BeadSample:
@@ -40,9 +44,26 @@ def load_pair(image_path: Path, mask_path: Path) -> BeadSample:
                       raw_mask > 0)
 
 
+def rescaled_image(image: np.ndarray, zoom: float) -> np.ndarray:
+    """The image resized by ``zoom`` with bicubic interpolation (antialiased when it shrinks), in its own dtype.
+
+    Examples
+    --------
+    >>> rescaled_image(np.full((20, 20), 9, np.uint8), 0.5).shape
+    (10, 10)
+    """
+    from skimage.transform import rescale
+
+    resampled = rescale(np.asarray(image, np.float32), zoom, order=3, preserve_range=True, anti_aliasing=zoom < 1)
+    if image.dtype.kind in "ui":
+        limits = np.iinfo(image.dtype)
+        return np.clip(np.round(resampled), limits.min, limits.max).astype(image.dtype)
+    return resampled
+
+
 def resized(sample: BeadSample, raw_mask: np.ndarray, zoom: float) -> BeadSample:
-    """The sample resized by ``zoom``: the image by bicubic interpolation (antialiased when it shrinks, in its own
-    dtype), the mask by nearest neighbour, its beads found again.
+    """The sample resized by ``zoom``: the image by :func:`rescaled_image`, the mask by nearest neighbour, its
+    beads found again.
 
     Examples
     --------
@@ -53,12 +74,9 @@ def resized(sample: BeadSample, raw_mask: np.ndarray, zoom: float) -> BeadSample
     """
     from skimage.transform import rescale
 
-    image = rescale(np.asarray(sample.image, np.float32), zoom, order=3, preserve_range=True, anti_aliasing=zoom < 1)
-    if sample.image.dtype.kind in "ui":
-        limits = np.iinfo(sample.image.dtype)
-        image = np.clip(np.round(image), limits.min, limits.max).astype(sample.image.dtype)
     mask = rescale(raw_mask, zoom, order=0, preserve_range=True, anti_aliasing=False).astype(raw_mask.dtype)
-    return BeadSample(sample.name, image, partial(bead_instances, mask), sample.binary_mask, mask > 0)
+    return BeadSample(sample.name, rescaled_image(sample.image, zoom), partial(bead_instances, mask),
+                      sample.binary_mask, mask > 0)
 
 
 def measure_pair(item: dict) -> dict:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from beadseg.beads.size import BeadSizing
 from beadseg.checkpoint import learned_diameter, module_settings, read_checkpoint, trusted_resume
 from beadseg.data.folder import FolderSource
+from beadseg.data.points import PointsSource
 from beadseg.datasets import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.settings import check_settings
@@ -72,9 +73,9 @@ def load_weights(module: pl.LightningModule, checkpoint_path: str) -> float | No
 
 
 def read_at_bead_size(source, sizing: BeadSizing) -> int:
-    """Have every folder a data source reads (its own, or the one composites are cut from) read its frames at the
-    bead size ``sizing`` binds them to; how many folders were told."""
-    if isinstance(source, FolderSource):
+    """Have every folder a data source reads (its own, or the one composites are cut from; of masks or points)
+    read its frames at the bead size ``sizing`` binds them to; how many folders were told."""
+    if isinstance(source, (FolderSource, PointsSource)):
         source.sizing = sizing
         return 1
     nested = [*getattr(source, "sources", ()), *getattr(source, "train_only", ())]

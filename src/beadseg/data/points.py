@@ -1,0 +1,162 @@
+"""Bead data sets annotated by clicks: ``images/`` and ``points/`` (one CSV of bead centres per image, paired by
+file stem) and no masks. Each bead becomes a disk of the beads' diameter at its centre (touching disks parted
+halfway between their centres), so the centre target learns from the points themselves and the mask target from
+disks of the bead size."""
+
+from __future__ import annotations
+
+import csv
+import math
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from beadseg.beads.size import BeadSizing, estimate_diameter
+from beadseg.data.folder import check_unchanged, pair_by_stem, rescaled_image
+from beadseg.data.io import BeadDataError, image_name, list_images, open_image
+from beadseg.data.manifest import build_manifest, image_stats, manifest_path
+from beadseg.data.sample import BeadSample
+
+MAX_POINTS = 100_000  # rows one points file may hold (a 3840x2160 frame of 3-px beads touching holds ~900,000 px²/7)
+MAX_POINTS_BYTES = 8 << 20  # bytes of one points file
+COLUMNS = (("y", "x"), ("axis-0", "axis-1"))  # beadseg's own; napari's points writer for a 2-D layer
+
+
+def read_points(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Bead centres ``(N, 2)`` as ``(y, x)`` in pixels from a CSV with columns ``y,x`` (or ``axis-0,axis-1``, as
+    napari's points writer saves a 2-D layer; other columns are ignored), refused with the file and line named
+    where a value is missing, not finite or, given the image's ``shape``, outside it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.csv"
+    >>> _ = path.write_text("index,axis-0,axis-1\\n0,3.0,4.5\\n1,10,2\\n")
+    >>> read_points(path, (16, 16)).tolist()
+    [[3.0, 4.5], [10.0, 2.0]]
+    """
+    path = Path(path)
+    if path.stat().st_size > MAX_POINTS_BYTES:
+        raise BeadDataError(f"points file {path} is larger than {MAX_POINTS_BYTES >> 20} MB: not a list of bead "
+                            "centres")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        names = next((pair for pair in COLUMNS if set(pair) <= set(header)), None)
+        if names is None:
+            raise BeadDataError(f"points file {path} has columns {header}: it needs y,x (or napari's axis-0,axis-1)")
+        points = []
+        for line, row in enumerate(reader, start=2):
+            if len(points) == MAX_POINTS:
+                raise BeadDataError(f"points file {path} holds more than {MAX_POINTS} rows")
+            try:
+                point = [float(row[name]) for name in names]
+            except (TypeError, ValueError):
+                raise BeadDataError(f"points file {path}, line {line}: {names} must be numbers, got "
+                                    f"{[row.get(name) for name in names]}") from None
+            if not all(math.isfinite(value) for value in point):
+                raise BeadDataError(f"points file {path}, line {line}: {point} is not a position")
+            if shape is not None and not all(-0.5 <= value < size - 0.5 for value, size in zip(point, shape)):
+                raise BeadDataError(f"points file {path}, line {line}: (y, x) = {tuple(point)} lies outside its "
+                                    f"image of {shape[0]}x{shape[1]} px")
+            points.append(point)
+    return np.asarray(points, float).reshape(-1, 2)
+
+
+def disks_at(points: np.ndarray, shape: tuple[int, int], diameter: float) -> np.ndarray:
+    """Instance labels of one disk of ``diameter`` px per point (label ``i + 1`` for point ``i``); where disks
+    overlap, each pixel goes to the nearest centre. Two points on one pixel are one bead.
+
+    Examples
+    --------
+    >>> labels = disks_at(np.array([[5.0, 5.0], [5.0, 11.0]]), (12, 18), 8.0)
+    >>> [int(value) for value in (labels.max(), labels[5, 8], labels[5, 9], (labels == 1).sum(), (labels == 2).sum())]
+    [2, 1, 2, 48, 43]
+    """
+    markers = np.zeros(shape, np.int32)
+    pixels = np.clip(np.rint(points).astype(int), 0, np.array(shape) - 1)
+    markers[pixels[:, 0], pixels[:, 1]] = np.arange(1, len(pixels) + 1)
+    if not len(pixels):
+        return markers
+    distance, (rows, cols) = ndi.distance_transform_edt(markers == 0, return_indices=True)
+    labels = np.where(distance <= diameter / 2, markers[rows, cols], 0)
+    kept = np.unique(labels[labels > 0])  # a point another one overwrote has no label: renumber the rest
+    lookup = np.zeros(len(pixels) + 1, np.int32)
+    lookup[kept] = np.arange(1, len(kept) + 1)
+    return lookup[labels]
+
+
+def frame_diameter(image: np.ndarray, given: float | str, points_path: Path) -> float | None:
+    """The diameter of the disks drawn at a frame's points: ``given`` px, or estimated from the frame's pixels
+    (``None`` for a frame without beads)."""
+    if not isinstance(given, str):
+        return float(given)
+    estimate = estimate_diameter(image)
+    if estimate.diameter is None:
+        raise BeadDataError(f"{points_path}: the bead size cannot be estimated from its image ({estimate.reason}); "
+                            "give it: image.bead_diameter=PX")
+    return estimate.diameter
+
+
+def load_points_pair(image_path: Path, points_path: Path, diameter: float | str,
+                     sizing: BeadSizing | None = None) -> BeadSample:
+    """One frame and the disks at its points, resized by ``sizing``'s zoom where it binds frames to a model's size."""
+    image = open_image(image_path)
+    points = read_points(points_path, image.shape[:2])
+    size = frame_diameter(image, diameter, points_path) if len(points) else 0.0
+    zoom = sizing.for_frame(image).zoom if sizing is not None else 1.0
+    if zoom != 1:
+        image, points, size = rescaled_image(image, zoom), (points + 0.5) * zoom - 0.5, size * zoom
+    labels = disks_at(points, image.shape[:2], size)
+    return BeadSample(image_name(image_path), image, labels)
+
+
+def measure_points(item: dict, diameter: float | str) -> dict:
+    """Manifest statistics of one image and its points (checked as training reads them)."""
+    sample = load_points_pair(Path(item["files"]["image"]), Path(item["files"]["points"]), diameter)
+    return {**image_stats(sample.image), "bead_count": sample.bead_count}
+
+
+class PointsSource:
+    """Every image of ``root/images`` with its bead centres in ``root/points/<stem>.csv`` (:func:`read_points`),
+    a disk of ``bead_diameter`` px at each (a number, or ``auto``: estimated from each frame); indexed by a cached
+    manifest and read on demand. ``sizing``, as for :class:`~beadseg.data.folder.FolderSource`, reads each frame
+    at a model's bead size."""
+
+    def __init__(self, root: str | Path, images: str = "images", points: str = "points",
+                 bead_diameter: float | str = "auto", workers: int | None = None) -> None:
+        self.root, self.images, self.points, self.workers = Path(root), images, points, workers
+        self.bead_diameter = bead_diameter
+        self.sizing: BeadSizing | None = None
+
+    def pairs(self) -> list[tuple[Path, Path]]:
+        image_dir, points_dir = self.root / self.images, self.root / self.points
+        for folder in (image_dir, points_dir):
+            if not folder.is_dir():
+                raise BeadDataError(f"data folder {folder} does not exist: data.root must hold {self.images}/ and "
+                                    f"{self.points}/ (one CSV of bead centres per image)")
+        points = {path.stem: path for path in sorted(points_dir.glob("*.csv"))}
+        return pair_by_stem({image_name(path): path for path in list_images(image_dir)}, points, "points file",
+                            image_dir, points_dir)
+
+    def entries(self) -> list[dict]:
+        """The manifest: one row per image (name, files, stamps, height, width, dtype, vmin, vmax, bead_count)."""
+        items = [{"name": image_name(image), "files": {"image": image, "points": points}}
+                 for image, points in self.pairs()]
+        key = f"points-{self.images}-{self.points}-{self.bead_diameter}"
+        rows = build_manifest(items, partial(measure_points, diameter=self.bead_diameter),
+                              manifest_path(self.root, key), self.workers, f"indexing {self.root.name}")
+        if not any(row["bead_count"] for row in rows):
+            raise BeadDataError(f"every points file in {self.root / self.points} is empty: there is nothing to learn")
+        return rows
+
+    def read(self, row: dict) -> BeadSample:
+        check_unchanged(row)
+        return load_points_pair(Path(row["files"]["image"]), Path(row["files"]["points"]), self.bead_diameter,
+                                self.sizing)
+
+    def load(self) -> list[BeadSample]:
+        """Every sample in memory (small data sets); training reads them on demand instead."""
+        return [self.read(row) for row in self.entries()]
