@@ -47,7 +47,7 @@ def read_points(path: str | Path, shape: tuple[int, int] | None = None) -> np.nd
         names = next((pair for pair in COLUMNS if set(pair) <= set(header)), None)
         if names is None:
             raise BeadDataError(f"points file {path} has columns {header}: it needs y,x (or napari's axis-0,axis-1)")
-        points = []
+        points: list[list[float]] = []
         for line, row in enumerate(reader, start=2):
             if len(points) == MAX_POINTS:
                 raise BeadDataError(f"points file {path} holds more than {MAX_POINTS} rows")
@@ -88,9 +88,9 @@ def disks_at(points: np.ndarray, shape: tuple[int, int], diameter: float) -> np.
     return lookup[labels]
 
 
-def frame_diameter(image: np.ndarray, given: float | str, points_path: Path) -> float | None:
+def frame_diameter(image: np.ndarray, given: float | str, points_path: Path) -> float:
     """The diameter of the disks drawn at a frame's points: ``given`` px, or estimated from the frame's pixels
-    (``None`` for a frame without beads)."""
+    (refused, naming the points file, where the estimate cannot be trusted)."""
     if not isinstance(given, str):
         return float(given)
     estimate = estimate_diameter(image)
