@@ -88,6 +88,46 @@ def test_widget_counts_beads_twice_the_models_size_given_or_estimated(qtbot):
         source = "given" if given else "estimated"
         assert f"px ({source})" in widget.result.text() and widget.bead_size.zoom < 1
 
+def test_beads_corrected_by_hand_move_the_count_and_save_as_training_data(qtbot, beads, tmp_path):
+    from beadseg.data.points import PointsSource
+
+    image, truth = beads
+    viewer = ViewerModel()
+    viewer.add_image(image, name="sample")
+    widget = BeadCounter(viewer)
+    qtbot.addWidget(widget)
+    widget.count()
+    finish(qtbot, widget)
+    centres, labels = viewer.layers["sample centres"], viewer.layers["sample beads"]
+    found = len(centres.data)
+    assert abs(found - truth) <= 3 and labels.data.max() == found  # the model found the beads first
+    counted = int(widget.result.text().split()[0])
+    empty = np.argwhere(labels.data == 0)
+    far = [tuple(p) for p in empty if p.min() > 8 and p.max() < 150 and (labels.data[p[0] - 4:p[0] + 5,
+                                                                                       p[1] - 4:p[1] + 5] == 0).all()]
+    counted_one = int(np.flatnonzero(centres.features["counted"])[0])
+    centres.add(np.array(far[0], float))  # a click on background adds a bead ...
+    centres.add(np.array(far[-1], float))
+    centres.remove([counted_one])  # ... deleting a point removes one: two added, one removed
+    assert int(widget.result.text().split()[0]) == counted + 1 and "2 added, 1 removed" in widget.result.text()
+    assert widget.table.rowCount() == found + 1 and len(np.unique(labels.data)) - 1 == found + 1
+    assert labels.data[far[0]] > 0 and labels.data[far[-1]] > 0  # the new beads are drawn where they were clicked
+    assert set(np.unique(labels.data)[1:]) == set(centres.features["bead_id"])  # labels and points in step
+    moved = centres.data.copy()
+    bead = int(centres.features["bead_id"][len(moved) - 1])
+    moved[-1] += (0, 5)  # dragging a bead moves its pixels
+    centres.data = moved
+    y, x = np.rint(moved[-1]).astype(int)
+    assert labels.data[y, x] == bead and labels.data[y, x - 6] != bead
+    widget.training_folder.setText(str(tmp_path / "corrections"))
+    widget.save_corrected()
+    widget.save_corrected()  # a second save appends, never overwrites
+    rows = PointsSource(tmp_path / "corrections", bead_diameter=7.0).entries()
+    assert [row["name"] for row in rows] == ["sample", "sample_2"] and rows[0]["bead_count"] == found + 1
+    saved = tifffile.imread(tmp_path / "corrections" / "masks" / "sample.tif")
+    assert np.array_equal(saved, labels.data) and "data=points" in widget.result.text()
+
+
 def test_a_cancelled_count_adds_no_layer_and_errors_stay_in_the_widget(qtbot):
     frame, _ = render_beads(np.random.default_rng(1), 2600, 3000, "brightfield", bit_depth=8)  # 6 rows of 512-px windows
     viewer = ViewerModel()

@@ -7,7 +7,9 @@ slider re-draws the beads from the kept maps. The beads' diameter is given in th
 image (as ``image.bead_diameter``), and the image meets the network at the model's bead size. Results are added as
 layers: bead instance labels and a points
 layer of bead centres whose features are the ``objects.csv`` columns; the count and a per-bead table sit in the
-widget. Importing this module loads no torchvision, torch._dynamo or triton (see ``beadseg.models``).
+widget. The centres are editable: a click adds a bead, deleting a point removes one, dragging moves one (napari's
+undo undoes it), and the labels, the count and the table follow; "Save corrected frame" appends the frame to a
+training folder (``beadseg.napari_plugin.corrections``). Importing this module loads no torchvision, torch._dynamo or triton (see ``beadseg.models``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from beadseg.config import configured_postprocess
 from beadseg.data.io import as_gray
 from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.inference.tiling import tile_plan
+from beadseg.napari_plugin.corrections import labels_in_step, save_correction
 
 
 class Cancelled(Exception):
@@ -50,6 +53,18 @@ class Failed(NamedTuple):
 
 
 TABLE_COLUMNS = ("bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity", "mean_probability")
+
+
+def added_bead_features(features: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The features of a bead added by hand: bead id 0 (numbered when it is drawn), counted, nothing measured."""
+    def blank(column: str, values: np.ndarray) -> Any:
+        if column == "bead_id":
+            return 0
+        if values.dtype == bool:
+            return column == "counted"
+        return np.nan if values.dtype.kind in "fiu" else ""
+
+    return {column: blank(column, np.asarray(values)) for column, values in features.items()}
 
 
 class BeadCounter(QWidget):
@@ -92,6 +107,12 @@ class BeadCounter(QWidget):
         self.result = QLabel("no beads counted yet")
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.found_labels: np.ndarray | None = None  # the model's beads, and their centres, before any correction
+        self.found_centres: dict[int, tuple[float, float]] = {}
+        self.training_folder = QLineEdit()
+        self.training_folder.setPlaceholderText("training folder for corrected frames")
+        self.save_button = QPushButton("Save corrected frame")
+        self.save_button.clicked.connect(self.save_corrected)
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("image layer"))
@@ -112,6 +133,8 @@ class BeadCounter(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.result)
         layout.addWidget(self.table)
+        layout.addWidget(self.training_folder)
+        layout.addWidget(self.save_button)
         self._threshold_moved(self.slider.value())
 
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
@@ -269,20 +292,75 @@ class BeadCounter(QWidget):
         self._drawn_at, found = beads
         labels, rows = found.labels, found.objects
         centres = np.array([[r["centroid_y"], r["centroid_x"]] for r in rows]).reshape(-1, 2)
-        features = {column: np.array([r[column] for r in rows]) for column in rows[0]} if rows else {}
+        features = {column: np.array([r[column] for r in rows]) for column in rows[0]} if rows else \
+            {"bead_id": np.zeros(0, int), "counted": np.zeros(0, bool)}
+        self.found_labels = labels
+        self.found_centres = {int(r["bead_id"]): (r["centroid_y"], r["centroid_x"]) for r in rows}
         self._put(f"{self.source_name} beads", "labels", labels, scale=layer.scale)
         self._put(f"{self.source_name} centres", "points", centres, scale=layer.scale, features=features,
                   size=4, face_color="yellow")
-        uncounted = len(rows) - found.counted
+        points = self.viewer.layers[f"{self.source_name} centres"]
+        points.feature_defaults = added_bead_features(features)
+        points.events.data.connect(self._centres_edited)
+        self._show_counts(points.features)
+
+    def _show_counts(self, features, edits: str = "") -> None:
+        """The count, its text and the per-bead table, from the centres layer's features."""
+        counted = int(np.sum(features["counted"]))
+        uncounted = len(features) - counted
         size = self.bead_size
         sized = (f"; beads of {size.diameter:.1f} px ({size.source})" if size is not None and size.diameter else "")
-        self.result.setText(f"{found.counted} beads at threshold {self._drawn_at:.2f}"
+        self.result.setText(f"{counted} beads at threshold {self._drawn_at:.2f}"
                             + (f" ({uncounted} more on the top or left edge, not counted)" if uncounted else "")
-                            + sized)
-        self.table.setRowCount(len(rows))
-        for i, row in enumerate(rows):
-            for j, column in enumerate(TABLE_COLUMNS):
-                self.table.setItem(i, j, QTableWidgetItem(str(row[column])))
+                            + edits + sized)
+        self.table.setRowCount(len(features))
+        for j, column in enumerate(TABLE_COLUMNS):
+            values = features[column] if column in features else [""] * len(features)
+            for i, value in enumerate(values):
+                self.table.setItem(i, j, QTableWidgetItem(str(value)))
+
+    def _centres_edited(self, event) -> None:
+        """A bead added, removed or moved by hand: the labels, the count and the table follow."""
+        if self._replacing or str(getattr(event, "action", "")) not in ("added", "removed", "changed"):
+            return
+        points = self.viewer.layers[f"{self.source_name} centres"]
+        if self.found_labels is None or f"{self.source_name} beads" not in self.viewer.layers:
+            return
+        labels, ids = labels_in_step(self.found_labels, self.found_centres, np.asarray(points.data),
+                                     points.features["bead_id"].to_numpy(), self._bead_diameter(points.features))
+        points.features["bead_id"] = ids
+        points.features.loc[~np.isin(ids, list(self.found_centres)), "counted"] = True  # a bead clicked counts
+        self.viewer.layers[f"{self.source_name} beads"].data = labels
+        added = int(np.sum(~np.isin(ids, list(self.found_centres))))
+        removed = len(set(self.found_centres) - set(ids.tolist()))
+        self._show_counts(points.features, f"; corrected by hand: {added} added, {removed} removed")
+
+    def _bead_diameter(self, features) -> float:
+        """The diameter of a bead added by hand: the found beads' median, else the frame's bead size."""
+        found = np.asarray(features["equivalent_diameter"] if "equivalent_diameter" in features else [], float)
+        found = found[np.isfinite(found)]
+        if len(found):
+            return float(np.median(found))
+        size = self.bead_size
+        return float(size.diameter) if size is not None and size.diameter else 7.0
+
+    def save_corrected(self) -> None:
+        """Append the counted frame, its (corrected) bead centres and labels to the training folder."""
+        folder = self.training_folder.text().strip()
+        name = f"{self.source_name} centres"
+        if self.image is None or name not in self.viewer.layers:
+            self.result.setText("nothing to save: count the beads first")
+            return
+        if not folder:
+            self.result.setText("name a training folder first")
+            return
+        try:
+            written = save_correction(folder, self.source_name, self.image, np.asarray(self.viewer.layers[name].data),
+                                      np.asarray(self.viewer.layers[f"{self.source_name} beads"].data))
+        except OSError as error:
+            self.result.setText(f"could not save: {error}")
+            return
+        self.result.setText(f"saved {written.stem} to {folder}: beadseg-train data=points data.root={folder}")
 
     def _put(self, name: str, kind: str, data, **kwargs) -> None:
         self._replacing = True
