@@ -7,9 +7,10 @@ slider re-draws the beads from the kept maps. The beads' diameter is given in th
 image (as ``image.bead_diameter``), and the image meets the network at the model's bead size. Results are added as
 layers: bead instance labels and a points
 layer of bead centres whose features are the ``objects.csv`` columns; the count and a per-bead table sit in the
-widget. The centres are editable: a click adds a bead, deleting a point removes one, dragging moves one (napari's
-undo undoes it), and the labels, the count and the table follow; "Save corrected frame" appends the frame to a
-training folder (``beadseg.napari_plugin.corrections``). Importing this module loads no torchvision, torch._dynamo or triton (see ``beadseg.models``).
+widget. The centres are editable: a click adds a bead, deleting a point removes one, dragging moves one, and the
+labels, the count and the table follow; "Save corrected frame" appends the frame to a training folder
+(``beadseg.napari_plugin.corrections``). Importing this module loads no torchvision, torch._dynamo or triton (see
+``beadseg.models``).
 """
 
 from __future__ import annotations
