@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
+from scipy import ndimage as ndi
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 napari = pytest.importorskip("napari", reason="the napari plugin needs pip install 'beadseg[napari]'")
@@ -126,6 +128,59 @@ def test_beads_corrected_by_hand_move_the_count_and_save_as_training_data(qtbot,
     assert [row["name"] for row in rows] == ["sample", "sample_2"] and rows[0]["bead_count"] == found + 1
     saved = tifffile.imread(tmp_path / "corrections" / "masks" / "sample.tif")
     assert np.array_equal(saved, labels.data) and "data=points" in widget.result.text()
+
+
+@pytest.mark.slow
+def test_retraining_from_the_widget_makes_a_run_and_counts_again(qtbot, beads, tmp_path):
+    image, truth = beads
+    viewer = ViewerModel()
+    viewer.add_image(image, name="sample")
+    widget = BeadCounter(viewer)
+    qtbot.addWidget(widget)
+    widget.training_folder.setText(str(tmp_path / "fixes"))
+    widget.retrain()
+    finish(qtbot, widget)
+    assert "holds no saved frame" in widget.result.text()  # an empty corrections folder: one clear line
+    widget.count()
+    finish(qtbot, widget)
+    assert abs(len(viewer.layers["sample centres"].data) - truth) <= 3
+    widget.save_corrected()
+    widget.save_corrected()
+    widget.retrain_overrides = ["debug=fast", "data.patch_size=64", "data.val_fraction=0.5"]
+    widget.retrain()
+    widget.retrain()  # a second one while the first runs: refused in one line
+    assert "running" in widget.result.text()
+    qtbot.waitUntil(lambda: widget.worker is None and not widget._recount and "beads at" in widget.result.text(),
+                    timeout=300_000)
+    runs = list((tmp_path / "fixes" / "runs").iterdir())
+    result = json.loads((runs[0] / "result.json").read_text())
+    assert len(runs) == 1 and result["status"] == "completed" and (runs[0] / "tensorboard").is_dir()
+    assert widget.checkpoint.text() == result["checkpoint"] and widget.loaded_from == result["checkpoint"]
+    assert abs(len(viewer.layers["sample centres"].data) - truth) <= 3  # counted again, by the new model
+
+
+@pytest.mark.slow
+def test_a_cancelled_retraining_leaves_no_half_written_checkpoint(qtbot, tmp_path):
+    from beadseg.napari_plugin.corrections import save_correction
+
+    image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", bit_depth=8)
+    centres = np.array(ndi.center_of_mass(labels > 0, labels, range(1, labels.max() + 1)))
+    for name in ("a", "b"):
+        save_correction(tmp_path / "fixes", name, image, centres, labels)
+    widget = BeadCounter(ViewerModel())
+    qtbot.addWidget(widget)
+    widget.training_folder.setText(str(tmp_path / "fixes"))
+    widget.retrain_overrides = ["debug=fast", "data.val_fraction=0.5", "trainer.max_epochs=50"]
+    widget.retrain()
+    qtbot.waitUntil(lambda: "epoch" in widget.result.text(), timeout=300_000)  # mid-run: an epoch is done
+    widget.cancel()
+    finish(qtbot, widget)
+    assert "retraining cancelled" in widget.result.text()
+    run = next((tmp_path / "fixes" / "runs").iterdir())
+    assert json.loads((run / "result.json").read_text())["status"] == "interrupted"
+    assert not [path for path in run.rglob("*") if path.name.endswith(".partial")]
+    for path in run.rglob("*.ckpt"):  # every checkpoint it left loads whole
+        torch.load(path, map_location="cpu", weights_only=True)
 
 
 def test_a_cancelled_count_adds_no_layer_and_errors_stay_in_the_widget(qtbot):

@@ -9,7 +9,9 @@ layers: bead instance labels and a points
 layer of bead centres whose features are the ``objects.csv`` columns; the count and a per-bead table sit in the
 widget. The centres are editable: a click adds a bead, deleting a point removes one, dragging moves one, and the
 labels, the count and the table follow; "Save corrected frame" appends the frame to a training folder
-(``beadseg.napari_plugin.corrections``). Importing this module loads no torchvision, torch._dynamo or triton (see
+(``beadseg.napari_plugin.corrections``), and "Retrain on saved frames" fine-tunes the model on that folder
+(``beadseg.napari_plugin.retrain``: an ordinary ``beadseg-train`` run in a child process, its epochs on the progress
+bar, Cancel interrupting it) and counts the image again with the new model. Importing this module loads no torchvision, torch._dynamo or triton (see
 ``beadseg.models``).
 """
 
@@ -41,6 +43,7 @@ from beadseg.data.io import as_gray
 from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.inference.tiling import tile_plan
 from beadseg.napari_plugin.corrections import labels_in_step, save_correction
+from beadseg.napari_plugin.retrain import RetrainCancelled, retrain
 
 
 class Cancelled(Exception):
@@ -51,6 +54,12 @@ class Failed(NamedTuple):
     """What the worker returns when the run fails: the error, shown in the widget."""
 
     error: Exception
+
+
+class Retrained(NamedTuple):
+    """What the worker returns when a retraining ends: the run's ``result.json``."""
+
+    result: dict
 
 
 TABLE_COLUMNS = ("bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity", "mean_probability")
@@ -114,6 +123,11 @@ class BeadCounter(QWidget):
         self.training_folder.setPlaceholderText("training folder for corrected frames")
         self.save_button = QPushButton("Save corrected frame")
         self.save_button.clicked.connect(self.save_corrected)
+        self.retrain_button = QPushButton("Retrain on saved frames")
+        self.retrain_button.clicked.connect(self.retrain)
+        self.retrain_overrides: list[str] = []  # beadseg-train overrides of a retraining (e.g. trainer.max_epochs=8)
+        self._status = ""  # what a retraining's progress says, shown by the timer
+        self._recount = False
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("image layer"))
@@ -136,6 +150,7 @@ class BeadCounter(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.training_folder)
         layout.addWidget(self.save_button)
+        layout.addWidget(self.retrain_button)
         self._threshold_moved(self.slider.value())
 
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
@@ -197,6 +212,25 @@ class BeadCounter(QWidget):
             return
         self._start(self._count_in_worker, image, name, self.checkpoint.text().strip() or None, self.threshold,
                     self.diameter.value() or "auto")
+
+    def retrain(self) -> None:
+        """Fine-tune the current model on the saved frames in a worker; when it ends, count the image again."""
+        folder = self.training_folder.text().strip()
+        if self.worker is not None:
+            self.result.setText("a count or a retraining is running: wait for it, or press Cancel")
+            return
+        if not folder:
+            self.result.setText("name the training folder of the saved frames first")
+            return
+        self._start(self._retrain_in_worker, folder, self.checkpoint.text().strip() or None)
+        self.result.setText("retraining: starting beadseg-train…")
+
+    def _retrain_in_worker(self, folder: str, checkpoint: str | None) -> Retrained:
+        def epoch_done(done: int, total: int, left: str) -> None:
+            self._tiles = [done, total]
+            self._status = f"retraining: epoch {done}/{total}" + (f", about {left} left" if left else "")
+
+        return Retrained(retrain(folder, checkpoint, epoch_done, lambda: self._cancelled, self.retrain_overrides))
 
     def cancel(self) -> None:
         """Stop the running count at its next tile row; nothing it would have drawn is drawn."""
@@ -260,6 +294,8 @@ class BeadCounter(QWidget):
 
     def _follow(self) -> None:
         done, total = self._tiles
+        if self._status:
+            self.result.setText(self._status)
         if total:
             self.progress.setRange(0, total)
             self.progress.setValue(done)
@@ -268,23 +304,30 @@ class BeadCounter(QWidget):
         if isinstance(returned, Failed):
             self._failed(returned.error)
             return
+        if isinstance(returned, Retrained):  # the new model counts the image again once the worker has ended
+            self.checkpoint.setText(returned.result["checkpoint"])
+            self._recount = True
+            return
         self.image, self.source_name, self.maps, beads = returned
         self.progress.setRange(0, self._tiles[1])
         self.progress.setValue(self._tiles[1])
         self.show_beads(beads)
 
     def _failed(self, error: Exception) -> None:
-        self.result.setText("cancelled: no beads drawn" if isinstance(error, Cancelled) else
-                            f"could not count: {error}")
+        self.result.setText("cancelled: no beads drawn" if isinstance(error, Cancelled) else str(error)
+                            if isinstance(error, RetrainCancelled) else f"could not count: {error}")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
 
     def _finished(self) -> None:
         self._timer.stop()
-        self.worker = None
+        self.worker, self._status = None, ""
         self.count_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        if self.maps is not None and self._drawn_at != self.threshold:  # the slider moved while it ran
+        if self._recount:
+            self._recount = False
+            self.count()
+        elif self.maps is not None and self._drawn_at != self.threshold:  # the slider moved while it ran
             self._start(self._redraw_in_worker, self.threshold)
 
     def show_beads(self, beads) -> None:
