@@ -108,3 +108,19 @@ def test_a_points_only_folder_trains_and_its_model_counts_the_beads(tmp_path, co
                  "postprocess.edge_rule=none")
     found = {row["image"]: int(row["count"]) for row in table(out / "counts.csv")}
     assert all(abs(found[f"f{index}"] - truth) <= 2 for index, truth in enumerate(counts)), (found, counts)
+
+
+def test_the_real_bead_preset_takes_a_points_folder_and_cuts_composites_from_its_beads(tmp_path, compose_config):
+    from hydra.utils import instantiate
+
+    root, counts = points_folder(tmp_path / "data", frames=4)
+    cfg = compose_config("train", ["experiment=microbeads_real", f"data.root={root}", "data.annotations=points",
+                                   "image.bead_diameter=9"])
+    source = instantiate(cfg.data.source)
+    folder, composites = source.sources[0], source.train_only[0]
+    assert isinstance(folder, PointsSource) and isinstance(composites.folder, PointsSource)
+    assert [row["bead_count"] for row in folder.entries()] == counts
+    name, image, labels = composites.render(0)  # beads cut out of the frames at their points, drawn anew
+    assert image.shape == (128, 128) and labels.max() >= 5
+    areas = np.bincount(labels.ravel())[1:]
+    assert np.median(areas[areas > 0]) == pytest.approx(np.pi * 4.5**2, rel=0.35)

@@ -207,6 +207,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "data.group_by": Field(re.Pattern, nullable=True),
         "data.composite_frames": Field(re.Pattern, nullable=True),
         "data.synthetic_modality": SOURCE["modality"],
+        "data.annotations": Field(str, choices=("masks", "points")),
         "model.dropout": Field(float, low=0.0, high=1.0, open_high=True),
         "model.base_channels": COUNT,
         "trainer.max_epochs": COUNT,

@@ -20,7 +20,7 @@ from skimage.measure import label
 
 from beadseg.beads.instances import single_bead_area
 from beadseg.beads.measure import edge_ids
-from beadseg.data.folder import FolderSource
+from beadseg.data.points import annotated_folder
 from beadseg.data.sources import RenderedSource
 from beadseg.data.split import group_names
 
@@ -311,12 +311,12 @@ class CompositeSource(RenderedSource):
     >>> name, image, labels = source.render(0)  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | Path, images: str = "images", masks: str = "masks", n_images: int | None = None,
-                 *, per_frame: float = 1.0, min_beads: int = 150, max_beads: int = 1400,
-                 touching_fraction: float = 0.45,
+    def __init__(self, root: str | Path, images: str = "images", n_images: int | None = None,
+                 *, annotations: str = "masks", bead_diameter: float | str = "auto", per_frame: float = 1.0,
+                 min_beads: int = 150, max_beads: int = 1400, touching_fraction: float = 0.45,
                  seed: int = 0, frames: str | None = None, group_by: str | None = None,
                  exclude_groups: list[str] | None = None) -> None:
-        self.folder = FolderSource(root, images, masks)
+        self.folder = annotated_folder(root, annotations, images, bead_diameter)
         self.requested, self.per_frame = n_images, per_frame
         self.min_beads, self.max_beads, self.touching_fraction = min_beads, max_beads, touching_fraction
         self.seed, self.frames, self.group_by = seed, frames, group_by

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from beadseg.beads.size import BeadSizing, estimate_diameter
-from beadseg.data.folder import check_unchanged, pair_by_stem, rescaled_image
+from beadseg.data.folder import FolderSource, check_unchanged, pair_by_stem, rescaled_image
 from beadseg.data.io import BeadDataError, image_name, list_images, open_image
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
 from beadseg.data.sample import BeadSample
@@ -160,3 +160,20 @@ class PointsSource:
     def load(self) -> list[BeadSample]:
         """Every sample in memory (small data sets); training reads them on demand instead."""
         return [self.read(row) for row in self.entries()]
+
+
+def annotated_folder(root: str | Path, annotations: str = "masks", images: str = "images",
+                     bead_diameter: float | str = "auto") -> FolderSource | PointsSource:
+    """The folder source of a data set annotated by ``masks`` (``root/masks/``) or by ``points``
+    (``root/points/``, disks of ``bead_diameter``): what ``data.annotations`` chooses for the folder presets.
+
+    Examples
+    --------
+    >>> type(annotated_folder("data", "points")).__name__
+    'PointsSource'
+    """
+    if annotations == "points":
+        return PointsSource(root, images, "points", bead_diameter)
+    if annotations == "masks":
+        return FolderSource(root, images, "masks")
+    raise ValueError(f"data.annotations={annotations!r}: masks or points")

@@ -80,7 +80,8 @@ def read_at_bead_size(source, sizing: BeadSizing) -> int:
         return 1
     nested = [*getattr(source, "sources", ()), *getattr(source, "train_only", ())]
     return sum(read_at_bead_size(inner, sizing) for inner in nested) + (
-        read_at_bead_size(source.folder, sizing) if isinstance(getattr(source, "folder", None), FolderSource) else 0)
+        read_at_bead_size(source.folder, sizing) if isinstance(getattr(source, "folder", None),
+                                                               (FolderSource, PointsSource)) else 0)
 
 
 class StopOnSignal(pl.Callback):
