@@ -121,6 +121,12 @@ def test_beads_corrected_by_hand_move_the_count_and_save_as_training_data(qtbot,
     centres.data = moved
     y, x = np.rint(moved[-1]).astype(int)
     assert labels.data[y, x] == bead and labels.data[y, x - 6] != bead
+    top = np.array([[-0.5, -0.5], [-0.5, 159.5], [79.5, 159.5], [79.5, -0.5]])  # two rectangles tiling the frame
+    viewer.add_shapes([top, top + (80, 0)], shape_type="rectangle", name="wells")
+    widget.count_regions()
+    assert [row["region"] for row in widget.region_rows] == ["wells 1", "wells 2"]
+    assert sum(row["count"] for row in widget.region_rows) == counted + 1 > widget.region_rows[0]["count"] > 0
+    assert [row["area_px"] for row in widget.region_rows] == [80 * 160, 80 * 160]
     widget.training_folder.setText(str(tmp_path / "corrections"))
     widget.save_corrected()
     widget.save_corrected()  # a second save appends, never overwrites

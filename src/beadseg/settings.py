@@ -243,6 +243,8 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "dilution.confidence": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
         "dilution.tolerance": Field(float, low=0.0),
         "dilution.volume_ul": Field(float, low=0.0, open_low=True, nullable=True),
+        "dilution.depth_um": Field(float, low=0.0, open_low=True, nullable=True),
+        "regions": Field(str, nullable=True),
         "flag_uncertainty": Field(float, low=0.0),
         "resume": Field(bool),
     },

@@ -29,11 +29,13 @@ COLUMNS = ["dilution", "frames", "mean_count", "std_count", "concentration", "ci
 class DilutionSeries:
     """Settings of the report: ``confidence`` of the intervals, ``tolerance`` (relative) by which a group's
     concentration may differ from the series' before it is flagged, and ``volume_ul``, the volume one frame
-    images (µL), to state concentrations per µL."""
+    images (µL), to state concentrations per µL; ``depth_um``, a counting chamber's depth, states each drawn
+    region's beads per µL (``regions=``)."""
 
     confidence: float = 0.95
     tolerance: float = 0.2
     volume_ul: float | None = None
+    depth_um: float | None = None
 
     def groups(self, counts: list[dict], pattern: str) -> dict[float, np.ndarray]:
         """Counts per frame by dilution (the regex's first group, a number); frames it does not match are left out."""

@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from beadseg.analysis.regions import frame_regions, write_region_counts
 from beadseg.beads.size import BeadSizing
 from beadseg.data.io import image_name, list_images
 from beadseg.data.split import group_names
@@ -63,6 +64,7 @@ def predict(cfg: DictConfig) -> dict:
     out = Path(cfg.output)
     files = list_images(cfg.input)
     group_names([image_name(path) for path in files], cfg.get("group_regex"), "group_regex")  # before any output
+    regions = frame_regions(cfg.regions, files) if cfg.get("regions") else None
     options = OutputOptions.from_config(cfg, len(files))
     predictor = predictor_from_config(cfg)
     settings = run_settings(cfg, predictor.checkpoint, files)
@@ -90,4 +92,7 @@ def predict(cfg: DictConfig) -> dict:
         return {"output": out, "done": 0, "failed": [], "beads": 0, "missing": [], "rank": trainer.global_rank}
     shutil.rmtree(out / ".scratch", ignore_errors=True)
     dilution = instantiate(cfg.dilution) if cfg.get("dilution") else None
-    return merge_tables(out, files, options, cfg.get("group_regex"), dilution)
+    result = merge_tables(out, files, options, cfg.get("group_regex"), dilution)
+    if regions is not None:
+        result["regions"] = write_region_counts(out, regions, dilution.depth_um if dilution else None)
+    return result

@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from beadseg.analysis.regions import Region, region_rows
 from beadseg.beads.size import BeadSizing, FrameSize
 from beadseg.config import configured_postprocess
 from beadseg.data.io import as_gray
@@ -123,6 +124,10 @@ class BeadCounter(QWidget):
         self.training_folder.setPlaceholderText("training folder for corrected frames")
         self.save_button = QPushButton("Save corrected frame")
         self.save_button.clicked.connect(self.save_corrected)
+        self.regions_button = QPushButton("Count per region (shapes layers)")
+        self.regions_button.clicked.connect(self.count_regions)
+        self.regions = QLabel("")
+        self.region_rows: list[dict] = []
         self.retrain_button = QPushButton("Retrain on saved frames")
         self.retrain_button.clicked.connect(self.retrain)
         self.retrain_overrides: list[str] = []  # beadseg-train overrides of a retraining (e.g. trainer.max_epochs=8)
@@ -148,6 +153,8 @@ class BeadCounter(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.result)
         layout.addWidget(self.table)
+        layout.addWidget(self.regions_button)
+        layout.addWidget(self.regions)
         layout.addWidget(self.training_folder)
         layout.addWidget(self.save_button)
         layout.addWidget(self.retrain_button)
@@ -378,6 +385,27 @@ class BeadCounter(QWidget):
         added = int(np.sum(~np.isin(ids, list(self.found_centres))))
         removed = len(set(self.found_centres) - set(ids.tolist()))
         self._show_counts(points.features, f"; corrected by hand: {added} added, {removed} removed")
+
+    def count_regions(self) -> None:
+        """The counted beads per region drawn in the viewer's shapes layers (rectangles, polygons; a bead in the
+        first region that holds its centre), with areas in µm² and beads per mm² where the image has a scale."""
+        name = f"{self.source_name} centres"
+        if name not in self.viewer.layers:
+            self.regions.setText("count the beads first")
+            return
+        regions = [Region(f"{layer.name} {index + 1}", np.asarray(shape, float)[:, -2:][:, ::-1] + 0.5)
+                   for layer in self.viewer.layers if type(layer).__name__ == "Shapes"
+                   for index, shape in enumerate(layer.data)]
+        if not regions:
+            self.regions.setText("draw regions in a shapes layer first")
+            return
+        points = self.viewer.layers[name]
+        counted = np.asarray(points.data)[np.asarray(points.features["counted"], bool)]
+        scale = float(self.viewer.layers[self.source_name].scale[-1])
+        self.region_rows = region_rows(self.source_name, regions, counted, scale if scale != 1 else None, None)
+        self.regions.setText("\n".join(f"{row['region']}: {row['count']} beads, {row['area_px']:g} px²"
+                                       + (f" ({row['area_um2']} µm², {row['beads_per_mm2']} per mm²)"
+                                          if row["area_um2"] != "" else "") for row in self.region_rows))
 
     def _bead_diameter(self, features) -> float:
         """The diameter of a bead added by hand: the found beads' median, else the frame's bead size."""
