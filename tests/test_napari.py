@@ -156,8 +156,8 @@ def test_retraining_from_the_widget_makes_a_run_and_counts_again(qtbot, beads, t
     widget.retrain()
     widget.retrain()  # a second one while the first runs: refused in one line
     assert "running" in widget.result.text()
-    qtbot.waitUntil(lambda: widget.worker is None and not widget._recount and "beads at" in widget.result.text(),
-                    timeout=300_000)
+    qtbot.waitUntil(lambda: widget.worker is None and not widget._recount, timeout=300_000)
+    assert "beads at" in widget.result.text(), widget.result.text()
     runs = list((tmp_path / "fixes" / "runs").iterdir())
     result = json.loads((runs[0] / "result.json").read_text())
     assert len(runs) == 1 and result["status"] == "completed" and (runs[0] / "tensorboard").is_dir()
@@ -178,7 +178,8 @@ def test_a_cancelled_retraining_leaves_no_half_written_checkpoint(qtbot, tmp_pat
     widget.training_folder.setText(str(tmp_path / "fixes"))
     widget.retrain_overrides = ["debug=fast", "data.val_fraction=0.5", "trainer.max_epochs=50"]
     widget.retrain()
-    qtbot.waitUntil(lambda: "epoch" in widget.result.text(), timeout=300_000)  # mid-run: an epoch is done
+    qtbot.waitUntil(lambda: "epoch" in widget.result.text() or widget.worker is None, timeout=300_000)
+    assert widget.worker is not None, widget.result.text()  # mid-run: an epoch is done
     widget.cancel()
     finish(qtbot, widget)
     assert "retraining cancelled" in widget.result.text()

@@ -111,12 +111,12 @@ def test_a_points_only_folder_trains_and_its_model_counts_the_beads(tmp_path, co
 
 
 def test_the_real_bead_preset_takes_a_points_folder_and_cuts_composites_from_its_beads(tmp_path, compose_config):
-    from hydra.utils import instantiate
+    from beadseg.datasets import build_datamodule
 
     root, counts = points_folder(tmp_path / "data", frames=4)
     cfg = compose_config("train", ["experiment=microbeads_real", f"data.root={root}", "data.annotations=points",
                                    "image.bead_diameter=9"])
-    source = instantiate(cfg.data.source)
+    source = build_datamodule(cfg.data).source  # as training builds it
     folder, composites = source.sources[0], source.train_only[0]
     assert isinstance(folder, PointsSource) and isinstance(composites.folder, PointsSource)
     assert [row["bead_count"] for row in folder.entries()] == counts

@@ -8,9 +8,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from beadseg.analysis.regions import read_regions
 from beadseg.data.io import BeadDataError
 from beadseg.data.synthetic import render_beads
+from beadseg.formats.regions import read_regions
 from tests.helpers import table
 
 SIZE = 160

@@ -6,7 +6,7 @@ from __future__ import annotations
 # Set on the command line (data.root=DIR, ...) and read by the source's settings through interpolation; they are
 # not arguments of the DataModule.
 SHORTCUT_KEYS = ("root", "csv_file", "synthetic_images", "synthetic_modality", "input_dir", "composites_per_image",
-                 "composite_frames")
+                 "composite_frames", "annotations")
 
 
 def build_datamodule(data_cfg):

@@ -17,10 +17,10 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from beadseg.analysis.regions import frame_regions, write_region_counts
 from beadseg.beads.size import BeadSizing
 from beadseg.data.io import image_name, list_images
 from beadseg.data.split import group_names
+from beadseg.formats.regions import frame_regions, write_region_counts
 from beadseg.inference.journal import completed_images, run_settings
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.inference.sizes import capture_estimates, check_sizing

@@ -37,10 +37,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from beadseg.analysis.regions import Region, region_rows
 from beadseg.beads.size import BeadSizing, FrameSize
 from beadseg.config import configured_postprocess
 from beadseg.data.io import as_gray
+from beadseg.formats.regions import Region, region_rows
 from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.inference.tiling import tile_plan
 from beadseg.napari_plugin.corrections import labels_in_step, save_correction
