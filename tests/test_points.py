@@ -115,7 +115,7 @@ def test_the_real_bead_preset_takes_a_points_folder_and_cuts_composites_from_its
 
     root, counts = points_folder(tmp_path / "data", frames=4)
     cfg = compose_config("train", ["experiment=microbeads_real", f"data.root={root}", "data.annotations=points",
-                                   "image.bead_diameter=9"])
+                                   "image.bead_diameter=9", f"paths.output_dir={tmp_path / 'run'}"])
     source = build_datamodule(cfg.data).source  # as training builds it
     folder, composites = source.sources[0], source.train_only[0]
     assert isinstance(folder, PointsSource) and isinstance(composites.folder, PointsSource)
