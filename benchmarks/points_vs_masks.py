@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--test-groups", default=SPARSE, help="captures held out whole and scored")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "benchmarks" /
                         f"points_vs_masks_{time.strftime('%Y%m%d_%H%M%S')}")
+    parser.add_argument("--ways", nargs="+", default=["masks", "points"], help="which runs (masks, points)")
+    parser.add_argument("--points-diameter", default="auto", help="image.bead_diameter of the points run: the "
+                        "disks' size (auto: estimated per frame)")
     parser.add_argument("overrides", nargs="*", help="beadseg-train overrides for both runs")
     args = parser.parse_args()
     beads = points_folder(args.data, args.work / "points_data")
@@ -65,11 +68,13 @@ def main() -> None:
               f"trainer.max_epochs={args.epochs}", f"callbacks.early_stopping.patience={args.epochs}", "test=false",
               *args.overrides]
     ways = {"masks": [f"data.root={args.data}"],
-            "points": [f"data.root={args.work / 'points_data'}", "data.annotations=points"]}
+            "points": [f"data.root={args.work / 'points_data'}", "data.annotations=points",
+                       f"image.bead_diameter={args.points_diameter}"]}
     rows = []
-    for way, overrides in ways.items():
-        started = time.perf_counter()
-        run = args.work / way
+    for way in args.ways:
+        overrides, started = ways[way], time.perf_counter()
+        name = way if way == "masks" else f"points (disks: {args.points_diameter})"
+        run = args.work / (way if name == way or args.points_diameter == "auto" else f"points_{args.points_diameter}")
         result = train(configured("train", [*common, *overrides, f"paths.output_dir={run}"]))
         minutes = (time.perf_counter() - started) / 60
         scored = evaluate(configured("eval", [f"ckpt={run}", f"data.root={args.data}", "split=test",
@@ -77,7 +82,7 @@ def main() -> None:
                                               f"output={args.work / f'eval_{way}'}",
                                               f"paths.output_dir={args.work / f'eval_{way}'}"]))
         objects = scored["metrics"]["objects"]["components"]  # sparse tiles: each mask component one bead
-        rows.append(f"| {way} | {objects['f1']:.3f} | {objects['precision']:.3f} | {objects['recall']:.3f} | "
+        rows.append(f"| {name} | {objects['f1']:.3f} | {objects['precision']:.3f} | {objects['recall']:.3f} | "
                     f"{objects['median_relative_count_error']:.1%} | {result['best_score']:.3f} | {minutes:.1f} |")
         print(rows[-1], flush=True)
     print("\n| trained from | held-out object F1 | precision | recall | median count error | best val score "
