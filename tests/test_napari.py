@@ -31,18 +31,25 @@ def beads():
     return image, int(labels.max())
 
 
+@pytest.fixture
+def counter(qtbot, beads):
+    """A headless viewer holding the ``beads`` image as layer ``sample``, and the widget docked beside it."""
+    viewer = ViewerModel()
+    viewer.add_image(beads[0], name="sample")
+    widget = BeadCounter(viewer)
+    qtbot.addWidget(widget)
+    return viewer, widget
+
+
 def finish(qtbot, widget) -> None:
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
 
 
-def test_widget_counts_beads_in_a_worker_as_the_cli_does(qtbot, beads, tmp_path, compose_config):
+def test_widget_counts_beads_in_a_worker_as_the_cli_does(qtbot, beads, counter, tmp_path, compose_config):
     from beadseg.inference.predict import predict
 
     image, truth = beads
-    viewer = ViewerModel()
-    viewer.add_image(image, name="sample")
-    widget = BeadCounter(viewer)
-    qtbot.addWidget(widget)
+    viewer, widget = counter
     assert widget.layer_box.currentText() == "sample"
     widget.count()
     assert widget.worker is not None and not widget.count_button.isEnabled()  # running beside the event loop
@@ -90,14 +97,12 @@ def test_widget_counts_beads_twice_the_models_size_given_or_estimated(qtbot):
         source = "given" if given else "estimated"
         assert f"px ({source})" in widget.result.text() and widget.bead_size.zoom < 1
 
-def test_beads_corrected_by_hand_move_the_count_and_save_as_training_data(qtbot, beads, tmp_path):
+
+def test_beads_corrected_by_hand_move_the_count_and_save_as_training_data(qtbot, beads, counter, tmp_path):
     from beadseg.data.points import PointsSource
 
     image, truth = beads
-    viewer = ViewerModel()
-    viewer.add_image(image, name="sample")
-    widget = BeadCounter(viewer)
-    qtbot.addWidget(widget)
+    viewer, widget = counter
     widget.count()
     finish(qtbot, widget)
     centres, labels = viewer.layers["sample centres"], viewer.layers["sample beads"]
@@ -137,12 +142,9 @@ def test_beads_corrected_by_hand_move_the_count_and_save_as_training_data(qtbot,
 
 
 @pytest.mark.slow
-def test_retraining_from_the_widget_makes_a_run_and_counts_again(qtbot, beads, tmp_path):
+def test_retraining_from_the_widget_makes_a_run_and_counts_again(qtbot, beads, counter, tmp_path):
     image, truth = beads
-    viewer = ViewerModel()
-    viewer.add_image(image, name="sample")
-    widget = BeadCounter(viewer)
-    qtbot.addWidget(widget)
+    viewer, widget = counter
     widget.training_folder.setText(str(tmp_path / "fixes"))
     widget.retrain()
     finish(qtbot, widget)
