@@ -9,8 +9,8 @@ from omegaconf import DictConfig
 
 from beadseg.cli.app import beadseg_app
 
-OUTPUTS = ("counts.csv", "objects.csv", "debris.csv", "group_counts.csv", "masks/", "instances/", "overlays/",
-           "rois/", "probability/", "centres/", "uncertainty/")
+OUTPUTS = ("counts.csv", "objects.csv", "debris.csv", "group_counts.csv", "regions.csv", "masks/", "instances/",
+           "overlays/", "rois/", "probability/", "centres/", "uncertainty/")
 
 
 @beadseg_app("predict")
