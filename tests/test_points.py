@@ -53,6 +53,7 @@ def test_points_as_napari_saves_them_read_as_they_are(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [("row,col\n1,2\n", r"columns \['row', 'col'\]: it needs y,x"),
+                                           ("index,axis-0,axis-1,axis-2\n0,1,2,3\n", r"of a 2-D points layer"),
                                            ("y,x\n1,2\n3,nan\n", r"line 3: \[3.0, nan\] is not a position"),
                                            ("y,x\n1,\n", r"line 2: \('y', 'x'\) must be numbers"),
                                            ("y,x\n1,2\n16,3\n", r"line 3: \(y, x\) = \(16.0, 3.0\) lies outside")])

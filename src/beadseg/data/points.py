@@ -45,8 +45,9 @@ def read_points(path: str | Path, shape: tuple[int, int] | None = None) -> np.nd
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         names = next((pair for pair in COLUMNS if set(pair) <= set(header)), None)
-        if names is None:
-            raise BeadDataError(f"points file {path} has columns {header}: it needs y,x (or napari's axis-0,axis-1)")
+        if names is None or "axis-2" in header:
+            raise BeadDataError(f"points file {path} has columns {header}: it needs y,x (or napari's axis-0,axis-1 of "
+                                "a 2-D points layer)")
         points: list[list[float]] = []
         for line, row in enumerate(reader, start=2):
             if len(points) == MAX_POINTS:
