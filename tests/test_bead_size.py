@@ -119,8 +119,10 @@ def test_huge_frames_are_resized_window_by_window(shipped):
     size = BeadSizing(DIAMETER, model_diameter=shipped.bead_diameter).for_frame(image)
     whole, _ = shipped.predict(image, zoom=size.zoom)
     shipped.tile, shipped.window = 128, 96  # as a frame larger than inference.tile goes
+    passes: list[int] = []
     try:
-        windows, _ = shipped.predict(image, zoom=size.zoom)
+        windows, _ = shipped.predict(image, zoom=size.zoom, on_tile_row=passes.append)
+        assert sum(passes) == shipped.tiles(image.shape, size.zoom) > 1  # what the widget's progress bar expects
     finally:
         shipped.tile, shipped.window = 2048, 512
     post = PostProcess(edge_rule="none").for_model(shipped).at_scale(1 / size.zoom)

@@ -16,7 +16,7 @@ from beadseg.beads.classical import detect_beads
 from beadseg.beads.postprocess import DEFAULT_PEAK_THRESHOLD, MaskAndPeaks, PostProcess
 from beadseg.checkpoint import learned_diameter, load_network, run_checkpoint
 from beadseg.data.io import Normalization
-from beadseg.inference.tiling import predict_tiled, to_device
+from beadseg.inference.tiling import predict_tiled, tile_plan, to_device
 
 # the eight symmetries of the square: (number of 90° turns, flip left-right)
 DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
@@ -61,7 +61,8 @@ class Predictor(Protocol):
     (:class:`ModelPredictor`) or the classical detector (:class:`ClassicalPredictor`), one road for both.
 
     ``threshold``, ``peak_threshold``, ``bead_area`` and ``bead_diameter`` (px) are the model's own (stored with its
-    checkpoint; frames whose beads are of another size are resized to it, ``zoom``); ``channels`` is 2 for a model with a centre heat-map; ``net`` the network (``None`` without one);
+    checkpoint; frames whose beads are of another size are resized to it, ``zoom``); ``channels`` is 2 for a model
+    with a centre heat-map; ``net`` the network (``None`` without one);
     ``normalization`` the intensity recipe it learned (``None``: images as they are); ``gives_uncertainty`` whether
     its maps come with a per-pixel uncertainty; ``checkpoint`` the file it came from."""
 
@@ -171,6 +172,21 @@ class ModelPredictor:
         tiles, no blending."""
         return max(shape) * max(zoom, 1.0) <= self.tile
 
+    def sliding_window(self, zoom: float = 1.0) -> tuple[int, int, int]:
+        """The window and overlap (frame px) of a frame too large to go through whole, those that meet the network
+        as ``window`` and ``overlap`` px once resized by ``zoom``, and the multiple the window is rounded to (the
+        network's divisor; 1 for a resized frame, whose windows are resized to any size)."""
+        multiple = getattr(self.net, "divisor", 1) if zoom == 1 else 1
+        return max(32, int(round(self.window / zoom))), int(math.ceil(self.overlap / zoom)), multiple
+
+    def tiles(self, shape: tuple[int, int], zoom: float = 1.0) -> int:
+        """How many network passes (whole frame: 1; else sliding windows) :meth:`predict` makes over a frame."""
+        if self.fits_whole(shape, zoom):
+            return 1
+        window, overlap, multiple = self.sliding_window(zoom)
+        return len(tile_plan(shape[0], window, overlap, multiple)[1]) * len(tile_plan(shape[1], window, overlap,
+                                                                                        multiple)[1])
+
     def per_pass(self, pixels: int) -> int:
         """How many tiles or whole frames of ``pixels`` go through the network in one forward pass."""
         return max(1, self.batch_pixels // pixels)
@@ -186,11 +202,11 @@ class ModelPredictor:
                 on_tile_row(1)
             return probability, uncertainty
         bounds = self.normalization.bounds(image)
-        window = max(32, int(round(self.window / zoom)))  # the frame's px that meet the network as one window
+        window, overlap, multiple = self.sliding_window(zoom)
         return predict_tiled(
             partial(self.tile_model, zoom=zoom), image, lambda crop: self.normalization.apply(crop, bounds),
-            tile=window, overlap=int(math.ceil(self.overlap / zoom)), batch_size=self.per_pass(self.window**2),
-            blend=self.blend, device=self.device, multiple=getattr(self.net, "divisor", 1) if zoom == 1 else 1,
+            tile=window, overlap=overlap, batch_size=self.per_pass(self.window**2),
+            blend=self.blend, device=self.device, multiple=multiple,
             probability_out=probability_out, uncertainty_out=uncertainty_out, on_tile_row=on_tile_row,
             channels=self.channels,
         )

@@ -42,7 +42,6 @@ from beadseg.config import configured_postprocess
 from beadseg.data.io import as_gray
 from beadseg.formats.regions import Region, region_rows
 from beadseg.inference.predictor import ModelPredictor, load_predictor
-from beadseg.inference.tiling import tile_plan
 from beadseg.napari_plugin.corrections import labels_in_step, save_correction
 from beadseg.napari_plugin.retrain import RetrainCancelled, retrain
 
@@ -279,10 +278,7 @@ class BeadCounter(QWidget):
             self.predictor, self.loaded_from = loaded, checkpoint
         predictor = self.predictor
         size = BeadSizing(diameter, model_diameter=predictor.bead_diameter).for_frame(image)
-        window = max(32, int(round(predictor.window / size.zoom)))
-        rows = len(tile_plan(image.shape[0], window, predictor.overlap)[1])
-        cols = len(tile_plan(image.shape[1], window, predictor.overlap)[1])
-        self._tiles = [0, 1 if predictor.fits_whole(image.shape, size.zoom) else rows * cols]
+        self._tiles = [0, predictor.tiles(image.shape, size.zoom)]
 
         def advance(tiles: int) -> None:
             self._tiles[0] += tiles
