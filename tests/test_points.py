@@ -125,3 +125,13 @@ def test_the_real_bead_preset_takes_a_points_folder_and_cuts_composites_from_its
     assert image.shape == (128, 128) and labels.max() >= 5
     areas = np.bincount(labels.ravel())[1:]
     assert np.median(areas[areas > 0]) == pytest.approx(np.pi * 4.5**2, rel=0.35)
+
+
+def test_points_on_a_frame_whose_bead_size_cannot_be_estimated_are_refused_by_name(tmp_path):
+    (tmp_path / "images").mkdir()
+    iio.imwrite(tmp_path / "images" / "flat.png", np.full((64, 64), 120, np.uint8))  # no bead to measure
+    write_points(tmp_path / "points" / "flat.csv", np.array([[20.0, 20.0]]))
+    with pytest.raises(BeadDataError, match=r"flat\.csv: the bead size cannot be taken from its image .*"
+                                            r"image\.bead_diameter=PX"):
+        PointsSource(tmp_path).entries()
+    assert PointsSource(tmp_path, bead_diameter=9.0).entries()[0]["bead_count"] == 1  # given, it is drawn

@@ -270,7 +270,6 @@ def pooled(estimates: list[SizeEstimate]) -> SizeEstimate:
     return SizeEstimate(middle.diameter, int(weights[-1]), middle.spread, max(set(polarities), key=polarities.count))
 
 
-SOURCES = ("given", "estimated", "model")  # where a frame's bead diameter came from
 MAX_ZOOM = 8.0  # frames are resized by at most this factor either way (beads of 1 px or 8 times the model's)
 
 
@@ -298,19 +297,14 @@ class FrameSize:
 
     Examples
     --------
-    >>> FrameSize(14.0, "given", 0.5).model_scale
-    2.0
+    >>> FrameSize(14.0, "given", 0.5)
+    FrameSize(diameter=14.0, source='given', zoom=0.5, note='')
     """
 
     diameter: float | None
     source: str
     zoom: float = 1.0
     note: str = ""
-
-    @property
-    def model_scale(self) -> float:
-        """Frame px per model px: what a length in the model's pixels measures in the frame's."""
-        return 1.0 / self.zoom
 
 
 @dataclass(frozen=True)

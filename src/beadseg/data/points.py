@@ -89,25 +89,22 @@ def disks_at(points: np.ndarray, shape: tuple[int, int], diameter: float) -> np.
     return lookup[labels]
 
 
-def frame_diameter(image: np.ndarray, given: float | str, points_path: Path) -> float:
-    """The diameter of the disks drawn at a frame's points: ``given`` px, or estimated from the frame's pixels
-    (refused, naming the points file, where the estimate cannot be trusted)."""
-    if not isinstance(given, str):
-        return float(given)
-    estimate = estimate_diameter(image)
-    if estimate.diameter is None:
-        raise BeadDataError(f"{points_path}: the bead size cannot be estimated from its image ({estimate.reason}); "
-                            "give it: image.bead_diameter=PX")
-    return estimate.diameter
-
-
 def load_points_pair(image_path: Path, points_path: Path, diameter: float | str,
                      sizing: BeadSizing | None = None) -> BeadSample:
-    """One frame and the disks at its points, resized by ``sizing``'s zoom where it binds frames to a model's size."""
+    """One frame and the disks at its points, of ``diameter`` px or the size estimated from the frame (refused,
+    naming the points file, where the estimate cannot be trusted), resized by ``sizing``'s zoom where it binds
+    frames to a model's size (one estimate serves both)."""
     image = open_image(image_path)
     points = read_points(points_path, image.shape[:2])
-    size = frame_diameter(image, diameter, points_path) if len(points) else 0.0
-    zoom = sizing.for_frame(image).zoom if sizing is not None else 1.0
+    estimate = estimate_diameter(image) if diameter == "auto" and (len(points) or sizing is not None) else None
+    size = 0.0
+    if len(points):
+        size = BeadSizing(diameter).for_frame(image, estimate=estimate).diameter or 0.0
+        if not size:
+            reason = estimate.reason if estimate is not None else f"image.bead_diameter={diameter} names no size"
+            raise BeadDataError(f"{points_path}: the bead size cannot be taken from its image ({reason}); give "
+                                "it: image.bead_diameter=PX")
+    zoom = sizing.for_frame(image, estimate=estimate).zoom if sizing is not None else 1.0
     if zoom != 1:
         image, points, size = rescaled_image(image, zoom), (points + 0.5) * zoom - 0.5, size * zoom
     labels = disks_at(points, image.shape[:2], size)
