@@ -14,6 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 from scipy import ndimage as ndi
 
@@ -21,6 +22,7 @@ from beadseg.beads.instances import bead_instances
 from beadseg.config import CONFIG_DIR
 from beadseg.data.folder import pair_folder
 from beadseg.data.io import read_mask
+from beadseg.data.points import write_points
 from beadseg.evaluation.evaluate import evaluate
 from beadseg.training.task import train
 
@@ -43,8 +45,7 @@ def points_folder(data: Path, folder: Path) -> int:
     for image, mask in pair_folder(data):
         labels = bead_instances(read_mask(mask))
         centres = ndi.center_of_mass(labels > 0, labels, range(1, labels.max() + 1)) if labels.max() else []
-        (folder / "points" / f"{image.stem}.csv").write_text(
-            "y,x\n" + "".join(f"{y:.2f},{x:.2f}\n" for y, x in centres))
+        write_points(folder / "points" / f"{image.stem}.csv", np.asarray(centres))
         beads += len(centres)
     return beads
 

@@ -9,18 +9,13 @@ import pytest
 from scipy import ndimage as ndi
 
 from beadseg.data.io import BeadDataError
-from beadseg.data.points import PointsSource, disks_at, read_points
+from beadseg.data.points import PointsSource, disks_at, read_points, write_points
 from tests.helpers import table
 from tests.test_bead_size import scene
 
 
 def centres_of(labels: np.ndarray) -> np.ndarray:
     return np.array(ndi.center_of_mass(labels > 0, labels, range(1, labels.max() + 1)))
-
-
-def write_points(path: Path, points: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("y,x\n" + "".join(f"{y:.2f},{x:.2f}\n" for y, x in points))
 
 
 def points_folder(root: Path, frames: int = 3, diameter: float = 9.0) -> tuple[Path, list[int]]:

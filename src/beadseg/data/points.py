@@ -66,6 +66,22 @@ def read_points(path: str | Path, shape: tuple[int, int] | None = None) -> np.nd
     return np.asarray(points, float).reshape(-1, 2)
 
 
+def write_points(path: str | Path, points: np.ndarray) -> Path:
+    """Bead centres ``(N, 2)`` as ``(y, x)`` to the CSV :func:`read_points` reads (columns ``y,x``, 0.01 px; its
+    folder made).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = write_points(Path(tempfile.mkdtemp()) / "a.csv", np.array([[3.0, 4.5]]))
+    >>> path.read_text()
+    'y,x\\n3.00,4.50\\n'
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("y,x\n" + "".join(f"{y:.2f},{x:.2f}\n" for y, x in np.reshape(points, (-1, 2))))
+    return Path(path)
+
+
 def disks_at(points: np.ndarray, shape: tuple[int, int], diameter: float) -> np.ndarray:
     """Instance labels of one disk of ``diameter`` px per point (label ``i + 1`` for point ``i``); where disks
     overlap, each pixel goes to the nearest centre. Two points on one pixel are one bead.

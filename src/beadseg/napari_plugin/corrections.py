@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from beadseg.data.points import disks_at
+from beadseg.data.points import disks_at, write_points
 from beadseg.files import atomic_write
 
 MOVED = 0.5  # px: a bead whose centre moved further than this is drawn again at its new centre
@@ -95,7 +95,7 @@ def save_correction(folder: str | Path, name: str, image: np.ndarray, points: np
     stem = next(candidate for candidate in (base if n == 1 else f"{base}_{n}" for n in range(1, len(taken) + 2))
                 if candidate not in taken)
     with atomic_write(folder / "points" / f"{stem}.csv") as temporary:
-        temporary.write_text("y,x\n" + "".join(f"{y:.2f},{x:.2f}\n" for y, x in points))
+        write_points(temporary, points)
     with atomic_write(folder / "masks" / f"{stem}.tif") as temporary:
         tifffile.imwrite(temporary, labels.astype(np.uint16), compression="zlib")
     with atomic_write(folder / "images" / f"{stem}.tif") as temporary:  # last: an image means a complete frame

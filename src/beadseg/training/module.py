@@ -19,6 +19,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from beadseg.beads.measure import edge_ids
 from beadseg.beads.postprocess import PostProcess
 from beadseg.metrics.objects import ObjectCounts
 from beadseg.metrics.pixel import pixel_metrics
@@ -149,7 +150,7 @@ def whole_bead_areas(labels: np.ndarray) -> np.ndarray:
     array([4])
     """
     areas = np.bincount(labels.ravel())
-    areas[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = 0
+    areas[edge_ids(labels, True, True, True, True)] = 0
     return areas[1:][areas[1:] > 0]
 
 
