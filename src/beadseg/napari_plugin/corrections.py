@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from skimage.draw import disk
 
-from beadseg.data.points import disks_at, write_points
+from beadseg.data.points import write_points
 from beadseg.files import atomic_write
 
 MOVED = 0.5  # px: a bead whose centre moved further than this is drawn again at its new centre
@@ -62,8 +63,9 @@ def labels_in_step(found: np.ndarray, centres: dict[int, tuple[float, float]], p
             continue
         if not bead_ids[index]:
             bead_ids[index], next_id = next_id, next_id + 1
-        disk = disks_at(point[None], labels.shape, diameter) > 0
-        labels[disk & (labels == 0)] = bead_ids[index]
+        rows, columns = disk(tuple(point), max(diameter / 2, 0.5), shape=labels.shape)  # local: no frame-wide work
+        free = labels[rows, columns] == 0
+        labels[rows[free], columns[free]] = bead_ids[index]
     return labels, bead_ids
 
 
