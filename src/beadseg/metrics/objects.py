@@ -40,17 +40,33 @@ class ObjectMatch:
                            self.false_negatives + other.false_negatives)
 
 
-def _matched(cost: np.ndarray, allowed: np.ndarray) -> int:
+def _assigned(cost: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The allowed pairs (rows, columns) of the one-to-one assignment of least total ``cost``."""
     if not allowed.any():
-        return 0
+        return np.zeros(0, int), np.zeros(0, int)
     rows, cols = linear_sum_assignment(np.where(allowed, cost, cost.max() + 1e6))
-    return int(allowed[rows, cols].sum())
+    keep = allowed[rows, cols]
+    return rows[keep], cols[keep]
+
+
+def matched_pairs(truth: np.ndarray, predicted: np.ndarray, max_distance: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(truth_rows, predicted_rows)`` of the one-to-one matches of (N, 2) points lying within
+    ``max_distance`` pixels (minimising total distance): the points of neither are the misses and the false beads.
+
+    Examples
+    --------
+    >>> matched_pairs(np.array([[0, 0], [10, 10]]), np.array([[10, 11], [40, 40]]))
+    (array([1]), array([0]))
+    """
+    if not len(truth) or not len(predicted):
+        return np.zeros(0, int), np.zeros(0, int)
+    distance = cdist(truth, predicted)
+    return _assigned(distance, distance <= max_distance)
 
 
 def match_points(truth: np.ndarray, predicted: np.ndarray, max_distance: float = 5.0) -> ObjectMatch:
     """One-to-one matches of (N, 2) points lying within ``max_distance`` pixels (minimising total distance)."""
-    distance = cdist(truth, predicted) if len(truth) and len(predicted) else None
-    matched = _matched(distance, distance <= max_distance) if distance is not None else 0
+    matched = len(matched_pairs(truth, predicted, max_distance)[0])
     return ObjectMatch(matched, len(predicted) - matched, len(truth) - matched)
 
 
@@ -72,7 +88,7 @@ def iou_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 def match_by_iou(truth: np.ndarray, predicted: np.ndarray, min_iou: float = 0.5) -> ObjectMatch:
     """One-to-one matches with IoU ≥ ``min_iou`` (maximising total IoU)."""
     iou = iou_matrix(truth, predicted)
-    matched = _matched(-iou, iou >= min_iou) if iou.size else 0
+    matched = len(_assigned(-iou, iou >= min_iou)[0]) if iou.size else 0
     return ObjectMatch(matched, int(predicted.max()) - matched, int(truth.max()) - matched)
 
 

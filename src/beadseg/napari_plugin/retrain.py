@@ -31,16 +31,18 @@ class RetrainCancelled(Exception):
 
 def retrain_command(folder: Path, checkpoint: str | None, run_dir: Path, overrides: Sequence[str] = ()) -> list[str]:
     """The ``beadseg-train`` command line of a retraining: the real-bead preset on ``folder`` from ``checkpoint``
-    (the shipped model when ``None``), written to ``run_dir``.
+    (the shipped model when ``None``), written to ``run_dir``. Each saved frame is its own group of the split
+    (``data.group_by=null``): frames saved from tiles of one capture still leave one to validate on.
 
     Examples
     --------
     >>> retrain_command(Path("fixes"), None, Path("fixes/runs/1"))[2:]
-    ['beadseg.cli.train', 'experiment=microbeads_real', 'data.root=fixes', 'hydra.run.dir=fixes/runs/1']
+    ['beadseg.cli.train', 'experiment=microbeads_real', 'data.root=fixes', 'data.group_by=null', \
+'hydra.run.dir=fixes/runs/1']
     """
     start = [f"init_from={checkpoint}"] if checkpoint else []
-    return [sys.executable, "-m", "beadseg.cli.train", "experiment=microbeads_real", f"data.root={folder}", *start,
-            f"hydra.run.dir={run_dir}", *overrides]
+    return [sys.executable, "-m", "beadseg.cli.train", "experiment=microbeads_real", f"data.root={folder}",
+            "data.group_by=null", *start, f"hydra.run.dir={run_dir}", *overrides]
 
 
 def retrain(folder: str | Path, checkpoint: str | None, on_epoch: Callable[[int, int, str], None],
@@ -52,15 +54,19 @@ def retrain(folder: str | Path, checkpoint: str | None, on_epoch: Callable[[int,
     Raises
     ------
     BeadDataError
-        ``folder`` holds no saved frame.
+        ``folder`` holds fewer than two saved frames (one trains, one validates).
     RetrainCancelled
         ``cancelled()`` became true (or ``limit_hours`` passed): the run was interrupted.
     RuntimeError
         The run failed: the message ends with the last lines it printed.
     """
     folder = Path(folder)
-    if not (folder / "images").is_dir() or not list_images(folder / "images"):
+    saved = len(list_images(folder / "images")) if (folder / "images").is_dir() else 0
+    if not saved:
         raise BeadDataError(f"{folder} holds no saved frame: count an image, correct it, press Save first")
+    if saved < 2:
+        raise BeadDataError(f"{folder} holds one saved frame: save a second (one frame trains, one checks the "
+                            "retraining), then retrain")
     run_dir = folder / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S")
     while run_dir.exists():
         run_dir = run_dir.with_name(run_dir.name + "_")

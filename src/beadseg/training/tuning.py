@@ -45,8 +45,23 @@ def tune_thresholds(module, dataset, thresholds, peak_thresholds, match_distance
         for setting, run in runs.items():
             run.record(scored[setting])
     sweep = [{"threshold": t, "peak_threshold": p, "object_f1": mean_image_f1(run.rows)} for (t, p), run in runs.items()]
-    best = best_setting(sweep, {"threshold": stored[0], **({"peak_threshold": stored[1]} if two_maps else {})})
+    beads = sum(row["true_count"] for row in runs[stored].rows)
+    best = best_setting(sweep, {"threshold": stored[0], **({"peak_threshold": stored[1]} if two_maps else {})},
+                        tolerance=noise_level(beads))
     return {**best, "images": len(dataset), "sweep": sweep}
+
+
+def noise_level(beads: int) -> float:
+    """The F1 gain a threshold must beat to move on validation frames holding ``beads`` beads: two beads' worth
+    (a few validation frames, e.g. the napari widget's corrections, would otherwise move it on one bead), and
+    0.005 at least.
+
+    Examples
+    --------
+    >>> noise_level(40), noise_level(4000)
+    (0.05, 0.005)
+    """
+    return max(0.005, 2 / max(beads, 1))
 
 
 def tune_checkpoint(module, dataset, best_path: str, out: Path, settings) -> dict:
