@@ -153,8 +153,11 @@ def test_retraining_from_the_widget_makes_a_run_and_counts_again(qtbot, beads, c
     finish(qtbot, widget)
     assert abs(len(viewer.layers["sample centres"].data) - truth) <= 3
     widget.save_corrected()
+    widget.retrain()
+    finish(qtbot, widget)
+    assert "save a second" in widget.result.text()  # one frame cannot both train and validate
     widget.save_corrected()
-    widget.retrain_overrides = ["debug=fast", "data.patch_size=64", "data.val_fraction=0.5"]
+    widget.retrain_overrides = ["debug=fast", "data.patch_size=64"]  # two frames of one name: two groups
     widget.retrain()
     widget.retrain()  # a second one while the first runs: refused in one line
     assert "running" in widget.result.text()
@@ -415,6 +418,90 @@ def test_widget_opens_and_counts_in_a_real_viewer_under_xvfb(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     found, truth = map(int, done.stdout.split("counted:")[1].split(" of "))
     assert abs(found - truth) <= 3
+
+
+REAL_VIEWER_LOOP = """
+import faulthandler, json, sys, time
+from pathlib import Path
+faulthandler.enable()
+import numpy as np
+import napari
+from qtpy.QtWidgets import QApplication
+from beadseg.data.synthetic import render_beads
+
+folder = Path(sys.argv[1])
+viewer = napari.Viewer(show=True)
+image, labels = render_beads(np.random.default_rng(5), 160, 25, "brightfield", bit_depth=8)
+viewer.add_image(image, name="beads")
+dock, widget = viewer.window.add_plugin_dock_widget("beadseg", "Count beads")
+
+
+def settle(seconds=300):
+    deadline = time.time() + seconds
+    while (widget.worker is not None or widget._recount) and time.time() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    QApplication.processEvents()
+
+
+widget.count()
+settle()
+centres = viewer.layers["beads centres"]
+found = int(np.sum(centres.features["counted"]))
+centres.add(np.array([[5.0, 80.0], [150.0, 80.0]]))  # two clicks in add mode
+centres.selected_data = {int(np.flatnonzero(centres.features["counted"])[0])}  # a counted bead
+centres.remove_selected()  # select and Delete
+print("edited:", found, int(np.sum(centres.features["counted"])), int(viewer.layers["beads beads"].data.max() > 0))
+shapes = viewer.add_shapes([np.array([[0, 0], [0, 80], [160, 80], [160, 0]]) - 0.5,
+                            np.array([[0, 80], [0, 160], [160, 160], [160, 80]]) - 0.5], shape_type="rectangle")
+widget.count_regions()
+print("regions:", sum(row["count"] for row in widget.region_rows), int(np.sum(centres.features["counted"])))
+widget.training_folder.setText(str(folder))
+widget.save_corrected()
+widget.save_corrected()
+print("saved:", sorted(path.name for path in (folder / "images").iterdir()))
+widget.retrain_overrides = ["debug=fast", "data.patch_size=64"]
+widget.retrain()
+settle()
+run = next((folder / "runs").iterdir())
+result = json.loads((run / "result.json").read_text())
+print("retrained:", result["status"], widget.loaded_from == result["checkpoint"], "beads at" in widget.result.text())
+widget.retrain_overrides = ["debug=fast", "data.patch_size=64", "trainer.max_epochs=50"]
+widget.retrain()
+deadline = time.time() + 300
+while "epoch" not in widget.result.text() and widget.worker is not None and time.time() < deadline:
+    QApplication.processEvents()
+    time.sleep(0.02)
+widget.cancel()
+settle()
+partial = [str(path) for path in (folder / "runs").rglob("*") if path.name.endswith(".partial")]
+print("cancelled:", "retraining cancelled" in widget.result.text(), partial)
+viewer.close()
+"""
+
+
+@pytest.mark.slow
+def test_the_correction_loop_in_a_real_viewer_under_xvfb(tmp_path):
+    """In a real napari window: two beads added and one deleted move the count by one; regions that tile the frame
+    add up to it; two saves hold two frames; a retraining from the widget makes a run and counts again; a
+    cancelled one leaves no half-written file."""
+    import shutil
+
+    if not shutil.which("xvfb-run"):
+        pytest.skip("no xvfb-run: install Xvfb (apt-get install xvfb libxcb-cursor0 libgl1-mesa-dri; .ci/run does)")
+    script = tmp_path / "loop.py"
+    script.write_text(REAL_VIEWER_LOOP)
+    done = subprocess.run(["xvfb-run", "-a", sys.executable, str(script), str(tmp_path / "fixes")],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "QT_QPA_PLATFORM": "xcb"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    before, after, drawn = map(int, lines["edited"].split())
+    assert before >= 20 and after == before + 1 and drawn == 1, lines["edited"]
+    in_regions, counted = map(int, lines["regions"].split())
+    assert in_regions == counted == after
+    assert lines["saved"] == "['beads.tif', 'beads_2.tif']"
+    assert lines["retrained"] == "completed True True"
+    assert lines["cancelled"] == "True []"
 
 
 def test_counting_in_the_widget_imports_no_torchvision_dynamo_or_triton():
