@@ -118,3 +118,49 @@ def test_inference_and_evaluation_load_checkpoints_without_training():
     for module in graph:
         if package(module) in ("inference", "evaluation", "packaging"):
             assert not any(package(other) == "training" for other in graph[module]), module
+
+
+def private_overrides(cls: type) -> list[str]:
+    """The methods of ``cls`` that replace a private one of a Lightning class it derives from."""
+    lightning = [base for base in cls.__mro__[1:] if base.__module__.startswith(("pytorch_lightning",
+                                                                                  "lightning_fabric"))]
+    return [f"{cls.__qualname__}.{name}" for name, value in vars(cls).items()
+            if name.startswith("_") and not name.startswith("__") and callable(value)
+            and any(name in vars(base) for base in lightning)]
+
+
+def test_no_class_overrides_a_private_method_of_lightning():
+    """Lightning's private methods change between minor versions without notice: beadseg extends it through its
+    public hooks and plugins only."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    class Planted(ModelCheckpoint):
+        def _save_checkpoint(self, trainer, filepath):
+            return None
+
+    assert private_overrides(Planted) == [Planted.__qualname__ + "._save_checkpoint"]  # the check sees one
+    overriding = []
+    for info in pkgutil.walk_packages([str(ROOT)], "beadseg."):
+        if ".napari_plugin" in info.name or info.name.startswith("beadseg.cli"):
+            continue  # Qt, entry points: no Lightning subclasses
+        module = importlib.import_module(info.name)
+        overriding += [name for _, cls in inspect.getmembers(module, inspect.isclass) if cls.__module__ == info.name
+                       for name in private_overrides(cls)]
+    assert not overriding, overriding
+
+
+def test_lightning_is_pinned_below_its_next_major_version_and_the_installed_one_is_inside():
+    from importlib.metadata import version
+
+    import tomllib
+    from packaging.requirements import Requirement
+
+    dependencies = tomllib.loads((ROOT.parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    lightning = next(Requirement(d) for d in dependencies if Requirement(d).name == "pytorch-lightning")
+    bounds = {spec.operator: spec.version for spec in lightning.specifier}
+    assert "<" in bounds and bounds["<"].split(".")[1:] in ([], ["0"]), lightning  # below the next major
+    assert version("pytorch-lightning") in lightning.specifier

@@ -222,22 +222,38 @@ def test_a_training_run_stopped_by_bad_data_records_it(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_checkpoint_save_killed_half_way_leaves_the_one_before_it(tmp_path, monkeypatch):
+    from pytorch_lightning.plugins import TorchCheckpointIO
+
+    from beadseg.training.callbacks import AtomicCheckpointIO
+
+    target = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1}, target)
+
+    def killed_half_way(self, checkpoint, path, storage_options=None):
+        Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2}, target)
+    assert torch.load(target, weights_only=True) == {"epoch": 1} and os.listdir(tmp_path) == ["last.ckpt"]
+
+
 def test_a_stop_while_a_new_best_is_written_records_the_best_on_disk(compose_config, tmp_path, monkeypatch):
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from beadseg.training.callbacks import AtomicCheckpointIO
 
-    from beadseg.training.callbacks import BestCheckpoint
-
-    write = ModelCheckpoint._save_checkpoint
+    write = AtomicCheckpointIO.save_checkpoint
     named = []
 
-    def stopped_on_the_second_best(self, trainer, filepath):
-        if isinstance(self, BestCheckpoint):
-            named.append(filepath)
+    def stopped_on_the_second_best(self, checkpoint, path, storage_options=None):
+        if Path(path).name.startswith("epoch"):
+            named.append(str(path))
             if len(named) == 2:  # Lightning has already named it the best; the stop lands before it is on disk
                 raise KeyboardInterrupt
-        write(self, trainer, filepath)
+        write(self, checkpoint, path, storage_options)
 
-    monkeypatch.setattr(ModelCheckpoint, "_save_checkpoint", stopped_on_the_second_best)
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", stopped_on_the_second_best)
     with pytest.raises(SystemExit):
         train(compose_config("train", ["debug=fast", "model.base_channels=4", "trainer.max_epochs=6",
                                        f"paths.output_dir={tmp_path}"]))
@@ -246,3 +262,26 @@ def test_a_stop_while_a_new_best_is_written_records_the_best_on_disk(compose_con
     assert result["status"] == "interrupted"
     assert Path(result["checkpoint"]) == Path(named[0]).resolve() and Path(result["checkpoint"]).is_file()
     assert result["best_epoch"] == torch.load(named[0], map_location="cpu", weights_only=True)["epoch"] + 1
+
+
+def test_a_tuned_checkpoint_save_killed_half_way_blocks_no_retry(tmp_path, monkeypatch):
+    from beadseg.checkpoint import read_checkpoint, write_tuned_checkpoint
+    from beadseg.pretrained import CHECKPOINT
+
+    source = tmp_path / "epoch001.ckpt"
+    source.write_bytes(CHECKPOINT.read_bytes())
+    save = torch.save
+
+    def killed_half_way(content, path):
+        Path(path).write_bytes(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        write_tuned_checkpoint(source, 0.4, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["epoch001.ckpt"]  # nothing half-written is left to block a retry
+    monkeypatch.setattr(torch, "save", save)
+    written = write_tuned_checkpoint(source, 0.4, tmp_path)
+    assert read_checkpoint(written)["hyper_parameters"]["threshold"] == 0.4
+    with pytest.raises(FileExistsError, match="exists already"):
+        write_tuned_checkpoint(source, 0.6, tmp_path)

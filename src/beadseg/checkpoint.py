@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from beadseg.data.io import MAGIC
+from beadseg.files import atomic_write
 from beadseg.settings import Field, SettingError
 
 # What inference reads of a checkpoint beside the network, checked like any setting.
@@ -164,20 +165,31 @@ def checkpoint_split(ckpt: str | None) -> dict[str, str]:
 
 def write_tuned_checkpoint(ckpt: Path, threshold: float, out: Path, peak_threshold: float | None = None) -> Path:
     """A copy of the checkpoint whose stored threshold is ``threshold`` (and peak threshold, for a centre-map
-    model; the original stays as it was), beside it, or in ``out`` for the shipped model (the installed package
-    is not written to)."""
-    from beadseg.pretrained import CHECKPOINT
-
-    folder = out if ckpt.resolve() == CHECKPOINT else ckpt.parent
-    target = folder / f"{ckpt.stem}.tuned.ckpt"
+    model; the original stays as it was), at :func:`tuned_checkpoint_path`."""
+    target = tuned_checkpoint_path(ckpt, out)
     if target.exists():
         raise FileExistsError(f"{target} exists already; beadseg never overwrites a checkpoint")
     checkpoint = read_checkpoint(ckpt)
     checkpoint["hyper_parameters"]["threshold"] = float(threshold)
     if peak_threshold is not None:
         checkpoint["hyper_parameters"]["peak_threshold"] = float(peak_threshold)
-    torch.save(checkpoint, target)
+    with atomic_write(target) as partial:  # a save killed half way leaves no file to block the retry
+        torch.save(checkpoint, partial)
     return target
+
+
+def tuned_checkpoint_path(ckpt: Path, out: Path) -> Path:
+    """Where :func:`write_tuned_checkpoint` writes ``ckpt``'s tuned copy: beside it, or in ``out`` for the
+    shipped model (the installed package is not written to).
+
+    Examples
+    --------
+    >>> tuned_checkpoint_path(Path("run/checkpoints/epoch004.ckpt"), Path("eval")).as_posix()
+    'run/checkpoints/epoch004.tuned.ckpt'
+    """
+    from beadseg.pretrained import CHECKPOINT
+
+    return (out if ckpt.resolve() == CHECKPOINT else ckpt.parent) / f"{ckpt.stem}.tuned.ckpt"
 
 
 PATH_STATE = ("best_model_path", "last_model_path", "kth_best_model_path", "dirpath")  # callback state naming files

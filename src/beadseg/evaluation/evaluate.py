@@ -17,7 +17,7 @@ from beadseg import plots
 from beadseg.beads.instances import bead_instances
 from beadseg.beads.label_qa import label_faults
 from beadseg.beads.size import BeadSizing
-from beadseg.checkpoint import checkpoint_split, write_tuned_checkpoint
+from beadseg.checkpoint import checkpoint_split, tuned_checkpoint_path, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
 from beadseg.data.microscope import pixel_size_um
@@ -118,6 +118,9 @@ def evaluate(cfg) -> dict:
     post = instantiate(cfg.postprocess).for_model(predictor)
     classical = predictor.name == "classical"
     ckpt = predictor.checkpoint
+    if cfg.write_threshold and not classical and tuned_checkpoint_path(Path(str(ckpt)), out).exists():
+        raise FileExistsError(f"{tuned_checkpoint_path(Path(str(ckpt)), out)} exists already (write_threshold=true "
+                              "never overwrites a checkpoint): move it away first")
     pairs = select_pairs(source, cfg.split, ckpt)  # method=classical may borrow a checkpoint's split
     threshold, peak = post.min_probability, post.peak_threshold
     stored = (threshold, peak)

@@ -11,7 +11,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins import TorchCheckpointIO
 from torchvision.utils import make_grid
+
+from beadseg.files import atomic_write
 
 
 def _stretch(image: torch.Tensor) -> torch.Tensor:
@@ -84,6 +87,16 @@ class ImageGridLogger(pl.Callback):
         self.rows = []
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer (a ``Trainer`` plugin), writing each checkpoint through
+    :func:`beadseg.files.atomic_write`: a run stopped in the middle of a save leaves the file before it, never a
+    half-written one under a checkpoint's name."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        with atomic_write(path) as partial:
+            super().save_checkpoint(checkpoint, partial, storage_options)
+
+
 class BestCheckpoint(ModelCheckpoint):
     """Lightning's best-checkpoint callback, with epochs counted from 1 in file names, as the progress lines and
     ``result.json`` count them (``epoch012`` is the twelfth epoch). ``saved_path`` and ``saved_score`` name the
@@ -95,11 +108,18 @@ class BestCheckpoint(ModelCheckpoint):
         self.saved_path = ""
         self.saved_score: float | None = None
 
-    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
-        if filepath == self.best_model_path:
-            self.saved_path = filepath
+    def _note_saved(self) -> None:
+        if self.best_model_path and Path(self.best_model_path).is_file():  # whole: written by AtomicCheckpointIO
+            self.saved_path = self.best_model_path
             self.saved_score = float(self.best_model_score) if self.best_model_score is not None else None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._note_saved()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._note_saved()
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)  # a resumed run's best so far, where Lightning restores it
@@ -125,14 +145,19 @@ class LastCheckpoint(ModelCheckpoint):
         self.seconds = None if minutes is None else minutes * 60
         self.saved_at = time.monotonic()
 
-    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self.saved_at = time.monotonic()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
         self.saved_at = time.monotonic()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if self.seconds is not None and time.monotonic() - self.saved_at >= self.seconds:
-            self._save_checkpoint(trainer, str(self.path))
+            trainer.save_checkpoint(self.path)
+            self.saved_at = time.monotonic()
 
 
 def duration(seconds: float) -> str:

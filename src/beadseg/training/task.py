@@ -23,7 +23,7 @@ from beadseg.data.points import PointsSource
 from beadseg.datasets import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.settings import check_settings
-from beadseg.training.callbacks import BestCheckpoint, LastCheckpoint, ValidationHistory
+from beadseg.training.callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, ValidationHistory
 from beadseg.training.tuning import tune_checkpoint
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,8 @@ def train(cfg: DictConfig) -> dict:
     stop = StopOnSignal()
     callbacks = [*instantiate_group(cfg.get("callbacks")), history, stop]
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                      plugins=[AtomicCheckpointIO()])  # no half-written checkpoint
 
     last = next((c.path for c in callbacks if isinstance(c, LastCheckpoint)), None)
     try:
