@@ -52,8 +52,12 @@ def test_imagej_roi_set_holds_one_polygon_per_bead_enclosing_its_pixels(predicte
     assert len(beads) > 20  # the model finds the beads: the checks below are not vacuous
     rois = roifile.roiread(predicted / "rois" / "beads_rois.zip")
     assert len(rois) == len(beads)
+    counted = int(table(predicted / "counts.csv")[0]["count"])
+    assert counted < len(beads) and sum(roi.group == 1 for roi in rois) == counted  # the edge rule left some out
     for roi, bead in zip(rois, beads):
-        assert roi.name == f"bead {bead['bead_id']}"  # as QuPath names it, objects.csv's bead_id
+        edge = "" if bead["counted"] == "True" else " (edge, not counted)"
+        assert roi.name == f"bead {bead['bead_id']}{edge}"  # as QuPath names it, objects.csv's bead_id
+        assert roi.group == (2 if edge else 1)
         x, y = roi.coordinates().T
         pixels = filled(y, x, labels.shape)
         assert (pixels == (labels == int(bead["bead_id"]))).all()  # exactly the bead's pixels
@@ -66,6 +70,8 @@ def test_geojson_is_valid_and_counts_what_counts_csv_counts(predicted):
     collection = json.loads((predicted / "rois" / "beads.geojson").read_text())
     count = int(table(predicted / "counts.csv")[0]["count_all"])  # every bead, those the edge rule leaves out too
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == count > 20
+    counted = sum(f["properties"]["measurements"]["counted"] for f in collection["features"])
+    assert counted == int(table(predicted / "counts.csv")[0]["count"]) < count  # QuPath's class says which count
     labels = tifffile.imread(predicted / "instances" / "beads.tif")
     for feature, bead in zip(collection["features"], table(predicted / "objects.csv")):
         assert feature["type"] == "Feature" and feature["properties"]["objectType"] == "detection"
@@ -73,7 +79,10 @@ def test_geojson_is_valid_and_counts_what_counts_csv_counts(predicted):
         ring = np.array(feature["geometry"]["coordinates"][0])
         assert len(ring) >= 5 and (ring[0] == ring[-1]).all()  # closed
         assert feature["properties"]["measurements"]["area"] == int(bead["area"])
-        assert feature["properties"]["name"] == f"bead {bead['bead_id']}"
+        edge = "" if bead["counted"] == "True" else " (edge, not counted)"
+        assert feature["properties"]["name"] == f"bead {bead['bead_id']}{edge}"
+        assert feature["properties"]["classification"]["name"] == f"Bead{edge}"
+        assert feature["properties"]["measurements"]["counted"] == (0 if edge else 1)
         assert filled(ring[:, 1], ring[:, 0], labels.shape).sum() == int(bead["area"])
 
 

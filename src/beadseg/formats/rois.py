@@ -1,6 +1,10 @@
 """Beads as the region files Fiji and QuPath open: an ImageJ ROI set (``<image>_rois.zip``, one polygon per bead,
 named by its bead id) and a GeoJSON FeatureCollection of QuPath detections (``<image>.geojson``).
 
+Both hold every bead found; those the edge rule leaves out of the count (``counted`` false in ``objects.csv``) are
+named so: ``bead <id> (edge, not counted)``, ImageJ group 2 (counted beads: group 1) and the QuPath class
+``Bead (edge, not counted)`` with the measurement ``counted`` 0 (1 for counted beads).
+
 Each outline runs along the pixel edges of the bead's pixels (corner coordinates, as ImageJ's wand traces), so the
 polygon encloses exactly the bead's pixels: its area is the bead's ``area`` in ``objects.csv``. Coordinates are
 those of the whole frame, also for frames post-processed in chunks (outlines are traced band by band).
@@ -19,6 +23,7 @@ from beadseg.files import atomic_write
 from beadseg.system import release_pages
 
 ROI_FORMATS = {"imagej": "_rois.zip", "geojson": ".geojson"}  # rois=...: the file each writes per image
+NOT_COUNTED = " (edge, not counted)"  # the name suffix of a bead the edge rule leaves out of the count
 
 # the unit steps of a walk along pixel edges, clockwise on screen (rows grow downwards): right, down, left, up
 _STEPS = [(0, 1), (1, 0), (0, -1), (-1, 0)]
@@ -104,16 +109,30 @@ def bead_outlines(labels: np.ndarray, bead_ids: list[int], centroids_y: list[flo
         release_pages(labels)
 
 
-def write_imagej_rois(outlines: list[tuple[int, np.ndarray]], path: Path) -> Path:
+def roi_name(bead: int, counted: bool) -> str:
+    """A bead's name in the ROI set and the GeoJSON, saying whether the count holds it.
+
+    Examples
+    --------
+    >>> roi_name(7, True), roi_name(8, False)
+    ('bead 7', 'bead 8 (edge, not counted)')
+    """
+    return f"bead {bead}" + ("" if counted else NOT_COUNTED)
+
+
+def write_imagej_rois(outlines: list[tuple[int, np.ndarray]], rows: dict[int, dict], path: Path) -> Path:
     """An ImageJ ROI set (zip) of traced polygons named ``bead <id>`` (the name QuPath shows, ``objects.csv``'s
-    ``bead_id``): Fiji's ROI Manager opens it over the image."""
+    ``bead_id``; :func:`roi_name`), counted beads in group 1 and the others in group 2: Fiji's ROI Manager opens it
+    over the image."""
     from roifile import ROI_TYPE, ImagejRoi, roiwrite
 
     rois = []
     for bead, outline in outlines:
+        counted = bool(rows[bead]["counted"])
         points = outline[:, ::-1].astype(np.float64 if outline.max() > 32000 else np.int32)  # (x, y)
-        roi = ImagejRoi.frompoints(points, name=f"bead {bead}")
+        roi = ImagejRoi.frompoints(points, name=roi_name(bead, counted))
         roi.roitype = ROI_TYPE.TRACED
+        roi.group = 1 if counted else 2
         rois.append(roi)
 
     with atomic_write(path) as partial:
@@ -128,17 +147,20 @@ def write_imagej_rois(outlines: list[tuple[int, np.ndarray]], path: Path) -> Pat
 
 def write_geojson(outlines: list[tuple[int, np.ndarray]], rows: dict[int, dict], path: Path) -> Path:
     """A GeoJSON FeatureCollection of QuPath detections: one closed polygon per bead in full-frame pixel
-    coordinates, named by its bead id, with its ``objects.csv`` values as measurements."""
+    coordinates, named by its bead id (:func:`roi_name`), with its ``objects.csv`` values as measurements
+    (``counted`` 1 or 0) and the class ``Bead``, or ``Bead (edge, not counted)``."""
     features = []
     for bead, outline in outlines:
         ring = outline[:, ::-1].tolist()  # (x, y)
+        counted = bool(rows[bead]["counted"])
         numbers = {key: value for key, value in rows[bead].items() if isinstance(value, (int, float))
                    and not isinstance(value, bool) and key != "bead_id"}
         features.append({"type": "Feature", "id": f"bead-{bead}",
                          "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
-                         "properties": {"objectType": "detection", "name": f"bead {bead}",
-                                        "classification": {"name": "Bead", "color": [255, 220, 0]},
-                                        "measurements": numbers}})
+                         "properties": {"objectType": "detection", "name": roi_name(bead, counted),
+                                        "classification": {"name": "Bead" + ("" if counted else NOT_COUNTED),
+                                                           "color": [255, 220, 0] if counted else [128, 128, 128]},
+                                        "measurements": {**numbers, "counted": int(counted)}}})
     text = json.dumps({"type": "FeatureCollection", "features": features})
     with atomic_write(path) as partial:
         partial.write_text(text)
@@ -148,10 +170,10 @@ def write_geojson(outlines: list[tuple[int, np.ndarray]], rows: dict[int, dict],
 def write_rois(kinds: list[str], labels: np.ndarray, objects: list[dict], folder: Path, name: str) -> list[Path]:
     """The ROI files ``kinds`` (``imagej``, ``geojson``) of one frame's beads into ``folder``."""
     outlines = list(bead_outlines(labels, [row["bead_id"] for row in objects], [row["centroid_y"] for row in objects]))
+    rows = {row["bead_id"]: row for row in objects}
     written = []
     if "imagej" in kinds:
-        written.append(write_imagej_rois(outlines, folder / f"{name}{ROI_FORMATS['imagej']}"))
+        written.append(write_imagej_rois(outlines, rows, folder / f"{name}{ROI_FORMATS['imagej']}"))
     if "geojson" in kinds:
-        rows = {row["bead_id"]: row for row in objects}
         written.append(write_geojson(outlines, rows, folder / f"{name}{ROI_FORMATS['geojson']}"))
     return written
