@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.beadseg-installed
 DEV_STAMP := $(VENV)/.beadseg-dev-installed
 
-.PHONY: install install-dev train test test-fast benchmark clean
+.PHONY: install install-dev train test test-fast docs benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: install-dev
 	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
+
+## The documentation site (guides, benchmarks, settings and API reference) into outputs/site/
+docs: install-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 ## The edit loop: the suite without the end-to-end runs marked slow (under a minute)
 test-fast: install-dev

@@ -1,4 +1,4 @@
-"""The package's floors (DESIGN.md): every module imports only from its own floor or below, no two packages import
+"""The package's floors (docs/architecture.md): every module imports only from its own floor or below, no two packages import
 each other, and no modules import each other round a circle, inside a package or across."""
 
 import ast
@@ -8,7 +8,7 @@ import beadseg
 
 ROOT = Path(beadseg.__file__).parent
 
-# DESIGN.md's order, ground floor first: the bead domain (and the worker pool) at the bottom; data, models, metrics
+# docs/architecture.md's order, ground floor first: the bead domain (and the worker pool) at the bottom; data, models, metrics
 # above it, with the datasets training reads and the file formats prediction writes; training, inference, evaluation
 # and packaging above those; analysis, report and napari on top; the entry points last.
 FLOORS = [
@@ -58,7 +58,7 @@ def test_every_module_imports_only_from_its_floor_or_below():
     graph = module_graph()
     assert {"beadseg.beads.postprocess", "beadseg.inference.task", "beadseg.cli.predict"} <= set(graph)
     unplaced = sorted({package(module) for module in graph if module != "beadseg"} - set(FLOOR))
-    assert unplaced == [], "a new package: give it its floor in FLOORS (and DESIGN.md)"
+    assert unplaced == [], "a new package: give it its floor in FLOORS (and docs/architecture.md)"
     upward = [f"{module} imports {other}" for module, others in graph.items() if module != "beadseg"
               for other in others if FLOOR[package(other)] > FLOOR[package(module)]]
     assert upward == []
