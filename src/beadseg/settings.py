@@ -24,7 +24,8 @@ class Field:
     """One typed setting: its type (``int``, ``float``, ``bool``, ``str``, or ``re.Pattern`` for a regex), a default,
     and what it accepts: an inclusive range (``low``, ``high``; ``open_low``/``open_high`` leave an end out), a set
     of choices, a name pattern, the only values allowed, ``also`` (words beside the type, e.g. ``auto``),
-    ``nullable`` (null allowed) and, for a regex, the capture groups it needs.
+    ``nullable`` (null allowed), ``or_index`` (a name, or an index: a whole number ≥ 0) and, for a regex, the
+    capture groups it needs.
 
     Examples
     --------
@@ -48,6 +49,7 @@ class Field:
     open_low: bool = False
     open_high: bool = False
     groups: int = 0
+    or_index: bool = False
 
     def accepts(self) -> str:
         if self.only is not None:
@@ -56,6 +58,8 @@ class Field:
             text = "one of " + ", ".join(map(str, self.choices))
         elif self.kind is re.Pattern:
             text = "a regular expression" + (f" with {self.groups} capture group" if self.groups else "")
+        elif self.or_index:
+            text = "a name (one line, up to 256 characters) or an index ≥ 0"
         elif self.pattern:
             text = f"a name matching {self.pattern}"
         else:
@@ -72,6 +76,8 @@ class Field:
             if any(value == allowed and type(value) is type(allowed) for allowed in self.only):
                 return value
         elif (value is None and self.nullable) or (isinstance(value, str) and value in self.also):
+            return value
+        elif self.or_index and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
         elif self._typed(value) and self._in_range(value):
             return float(value) if self.kind is float else value
@@ -146,7 +152,8 @@ IMAGE = {
     "image.bead_diameter_um": Field(float, low=0.0, high=10000.0, open_low=True, nullable=True),
     "image.diameter_tolerance": Field(float, low=1.0, high=4.0),
     "image.require_pixel_size": Field(bool),
-    "image.scene": Field(int, low=0, nullable=True),
+    "image.scene": Field(str, pattern=r"[^\n]{1,256}", or_index=True, nullable=True),
+    "image.channel": Field(str, pattern=r"[^\n]{1,256}", or_index=True, nullable=True),
     "image.z": Field(int, low=0, nullable=True),
     "image.t": Field(int, low=0, nullable=True),
 }
