@@ -56,21 +56,14 @@ def compose_config():
 
 
 @pytest.fixture
-def predict_here(compose_config, monkeypatch, tmp_path):
-    """``predict_here(*overrides)``: beadseg-predict's work in this process, as its command runs it (``image.*``
-    reaches the readers; restored afterwards), for tests whose point is not the command line: no 7 s of imports
-    in a new interpreter."""
-    from beadseg.data.microscope import ENV_PREFIX, PlaneChoice
+def predict_here(compose_config, tmp_path):
+    """``predict_here(*overrides)``: beadseg-predict's work in this process, as Python calls it (``image.*`` reaches
+    the readers with the config, as on the command line), for tests whose point is not the command line: no 7 s
+    of imports in a new interpreter."""
     from beadseg.inference.predict import predict
 
     def run(*overrides: str) -> dict:
-        cfg = compose_config("predict", [f"paths.output_dir={tmp_path / 'predict_run'}", *overrides])
-        for field, value in vars(PlaneChoice.from_config(cfg.image)).items():
-            if value is None:
-                monkeypatch.delenv(ENV_PREFIX + field.upper(), raising=False)
-            else:
-                monkeypatch.setenv(ENV_PREFIX + field.upper(), str(value))
-        return predict(cfg)
+        return predict(compose_config("predict", [f"paths.output_dir={tmp_path / 'predict_run'}", *overrides]))
 
     return run
 

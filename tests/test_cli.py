@@ -85,12 +85,12 @@ def test_a_file_that_is_not_a_checkpoint_is_named_for_what_it_is(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr and "is not a checkpoint (a PNG image)" in done.stderr
 
 
-def test_an_impossible_pixel_size_is_refused():
-    from beadseg.data.microscope import MicroscopeError, configure
+def test_an_impossible_pixel_size_is_refused(compose_config):
+    from beadseg.settings import SettingError, check_settings
 
-    for size in (float("inf"), float("nan"), 0.0, -1.0):
-        with pytest.raises(MicroscopeError, match="a finite number > 0"):
-            configure({"pixel_size_um": size})  # refused before anything is set
+    for size in ("inf", "nan", "0.0", "-1.0"):
+        with pytest.raises(SettingError, match="image.pixel_size_um=.*a finite number > 0"):
+            check_settings(compose_config("predict", [f"image.pixel_size_um={size}"]), "predict")
 
 
 def one_frame(folder: Path) -> Path:

@@ -10,7 +10,7 @@ import tifffile
 from bioio import BioImage
 
 from beadseg.data.io import BeadDataError, image_name, list_images, read_image
-from beadseg.data.microscope import MicroscopeError, PlaneChoice, configure, pixel_size_um, tiff_pixel_size
+from beadseg.data.readers import MicroscopeError, PlaneChoice, pixel_size_um, tiff_pixel_size
 from beadseg.data.synthetic import render_beads
 from tests.helpers import table
 
@@ -24,13 +24,6 @@ def planes():
     return beads, other, int(labels.max())
 
 
-@pytest.fixture(autouse=True)
-def default_choice():
-    configure(None)  # every test starts from "no choice made"
-    yield
-    configure(None)
-
-
 def write_two_channels(path: Path, beads, other) -> Path:
     tifffile.imwrite(path, np.stack([other, beads]), ome=True,
                      metadata={"axes": "CYX", **OME_SIZE, "Channel": {"Name": ["BF", "FL"]}})
@@ -40,16 +33,12 @@ def write_two_channels(path: Path, beads, other) -> Path:
 def test_channel_by_name_or_index_and_a_clear_error_otherwise(planes, tmp_path):
     beads, other, _ = planes
     path = write_two_channels(tmp_path / "two.ome.tif", beads, other)
-    configure({"channel": "FL"})
-    assert np.array_equal(read_image(path), beads)
-    configure({"channel": 0})
-    assert np.array_equal(read_image(path), other)
-    configure(None)
+    assert np.array_equal(read_image(path, PlaneChoice(channel="FL")), beads)
+    assert np.array_equal(read_image(path, PlaneChoice(channel=0)), other)
     with pytest.raises(BeadDataError, match=r"two.ome.tif holds 2 channels \(BF, FL\).*image.channel="):
         read_image(path)
-    configure({"channel": "GFP"})
     with pytest.raises(BeadDataError, match=r"two.ome.tif has no channel 'GFP'; it holds BF, FL"):
-        read_image(path)
+        read_image(path, PlaneChoice(channel="GFP"))
     assert image_name(path) == "two" and list_images(tmp_path) == [path]
 
 
@@ -63,8 +52,8 @@ def test_scene_choice(planes, tmp_path):
     assert len(scenes) == 2
     with pytest.raises(BeadDataError, match="holds 2 scenes.*image.scene="):
         read_image(path)
-    configure({"scene": 1})
-    assert np.array_equal(read_image(path), beads)
+    assert np.array_equal(read_image(path, PlaneChoice(scene=1)), beads)
+    assert np.array_equal(read_image(path, PlaneChoice(scene="Image:1")), beads)
 
 
 def test_pixel_size_from_metadata_imagej_tiff_or_config(planes, tmp_path):
@@ -115,15 +104,14 @@ def test_predict_reports_microns_and_writes_labels_at_scale(planes, tmp_path, la
 def test_analyze_reports_bead_sizes_in_microns(bead_folder, compose_config, tmp_path):
     from beadseg.analysis.analyze import analyze
 
-    configure({"pixel_size_um": 0.5})
-    written = analyze(compose_config("analyze", [f"data.root={bead_folder}", f"out={tmp_path / 'a'}"]))
+    written = analyze(compose_config("analyze", [f"data.root={bead_folder}", f"out={tmp_path / 'a'}",
+                                                 "image.pixel_size_um=0.5"]))
     summary = json.loads(written["summary"].read_text())
     assert summary["pixel_size_um"] == 0.5
     pixels, microns = summary["bead_equivalent_diameter_px"], summary["bead_equivalent_diameter_um"]
     assert microns["median"] == pytest.approx(pixels["median"] * 0.5, abs=1e-3)
     assert summary["bead_area_um2"]["mean"] == pytest.approx(summary["bead_area_px"]["mean"] * 0.25, abs=1e-3)
     assert "In µm (pixel size 0.5 µm)" in written["report"].read_text()
-    configure(None)
     unknown = analyze(compose_config("analyze", [f"data.root={bead_folder}", f"out={tmp_path / 'b'}"]))
     assert "Pixel size unknown" in unknown["report"].read_text()
 
@@ -145,7 +133,7 @@ def test_invalid_ome_metadata_and_an_empty_zarr_are_named_not_blamed_on_a_missin
     import tifffile
 
     from beadseg.data.io import BeadDataError, read_image
-    from beadseg.data.microscope import PlaneChoice, pixel_size_um
+    from beadseg.data.readers import PlaneChoice, pixel_size_um
 
     image = (np.random.default_rng(0).random((64, 64)) * 200).astype(np.uint8)
     tifffile.imwrite(tmp_path / "zero.ome.tif", image, ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.0,
@@ -156,3 +144,23 @@ def test_invalid_ome_metadata_and_an_empty_zarr_are_named_not_blamed_on_a_missin
     with pytest.raises(BeadDataError, match="installed") as refused:
         read_image(tmp_path / "empty.ome.zarr")
     assert "pip install" not in str(refused.value)
+
+
+def test_evaluate_from_python_reads_the_plane_its_config_names(tmp_path, compose_config):
+    """``evaluate(cfg)`` honours ``image.*`` as the command line does: the channel the config names is scored."""
+    from beadseg.evaluation.evaluate import evaluate
+
+    beads, labels = render_beads(np.random.default_rng(0), 128, 20, "fluorescence", bit_depth=16)
+    other, _ = render_beads(np.random.default_rng(1), 128, 35, "fluorescence", bit_depth=16)
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "masks").mkdir()
+    write_two_channels(tmp_path / "data" / "images" / "two.ome.tif", beads, other)
+    tifffile.imwrite(tmp_path / "data" / "masks" / "two.tif", labels.astype(np.uint16))
+    scores = {}
+    for channel in ("FL", "BF"):
+        out = tmp_path / f"eval_{channel}"
+        cfg = compose_config("eval", ["method=classical", f"data.root={tmp_path / 'data'}", f"image.channel={channel}",
+                                      "thresholds=[]", "peak_thresholds=[]", "worst_images=0", f"output={out}",
+                                      f"paths.output_dir={out}"])
+        scores[channel] = evaluate(cfg)["metrics"]["objects"]["centroid"]["f1"]
+    assert scores["FL"] > 0.9 > scores["BF"]  # the beads' channel matches its mask; the other does not

@@ -214,10 +214,8 @@ def test_a_cancelled_count_adds_no_layer_and_errors_stay_in_the_widget(qtbot):
     assert [layer.name for layer in viewer.layers] == ["frame"]
 
 
-def test_reader_pages_through_a_prediction_folder(beads, tmp_path, compose_config, monkeypatch):
+def test_reader_pages_through_a_prediction_folder(beads, tmp_path, compose_config):
     from beadseg.inference.predict import predict
-
-    monkeypatch.setenv("BEADSEG_IMAGE_PIXEL_SIZE_UM", "0.65")  # image.pixel_size_um=0.65, as the CLI passes it on
 
     image, _ = beads
     inputs = tmp_path / "in"
@@ -227,7 +225,7 @@ def test_reader_pages_through_a_prediction_folder(beads, tmp_path, compose_confi
     tifffile.imwrite(inputs / "c.tif", image[:100])  # another size: its own stack
     out = tmp_path / "pred"
     predict(compose_config("predict", [f"input={inputs}", f"output={out}", f"paths.output_dir={out}",
-                                       "rois=geojson"]))
+                                       "rois=geojson", "image.pixel_size_um=0.65"]))
     with open(out / "counts.csv") as handle:
         counts = {row["image"]: int(row["count_all"]) for row in csv.DictReader(handle)}
     assert counts["a"] > 10 and counts["b"] > 10

@@ -39,10 +39,8 @@ def predicted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "pred"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("predict", [f"input={folder}", f"output={out}", f"paths.output_dir={out}",
-                                  "rois=[imagej,geojson]"])
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BEADSEG_IMAGE_PIXEL_SIZE_UM", "0.65")  # image.pixel_size_um=0.65, as the CLI passes it on
-        predict(cfg)
+                                  "rois=[imagej,geojson]", "image.pixel_size_um=0.65"])
+    predict(cfg)  # from Python, image.* as the command line honours it
     return out
 
 

@@ -23,7 +23,7 @@ from beadseg.beads.label_qa import LabelCheck, QAThresholds, check_labels, shift
 from beadseg.beads.size import BeadSizing
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import image_name, mask_kind, read_image, read_mask
-from beadseg.data.microscope import pixel_size_um
+from beadseg.data.readers import pixel_size_um
 from beadseg.data.sample import BeadSample
 from beadseg.tables import write_csv
 
@@ -54,12 +54,12 @@ def analyze_folder(source: FolderSource, detector: Callable, qa: QAThresholds,
     from the pixels (``bead_diameter``, ``bead_diameter_source``), beside what the labels say."""
     result, areas, any_beads = FolderAnalysis(source.root), [], False
     for image_path, mask_path in track(source.pairs(), description=f"analysing {source.root.name}"):
-        sample = load_pair(image_path, mask_path)
+        sample = load_pair(image_path, mask_path, source.plane)
         any_beads |= bool(sample.mask.any())
         row, bead_areas = image_row(sample, *inspect(sample, detector, qa), qa)
         row["mask_kind"] = mask_kind(read_mask(mask_path))
         if sizing is not None:
-            size = sizing.for_frame(sample.image, pixel_size_um(image_path))
+            size = sizing.for_frame(sample.image, pixel_size_um(image_path, source.plane))
             row["bead_diameter"] = "" if size.diameter is None else size.diameter
             row["bead_diameter_source"] = size.source if size.diameter is not None else f"none ({size.note})"
         result.rows.append(row)
@@ -83,7 +83,7 @@ def qa_cases(source: FolderSource, analysis: FolderAnalysis, detector: Callable,
     pairs = {image_name(image): (image, mask) for image, mask in source.pairs()}
     cases = []
     for problem, row in chosen:
-        sample = load_pair(*pairs[row["image"]])
+        sample = load_pair(*pairs[row["image"]], source.plane)
         cases.append((problem, sample, *inspect(sample, detector, qa), row))
     return cases
 
@@ -92,7 +92,7 @@ def spread_by_density(source: FolderSource, rows: list[dict], count: int = 6) ->
     order = sorted(range(len(rows)), key=lambda i: rows[i]["bead_count"])
     picks = sorted({order[int(round(q))] for q in np.linspace(0, len(order) - 1, min(count, len(order)))})
     pairs = source.pairs()
-    return [load_pair(*pairs[i]) for i in sorted(picks, key=lambda i: rows[i]["bead_count"])]
+    return [load_pair(*pairs[i], source.plane) for i in sorted(picks, key=lambda i: rows[i]["bead_count"])]
 
 
 def fix_masks(source: FolderSource, analysis: FolderAnalysis, out_masks: Path, add_missing: bool,
@@ -110,7 +110,7 @@ def fix_masks(source: FolderSource, analysis: FolderAnalysis, out_masks: Path, a
         if "offset" in row["flags"].split(";"):
             raw = shift_mask(raw, -round(row["offset_y"]), -round(row["offset_x"]))
         if add_missing and row["unlabelled_beads"]:
-            sample = BeadSample(image_name(image_path), read_image(image_path), bead_instances(raw))
+            sample = BeadSample(image_name(image_path), read_image(image_path, source.plane), bead_instances(raw))
             detections, check = inspect(sample, detector, qa)
             centres = np.round(check.unlabelled_centroids).astype(int)
             missing = np.unique(detections.labels[tuple(centres.T)])
@@ -159,7 +159,7 @@ def compare_summaries(a: dict, b: dict, name_a: str, name_b: str) -> tuple[list[
 
 def physical_sizes(source: FolderSource, summary: dict) -> dict:
     """Bead sizes in µm when every image has the same known pixel size (metadata or ``image.pixel_size_um``)."""
-    sizes = {pixel_size_um(image) for image, _ in source.pairs()}
+    sizes = {pixel_size_um(image, source.plane) for image, _ in source.pairs()}
     if len(sizes) != 1 or None in sizes:
         return {"pixel_size_um": sorted(sizes) if None not in sizes else None}
     size = float(sizes.pop() or 0.0)  # one known size (None was ruled out above)
@@ -174,7 +174,7 @@ def analyze(cfg) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     detector, qa = instantiate(cfg.detector), instantiate(cfg.qa)
-    source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
+    source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks, plane=cfg.get("image"))
     sizing = BeadSizing.from_config(cfg.get("image"), None)
     analysis = analyze_folder(source, detector, qa, sizing)
     settings, choices = recommend(analysis.summary, [r["image"] for r in analysis.rows], str(source.root))
@@ -188,7 +188,7 @@ def analyze(cfg) -> dict:
     }
     comparison = None
     if cfg.get("compare"):
-        other_source = FolderSource(cfg.compare, cfg.data.images, cfg.data.masks)
+        other_source = FolderSource(cfg.compare, cfg.data.images, cfg.data.masks, plane=cfg.get("image"))
         other = analyze_folder(other_source, detector, qa, sizing)
         name_a, name_b = source.root.name, other_source.root.name
         if name_a == name_b:

@@ -12,6 +12,7 @@ import torch
 from beadseg import plots
 from beadseg.checkpoint import load_network
 from beadseg.data.io import Normalization, image_name, read_image
+from beadseg.data.readers import DEFAULT_PLANE, PlaneChoice
 from beadseg.tables import write_csv
 
 METHODS = ("integrated_gradients", "occlusion")
@@ -51,7 +52,8 @@ def attribution_overlay(image: np.ndarray, attribution: np.ndarray) -> np.ndarra
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window: int = 8) -> Path:
+def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window: int = 8,
+            plane: PlaneChoice = DEFAULT_PLANE) -> Path:
     """Attribution overlays (``<frame>_<method>.png``) and ``predictions.csv`` for the given frames."""
     _captum()
     network = load_network(ckpt, "classify")
@@ -60,7 +62,7 @@ def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in inputs:
-        raw = read_image(path)
+        raw = read_image(path, plane)
         image = torch.from_numpy(normalization(raw))[None, None]
         with torch.no_grad():
             probabilities = torch.softmax(network.net(image), dim=1)[0]

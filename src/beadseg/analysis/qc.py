@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 
 from beadseg.beads.classical import detect_beads
 from beadseg.data.io import BeadDataError, bit_depth, list_images, read_image
+from beadseg.data.readers import DEFAULT_PLANE, PlaneChoice
 from beadseg.tables import write_csv
 
 
@@ -28,10 +29,10 @@ class QCThresholds:
     min_focus_ratio: float
 
 
-def measure_frame(path: Path, detect: Callable = detect_beads) -> dict:
+def measure_frame(path: Path, detect: Callable = detect_beads, plane: PlaneChoice = DEFAULT_PLANE) -> dict:
     """One frame's QC measurements (no flags yet: focus is judged against the whole set)."""
     try:
-        image = read_image(path)
+        image = read_image(path, plane)
     except BeadDataError as error:
         return {"frame": str(path), "error": str(error)}
     depth = bit_depth(image)
@@ -58,7 +59,7 @@ def measure_frame(path: Path, detect: Callable = detect_beads) -> dict:
     }
 
 
-def _measure(args: tuple[Path, Callable]) -> dict:
+def _measure(args: tuple[Path, Callable, PlaneChoice]) -> dict:
     return measure_frame(*args)
 
 
@@ -88,15 +89,17 @@ def flag(rows: list[dict], qc: QCThresholds) -> list[dict]:
     return rows
 
 
-def run_qc(root: Path, out: Path, qc: QCThresholds, detect: Callable, *, workers: int = 0, symlinks: bool = False) -> dict:
-    """Measure every frame (in parallel, streamed), flag, and write ``qc.csv`` and ``kept.txt``."""
+def run_qc(root: Path, out: Path, qc: QCThresholds, detect: Callable, *, workers: int = 0, symlinks: bool = False,
+           plane: PlaneChoice = DEFAULT_PLANE) -> dict:
+    """Measure every frame (in parallel, streamed; a microscope file's plane as ``plane`` picks it), flag, and write
+    ``qc.csv`` and ``kept.txt``."""
     if not root.is_dir():
         raise BeadDataError(f"data.root={root} is not a folder")
     if (root / "images").is_dir():  # a training folder: its frames, never its masks
         root = root / "images"
     files = list_images(root, recursive=True, unique_stems=False)
     workers = workers or max(1, (os.cpu_count() or 1))
-    jobs = [(path, detect) for path in files]
+    jobs = [(path, detect, plane) for path in files]
     if workers > 1:
         with Pool(workers) as pool:
             rows = list(track(pool.imap(_measure, jobs, chunksize=8), total=len(jobs), description="checking frames"))

@@ -20,7 +20,6 @@ import hydra
 from omegaconf import DictConfig
 
 from beadseg.config import CONFIG_DIR
-from beadseg.data.microscope import configure as configure_reading
 from beadseg.settings import SettingError, check_against_defaults, check_settings
 
 # BeadDataError, CheckpointError, SettingError are ValueErrors; OSError: unwritable, missing or wrong-kind paths
@@ -250,7 +249,6 @@ def beadseg_app(config_name: str) -> Callable:
                 refuse_missing_values(cfg)
                 check_settings(cfg, config_name)  # every command's settings, before any work
                 check_checkpoint(cfg)
-                configure_reading(cfg.get("image"))
                 return task(cfg)
             except Exception as error:
                 line = message(error)

@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from beadseg.cli.app import beadseg_app
+from beadseg.data.readers import PlaneChoice
 
 
 @beadseg_app("explain")
@@ -14,7 +15,8 @@ def main(cfg: DictConfig) -> None:
     from beadseg.analysis.explain import explain
     from beadseg.data.io import list_images
 
-    out = explain(cfg.ckpt, list_images(cfg.input), Path(cfg.output), list(cfg.methods), cfg.window)
+    out = explain(cfg.ckpt, list_images(cfg.input), Path(cfg.output), list(cfg.methods), cfg.window,
+                  PlaneChoice.from_config(cfg.get("image")))
     print(f"beadseg-explain: overlays (green: toward the predicted class, red: away) and predictions.csv in {out}")
 
 

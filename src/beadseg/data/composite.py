@@ -315,8 +315,8 @@ class CompositeSource(RenderedSource):
                  *, annotations: str = "masks", bead_diameter: float | str = "auto", per_frame: float = 1.0,
                  min_beads: int = 150, max_beads: int = 1400, touching_fraction: float = 0.45,
                  seed: int = 0, frames: str | None = None, group_by: str | None = None,
-                 exclude_groups: list[str] | None = None) -> None:
-        self.folder = annotated_folder(root, annotations, images, bead_diameter)
+                 exclude_groups: list[str] | None = None, plane=None) -> None:
+        self.folder = annotated_folder(root, annotations, images, bead_diameter, plane)
         self.requested, self.per_frame = n_images, per_frame
         self.min_beads, self.max_beads, self.touching_fraction = min_beads, max_beads, touching_fraction
         self.seed, self.frames, self.group_by = seed, frames, group_by

@@ -11,6 +11,7 @@ from beadseg.beads.instances import bead_instances
 from beadseg.beads.size import BeadSizing
 from beadseg.data.io import BeadDataError, file_stamp, image_name, list_images, open_image, read_mask
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
+from beadseg.data.readers import DEFAULT_PLANE, PlaneChoice
 from beadseg.data.sample import BeadSample
 
 
@@ -36,8 +37,9 @@ def pair_folder(root: str | Path, images: str = "images", masks: str = "masks") 
                         {image_name(path): path for path in list_images(mask_dir)}, "mask", image_dir, mask_dir)
 
 
-def load_pair(image_path: Path, mask_path: Path) -> BeadSample:
-    image, raw_mask = open_image(image_path), read_mask(mask_path)
+def load_pair(image_path: Path, mask_path: Path, plane: PlaneChoice = DEFAULT_PLANE) -> BeadSample:
+    """An image (its plane as ``plane`` picks it) and its mask's beads; a size mismatch is refused by name."""
+    image, raw_mask = open_image(image_path, plane), read_mask(mask_path)
     if image.shape != raw_mask.shape:
         raise BeadDataError(f"size mismatch: image {image_path} is {image.shape}, mask {mask_path} is {raw_mask.shape}")
     return BeadSample(image_name(image_path), image, partial(bead_instances, raw_mask), len(np.unique(raw_mask)) <= 2,
@@ -79,9 +81,9 @@ def resized(sample: BeadSample, raw_mask: np.ndarray, zoom: float) -> BeadSample
                       sample.binary_mask, mask > 0)
 
 
-def measure_pair(item: dict) -> dict:
+def measure_pair(item: dict, plane: PlaneChoice = DEFAULT_PLANE) -> dict:
     """Manifest statistics of one image/mask pair (checked like training reads it)."""
-    sample = load_pair(Path(item["files"]["image"]), Path(item["files"]["mask"]))
+    sample = load_pair(Path(item["files"]["image"]), Path(item["files"]["mask"]), plane)
     return {**image_stats(sample.image), "bead_count": sample.bead_count}
 
 
@@ -101,10 +103,13 @@ class FolderSource:
     """Every image/mask pair of ``root``, indexed by a cached manifest and read on demand. With ``sizing`` (set
     when a run fine-tunes a model that stores its bead size), each frame is read at the model's bead size: its
     beads' diameter given or estimated (``image.bead_diameter``), the frame and its mask resized by the zoom that
-    prediction would use."""
+    prediction would use. ``plane`` (a :class:`~beadseg.data.readers.PlaneChoice` or a command's ``image`` config)
+    says what to read of microscope files."""
 
-    def __init__(self, root: str | Path, images: str = "images", masks: str = "masks", workers: int | None = None) -> None:
+    def __init__(self, root: str | Path, images: str = "images", masks: str = "masks", workers: int | None = None,
+                 plane=None) -> None:
         self.root, self.images, self.masks, self.workers = Path(root), images, masks, workers
+        self.plane = PlaneChoice.from_config(plane)
         self.sizing: BeadSizing | None = None
 
     def pairs(self) -> list[tuple[Path, Path]]:
@@ -117,14 +122,14 @@ class FolderSource:
     def entries(self) -> list[dict]:
         """The manifest: one row per pair (name, files, stamps, height, width, dtype, vmin, vmax, bead_count)."""
         items = [{"name": image_name(image), "files": {"image": image, "mask": mask}} for image, mask in self.pairs()]
-        rows = build_manifest(items, measure_pair, manifest_path(self.root, f"pairs-{self.images}-{self.masks}"),
+        rows = build_manifest(items, partial(measure_pair, plane=self.plane), manifest_path(self.root, f"pairs-{self.images}-{self.masks}{self.plane.key()}"),
                               self.workers, f"indexing {self.root.name}")
         self.require_beads(any(row["bead_count"] for row in rows))
         return rows
 
     def read(self, row: dict) -> BeadSample:
         check_unchanged(row)
-        sample = load_pair(Path(row["files"]["image"]), Path(row["files"]["mask"]))
+        sample = load_pair(Path(row["files"]["image"]), Path(row["files"]["mask"]), self.plane)
         zoom = self.sizing.for_frame(sample.image).zoom if self.sizing is not None else 1.0
         return sample if zoom == 1 else resized(sample, read_mask(Path(row["files"]["mask"])), zoom)
 

@@ -6,14 +6,19 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
-import tifffile
 from skimage.measure import label as measure_label
 
-from beadseg.data.microscope import InvalidMetadata, MicroscopeError, microscope_format, ome_tiff, read_plane
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".nd2", ".czi", ".lif")  # and OME-Zarr folders
+from beadseg.data.readers import (
+    DEFAULT_PLANE,
+    SUFFIXES,
+    MicroscopeError,
+    PlainImage,
+    PlaneChoice,
+    matched_suffix,
+    microscope_suffix,
+    reader_for,
+)
 
 
 class BeadDataError(ValueError):
@@ -24,7 +29,7 @@ def image_name(path: str | Path) -> str:
     """What outputs and pairings call an image: its file name without the suffix, and without the ``.ome`` of
     ``.ome.tif`` / ``.ome.zarr`` (``a.ome.tif`` and ``a.png`` are both ``a``)."""
     path = Path(path)
-    suffix = microscope_format(path)
+    suffix = microscope_suffix(path)
     return path.name[: -len(suffix)] if suffix else path.stem
 
 
@@ -39,19 +44,19 @@ def list_images(target: str | Path, recursive: bool = False, unique_stems: bool 
         if not target.exists():
             raise BeadDataError(f"{target} does not exist")
         return [target]
-    if microscope_format(target):  # an OME-Zarr folder is one image
+    if microscope_suffix(target):  # an OME-Zarr folder is one image
         return [target]
     candidates = target.rglob("*") if recursive else target.iterdir()
     files = sorted(
         path for path in candidates
         # a link that leads nowhere (broken, looping) stays in, so that reading it names it like any unreadable input
-        if (((path.is_file() or path.is_symlink()) and path.suffix.lower() in IMAGE_SUFFIXES)
+        if (((path.is_file() or path.is_symlink()) and matched_suffix(path))
             or (path.is_dir() and path.suffix.lower() == ".zarr"))
         and not any(part.startswith(".") or part.lower().endswith(".zarr") for part in path.relative_to(target).parts[:-1])
         and not path.name.startswith(".")
     )
     if not files:
-        raise BeadDataError(f"{target} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        raise BeadDataError(f"{target} holds no image ({', '.join(sorted(SUFFIXES))})")
     if unique_stems:
         seen: dict[tuple[Path, str], Path] = {}
         for path in files:
@@ -108,25 +113,28 @@ def as_gray(array, source: str) -> np.ndarray:
     return array
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a PNG/TIFF (8/16-bit, gray or RGB) as a 2-D array; RGB is averaged to gray. Microscope files
-    (OME-TIFF, OME-Zarr, ND2, CZI, LIF) give the plane the command's ``image`` config picks.
+def read_image(path: str | Path, plane: PlaneChoice | None = None) -> np.ndarray:
+    """Read an image file as a 2-D array through its reader (:func:`beadseg.data.readers.reader_for`): PNG/TIFF
+    (8/16-bit, gray or RGB; RGB is averaged to gray), or of a microscope file (OME-TIFF, OME-Zarr, ND2, CZI, LIF)
+    the plane ``plane`` picks (a command's ``image`` config; default: the only one).
 
     The dtype is kept (so the bit depth stays known): integer RGB is averaged and rounded back to it.
+
+    Examples
+    --------
+    >>> import tempfile, tifffile
+    >>> path = Path(tempfile.mkdtemp()) / "frame.tif"
+    >>> tifffile.imwrite(path, np.zeros((4, 6), np.uint16))
+    >>> read_image(path).shape, read_image(path).dtype
+    ((4, 6), dtype('uint16'))
     """
-    path = Path(path)
+    return _through_reader(Path(path), plane, "read")
+
+
+def _through_reader(path: Path, plane: PlaneChoice | None, how: str) -> np.ndarray:
+    reader = reader_for(path) or PlainImage()  # another suffix: imageio reads what the content is
     try:
-        if microscope_format(path):
-            try:
-                array = read_plane(path)
-            except InvalidMetadata:
-                if not ome_tiff(path):
-                    raise
-                array = tifffile.imread(path)  # the pixels are fine; the OME metadata are not (named in the log)
-        elif path.suffix.lower() in (".tif", ".tiff"):
-            array = tifffile.imread(path)
-        else:
-            array = iio.imread(path)
+        array = getattr(reader, how)(path, plane or DEFAULT_PLANE)
     except MicroscopeError as error:
         raise BeadDataError(str(error)) from error
     except Exception as error:  # every reader raises its own type: name the file whatever it was
@@ -183,17 +191,10 @@ def mask_kind(mask: np.ndarray) -> str:
     return "classes" if len(values) <= 8 and values[-1] - values[0] == len(values) - 1 else "anti-aliased"
 
 
-def open_image(path: str | Path) -> np.ndarray:
-    """Like :func:`read_image`, but an uncompressed gray TIFF comes back as a read-only memory map."""
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff") and not microscope_format(path):
-        try:
-            array = tifffile.memmap(path, mode="r")
-        except Exception:  # compressed, tiled or odd layouts: read it whole (read_image names the file on failure)
-            array = None
-        if array is not None and array.ndim == 2:
-            return checked(array, path)
-    return read_image(path)
+def open_image(path: str | Path, plane: PlaneChoice | None = None) -> np.ndarray:
+    """Like :func:`read_image`, but a file whose reader can map it (an uncompressed gray TIFF) comes back as a
+    read-only memory map."""
+    return _through_reader(Path(path), plane, "open")
 
 
 def bit_depth(array: np.ndarray) -> int:

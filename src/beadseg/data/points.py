@@ -17,6 +17,7 @@ from beadseg.beads.size import BeadSizing, estimate_diameter
 from beadseg.data.folder import FolderSource, check_unchanged, pair_by_stem, rescaled_image
 from beadseg.data.io import BeadDataError, image_name, list_images, open_image
 from beadseg.data.manifest import build_manifest, image_stats, manifest_path
+from beadseg.data.readers import DEFAULT_PLANE, PlaneChoice
 from beadseg.data.sample import BeadSample
 
 MAX_POINTS = 100_000  # rows one points file may hold (a 3840x2160 frame of 3-px beads touching holds ~900,000 px²/7)
@@ -106,11 +107,11 @@ def disks_at(points: np.ndarray, shape: tuple[int, int], diameter: float) -> np.
 
 
 def load_points_pair(image_path: Path, points_path: Path, diameter: float | str,
-                     sizing: BeadSizing | None = None) -> BeadSample:
+                     sizing: BeadSizing | None = None, plane: PlaneChoice = DEFAULT_PLANE) -> BeadSample:
     """One frame and the disks at its points, of ``diameter`` px or the size estimated from the frame (refused,
     naming the points file, where the estimate cannot be trusted), resized by ``sizing``'s zoom where it binds
     frames to a model's size (one estimate serves both)."""
-    image = open_image(image_path)
+    image = open_image(image_path, plane)
     points = read_points(points_path, image.shape[:2])
     estimate = estimate_diameter(image) if diameter == "auto" and (len(points) or sizing is not None) else None
     size = 0.0
@@ -127,9 +128,9 @@ def load_points_pair(image_path: Path, points_path: Path, diameter: float | str,
     return BeadSample(image_name(image_path), image, labels)
 
 
-def measure_points(item: dict, diameter: float | str) -> dict:
+def measure_points(item: dict, diameter: float | str, plane: PlaneChoice = DEFAULT_PLANE) -> dict:
     """Manifest statistics of one image and its points (checked as training reads them)."""
-    sample = load_points_pair(Path(item["files"]["image"]), Path(item["files"]["points"]), diameter)
+    sample = load_points_pair(Path(item["files"]["image"]), Path(item["files"]["points"]), diameter, plane=plane)
     return {**image_stats(sample.image), "bead_count": sample.bead_count}
 
 
@@ -137,11 +138,12 @@ class PointsSource:
     """Every image of ``root/images`` with its bead centres in ``root/points/<stem>.csv`` (:func:`read_points`),
     a disk of ``bead_diameter`` px at each (a number, or ``auto``: estimated from each frame); indexed by a cached
     manifest and read on demand. ``sizing``, as for :class:`~beadseg.data.folder.FolderSource`, reads each frame
-    at a model's bead size."""
+    at a model's bead size; ``plane`` as for it."""
 
     def __init__(self, root: str | Path, images: str = "images", points: str = "points",
-                 bead_diameter: float | str = "auto", workers: int | None = None) -> None:
+                 bead_diameter: float | str = "auto", workers: int | None = None, plane=None) -> None:
         self.root, self.images, self.points, self.workers = Path(root), images, points, workers
+        self.plane = PlaneChoice.from_config(plane)
         self.bead_diameter = bead_diameter
         self.sizing: BeadSizing | None = None
 
@@ -159,8 +161,8 @@ class PointsSource:
         """The manifest: one row per image (name, files, stamps, height, width, dtype, vmin, vmax, bead_count)."""
         items = [{"name": image_name(image), "files": {"image": image, "points": points}}
                  for image, points in self.pairs()]
-        key = f"points-{self.images}-{self.points}-{self.bead_diameter}"
-        rows = build_manifest(items, partial(measure_points, diameter=self.bead_diameter),
+        key = f"points-{self.images}-{self.points}-{self.bead_diameter}{self.plane.key()}"
+        rows = build_manifest(items, partial(measure_points, diameter=self.bead_diameter, plane=self.plane),
                               manifest_path(self.root, key), self.workers, f"indexing {self.root.name}")
         if not any(row["bead_count"] for row in rows):
             raise BeadDataError(f"every points file in {self.root / self.points} is empty: there is nothing to learn")
@@ -169,7 +171,7 @@ class PointsSource:
     def read(self, row: dict) -> BeadSample:
         check_unchanged(row)
         return load_points_pair(Path(row["files"]["image"]), Path(row["files"]["points"]), self.bead_diameter,
-                                self.sizing)
+                                self.sizing, self.plane)
 
     def load(self) -> list[BeadSample]:
         """Every sample in memory (small data sets); training reads them on demand instead."""
@@ -177,7 +179,7 @@ class PointsSource:
 
 
 def annotated_folder(root: str | Path, annotations: str = "masks", images: str = "images",
-                     bead_diameter: float | str = "auto") -> FolderSource | PointsSource:
+                     bead_diameter: float | str = "auto", plane=None) -> FolderSource | PointsSource:
     """The folder source of a data set annotated by ``masks`` (``root/masks/``) or by ``points``
     (``root/points/``, disks of ``bead_diameter``): what ``data.annotations`` chooses for the folder presets.
 
@@ -187,7 +189,7 @@ def annotated_folder(root: str | Path, annotations: str = "masks", images: str =
     'PointsSource'
     """
     if annotations == "points":
-        return PointsSource(root, images, "points", bead_diameter)
+        return PointsSource(root, images, "points", bead_diameter, plane=plane)
     if annotations == "masks":
-        return FolderSource(root, images, "masks")
+        return FolderSource(root, images, "masks", plane=plane)
     raise ValueError(f"data.annotations={annotations!r}: masks or points")

@@ -20,7 +20,7 @@ from beadseg.beads.size import BeadSizing
 from beadseg.checkpoint import checkpoint_split, tuned_checkpoint_path, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
-from beadseg.data.microscope import pixel_size_um
+from beadseg.data.readers import pixel_size_um
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
 from beadseg.inference.predictor import predictor_from_config
 from beadseg.inference.sizes import check_sizing, report_sizes
@@ -70,7 +70,7 @@ def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
                             f"{source.root}: {', '.join(missing[:5])}")
     run, kept = Evaluation(cfg.match_distance, cfg.min_iou), []
     for image_path, mask_path in track(pairs, description="scoring"):
-        sample = load_pair(image_path, mask_path)
+        sample = load_pair(image_path, mask_path, source.plane)
         raw = read_mask(predicted[sample.name])
         if raw.shape != sample.labels.shape:
             raise BeadDataError(f"size mismatch: prediction {predicted[sample.name]} is {raw.shape}, "
@@ -109,7 +109,7 @@ def evaluate(cfg) -> dict:
     check_settings(cfg, "eval")
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks)
+    source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks, plane=cfg.get("image"))
     if cfg.get("predictions"):
         if cfg.ckpt or cfg.method.name == "classical":
             raise ValueError("predictions=DIR scores saved predictions: give no ckpt= or method= with it")
@@ -141,12 +141,12 @@ def evaluate(cfg) -> dict:
     score = partial(score_settings, match_distance=cfg.match_distance, min_iou=cfg.min_iou, keep=stored)
     sizing = BeadSizing.from_config(cfg.get("image"), predictor.bead_diameter) if not classical else None
     if sizing is not None:
-        check_sizing(sizing, [image for image, _ in pairs], cfg.get("image"))
+        check_sizing(sizing, [image for image, _ in pairs], source.plane)
     sizes = []
     with WorkerPool(finishing_workers(cfg.post_workers, usable_cpus() - 2, len(pairs)), add) as pool:
         for image_path, mask_path in track(pairs, description="evaluating"):
-            sample = load_pair(image_path, mask_path)
-            size = sizing.for_frame(sample.image, pixel_size_um(image_path)) if sizing is not None else None
+            sample = load_pair(image_path, mask_path, source.plane)
+            size = sizing.for_frame(sample.image, pixel_size_um(image_path, source.plane)) if sizing is not None else None
             zoom = size.zoom if size is not None else 1.0
             probability, _ = predictor.predict(sample.image, zoom=zoom)
             waiting.append(sample)

@@ -13,6 +13,7 @@ import numpy as np
 from skimage.measure import points_in_poly
 
 from beadseg.data.io import BeadDataError, image_name, open_image
+from beadseg.data.readers import DEFAULT_PLANE, PlaneChoice
 from beadseg.files import atomic_write
 from beadseg.formats.rois import ROI_FORMATS, polygon_area
 
@@ -94,7 +95,7 @@ def region_file(folder: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def frame_regions(folder: str | Path, files: list[Path]) -> dict[str, list[Region]]:
+def frame_regions(folder: str | Path, files: list[Path], plane: PlaneChoice = DEFAULT_PLANE) -> dict[str, list[Region]]:
     """The regions of every image in ``files`` that has a region file in ``folder``, each checked against its
     image's size (a region reaching outside is refused: a file for another image), before any work.
 
@@ -115,7 +116,7 @@ def frame_regions(folder: str | Path, files: list[Path]) -> dict[str, list[Regio
         regions = read_regions(found)
         if not regions:
             raise BeadDataError(f"region file {found} holds no region")
-        height, width = open_image(path).shape[:2]
+        height, width = open_image(path, plane).shape[:2]
         for region in regions:
             x, y = region.vertices.T
             if x.min() < -0.5 or y.min() < -0.5 or x.max() > width + 0.5 or y.max() > height + 0.5:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from beadseg.beads.size import BeadSizing
 from beadseg.data.io import image_name, list_images
+from beadseg.data.readers import PlaneChoice
 from beadseg.data.split import group_names
 from beadseg.formats.regions import frame_regions, write_region_counts
 from beadseg.inference.journal import completed_images, run_settings
@@ -64,20 +65,21 @@ def predict(cfg: DictConfig) -> dict:
     out = Path(cfg.output)
     files = list_images(cfg.input)
     group_names([image_name(path) for path in files], cfg.get("group_regex"), "group_regex")  # before any output
-    regions = frame_regions(cfg.regions, files) if cfg.get("regions") else None
+    plane = PlaneChoice.from_config(cfg.get("image"))
+    regions = frame_regions(cfg.regions, files, plane) if cfg.get("regions") else None
     options = OutputOptions.from_config(cfg, len(files))
     predictor = predictor_from_config(cfg)
     settings = run_settings(cfg, predictor.checkpoint, files)
     post = instantiate(cfg.postprocess).for_model(predictor)
     sizing = BeadSizing.from_config(cfg.get("image"), predictor.bead_diameter) if predictor.net is not None else None
     if sizing is not None:
-        check_sizing(sizing, files, cfg.get("image"))
+        check_sizing(sizing, files, plane)
     read_ahead = read_ahead_workers(cfg.num_workers)
     frames_per_step = int(cfg.frames_per_step if cfg.frames_per_step != "auto" else 2 if network_on_cpu(predictor) else 8)
-    estimates = capture_estimates(files, cfg.get("group_regex"), sizing) if sizing is not None else {}
+    estimates = capture_estimates(files, cfg.get("group_regex"), sizing, plane) if sizing is not None else {}
     data = PredictionData(files, out, settings, bool(cfg.resume), num_workers=read_ahead,
                           frames_per_step=frames_per_step, normalization=predictor.normalization, sizing=sizing,
-                          estimates=estimates)
+                          estimates=estimates, plane=plane)
     workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
     writer = PredictionWriter(out, options, post, workers)
     progress = [FrameProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
@@ -86,7 +88,7 @@ def predict(cfg: DictConfig) -> dict:
     if cfg.resume and not (set(image_name(p) for p in files) - completed_images(out)):
         data.setup()  # nothing left to predict: only check the folder, then merge
     else:
-        trainer.predict(PredictionTask(predictor, post, out / ".scratch"), datamodule=data, return_predictions=False)
+        trainer.predict(PredictionTask(predictor, post, out / ".scratch", plane), datamodule=data, return_predictions=False)
         trainer.strategy.barrier("beadseg-predict tables")
     if not trainer.is_global_zero:
         return {"output": out, "done": 0, "failed": [], "beads": 0, "missing": [], "rank": trainer.global_rank}

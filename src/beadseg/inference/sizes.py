@@ -11,7 +11,7 @@ import numpy as np
 
 from beadseg.beads.size import BeadSizeError, BeadSizing, FrameSize, SizeEstimate, estimate_diameter, pooled
 from beadseg.data.io import BeadDataError, image_name, open_image
-from beadseg.data.microscope import MicroscopeError, pixel_size_um
+from beadseg.data.readers import DEFAULT_PLANE, MicroscopeError, PlaneChoice, pixel_size_um
 from beadseg.data.split import group_names
 
 log = logging.getLogger(__name__)
@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 FRAMES_PER_CAPTURE = 4  # frames of a capture whose estimates are pooled into the capture's (spread over it)
 
 
-def check_sizing(sizing: BeadSizing, files: list[Path], image_config) -> None:
-    """Before any work, on the first frame: a size in µm needs a pixel size (given, or in the file's metadata), and
-    a given size must fit the frame.
+def check_sizing(sizing: BeadSizing, files: list[Path], plane: PlaneChoice) -> None:
+    """Before any work, on the first frame (read as ``plane`` says): a size in µm needs a pixel size (in the file's
+    metadata, or given), and a given size must fit the frame.
 
     Raises
     ------
@@ -31,8 +31,8 @@ def check_sizing(sizing: BeadSizing, files: list[Path], image_config) -> None:
     if not files or (sizing.diameter_um is None and isinstance(sizing.diameter, str)):
         return
     try:
-        pixel_size = (image_config or {}).get("pixel_size_um") or pixel_size_um(files[0])
-        frame = open_image(files[0])
+        pixel_size = pixel_size_um(files[0], plane)
+        frame = open_image(files[0], plane)
     except (BeadDataError, MicroscopeError, OSError):
         return  # the frame's own turn names what is wrong with it
     if sizing.diameter_um is not None and not pixel_size:
@@ -42,7 +42,8 @@ def check_sizing(sizing: BeadSizing, files: list[Path], image_config) -> None:
 
 
 def capture_estimates(files: list[Path], group_regex: str | None, sizing: BeadSizing,
-                      per_capture: int = FRAMES_PER_CAPTURE) -> dict[str, SizeEstimate]:
+                      plane: PlaneChoice = DEFAULT_PLANE, per_capture: int = FRAMES_PER_CAPTURE,
+                      ) -> dict[str, SizeEstimate]:
     """With ``image.bead_diameter=auto`` and named captures (``group_regex``): one estimate per capture, pooled from
     up to ``per_capture`` of its frames spread over it, for every frame of it (said once per capture in the log);
     otherwise none (each frame is estimated on its own).
@@ -64,7 +65,7 @@ def capture_estimates(files: list[Path], group_regex: str | None, sizing: BeadSi
         found = []
         for index in chosen:
             try:
-                found.append(estimate_diameter(open_image(files[index])))
+                found.append(estimate_diameter(open_image(files[index], plane)))
             except (BeadDataError, OSError):
                 continue  # an unreadable frame is named when its turn comes
         estimate = pooled(found) if found else SizeEstimate(None, 0, 0.0, None, "no frame of it could be read")

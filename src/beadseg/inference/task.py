@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from beadseg.beads.postprocess import PostProcess
 from beadseg.beads.size import BeadSizeError, BeadSizing, FrameSize, SizeEstimate
 from beadseg.data.io import BeadDataError, Normalization, image_name, open_image
-from beadseg.data.microscope import MicroscopeError, pixel_size_um
+from beadseg.data.readers import DEFAULT_PLANE, MicroscopeError, PlaneChoice, pixel_size_um
 from beadseg.formats import images
 from beadseg.inference.finish import finish_frame
 from beadseg.inference.frame import Frame
@@ -40,14 +40,17 @@ def read_ahead_workers(num_workers: int | str) -> int:
 class InputImages(Dataset):
     """Images read by loader workers ahead of the model, with the intensities their ``normalization`` maps to 0
     and 1 (``bounds``; the network's process only applies them) and their bead size (``sizing``: given, estimated
-    here, or the capture's from ``estimates``). An image travels as a tensor, through shared memory (a pipe cost the
+    here, or the capture's from ``estimates``), read as ``plane`` says (a microscope file's plane, the pixel size
+    of files that record none). An image travels as a tensor, through shared memory (a pipe cost the
     receiving process twice the time, measured); a huge one (over ``images.LARGE`` pixels) is opened again where it
     is used, memory-mapped; unreadable ones come back as an error to record."""
 
     def __init__(self, files: list[Path], positions: list[int], normalization: Normalization | None = None, *,
-                 sizing: BeadSizing | None = None, estimates: dict[str, SizeEstimate] | None = None) -> None:
+                 sizing: BeadSizing | None = None, estimates: dict[str, SizeEstimate] | None = None,
+                 plane: PlaneChoice = DEFAULT_PLANE) -> None:
         self.files, self.positions = files, positions  # positions: each file's place in the whole input
         self.normalization, self.sizing, self.estimates = normalization, sizing, estimates or {}
+        self.plane = plane
 
     def __len__(self) -> int:
         return len(self.files)
@@ -56,13 +59,13 @@ class InputImages(Dataset):
         path = self.files[index]
         frame = Frame(image_name(path), str(path), self.positions[index])
         try:
-            image = open_image(path)
+            image = open_image(path, self.plane)
             if image.size <= images.LARGE:  # read here; as a tensor it reaches the network's process in shared memory
                 native = image.dtype.newbyteorder("=")
                 image = np.array(image, native, order="C", copy=True if isinstance(image, np.memmap) else None)
                 frame.image = torch.from_numpy(image)
                 frame.bounds = self.normalization.bounds(image) if self.normalization else None
-            frame.pixel_size_um = pixel_size_um(path)
+            frame.pixel_size_um = pixel_size_um(path, self.plane)
             if self.sizing is not None:
                 frame.size = self.sizing.for_frame(image, frame.pixel_size_um, self.estimates.get(frame.name))
         except (BeadDataError, MicroscopeError, BeadSizeError, OSError) as error:
@@ -76,11 +79,11 @@ class PredictionData(pl.LightningDataModule):
 
     def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, *, num_workers: int,
                  frames_per_step: int, normalization: Normalization | None = None, sizing: BeadSizing | None = None,
-                 estimates: dict[str, SizeEstimate] | None = None) -> None:
+                 estimates: dict[str, SizeEstimate] | None = None, plane: PlaneChoice = DEFAULT_PLANE) -> None:
         super().__init__()
         self.files, self.out, self.settings, self.resume, self.num_workers = files, out, settings, resume, num_workers
         self.frames_per_step, self.normalization = frames_per_step, normalization
-        self.sizing, self.estimates = sizing, estimates
+        self.sizing, self.estimates, self.plane = sizing, estimates, plane
         self.todo: list[int] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -98,7 +101,7 @@ class PredictionData(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         images = InputImages([self.files[i] for i in self.todo], self.todo, self.normalization, sizing=self.sizing,
-                             estimates=self.estimates)
+                             estimates=self.estimates, plane=self.plane)
         return DataLoader(images, batch_size=self.frames_per_step, collate_fn=list, num_workers=self.num_workers,
                           prefetch_factor=2 if self.num_workers else None)
 
@@ -108,9 +111,10 @@ class PredictionTask(pl.LightningModule):
     frames over ``images.LARGE`` pixels keep their maps in memory maps under ``output/.scratch``. The writer
     finishes every frame (:func:`~beadseg.inference.finish.finish_frame`), in its pool beside the next step."""
 
-    def __init__(self, predictor: Predictor, post: PostProcess, scratch: Path) -> None:
+    def __init__(self, predictor: Predictor, post: PostProcess, scratch: Path,
+                 plane: PlaneChoice = DEFAULT_PLANE) -> None:
         super().__init__()
-        self.predictor, self.post, self.scratch = predictor, post, scratch
+        self.predictor, self.post, self.scratch, self.plane = predictor, post, scratch, plane
         self.net = predictor.net  # a registered sub-module: the trainer places it on its device
 
     def on_predict_start(self) -> None:
@@ -136,7 +140,7 @@ class PredictionTask(pl.LightningModule):
             if not frame.readable:
                 continue
             try:
-                frame.image = frame.image.numpy() if frame.image is not None else open_image(frame.path)
+                frame.image = frame.image.numpy() if frame.image is not None else open_image(frame.path, self.plane)
             except (BeadDataError, OSError) as error:  # gone or damaged since the loader looked
                 frame.error = str(error)
                 continue
