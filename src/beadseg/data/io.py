@@ -100,7 +100,7 @@ def _unreadable(path: Path, error: Exception) -> BeadDataError:
 def as_gray(array, source: str) -> np.ndarray:
     """A 2-D gray array from a gray or RGB(A) one (leading axes of one dropped; integer RGB averaged and rounded
     back to its dtype); an error naming ``source`` for anything else."""
-    array = np.asarray(array)
+    array = array if isinstance(array, np.ndarray) else np.asarray(array)  # a memory map stays one
     while array.ndim > 2 and array.shape[0] == 1:  # leading page/plane axes of one
         array = array[0]
     if array.ndim == 3 and array.shape[-1] == 1:
