@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from beadseg.settings import BY_NAME, SETTINGS
+from beadseg.models.registry import REGISTRY
+from beadseg.settings import BY_NAME, FREE, FREE_UNDER, SETTINGS
 
 PAGE = Path(__file__).parent / "reference" / "settings.md"
 
@@ -28,6 +29,13 @@ def settings_page() -> str:
     parts.append("## Checked wherever they sit\n\nA key of this last name anywhere in a command's config (an "
                  "augmentation's `p`, a scheduler's `factor`):\n\n| name | accepts |\n|---|---|")
     parts += [f"| `{name}` | {cell(field.accepts())} |" for name, field in BY_NAME.items()]
+    parts.append("\n## Networks: `model.*`\n\nThe network registry (`beadseg.models.registry`) checks a model's "
+                 "description, the same for a config and a checkpoint:\n\n| architecture | field | accepts |\n|---|---|---|")
+    parts += [f"| `{name}` | `{field_name}` | {cell(field.accepts())} |" for name, entry in REGISTRY.items()
+              for field_name, field in entry.fields.items()]
+    parts.append("\n## Not checked here, and why\n\n| key | why |\n|---|---|")
+    parts += [f"| `{key}` | {why} |" for key, why in FREE.items()]
+    parts += [f"| `{prefix}*` | {why} |" for prefix, why in FREE_UNDER.items()]
     parts.append("\nAny other number or true/false setting: of its default's kind.\n")
     return "\n".join(parts)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 MISSING = object()
@@ -24,8 +24,8 @@ class Field:
     """One typed setting: its type (``int``, ``float``, ``bool``, ``str``, or ``re.Pattern`` for a regex), a default,
     and what it accepts: an inclusive range (``low``, ``high``; ``open_low``/``open_high`` leave an end out), a set
     of choices, a name pattern, the only values allowed, ``also`` (words beside the type, e.g. ``auto``),
-    ``nullable`` (null allowed), ``or_index`` (a name, or an index: a whole number ≥ 0) and, for a regex, the
-    capture groups it needs.
+    ``nullable`` (null allowed), ``or_index`` (a name, or an index: a whole number ≥ 0), ``items`` (a list of
+    (fewest, most) values, each accepted as the rest says) and, for a regex, the capture groups it needs.
 
     Examples
     --------
@@ -50,8 +50,13 @@ class Field:
     open_high: bool = False
     groups: int = 0
     or_index: bool = False
+    items: tuple[int, int] | None = None
 
     def accepts(self) -> str:
+        if self.items is not None:
+            fewest, most = self.items
+            return (f"a list of {fewest} to {most} values, each " if fewest else f"a list of up to {most} values, each "
+                    ) + replace(self, items=None).accepts()
         if self.only is not None:
             return " or ".join("null" if value is None else repr(value) for value in self.only)
         if self.choices:
@@ -72,7 +77,13 @@ class Field:
 
     def check(self, value: Any, where: str) -> Any:
         """``value`` if this field accepts it (a whole number stands for a float), else a :class:`SettingError`."""
-        if self.only is not None:
+        if value is None and self.nullable:
+            return value
+        if self.items is not None:
+            if isinstance(value, (list, tuple)) and self.items[0] <= len(value) <= self.items[1]:
+                each = replace(self, items=None)
+                return [each.check(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        elif self.only is not None:
             if any(value == allowed and type(value) is type(allowed) for allowed in self.only):
                 return value
         elif (value is None and self.nullable) or (isinstance(value, str) and value in self.also):
@@ -144,6 +155,7 @@ INFERENCE = {
     "inference.blend": Field(str, choices=("gaussian", "cosine", "constant")),
     "inference.tta": Field(bool),
     "inference.mc_samples": Field(int, low=0),
+    "inference.amp": Field(bool, nullable=True),
 }
 WORKERS = Field(int, low=0, also=("auto",))
 IMAGE = {
@@ -197,45 +209,71 @@ BY_NAME = {
     "smooth": Field(float, low=0.0),
     "ignore_index": Field(int),
 }
+DATA = {  # a training data module's settings (beadseg-train, beadseg-pack)
+    "data.batch_size": COUNT,
+    "data.val_batch_size": COUNT,
+    "data.patch_size": Field(int, low=8),
+    "data.patches_per_image": COUNT,
+    "data.val_fraction": Field(float, low=0.0, high=1.0, open_high=True),
+    "data.test_fraction": Field(float, low=0.0, high=1.0, open_high=True),
+    "data.train_fraction": Field(float, low=0.0, high=1.0, open_low=True),
+    "data.foreground_oversample": PROBABILITY,
+    "data.cache_mb": Field(float, low=0.0),
+    "data.group_by": Field(re.Pattern, nullable=True),
+    "data.num_workers": WORKERS,
+    "data.ignore_unlabelled": Field(bool),
+    "data.bead_truth": Field(str, choices=("area", "watershed")),
+    "data.normalization.method": Field(str, choices=("percentile", "dataset_max", "fixed")),
+    "data.normalization.low": Field(float, low=0.0, high=100.0),
+    "data.normalization.high": Field(float, low=0.0, high=100.0),
+    "data.normalization.vmin": Field(float, nullable=True),
+    "data.normalization.vmax": Field(float, nullable=True),
+    "data.test_groups": Field(str, pattern=r"[^\n]{1,256}", items=(0, 100_000), nullable=True),
+}
+QA = {  # label QA: how a mask is judged against the beads the image shows
+    "qa.min_labelled_fraction": PROBABILITY,
+    "qa.min_offset_px": Field(float, low=0.0),
+    "qa.min_offset_confidence": PROBABILITY,
+    "qa.max_shift": Field(int, low=0, high=64),
+    "qa.max_empty_label_fraction": PROBABILITY,
+    "qa.size_ratio_range": Field(float, low=0.0, open_low=True, items=(2, 2)),
+}
 SETTINGS: dict[str, dict[str, Field]] = {
     "train": {
+        **DATA,
         "optimizer.lr": Field(float, low=0.0, open_low=True),
         "optimizer.weight_decay": Field(float, low=0.0),
-        "data.batch_size": COUNT,
-        "data.val_batch_size": COUNT,
-        "data.patch_size": Field(int, low=8),
-        "data.patches_per_image": COUNT,
-        "data.val_fraction": Field(float, low=0.0, high=1.0, open_high=True),
-        "data.test_fraction": Field(float, low=0.0, high=1.0, open_high=True),
-        "data.train_fraction": Field(float, low=0.0, high=1.0, open_low=True),
-        "data.foreground_oversample": PROBABILITY,
-        "data.cache_mb": Field(float, low=0.0),
         "data.composites_per_image": Field(float, low=0.0),
-        "data.group_by": Field(re.Pattern, nullable=True),
         "data.composite_frames": Field(re.Pattern, nullable=True),
         "data.synthetic_modality": SOURCE["modality"],
         "data.annotations": Field(str, choices=("masks", "points")),
-        "model.dropout": Field(float, low=0.0, high=1.0, open_high=True),
-        "model.base_channels": COUNT,
         "trainer.max_epochs": COUNT,
         "seed": Field(int),
-        "threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
+        "module.threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
+        "module.match_distance": Field(float, low=0.0, open_low=True),
+        "tune_thresholds.thresholds": Field(float, low=0.0, high=1.0, open_low=True, open_high=True, items=(1, 64)),
+        "tune_thresholds.peak_thresholds": Field(float, low=0.0, high=1.0, open_high=True, items=(0, 64)),
+        "module.object_metrics": Field(bool),
+        "target.channels": Field(int, choices=(1, 2)),
+        "target.centres.sigma": Field(float, low=0.0, high=64.0, open_low=True),
+        "target.centres.weight": Field(float, low=0.0),
+        "target.centres.loss.alpha": Field(float, low=0.0),
+        "target.centres.loss.beta": Field(float, low=0.0),
+        "data.synthetic_images": Field(int, low=0, high=100_000),
+        "adequacy_bar": PROBABILITY,
+        "loss.weights.bce": Field(float, low=0.0),
+        "loss.weights.dice": Field(float, low=0.0),
+        "loss.terms.dice.from_logits": Field(bool),
+        "scheduler.interval": Field(str, choices=("epoch", "step")),
+        "test": Field(bool),
         "monitor": Field(str, pattern=r"(train|val)/\w+"),
         "monitor_mode": Field(str, choices=("min", "max")),
-        "model.depth": Field(int, low=1, high=8),
-        "model.in_channels": COUNT,
-        "model.out_channels": COUNT,
-        "data.num_workers": WORKERS,
-        "data.ignore_unlabelled": Field(bool),
-        "data.bead_truth": Field(str, choices=("area", "watershed")),
-        "data.normalization.method": Field(str, choices=("percentile", "dataset_max", "fixed")),
-        "data.normalization.low": Field(float, low=0.0, high=100.0),
-        "data.normalization.high": Field(float, low=0.0, high=100.0),
         **{f"data.source.{key}": field for key, field in SOURCE.items()},
         **IMAGE,
     },
     "predict": {
-        **POSTPROCESS, **INFERENCE, **IMAGE,
+        **POSTPROCESS, **INFERENCE, **IMAGE, **DETECTOR,
+        "method.name": Field(str, choices=("checkpoint", "classical")),
         "num_workers": WORKERS,
         "post_workers": WORKERS,
         "frames_per_step": Field(int, low=1, also=("auto",)),
@@ -256,9 +294,12 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "resume": Field(bool),
     },
     "eval": {
-        **POSTPROCESS, **INFERENCE, **IMAGE,
+        **POSTPROCESS, **INFERENCE, **IMAGE, **DETECTOR, **QA,
+        "method.name": Field(str, choices=("checkpoint", "classical")),
         "match_distance": Field(float, low=0.0, open_low=True),
         "min_iou": Field(float, low=0.0, high=1.0, open_low=True),
+        "thresholds": Field(float, low=0.0, high=1.0, open_low=True, open_high=True, items=(0, 64)),
+        "peak_thresholds": Field(float, low=0.0, high=1.0, open_high=True, items=(0, 64)),
         "split": Field(str, choices=("all", "val", "test", "train")),
         "write_threshold": Field(bool),
         "worst_images": Field(int, low=0),
@@ -278,11 +319,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
         **DETECTOR, **IMAGE,
         "fix": Field(bool),
         "add_missing": Field(bool),
-        "qa.min_labelled_fraction": PROBABILITY,
-        "qa.min_offset_px": Field(float, low=0.0),
-        "qa.min_offset_confidence": PROBABILITY,
-        "qa.max_shift": Field(int, low=0, high=64),
-        "qa.max_empty_label_fraction": PROBABILITY,
+        **QA,
     },
     "export": {
         "format": Field(str, choices=("torchscript", "onnx", "checkpoint", "bioimageio")),
@@ -291,6 +328,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
     },
     "explain": {
         **IMAGE,
+        "methods": Field(str, choices=("integrated_gradients", "occlusion"), items=(1, 2)),
         "window": COUNT,
     },
     "synth": {
@@ -306,11 +344,37 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "adequacy_bar": PROBABILITY,
     },
     "pack": {
-        **IMAGE,
+        **IMAGE, **DATA,
         "seed": Field(int, low=0),
         "workers": COUNT,
         "chunk_bytes": Field(str, pattern=r"\d+(\.\d+)?\s*[KMGT]?B", also=()),
     },
+}
+
+# Settings no field here checks, and why. A test composes every command's config and fails on a leaf that is
+# neither checked (SETTINGS, BY_NAME, the network registry for ``model.*``) nor named here.
+FREE = {
+    "task_name": "the name of the command's run folder",
+    "ckpt": "a path, named when it is opened", "ckpt_path": "a path, named when it is opened",
+    "init_from": "a path, named when it is opened", "predictions": "a path, named when it is opened",
+    "compare": "a path, named when it is opened", "out_masks": "a path, named when it is opened",
+    "data.root": "a path, named when it is opened", "data.csv_file": "a path, named when it is opened",
+    "data.images": "a sub-folder name", "data.masks": "a sub-folder name", "data.source.points": "a sub-folder name",
+    "target.centres": "false, or the centre target's settings (checked)",
+    "data.source.images": "a sub-folder name", "data.source.masks": "a sub-folder name",
+    "tune_thresholds": "null, or its lists (checked)",
+    "overlays": "checked by beadseg.inference.writers.overlay_every, naming the key",
+    "rois": "checked by beadseg.inference.writers.roi_kinds, naming the key",
+    "inference.device": "a torch device name, checked by torch",
+    "loss.terms.dice.mode": "smp's DiceLoss mode, checked by smp",
+}
+FREE_UNDER = {
+    "model.": "the network registry checks the description (beadseg.models.registry)",
+    "trainer.": "Lightning's Trainer checks its own arguments",
+    "callbacks.": "Lightning's callbacks check their own arguments",
+    "logger.": "Lightning's loggers check their own arguments",
+    "augmentation.": "albumentations checks its transforms' arguments (their p is checked here)",
+    "hydra.": "Hydra's own settings",
 }
 
 
@@ -348,13 +412,20 @@ def check_settings(cfg: Any, command: str) -> None:
 
     for key, field in SETTINGS.get(command, {}).items():
         value = OmegaConf.select(cfg, key, default=MISSING, throw_on_missing=False)
-        if value is MISSING or OmegaConf.is_config(value):
+        if value is MISSING:
             continue
-        field.check(value, key)
+        field.check(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value, key)
     for key, value in _leaves(cfg):
-        named = BY_NAME.get(key.rsplit(".", 1)[-1])
+        *parents, name = key.split(".")
+        named = BY_NAME.get(name)
         if named is not None and key not in SETTINGS.get(command, {}):
             named.check(value, key)
+        elif key.startswith("data.source.") and name in SOURCE and key not in SETTINGS.get(command, {}):
+            SOURCE[name].check(value, key)  # a drawn source's setting, however deep the sources nest
+        elif name.isdigit() and parents and parents[-1] in BY_NAME:  # a list where a value is meant
+            whole = ".".join(parents)
+            raise SettingError(f"{whole}={OmegaConf.to_container(OmegaConf.select(cfg, whole))}: accepts "
+                               f"{BY_NAME[parents[-1]].accepts()}")
 
 
 def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -22,6 +22,7 @@ from beadseg.data.folder import FolderSource
 from beadseg.data.points import PointsSource
 from beadseg.datasets import build_datamodule
 from beadseg.metrics.adequacy import adequacy_verdict
+from beadseg.models.registry import describe
 from beadseg.settings import check_settings
 from beadseg.training.callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, ValidationHistory
 from beadseg.training.tuning import tune_checkpoint
@@ -205,6 +206,7 @@ def train(cfg: DictConfig) -> dict:
     if "_target_" not in cfg.model:
         raise ValueError(f"model={cfg.model.get('name')} has no network to train; evaluate it with "
                          f"beadseg-eval model={cfg.model.get('name')} data.root=DIR")
+    describe(OmegaConf.to_container(cfg.model, resolve=True), "model")  # the registry's fields: one schema
     resume_from = None
     if cfg.get("ckpt_path"):  # refused here, by name, unless plain weights and a network beadseg builds
         resume_from, dropped = trusted_resume(cfg.ckpt_path, output_dir)
