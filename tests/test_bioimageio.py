@@ -38,3 +38,27 @@ def test_package_is_valid_and_predicts_like_beadseg(tmp_path):
     ours = probability if probability.ndim == 3 else probability[None]
     assert channels.shape[-1] == len(ours)
     np.testing.assert_allclose(np.moveaxis(channels, -1, 0), ours, atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("normalization", [{"method": "dataset_max", "vmin": 0.0, "vmax": 40000.0},
+                                           {"method": "fixed", "vmin": 1000.0, "vmax": 30000.0}])
+def test_a_package_of_every_normalisation_predicts_like_beadseg(tmp_path, normalization):
+    """The declared preprocessing (a linear scaling for dataset_max and fixed) and the test output agree with
+    beadseg's own prediction: bioimageio.core's test passes and its prediction on a new 16-bit frame is beadseg's."""
+    import torch
+
+    from beadseg.checkpoint import read_checkpoint
+    from beadseg.packaging.bioimageio import export_bioimageio
+
+    checkpoint = read_checkpoint(shipped_checkpoint())
+    checkpoint["hyper_parameters"]["normalization"] = {"method": "percentile", "low": 1.0, "high": 99.8,
+                                                       **normalization}
+    torch.save(checkpoint, tmp_path / "model.ckpt")
+    network = load_network(tmp_path / "model.ckpt")
+    package, _ = export_bioimageio(network, tmp_path / "pkg", tile=128)  # runs bioimageio.core's test: it passes
+    image, _ = render_beads(np.random.default_rng(6), 128, 20, "brightfield", bit_depth=16)
+    ours, _ = ModelPredictor(network, tile=128).predict(image)
+    sample = core.predict(model=package, inputs={"raw": image.astype(np.float32)[None, None]})
+    theirs = next(iter(sample.members.values())).data.values[0]
+    np.testing.assert_allclose(theirs, ours if ours.ndim == 3 else ours[None], atol=1e-3)

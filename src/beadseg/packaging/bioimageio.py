@@ -15,6 +15,7 @@ import torch
 
 from beadseg import plots
 from beadseg.checkpoint import Network, learned_diameter
+from beadseg.data.io import Normalization
 from beadseg.data.synthetic import render_beads
 from beadseg.models.registry import importable
 from beadseg.packaging.tracing import trace
@@ -115,8 +116,7 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
     image, _ = render_beads(np.random.default_rng(0), tile, 60, "brightfield", bit_depth=8)
     raw = image.astype(np.float32)[None, None]
     normalization = network.hparams.get("normalization") or {}
-    low, high = np.percentile(raw, (normalization.get("low", 1.0), normalization.get("high", 99.8)))
-    normalized = torch.from_numpy(((raw - low) / (high - low + 1e-6)).astype(np.float32))
+    normalized = torch.from_numpy(Normalization(**normalization)(image)[None, None])  # beadseg's own recipe
     with torch.no_grad():
         expected = torch.sigmoid(net(normalized)).numpy()
         traced = trace(net, normalized)
