@@ -19,7 +19,7 @@ from beadseg.data.io import open_image, read_image
 from beadseg.data.synthetic import render_beads
 from beadseg.packaging.export import export
 from beadseg.training.task import train
-from tests.helpers import table
+from tests.helpers import table, write_pair
 
 BIN = Path(sys.executable).parent
 
@@ -254,3 +254,24 @@ def test_the_progress_bar_counts_images_not_steps(tmp_path, compose_config, capf
     captured = capfd.readouterr()
     bar = (captured.out + captured.err).replace("\r", "\n")
     assert "Predicting images" in bar and "5/5" in bar and "3/3" not in bar
+
+
+def test_one_eval_reads_its_checkpoint_once_and_batches_frames(tmp_path, compose_config, monkeypatch):
+    """``evaluate`` reads the checkpoint once (network, thresholds, split) and sends frames through the network
+    in steps of ``frames_per_step`` (prediction's batched road), with the scores of one frame at a time."""
+    from beadseg.evaluation.evaluate import evaluate
+    from beadseg.inference.predictor import ModelPredictor
+
+    for index in range(3):
+        image, labels = render_beads(np.random.default_rng(index), 96, 12, "brightfield", bit_depth=8)
+        write_pair(tmp_path / "data", f"f{index}", image, (labels > 0).astype(np.uint8) * 255)
+    loads, steps = [], []
+    real_load, real_frames = torch.load, ModelPredictor.predict_frames
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    monkeypatch.setattr(ModelPredictor, "predict_frames",
+                        lambda self, images, *a, **k: steps.append(len(images)) or real_frames(self, images, *a, **k))
+    out = tmp_path / "eval"
+    scored = evaluate(compose_config("eval", [f"data.root={tmp_path / 'data'}", "frames_per_step=2", f"output={out}",
+                                              f"paths.output_dir={out}", "worst_images=0"]))
+    assert scored["metrics"]["objects"]["centroid"]["f1"] > 0.8  # the model finds the drawn beads
+    assert len(loads) == 1 and steps == [2, 1]

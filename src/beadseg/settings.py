@@ -276,7 +276,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "method.name": Field(str, choices=("checkpoint", "classical")),
         "num_workers": WORKERS,
         "post_workers": WORKERS,
-        "frames_per_step": Field(int, low=1, also=("auto",)),
+        "frames_per_step": Field(int, low=1, high=256, also=("auto",)),
         "save_probability": Field(bool),
         "save_uncertainty": Field(bool),
         "overlay_max_side": Field(int, low=16),
@@ -303,6 +303,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "split": Field(str, choices=("all", "val", "test", "train")),
         "write_threshold": Field(bool),
         "worst_images": Field(int, low=0),
+        "frames_per_step": Field(int, low=1, high=256, also=("auto",)),
         "post_workers": WORKERS,
     },
     "qc": {

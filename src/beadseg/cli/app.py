@@ -211,16 +211,6 @@ def refuse_missing_values(cfg: DictConfig) -> None:
         raise MissingMandatoryValue(f"Missing mandatory value: {key}")
 
 
-def check_checkpoint(cfg: DictConfig) -> None:
-    """A command that runs a checkpoint's network (``ckpt=``, ``method=checkpoint``) refuses a file that is no
-    checkpoint, or whose settings or network description beadseg does not accept, before any other work."""
-    if not cfg.get("ckpt") or cfg.get("method", {}).get("name", "checkpoint") != "checkpoint":
-        return
-    from beadseg.checkpoint import module_settings
-
-    module_settings(cfg.ckpt)
-
-
 def record_failure(line: str) -> None:
     """A training run stopped by a handled error still says so: ``result.json`` (status failed, the error) in its
     run directory, as a sweep records its failed jobs."""
@@ -248,7 +238,6 @@ def beadseg_app(config_name: str) -> Callable:
             try:
                 refuse_missing_values(cfg)
                 check_settings(cfg, config_name)  # every command's settings, before any work
-                check_checkpoint(cfg)
                 return task(cfg)
             except Exception as error:
                 line = message(error)

@@ -17,12 +17,12 @@ from beadseg import plots
 from beadseg.beads.instances import bead_instances
 from beadseg.beads.label_qa import label_faults
 from beadseg.beads.size import BeadSizing
-from beadseg.checkpoint import checkpoint_split, tuned_checkpoint_path, write_tuned_checkpoint
+from beadseg.checkpoint import tuned_checkpoint_path, write_tuned_checkpoint
 from beadseg.data.folder import FolderSource, load_pair
 from beadseg.data.io import BeadDataError, image_name, list_images, read_mask
 from beadseg.data.readers import pixel_size_um
 from beadseg.evaluation.scores import Evaluation, Truth, best_setting, score_settings, sweep_settings
-from beadseg.inference.predictor import predictor_from_config
+from beadseg.inference.predictor import Predictor, frames_per_step, predictor_from_config
 from beadseg.inference.sizes import check_sizing, report_sizes
 from beadseg.settings import check_settings
 from beadseg.system import usable_cpus
@@ -32,13 +32,15 @@ from beadseg.workers.pool import WorkerPool, finishing_workers
 log = logging.getLogger(__name__)
 
 
-def select_pairs(source: FolderSource, split: str, ckpt: str | None) -> list[tuple[Path, Path]]:
+def select_pairs(source: FolderSource, split: str, predictor: Predictor) -> list[tuple[Path, Path]]:
+    """The folder's pairs in ``split`` of the predictor's checkpoint (``all``: every pair)."""
     pairs = source.pairs()
     if split == "all":
         return pairs
+    ckpt = predictor.checkpoint
     if not ckpt:
         raise ValueError(f"split={split} needs the checkpoint's split (ckpt=PATH); use split=all otherwise")
-    assignment = checkpoint_split(ckpt)
+    assignment = predictor.training_split
     chosen = [pair for pair in pairs if assignment.get(image_name(pair[0])) == split]
     if not chosen:
         raise ValueError(f"no image of {source.root} is in the {split} split of {ckpt}; use split=all")
@@ -108,20 +110,20 @@ def evaluate(cfg) -> dict:
     """
     check_settings(cfg, "eval")
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
     source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks, plane=cfg.get("image"))
     if cfg.get("predictions"):
         if cfg.ckpt or cfg.method.name == "classical":
             raise ValueError("predictions=DIR scores saved predictions: give no ckpt= or method= with it")
         return evaluate_saved(cfg, source, out)
-    predictor = predictor_from_config(cfg)
+    predictor = predictor_from_config(cfg)  # the one read of the checkpoint, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     post = instantiate(cfg.postprocess).for_model(predictor)
     classical = predictor.name == "classical"
     ckpt = predictor.checkpoint
     if cfg.write_threshold and not classical and tuned_checkpoint_path(Path(str(ckpt)), out).exists():
         raise FileExistsError(f"{tuned_checkpoint_path(Path(str(ckpt)), out)} exists already (write_threshold=true "
                               "never overwrites a checkpoint): move it away first")
-    pairs = select_pairs(source, cfg.split, ckpt)  # method=classical may borrow a checkpoint's split
+    pairs = select_pairs(source, cfg.split, predictor)  # method=classical may borrow a checkpoint's split
     threshold, peak = post.min_probability, post.peak_threshold
     stored = (threshold, peak)
     settings = sweep_settings(threshold, peak, cfg.thresholds, cfg.peak_thresholds if predictor.channels > 1 else ())
@@ -143,22 +145,26 @@ def evaluate(cfg) -> dict:
     if sizing is not None:
         check_sizing(sizing, [image for image, _ in pairs], source.plane)
     sizes = []
+    step = frames_per_step(cfg.get("frames_per_step", "auto"), predictor)
     with WorkerPool(finishing_workers(cfg.post_workers, usable_cpus() - 2, len(pairs)), add) as pool:
-        for image_path, mask_path in track(pairs, description="evaluating"):
-            sample = load_pair(image_path, mask_path, source.plane)
-            size = sizing.for_frame(sample.image, pixel_size_um(image_path, source.plane)) if sizing is not None else None
-            zoom = size.zoom if size is not None else 1.0
-            probability, _ = predictor.predict(sample.image, zoom=zoom)
-            waiting.append(sample)
-            sizes += [size] if size is not None else []
-            pool.submit(score, sample.name, probability, sample.image, Truth.of(sample.mask, sample.labels),
-                        {setting: each.at_scale(1 / zoom) for setting, each in at_setting.items()})
+        for first in track(range(0, len(pairs), step), description="evaluating"):  # prediction's batched road
+            chunk = pairs[first : first + step]
+            samples = [load_pair(image_path, mask_path, source.plane) for image_path, mask_path in chunk]
+            frame_sizes = [sizing.for_frame(sample.image, pixel_size_um(image_path, source.plane))
+                           if sizing is not None else None for sample, (image_path, _) in zip(samples, chunk)]
+            zooms = [size.zoom if size is not None else 1.0 for size in frame_sizes]
+            maps = predictor.predict_frames([sample.image for sample in samples], zooms=zooms)
+            sizes += [size for size in frame_sizes if size is not None]
+            for sample, zoom, frame in zip(samples, zooms, maps):
+                waiting.append(sample)
+                pool.submit(score, sample.name, frame.probability, sample.image, Truth.of(sample.mask, sample.labels),
+                            {setting: each.at_scale(1 / zoom) for setting, each in at_setting.items()})
     report_sizes(sizes)
     summaries = {s: run.summary() for s, run in runs.items()}
     sweep = [{"threshold": t, "peak_threshold": p, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]}
              for (t, p), s in summaries.items()]
     best = best_setting(sweep, {"threshold": threshold, "peak_threshold": peak})
-    assignment = {} if classical else checkpoint_split(ckpt)  # read once, not once per image
+    assignment = {} if classical else predictor.training_split
     seen = sorted(image_name(p[0]) for p in pairs if assignment.get(image_name(p[0])) == "train")
     if seen:
         held_out = sorted({str(assignment.get(image_name(p[0]))) for p in pairs} & {"val", "test"})

@@ -23,7 +23,7 @@ from beadseg.data.readers import PlaneChoice
 from beadseg.data.split import group_names
 from beadseg.formats.regions import frame_regions, write_region_counts
 from beadseg.inference.journal import completed_images, run_settings
-from beadseg.inference.predictor import predictor_from_config
+from beadseg.inference.predictor import frames_per_step, predictor_from_config
 from beadseg.inference.sizes import capture_estimates, check_sizing
 from beadseg.inference.summary import merge_tables
 from beadseg.inference.task import (
@@ -75,10 +75,10 @@ def predict(cfg: DictConfig) -> dict:
     if sizing is not None:
         check_sizing(sizing, files, plane)
     read_ahead = read_ahead_workers(cfg.num_workers)
-    frames_per_step = int(cfg.frames_per_step if cfg.frames_per_step != "auto" else 2 if network_on_cpu(predictor) else 8)
+    step = frames_per_step(cfg.frames_per_step, predictor)
     estimates = capture_estimates(files, cfg.get("group_regex"), sizing, plane) if sizing is not None else {}
     data = PredictionData(files, out, settings, bool(cfg.resume), num_workers=read_ahead,
-                          frames_per_step=frames_per_step, normalization=predictor.normalization, sizing=sizing,
+                          frames_per_step=step, normalization=predictor.normalization, sizing=sizing,
                           estimates=estimates, plane=plane)
     workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
     writer = PredictionWriter(out, options, post, workers)

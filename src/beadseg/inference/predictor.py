@@ -14,9 +14,10 @@ import torch.nn.functional as F
 
 from beadseg.beads.classical import detect_beads
 from beadseg.beads.postprocess import DEFAULT_PEAK_THRESHOLD, MaskAndPeaks, PostProcess
-from beadseg.checkpoint import learned_diameter, load_network, run_checkpoint
+from beadseg.checkpoint import checkpoint_split, learned_diameter, load_network, run_checkpoint
 from beadseg.data.io import Normalization
 from beadseg.inference.tiling import predict_tiled, tile_plan, to_device
+from beadseg.workers.pool import network_on_cpu
 
 # the eight symmetries of the square: (number of 90° turns, flip left-right)
 DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
@@ -64,7 +65,8 @@ class Predictor(Protocol):
     checkpoint; frames whose beads are of another size are resized to it, ``zoom``); ``channels`` is 2 for a model
     with a centre heat-map; ``net`` the network (``None`` without one);
     ``normalization`` the intensity recipe it learned (``None``: images as they are); ``gives_uncertainty`` whether
-    its maps come with a per-pixel uncertainty; ``checkpoint`` the file it came from."""
+    its maps come with a per-pixel uncertainty; ``checkpoint`` the file it came from, ``training_split`` which of
+    its training run's images went to which split (read with it: the file is read once)."""
 
     name: str
     threshold: float
@@ -75,6 +77,7 @@ class Predictor(Protocol):
     net: torch.nn.Module | None
     normalization: Normalization | None
     checkpoint: str | None
+    training_split: dict[str, str]
 
     @property
     def gives_uncertainty(self) -> bool: ...
@@ -115,6 +118,7 @@ class ModelPredictor:
         self.peak_threshold = float(network.hparams.get("peak_threshold") or DEFAULT_PEAK_THRESHOLD)
         self.bead_area = network.hparams.get("bead_area")  # px, the median bead the model saw in validation
         self.bead_diameter = learned_diameter(network.hparams)
+        self.training_split: dict[str, str] = network.checkpoint.get("beadseg_split") or {}
         if batch_pixels == "auto":  # pixels per forward pass: the shipped model's fp32 activations take ~0.5 GB per MP on a CPU
             batch_pixels = 16 * 2**20 if self.device.type == "cuda" else 2**20
         self.tile, self.overlap, self.batch_pixels, self.blend = tile, overlap, int(batch_pixels), blend
@@ -264,6 +268,7 @@ class ClassicalPredictor:
 
     def __init__(self, detect: Callable = detect_beads) -> None:
         self.detect = detect
+        self.training_split: dict[str, str] = {}  # a borrowed checkpoint's (load_predictor)
 
     def keep_dropout_on(self) -> None:
         """No network, no dropout."""
@@ -299,11 +304,24 @@ def load_predictor(ckpt: str | None = None, build: Callable = ModelPredictor, de
     predictor is the file it came from."""
     if detect is not None:
         predictor = ClassicalPredictor(detect)
+        predictor.training_split = checkpoint_split(str(run_checkpoint(ckpt))) if ckpt else {}
     else:
         ckpt = str(run_checkpoint(ckpt)) if ckpt else shipped_checkpoint()
         predictor = build(load_network(ckpt, "segment"))
     predictor.checkpoint = str(Path(ckpt).resolve()) if ckpt else None
     return predictor
+
+
+def frames_per_step(setting: int | str, predictor: Predictor) -> int:
+    """Frames a step sends through the network together (``frames_per_step``): ``auto`` is 2 where the network
+    runs on the CPU, else 8 (a GPU, or no network: the classical detector takes them one by one).
+
+    Examples
+    --------
+    >>> frames_per_step("auto", ClassicalPredictor()), frames_per_step(4, ClassicalPredictor())
+    (8, 4)
+    """
+    return int(setting) if setting != "auto" else 2 if network_on_cpu(predictor) else 8
 
 
 def predictor_from_config(cfg) -> Predictor:

@@ -9,7 +9,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -196,6 +196,24 @@ def train(cfg: DictConfig) -> dict:
     """
     check_settings(cfg, "train")
     output_dir = Path(cfg.paths.output_dir)
+    refuse_overwrite(cfg, output_dir)
+    check_network(cfg)
+    resume_from = resume_checkpoint(cfg, output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg.data)
+    module = build_module(cfg, datamodule)
+    trainer, history, loggers = build_trainer(cfg)
+    fit(trainer, module, datamodule, resume_from, output_dir, history)
+    result = completed(cfg, trainer, history, loggers, output_dir)
+    result.update(after_fit(cfg, trainer, module, datamodule, output_dir, result))
+    log_hyperparameters(cfg, loggers, result)
+    if trainer.is_global_zero:
+        (output_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def refuse_overwrite(cfg: DictConfig, output_dir: Path) -> None:
+    """A run directory that holds checkpoints is another run's: refused, unless this run continues it."""
     checkpoint_dir = output_dir / "checkpoints"
     continuing = bool(cfg.get("ckpt_path")) and Path(cfg.ckpt_path).absolute().parent == checkpoint_dir.absolute()
     if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()) and not continuing:
@@ -203,17 +221,30 @@ def train(cfg: DictConfig) -> dict:
             f"{checkpoint_dir} already holds checkpoints; beadseg never overwrites a run. Give a new "
             "hydra.run.dir (to resume this run: beadseg-train ckpt_path=<run>/checkpoints/last.ckpt)"
         )
+
+
+def check_network(cfg: DictConfig) -> None:
+    """The model config describes a network the registry builds (its fields checked there, by key)."""
     if "_target_" not in cfg.model:
         raise ValueError(f"model={cfg.model.get('name')} has no network to train; evaluate it with "
                          f"beadseg-eval model={cfg.model.get('name')} data.root=DIR")
-    describe(OmegaConf.to_container(cfg.model, resolve=True), "model")  # the registry's fields: one schema
-    resume_from = None
-    if cfg.get("ckpt_path"):  # refused here, by name, unless plain weights and a network beadseg builds
-        resume_from, dropped = trusted_resume(cfg.ckpt_path, output_dir)
-        for line in dropped:
-            log.warning("ckpt_path: dropped callback state naming a file outside this run (%s)", line)
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg.data)
+    describe(OmegaConf.to_container(cfg.model, resolve=True), "model")
+
+
+def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """``ckpt_path``'s trusted copy to resume from (refused by name unless plain weights and a network beadseg
+    builds; callback state naming files outside the run dropped, each said), or None."""
+    if not cfg.get("ckpt_path"):
+        return None
+    resume_from, dropped = trusted_resume(cfg.ckpt_path, output_dir)
+    for line in dropped:
+        log.warning("ckpt_path: dropped callback state naming a file outside this run (%s)", line)
+    return resume_from
+
+
+def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
+    """The LightningModule, started from ``init_from``'s weights where given (its bead size kept, and the
+    folder's frames read at it)."""
     module = instantiate(cfg.module)
     if cfg.get("init_from"):
         learned = load_weights(module, cfg.init_from)
@@ -226,50 +257,80 @@ def train(cfg: DictConfig) -> dict:
                      sizing.diameter_um and f"{sizing.diameter_um} µm" or sizing.diameter)
     log.info("network: %s, %.2f M parameters", type(module.net).__name__,
              sum(p.numel() for p in module.net.parameters()) / 1e6)
+    return module
+
+
+def build_trainer(cfg: DictConfig) -> tuple[pl.Trainer, ValidationHistory, list]:
+    """Lightning's Trainer with the configured callbacks and loggers, beadseg's history and stop handler, and
+    checkpoints written atomically."""
     history = ValidationHistory()
-    stop = StopOnSignal()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), history, stop]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), history, StopOnSignal()]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       plugins=[AtomicCheckpointIO()])  # no half-written checkpoint
+    return trainer, history, loggers
 
-    last = next((c.path for c in callbacks if isinstance(c, LastCheckpoint)), None)
+
+def last_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """Where the run's ``last.ckpt`` is written (None without that callback)."""
+    return next((c.path for c in cast(list, trainer.callbacks)  # type: ignore[attr-defined]
+                 if isinstance(c, LastCheckpoint)), None)
+
+
+def fit(trainer: pl.Trainer, module, datamodule, resume_from: Path | None, output_dir: Path,
+        history: ValidationHistory) -> None:
+    """Fit; a stop (Ctrl-C, ``kill``) records where the run stopped and how to resume it before it ends."""
+    callbacks = cast(list, trainer.callbacks)  # type: ignore[attr-defined]  # Lightning sets it at run time
+    stop = next(c for c in callbacks if isinstance(c, StopOnSignal))
     try:
         with stop.installed():
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     except (KeyboardInterrupt, SystemExit) as interruption:
-        record_interruption(output_dir, trainer, last, interruption, history)
+        record_interruption(output_dir, trainer, last_checkpoint(trainer), interruption, history)
         raise
     finally:
         if resume_from is not None:
             resume_from.unlink(missing_ok=True)
 
-    best = best_so_far(trainer, history)
-    best_path = best["checkpoint"]
-    result = {
+
+def completed(cfg: DictConfig, trainer: pl.Trainer, history: ValidationHistory, loggers: list,
+              output_dir: Path) -> dict:
+    """``result.json`` of a finished fit: the best checkpoint and its scores, why it stopped, where things are."""
+    last = last_checkpoint(trainer)
+    return {
         "status": "completed",
         "monitor": cfg.monitor,
-        **best,
+        **best_so_far(trainer, history),
         "epochs_run": trainer.current_epoch,
         "stopped": stop_reason(trainer),
         "last_checkpoint": str(last) if last and last.is_file() else "",
         "tensorboard": str(output_dir / "tensorboard") if any(
             isinstance(lg, pl.loggers.TensorBoardLogger) for lg in loggers) else "",
     }
+
+
+def after_fit(cfg: DictConfig, trainer: pl.Trainer, module, datamodule, output_dir: Path, result: dict) -> dict:
+    """What follows a fit, each where asked: the test split's scores, the thresholds tuned on the validation
+    images (``result.json``'s checkpoint then the tuned one), and the adequacy verdict."""
+    best_path = result["checkpoint"]
+    added: dict[str, Any] = {}
     if cfg.get("test") and len(datamodule.datasets.get("test", [])):
         scores = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)[0]
-        result["test"] = {key: float(value) for key, value in scores.items()}
+        added["test"] = {key: float(value) for key, value in scores.items()}
     if cfg.get("tune_thresholds") and best_path and trainer.is_global_zero and hasattr(module, "post"):
-        result["tuned"] = tune_checkpoint(module, datamodule.datasets["val"], best_path, output_dir, cfg.tune_thresholds)
-        result["checkpoint"], result["untuned_checkpoint"] = result["tuned"]["checkpoint"], best_path
-    if cfg.get("adequacy_bar") is not None and best["best_score"] is not None:
-        result["adequacy"] = adequacy_verdict(best["best_score"], cfg.adequacy_bar)
-    for logger in loggers:  # TensorBoard's HParams tab: the settings with the run's final metrics
-        final = {f"hp/best_{cfg.monitor.replace('/', '_')}": best["best_score"] or 0.0, "hp/epochs_run": float(result["epochs_run"])}
+        added["tuned"] = tune_checkpoint(module, datamodule.datasets["val"], best_path, output_dir, cfg.tune_thresholds)
+        added["checkpoint"], added["untuned_checkpoint"] = added["tuned"]["checkpoint"], best_path
+    if cfg.get("adequacy_bar") is not None and result["best_score"] is not None:
+        added["adequacy"] = adequacy_verdict(result["best_score"], cfg.adequacy_bar)
+    return added
+
+
+def log_hyperparameters(cfg: DictConfig, loggers: list, result: dict) -> None:
+    """TensorBoard's HParams tab: the run's settings with its final metrics (other loggers: the settings)."""
+    final = {f"hp/best_{cfg.monitor.replace('/', '_')}": result["best_score"] or 0.0,
+             "hp/epochs_run": float(result["epochs_run"])}
+    for logger in loggers:
         if isinstance(logger, pl.loggers.TensorBoardLogger):
             logger.log_hyperparams(_flat_hparams(cfg), final)
         else:
             logger.log_hyperparams(_flat_hparams(cfg))
-    if trainer.is_global_zero:
-        (output_dir / "result.json").write_text(json.dumps(result, indent=2))
-    return result
