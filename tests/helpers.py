@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from beadseg.tables import read_csv as table  # noqa: F401 - the rows of a CSV file, closed again
+
+BIN = Path(sys.executable).parent  # where this environment's beadseg-* commands are
 
 
 def write_pair(root: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:

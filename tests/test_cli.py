@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import table
-
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN, table
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -164,3 +164,15 @@ def test_lightning_is_pinned_below_its_next_major_version_and_the_installed_one_
     bounds = {spec.operator: spec.version for spec in lightning.specifier}
     assert "<" in bounds and bounds["<"].split(".")[1:] in ([], ["0"]), lightning  # below the next major
     assert version("pytorch-lightning") in lightning.specifier
+
+
+def test_format_names_in_the_schema_are_the_registries():
+    """A format the settings accept is one a registry writes, and the reverse (the names are checked against the
+    registries they choose from)."""
+    from beadseg.formats.images import LABEL_FORMATS, LABEL_WRITERS
+    from beadseg.packaging.export import EXPORTERS
+    from beadseg.settings import SETTINGS
+
+    assert set(SETTINGS["predict"]["label_format"].choices) == set(LABEL_FORMATS)
+    assert set(LABEL_FORMATS.values()) <= set(LABEL_WRITERS)  # every label format has its writer
+    assert set(SETTINGS["export"]["format"].choices) == {*EXPORTERS, "bioimageio"}

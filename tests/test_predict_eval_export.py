@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -19,9 +18,7 @@ from beadseg.data.io import open_image, read_image
 from beadseg.data.synthetic import render_beads
 from beadseg.packaging.export import export
 from beadseg.training.task import train
-from tests.helpers import table, write_pair
-
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN, table, write_pair
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,9 +18,7 @@ from beadseg.cli.app import quote_values
 from beadseg.data.io import BeadDataError, mask_kind, open_image, read_image, read_mask
 from beadseg.data.synthetic import render_beads
 from beadseg.training.task import StopOnSignal, train
-from tests.helpers import table, write_pair
-
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN, table, write_pair
 
 
 def test_last_checkpoint_is_the_last_epoch_even_without_improvement(compose_config, tmp_path):

@@ -6,7 +6,6 @@ import pickle
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,9 +22,7 @@ from beadseg.data.synthetic import SyntheticSource, render_beads
 from beadseg.datasets.datamodule import BeadDataModule
 from beadseg.metrics.objects import match_by_centroid, match_by_iou
 from beadseg.training.task import train
-from tests.helpers import table, write_pair
-
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN, table, write_pair
 
 
 @pytest.fixture

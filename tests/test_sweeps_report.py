@@ -3,7 +3,6 @@
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from beadseg.config import CONFIG_DIR
 from beadseg.report.writer import write_report
-from tests.helpers import table
-
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN, table
 
 FAKE_RUNS = [  # overrides, model choice, lr, val Jaccard per epoch
     (["model=unet", "optimizer.lr=0.001"], "unet", 0.001, [0.20, 0.55, 0.61, 0.58]),

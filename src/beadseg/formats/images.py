@@ -82,11 +82,15 @@ def write_ome_zarr(array: np.ndarray, path: Path, convert: Callable[[np.ndarray]
     return path
 
 
+
+LABEL_WRITERS = {".tif": write_tiff, ".ome.tif": write_tiff, ".ome.zarr": write_ome_zarr}  # by the suffix written
+
 def write_labelled(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,
                    *, pixel_size_um: float | None = None, compression: str | None = "zlib") -> Path:
-    """A label-like image in the format its name says: ``.ome.zarr``, ``.ome.tif`` or plain ``.tif``."""
-    write = write_ome_zarr if path.name.endswith(".ome.zarr") else write_tiff
-    return write(array, path, convert, dtype, pixel_size_um=pixel_size_um, compression=compression)
+    """A label-like image in the format its name says (:data:`LABEL_WRITERS`: ``.ome.zarr``, ``.ome.tif`` or plain
+    ``.tif``)."""
+    suffix = max((suffix for suffix in LABEL_WRITERS if path.name.endswith(suffix)), key=len, default=".tif")
+    return LABEL_WRITERS[suffix](array, path, convert, dtype, pixel_size_um=pixel_size_um, compression=compression)
 
 
 def label_dtype(bead_count: int):

@@ -1,13 +1,15 @@
-"""Export a checkpoint's network to TorchScript or ONNX, with its recipe, and check it against the checkpoint."""
+"""Export a checkpoint's network, with its recipe, and check it against the checkpoint: one class per format
+(:data:`EXPORTERS`: TorchScript, ONNX, a slim checkpoint; bioimage.io packages in ``beadseg.packaging.bioimageio``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from beadseg.checkpoint import learned_diameter, load_network, module_settings
+from beadseg.checkpoint import Network, learned_diameter, load_network, module_settings
 from beadseg.packaging.tracing import trace
 
 INFERENCE_SETTINGS = ("net", "normalization", "threshold", "peak_threshold", "bead_area", "bead_diameter", "class_names",
@@ -31,24 +33,105 @@ def slim_checkpoint(ckpt: str, target: Path) -> Path:
     return target
 
 
-DEFAULT_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-4, "checkpoint": 5e-2}  # largest logit difference
+class Exporter:
+    """One export format: the file it writes into ``out``, how it writes the network there, how that file
+    predicts (the check against the checkpoint), and the largest logit difference it may show."""
+
+    name: ClassVar[str] = ""
+    tolerance: ClassVar[float] = 1e-4
+
+    def write(self, network: Network, ckpt: str, recipe: dict, example: torch.Tensor, out: Path) -> Path:
+        raise NotImplementedError
+
+    def run(self, path: Path, probe: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+EXPORTERS: dict[str, Exporter] = {}
+
+
+def register(exporter: type[Exporter]) -> type[Exporter]:
+    """Add an export format to :data:`EXPORTERS` (a class decorator)."""
+    EXPORTERS[exporter.name] = exporter()
+    return exporter
+
+
+@register
+class TorchScript(Exporter):
+    """A traced TorchScript module with the recipe (``beadseg.json``) inside."""
+
+    name = "torchscript"
+
+    def write(self, network: Network, ckpt: str, recipe: dict, example: torch.Tensor, out: Path) -> Path:
+        path = out / "model.torchscript.pt"
+        with torch.no_grad():
+            traced = trace(network.net, example)
+        traced.save(str(path), _extra_files={"beadseg.json": json.dumps(recipe)})
+        return path
+
+    def run(self, path: Path, probe: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.jit.load(str(path))(probe)
+
+
+@register
+class Onnx(Exporter):
+    """ONNX with dynamic batch, height and width, checked with onnxruntime."""
+
+    name = "onnx"
+
+    def write(self, network: Network, ckpt: str, recipe: dict, example: torch.Tensor, out: Path) -> Path:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401  (torch's ONNX exporter)
+        except ImportError as error:
+            raise ImportError("format=onnx needs onnx, onnxruntime and onnxscript: pip install 'beadseg[onnx]'") from error
+        path = out / "model.onnx"
+        torch.onnx.export(network.net, (example,), str(path), input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                        "logits": {0: "batch", 2: "height", 3: "width"}})
+        return path
+
+    def run(self, path: Path, probe: torch.Tensor) -> torch.Tensor:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return torch.from_numpy(session.run(None, {"image": probe.numpy()})[0])
+
+
+@register
+class SlimCheckpoint(Exporter):
+    """A slim half-precision checkpoint that beadseg loads (:func:`slim_checkpoint`)."""
+
+    name, tolerance = "checkpoint", 5e-2
+
+    def write(self, network: Network, ckpt: str, recipe: dict, example: torch.Tensor, out: Path) -> Path:
+        return slim_checkpoint(ckpt, out / "model.ckpt")
+
+    def run(self, path: Path, probe: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return load_network(path, "segment").net(probe)
 
 
 def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | None = None) -> tuple[Path, float]:
     """Write the exported model into ``out``; returns its path and the largest difference from the checkpoint.
 
-    ``fmt``: ``torchscript``, ``onnx``, ``checkpoint`` (a slim half-precision checkpoint that beadseg loads) or
-    ``bioimageio`` (a bioimage.io model package, tested by bioimageio.core before it is written).
+    ``fmt``: a name of :data:`EXPORTERS` (``torchscript``, ``onnx``, ``checkpoint``: a slim half-precision
+    checkpoint that beadseg loads) or ``bioimageio`` (a bioimage.io model package, tested by bioimageio.core
+    before it is written).
 
     The exported network takes (N, 1, H, W) normalised images whose H and W are multiples of ``divisor``
     (in ``beadseg.json`` beside it, with the normalisation recipe and threshold): pad before, crop after.
     """
+    if fmt != "bioimageio" and fmt not in EXPORTERS:
+        raise ValueError(f"format={fmt!r}: choose {', '.join(EXPORTERS)} or bioimageio")
     network = load_network(ckpt, "segment")
     if fmt == "bioimageio":
         from beadseg.packaging.bioimageio import export_bioimageio  # bioimageio.core: an optional, heavy import
 
         return export_bioimageio(network, out, tile)
-    net = network.net
+    exporter, net = EXPORTERS[fmt], network.net
     divisor = getattr(net, "divisor", 32)
     if tile % divisor:
         raise ValueError(f"tile={tile} must be a multiple of the model's divisor ({divisor})")
@@ -60,39 +143,13 @@ def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | N
               "divisor": divisor, "input": "(N, 1, H, W) float32, normalised; H, W multiples of divisor",
               "output": output, "target": "centres" if channels == 2 else "mask", "checkpoint": str(ckpt)}
     out.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(1, 1, tile, tile)
     probe = torch.rand(2, 1, tile, tile)
     with torch.no_grad():
         expected = net(probe)
     (out / "beadseg.json").write_text(json.dumps(recipe, indent=2))
-    if fmt == "torchscript":
-        path = out / "model.torchscript.pt"
-        with torch.no_grad():
-            traced = trace(net, example)
-        traced.save(str(path), _extra_files={"beadseg.json": json.dumps(recipe)})
-        with torch.no_grad():
-            got = torch.jit.load(str(path))(probe)
-    elif fmt == "onnx":
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime
-            import onnxscript  # noqa: F401  (torch's ONNX exporter)
-        except ImportError as error:
-            raise ImportError("format=onnx needs onnx, onnxruntime and onnxscript: pip install 'beadseg[onnx]'") from error
-        path = out / "model.onnx"
-        torch.onnx.export(net, (example,), str(path), input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        "logits": {0: "batch", 2: "height", 3: "width"}})
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = torch.from_numpy(session.run(None, {"image": probe.numpy()})[0])
-    elif fmt == "checkpoint":
-        path = slim_checkpoint(ckpt, out / "model.ckpt")
-        with torch.no_grad():
-            got = load_network(path, "segment").net(probe)
-    else:
-        raise ValueError(f"format={fmt!r}: choose torchscript, onnx, checkpoint or bioimageio")
-    difference = float((got - expected).abs().max())
-    tolerance = DEFAULT_TOLERANCE[fmt] if tolerance is None else tolerance
+    path = exporter.write(network, ckpt, recipe, torch.rand(1, 1, tile, tile), out)
+    difference = float((exporter.run(path, probe) - expected).abs().max())
+    tolerance = exporter.tolerance if tolerance is None else tolerance
     if difference > tolerance:
         raise RuntimeError(f"the exported model differs from the checkpoint by {difference:.2e} (> {tolerance:g})")
     return path, difference
