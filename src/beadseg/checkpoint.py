@@ -24,8 +24,19 @@ from beadseg.settings import Field, SettingError
 # What inference reads of a checkpoint beside the network, checked like any setting.
 STORED = {"threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
           "peak_threshold": Field(float, low=0.0, high=1.0, open_high=True, nullable=True),
-          "bead_area": Field(float, low=0.0, open_low=True, nullable=True),
-          "bead_diameter": Field(float, low=1.0, high=1000.0, nullable=True)}
+          "bead_area": Field(float, low=0.0, high=1e6, open_low=True, nullable=True),
+          "bead_diameter": Field(float, low=1.0, high=1000.0, nullable=True),
+          "class_names": Field(str, pattern=r"[A-Za-z0-9][\w .()-]{0,63}", items=(2, 1000), nullable=True)}
+NORMALIZATION = {"method": Field(str, choices=("percentile", "dataset_max", "fixed")),
+                 "low": Field(float, low=0.0, high=100.0), "high": Field(float, low=0.0, high=100.0),
+                 "vmin": Field(float, low=-1e12, high=1e12, nullable=True),
+                 "vmax": Field(float, low=-1e12, high=1e12, nullable=True)}
+SPLITS = ("train", "val", "test", "unused")
+# The archive torch.load reads: a zip of uncompressed records (torch never compresses them). Bounded before it is
+# opened, so that a small file cannot make beadseg inflate gigabytes.
+MAX_RECORDS = 100_000
+MAX_INFLATED_BYTES = 4 * 2**30  # all records together, as stored
+MAX_RATIO = 20.0  # a record's stored size over its compressed size (1 for torch's own)
 
 
 class CheckpointError(ValueError):
@@ -39,13 +50,14 @@ def run_checkpoint(path: str | Path) -> Path:
     if not path.is_dir():
         return path
     try:
-        chosen = json.loads((path / "result.json").read_text()).get("checkpoint")
-    except (OSError, ValueError):
-        chosen = None
-    if not chosen:
+        record = json.loads((path / "result.json").read_text()) if (path / "result.json").stat().st_size < 2**20 else {}
+    except (OSError, ValueError, RecursionError):
+        record = {}
+    chosen = record.get("checkpoint") if isinstance(record, dict) else None
+    if not chosen or not isinstance(chosen, str):
         raise CheckpointError(f"ckpt={path} is a folder but no finished beadseg-train run (its result.json names no "
                               "checkpoint): give the checkpoint file, e.g. ckpt=<run>/checkpoints/<best>.ckpt")
-    return Path(chosen)
+    return path / chosen  # a relative path is the run's own (an absolute one stays as it is)
 
 
 def not_a_checkpoint(path: Path) -> str | None:
@@ -75,6 +87,7 @@ def read_checkpoint(path: str | Path) -> dict:
     kind = not_a_checkpoint(path)
     if kind:
         raise CheckpointError(f"ckpt={path} is not a checkpoint ({kind}): give a .ckpt file that beadseg-train wrote")
+    check_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -87,6 +100,52 @@ def read_checkpoint(path: str | Path) -> dict:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"ckpt={path}: not a beadseg checkpoint (a {type(checkpoint).__name__}, not a dict)")
     return checkpoint
+
+
+def check_archive(path: Path) -> None:
+    """Refuse, before it is read, an archive that would inflate beyond :data:`MAX_INFLATED_BYTES`, holds more than
+    :data:`MAX_RECORDS` records or a record compressed more than :data:`MAX_RATIO` times (a zip bomb); a file that
+    is no zip (torch's legacy format) is left to torch.load's own checks."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return
+    inflated = sum(record.file_size for record in records)
+    worst = max((record.file_size / max(record.compress_size, 1) for record in records), default=1.0)
+    if len(records) > MAX_RECORDS or inflated > MAX_INFLATED_BYTES or worst > MAX_RATIO:
+        raise CheckpointError(f"ckpt={path}: refused: its archive holds {len(records)} records inflating to "
+                              f"{inflated / 2**20:.0f} MB (compressed up to {worst:.0f}x); accepts at most "
+                              f"{MAX_RECORDS} records, {MAX_INFLATED_BYTES / 2**30:g} GB and {MAX_RATIO:g}x")
+
+
+def check_stored(settings: dict, checkpoint: dict) -> None:
+    """Every plain value inference reads of a checkpoint, typed and bounded (:data:`STORED`, the normalisation
+    recipe, the split), before anything is allocated from it; a :class:`SettingError` names the field."""
+    for key, field in STORED.items():
+        if key in settings:
+            field.check(settings[key], key)
+    normalization = settings.get("normalization")
+    if normalization is not None:
+        if not isinstance(normalization, dict) or set(normalization) - set(NORMALIZATION):
+            raise SettingError(f"normalization={str(normalization)[:80]}: accepts a mapping of "
+                               f"{', '.join(NORMALIZATION)}")
+        for key, value in normalization.items():
+            NORMALIZATION[key].check(value, f"normalization.{key}")
+        if normalization.get("method", "percentile") == "percentile" and \
+                not normalization.get("low", 1.0) < normalization.get("high", 99.8):
+            raise SettingError(f"normalization.low={normalization.get('low')}, high={normalization.get('high')}: "
+                               "accepts low < high")
+        if normalization.get("method") in ("dataset_max", "fixed") and not (
+                normalization.get("vmax") is not None and (normalization.get("vmin") or 0.0) < normalization["vmax"]):
+            raise SettingError(f"normalization.vmin={normalization.get('vmin')}, vmax={normalization.get('vmax')}: "
+                               "accepts vmin < vmax")
+    split = checkpoint.get("beadseg_split")
+    if split is not None and not (isinstance(split, dict) and len(split) <= 10_000_000 and all(
+            isinstance(name, str) and len(name) <= 4096 and part in SPLITS for name, part in split.items())):
+        raise SettingError(f"beadseg_split: accepts a mapping of image names to {', '.join(SPLITS)}")
 
 
 def module_settings(path: str | Path) -> tuple[dict, dict]:
@@ -103,9 +162,7 @@ def module_settings(path: str | Path) -> tuple[dict, dict]:
         raise CheckpointError(f"ckpt={path}: refused: it describes no network (no net setting)")
     try:
         settings["net"] = describe(settings["net"], "net")
-        for key, field in STORED.items():
-            if key in settings:
-                field.check(settings[key], key)
+        check_stored(settings, checkpoint)
     except SettingError as error:
         raise CheckpointError(f"ckpt={path}: refused: its setting {error}") from None
     return checkpoint, settings
@@ -145,7 +202,10 @@ def load_network(path: str | Path, task: str | None = None) -> Network:
     from beadseg.models.registry import build_network
 
     checkpoint, settings = module_settings(path)
-    network = Network(build_network(settings["net"]), settings, checkpoint)
+    try:
+        network = Network(build_network(settings["net"]), settings, checkpoint)
+    except SettingError as error:  # a network larger than the registry builds
+        raise CheckpointError(f"ckpt={path}: refused: {error}") from None
     if task is not None and network.task != task:
         what = {"segment": "a segmentation", "classify": "a classification"}
         raise CheckpointError(f"ckpt={path} holds {what[network.task]} model; this command needs {what[task]} one")
@@ -202,11 +262,33 @@ def _inside(path: str, folder: Path) -> bool:
         return False
 
 
+
+def check_optimiser_state(checkpoint: dict, path: str | Path) -> None:
+    """Refuse optimiser state that does not belong to the checkpoint's parameters: a tensor larger than the
+    largest parameter, or more state than a few copies of them (Adam keeps two), before Lightning restores it.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the optimiser state and its size.
+    """
+    weights = [value.numel() for value in checkpoint["state_dict"].values() if isinstance(value, torch.Tensor)]
+    largest, total = max(weights, default=0), sum(weights)
+    for index, optimiser in enumerate(checkpoint.get("optimizer_states") or []):
+        state = optimiser.get("state", {}) if isinstance(optimiser, dict) else {}
+        tensors = [value for entry in (state.values() if isinstance(state, dict) else []) if isinstance(entry, dict)
+                   for value in entry.values() if isinstance(value, torch.Tensor)]
+        held = sum(tensor.numel() for tensor in tensors)
+        if any(tensor.numel() > largest for tensor in tensors) or held > 4 * total + 1024:
+            raise CheckpointError(f"ckpt_path={path}: refused: its optimizer_states[{index}] holds {held} values for "
+                                  f"{total} weights (at most {largest} per tensor): state of another network")
+
 def trusted_resume(path: str | Path, run_dir: Path) -> tuple[Path, list[str]]:
     """A copy of the checkpoint ``path`` (in ``run_dir``) whose callback state names no file outside ``run_dir``
     (resolved, symlinks followed): Lightning would delete a "previous best" such state names when a better one is
     saved. What is dropped is listed, one line each; scores and counters are kept."""
     checkpoint, _ = module_settings(path)
+    check_optimiser_state(checkpoint, path)
     dropped = []
     for name, state in (checkpoint.get("callbacks") or {}).items():
         if not isinstance(state, dict):

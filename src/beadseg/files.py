@@ -96,13 +96,37 @@ def remove_stale_partials(folder: str | Path) -> list[Path]:
     removed = []
     for path in Path(folder).rglob(".*.partial"):
         owner = path.name.split(".")[-2]
-        if owner.isdigit() and not _running(int(owner)):
+        if owner.isdigit() and not running(int(owner)):
             _remove(path)
             removed.append(path)
     return removed
 
 
-def _running(pid: int) -> bool:
+
+MAX_STEM_BYTES = 245  # a frame's output files are named <stem><suffix> (``_rois.zip`` the longest suffix, 9 bytes);
+                      # file systems allow 255 bytes a name
+
+
+def file_stem(name: str) -> str:
+    """The stem of a frame's output files: its name, or for a name too long for a file system with the suffixes
+    beadseg adds (``_rois.zip``, ``.ome.zarr``...), its start and a hash of the whole (the tables keep the full name).
+
+    Examples
+    --------
+    >>> file_stem("640x_a")
+    '640x_a'
+    >>> long = file_stem("x" * 251)
+    >>> len(long.encode()), long[-9:] == "~" + hashlib.sha1(("x" * 251).encode()).hexdigest()[:8]
+    (245, True)
+    """
+    encoded = name.encode()
+    if len(encoded) <= MAX_STEM_BYTES:
+        return name
+    start = encoded[: MAX_STEM_BYTES - 9].decode(errors="ignore")
+    return f"{start}~{hashlib.sha1(encoded).hexdigest()[:8]}"
+
+def running(pid: int) -> bool:
+    """Whether the process ``pid`` is alive (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

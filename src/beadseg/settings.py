@@ -8,6 +8,7 @@ says a value's type and what it accepts, and an error is one line naming the key
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,6 +18,19 @@ MISSING = object()
 
 class SettingError(ValueError):
     """A setting of the wrong type or out of range; the message names the key and what it accepts."""
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error line, cut to about ``limit`` characters (a value may be megabytes long).
+
+    Examples
+    --------
+    >>> shown("x" * 1000)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (1002 characters)"
+    """
+    text = repr(value) if not isinstance(value, (list, dict, tuple, str)) or len(value) < 10_000 else \
+        f"{type(value).__name__} of {len(value)}"
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,7 @@ class Field:
             return value
         elif self._typed(value) and self._in_range(value):
             return float(value) if self.kind is float else value
-        raise SettingError(f"{where}={value!r}: accepts {self.accepts()}")
+        raise SettingError(f"{where}={shown(value)}: accepts {self.accepts()}")
 
     def _typed(self, value: Any) -> bool:
         if self.kind is bool:
@@ -100,7 +114,12 @@ class Field:
         if self.kind is int:
             return isinstance(value, int) and not isinstance(value, bool)
         if self.kind is float:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return False
+            try:
+                return math.isfinite(value)
+            except OverflowError:  # a whole number too large for a float
+                return False
         if self.kind is re.Pattern:
             if not isinstance(value, str):
                 return False
@@ -148,8 +167,8 @@ POSTPROCESS = {
     "postprocess.halo": Field(int, low=0),
 }
 INFERENCE = {
-    "inference.tile": Field(int, low=32),
-    "inference.window": Field(int, low=32),
+    "inference.tile": Field(int, low=32, high=16384),
+    "inference.window": Field(int, low=32, high=8192),
     "inference.overlap": Field(int, low=0),
     "inference.batch_pixels": Field(int, low=1, also=("auto",)),
     "inference.blend": Field(str, choices=("gaussian", "cosine", "constant")),
@@ -157,7 +176,9 @@ INFERENCE = {
     "inference.mc_samples": Field(int, low=0),
     "inference.amp": Field(bool, nullable=True),
 }
-WORKERS = Field(int, low=0, also=("auto",))
+CORES = os.cpu_count() or 1
+MAX_WORKERS = max(4 * CORES, 16)  # processes a setting may ask for: a few per core at most, never thousands
+WORKERS = Field(int, low=0, high=MAX_WORKERS, also=("auto",))
 IMAGE = {
     "image.pixel_size_um": Field(float, low=0.0, open_low=True, nullable=True),
     "image.bead_diameter": Field(float, low=1.0, high=4096.0, also=("auto", "model")),
@@ -210,10 +231,10 @@ BY_NAME = {
     "ignore_index": Field(int),
 }
 DATA = {  # a training data module's settings (beadseg-train, beadseg-pack)
-    "data.batch_size": COUNT,
-    "data.val_batch_size": COUNT,
-    "data.patch_size": Field(int, low=8),
-    "data.patches_per_image": COUNT,
+    "data.batch_size": Field(int, low=1, high=4096),
+    "data.val_batch_size": Field(int, low=1, high=4096),
+    "data.patch_size": Field(int, low=8, high=4096),
+    "data.patches_per_image": Field(int, low=1, high=10_000),
     "data.val_fraction": Field(float, low=0.0, high=1.0, open_high=True),
     "data.test_fraction": Field(float, low=0.0, high=1.0, open_high=True),
     "data.train_fraction": Field(float, low=0.0, high=1.0, open_low=True),
@@ -308,7 +329,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
     },
     "qc": {
         **DETECTOR, **IMAGE,
-        "workers": Field(int, low=0),
+        "workers": Field(int, low=0, high=MAX_WORKERS),
         "symlinks": Field(bool),
         "qc.min_beads": Field(int, low=0),
         "qc.min_snr": Field(float, low=0.0, open_low=True),
@@ -324,17 +345,17 @@ SETTINGS: dict[str, dict[str, Field]] = {
     },
     "export": {
         "format": Field(str, choices=("torchscript", "onnx", "checkpoint", "bioimageio")),
-        "tile": Field(int, low=32),
+        "tile": Field(int, low=32, high=8192),
         "tolerance": Field(float, low=0.0, open_low=True, nullable=True),
     },
     "explain": {
         **IMAGE,
         "methods": Field(str, choices=("integrated_gradients", "occlusion"), items=(1, 2)),
-        "window": COUNT,
+        "window": Field(int, low=1, high=512),
     },
     "synth": {
         "n": COUNT,
-        "size": Field(int, low=16),
+        "size": Field(int, low=16, high=16384),
         "seed": Field(int, low=0),
         "modality": SOURCE["modality"],
         "bit_depth": SOURCE["bit_depth"],
@@ -347,8 +368,8 @@ SETTINGS: dict[str, dict[str, Field]] = {
     "pack": {
         **IMAGE, **DATA,
         "seed": Field(int, low=0),
-        "workers": COUNT,
-        "chunk_bytes": Field(str, pattern=r"\d+(\.\d+)?\s*[KMGT]?B", also=()),
+        "workers": Field(int, low=1, high=MAX_WORKERS),
+        "chunk_bytes": Field(str, pattern=r"0*[1-9]\d{0,5}(\.\d+)?\s*[KMGT]?B", also=()),
     },
 }
 
@@ -377,6 +398,11 @@ FREE_UNDER = {
     "augmentation.": "albumentations checks its transforms' arguments (their p is checked here)",
     "hydra.": "Hydra's own settings",
 }
+
+# Pairs of settings that bound a range: the first must stay below the second (a range never inverted).
+RANGES = [("data.normalization.low", "data.normalization.high"), ("postprocess.min_area", "postprocess.max_area"),
+          ("data.source.min_beads", "data.source.max_beads"), ("source.min_beads", "source.max_beads"),
+          ("data.normalization.vmin", "data.normalization.vmax")]
 
 
 def check_settings(cfg: Any, command: str) -> None:
@@ -427,6 +453,10 @@ def check_settings(cfg: Any, command: str) -> None:
             whole = ".".join(parents)
             raise SettingError(f"{whole}={OmegaConf.to_container(OmegaConf.select(cfg, whole))}: accepts "
                                f"{BY_NAME[parents[-1]].accepts()}")
+    for low_key, high_key in RANGES:
+        low, high = (OmegaConf.select(cfg, key, default=None, throw_on_missing=False) for key in (low_key, high_key))
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
+            raise SettingError(f"{low_key}={low}, {high_key}={high}: accepts {low_key} < {high_key}")
 
 
 def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -483,11 +513,11 @@ def check_against_defaults(cfg: Any, defaults: Any, keys: list[str], command: st
     Examples
     --------
     >>> from omegaconf import OmegaConf
-    >>> check_against_defaults(OmegaConf.create({"loss": {"weights": {"bce": "abc"}}}),
-    ...                        OmegaConf.create({"loss": {"weights": {"bce": 0.5}}}), ["loss.weights.bce"], "train")
+    >>> check_against_defaults(OmegaConf.create({"loss": {"scale": "abc"}}),
+    ...                        OmegaConf.create({"loss": {"scale": 0.5}}), ["loss.scale"], "train")
     Traceback (most recent call last):
     ...
-    beadseg.settings.SettingError: loss.weights.bce='abc': accepts a finite number
+    beadseg.settings.SettingError: loss.scale='abc': accepts a finite number
     """
     from omegaconf import OmegaConf
 

@@ -11,7 +11,7 @@ import torch
 
 from beadseg import plots
 from beadseg.checkpoint import load_network
-from beadseg.data.io import Normalization, image_name, read_image
+from beadseg.data.io import BeadDataError, Normalization, image_name, read_image
 from beadseg.data.readers import DEFAULT_PLANE, PlaneChoice
 from beadseg.tables import write_csv
 
@@ -54,22 +54,28 @@ def attribution_overlay(image: np.ndarray, attribution: np.ndarray) -> np.ndarra
 
 def explain(ckpt: str, inputs: list[Path], out: Path, methods: list[str], window: int = 8,
             plane: PlaneChoice = DEFAULT_PLANE) -> Path:
-    """Attribution overlays (``<frame>_<method>.png``) and ``predictions.csv`` for the given frames."""
+    """Attribution overlays (``<frame>_<method>.png``) and ``predictions.csv`` for the given frames; a frame that
+    cannot be read is recorded there with its error (as beadseg-predict records it) and the others go on."""
     _captum()
     network = load_network(ckpt, "classify")
     normalization = Normalization(**(network.hparams.get("normalization") or {}))
     names = network.hparams.get("class_names") or [str(i) for i in range(int(cast(Any, network.net).num_classes))]
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict[str, object]] = []
     for path in inputs:
-        raw = read_image(path, plane)
+        try:
+            raw = read_image(path, plane)
+        except (BeadDataError, OSError) as error:
+            rows.append({"frame": str(path), "predicted": "", "probability": "", "error": str(error)})
+            continue
         image = torch.from_numpy(normalization(raw))[None, None]
         with torch.no_grad():
             probabilities = torch.softmax(network.net(image), dim=1)[0]
         predicted = int(probabilities.argmax())
-        rows.append({"frame": str(path), "predicted": names[predicted], "probability": round(float(probabilities[predicted]), 4)})
+        rows.append({"frame": str(path), "predicted": names[predicted],
+                     "probability": round(float(probabilities[predicted]), 4), "error": ""})
         for method in methods:
             attribution = attribute(network.net, image, predicted, method, window)
             iio.imwrite(out / f"{image_name(path)}_{method}.png", attribution_overlay(raw, attribution))
-    write_csv(rows, out / "predictions.csv", ["frame", "predicted", "probability"])
+    write_csv(rows, out / "predictions.csv", ["frame", "predicted", "probability", "error"])
     return out

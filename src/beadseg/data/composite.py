@@ -22,7 +22,7 @@ from beadseg.beads.instances import single_bead_area
 from beadseg.beads.measure import edge_ids
 from beadseg.data.points import annotated_folder
 from beadseg.data.sources import RenderedSource
-from beadseg.data.split import group_names
+from beadseg.data.split import bounded_search, group_names
 
 OBJECT_SIGMAS = 4.0  # a pixel of the (1 px smoothed) residual this many noise sigmas off the background is in a blob
 OBJECT_SNR = 25.0  # ... which may be a bead where it holds this many noise sigmas over its area (the lab's beads:
@@ -327,14 +327,13 @@ class CompositeSource(RenderedSource):
     def library(self) -> BeadLibrary:
         """The beads and emptied frames of the folder, cut once (on first use)."""
         if self._library is None:
-            import re
-
             rows = self.folder.entries()
-            pattern = re.compile(self.frames) if self.frames else None
-            groups = group_names([row["name"] for row in rows], self.group_by, "source.group_by")
+            names = [row["name"] for row in rows]
+            chosen = bounded_search(names, self.frames, "data.composite_frames") if self.frames else [True] * len(rows)
+            groups = group_names(names, self.group_by, "source.group_by")
             library = BeadLibrary()
-            for index, (row, group) in enumerate(zip(rows, groups)):
-                if group in self.exclude_groups or (pattern and not pattern.search(row["name"])):
+            for index, (row, group, wanted) in enumerate(zip(rows, groups, chosen)):
+                if group in self.exclude_groups or not wanted:
                     continue
                 sample = self.folder.read(row)
                 library.add_frame(sample.image, sample.mask, group, np.random.default_rng([self.seed, index]))

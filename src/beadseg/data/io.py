@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -131,7 +132,34 @@ def read_image(path: str | Path, plane: PlaneChoice | None = None) -> np.ndarray
     return _through_reader(Path(path), plane, "read")
 
 
+
+SPECIAL = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+           stat.S_IFSOCK: "a socket"}
+
+
+def refuse_special(path: Path) -> None:
+    """Refuse, by name, what is neither a regular file nor a folder once links are followed (a FIFO, a device, a
+    socket): reading one could wait for ever or never end.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> fifo = Path(tempfile.mkdtemp()) / "frame.tif"
+    >>> os.mkfifo(fifo)
+    >>> refuse_special(fifo)
+    Traceback (most recent call last):
+    ...
+    beadseg.data.io.BeadDataError: image file ... is a FIFO (named pipe), not a file: skipped
+    """
+    try:
+        kind = stat.S_IFMT(os.stat(path).st_mode)
+    except OSError:
+        return  # missing or a broken link: the reader names it
+    if kind in SPECIAL:
+        raise BeadDataError(f"image file {path} is {SPECIAL[kind]}, not a file: skipped")
+
 def _through_reader(path: Path, plane: PlaneChoice | None, how: str) -> np.ndarray:
+    refuse_special(path)
     reader = reader_for(path) or PlainImage()  # another suffix: imageio reads what the content is
     try:
         array = getattr(reader, how)(path, plane or DEFAULT_PLANE)

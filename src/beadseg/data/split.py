@@ -48,18 +48,30 @@ def group_names(names: list[str], group_by: str | None, key: str = "group_by", s
     """
     if not group_by:
         return list(names)
-    pattern = re.compile(group_by)
-    groups: list[str] = []
+    return [(match.group(1) if match.groups() else match.group(0)) if match else name
+            for name, match in zip(names, bounded_search(names, group_by, key, seconds))]
+
+
+def bounded_search(names: list[str], regex: str, key: str, seconds: float = 5.0) -> list[re.Match | None]:
+    """``re.search(regex, name)`` for each name, stopped after ``seconds`` in all (a regex that backtracks without
+    end is refused naming ``key`` and the name; in the main thread, elsewhere unbounded).
+
+    Examples
+    --------
+    >>> [bool(m) for m in bounded_search(["320x_a", "b"], r"^\d+x_", "data.composite_frames")]
+    [True, False]
+    """
+    pattern = re.compile(regex)
+    found: list[re.Match | None] = []
     name = ""
     try:
         with time_bound(seconds):
             for name in names:
-                match = pattern.search(name)
-                groups.append((match.group(1) if match.groups() else match.group(0)) if match else name)
+                found.append(pattern.search(name))
     except TimeoutError:
-        raise ValueError(f"{key}={group_by!r} takes longer than {seconds:g} s on the name {name}: it backtracks "
+        raise ValueError(f"{key}={regex!r} takes longer than {seconds:g} s on the name {name}: it backtracks "
                          "without end (nested repetition such as (a+)+); write it without nesting") from None
-    return groups
+    return found
 
 
 @contextlib.contextmanager

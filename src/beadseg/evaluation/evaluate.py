@@ -110,6 +110,9 @@ def evaluate(cfg) -> dict:
     """
     check_settings(cfg, "eval")
     out = Path(cfg.output)
+    if out.resolve().is_relative_to(Path(cfg.data.root).resolve()):
+        raise ValueError(f"output={out} is inside data.root={cfg.data.root}: beadseg-eval would write into the data "
+                         "set it scores; choose an output outside it")
     source = FolderSource(cfg.data.root, cfg.data.images, cfg.data.masks, plane=cfg.get("image"))
     if cfg.get("predictions"):
         if cfg.ckpt or cfg.method.name == "classical":

@@ -82,5 +82,9 @@ def write_frame(frame: Frame, beads: Instances, out: Path, options: OutputOption
 
 def finish_frame(frame: Frame, out: Path, options: OutputOptions, post: PostProcess) -> dict:
     """What happens to every frame after the network: its beads found (:func:`find_beads`), its files written and
-    its record made (:func:`write_frame`)."""
-    return write_frame(frame, find_beads(frame, post), out, options)
+    its record made (:func:`write_frame`). An OSError on the way (a full disk, a frame too large to map, a
+    name the file system refuses) fails this frame only: its record says why, as for an unreadable frame."""
+    try:
+        return write_frame(frame, find_beads(frame, post), out, options)
+    except OSError as error:
+        return {"image": frame.name, "path": frame.path, "error": f"its outputs could not be written: {error}"}

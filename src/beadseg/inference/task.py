@@ -145,7 +145,10 @@ class PredictionTask(pl.LightningModule):
                 frame.error = str(error)
                 continue
             if frame.image.size > images.LARGE:
-                self._huge(frame)
+                try:
+                    self._huge(frame)
+                except (OSError, MemoryError) as error:  # its maps cannot be mapped: this frame fails, not the run
+                    frame.error = f"its maps could not be made: {error}"
             else:
                 whole.append(frame)
         maps = self.predictor.predict_frames([frame.image for frame in whole], self.post,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beadseg.beads.postprocess import Instances
+from beadseg.files import file_stem
 from beadseg.formats import images, rois
 from beadseg.inference.frame import Frame
 from beadseg.tables import write_csv
@@ -42,9 +43,12 @@ def overlay_every(setting: int | bool | str, frames: int, most: int = 200) -> in
     """
     if setting == "auto":
         return max(1, math.ceil(frames / most))
-    if isinstance(setting, str) or int(setting) < 0:
-        raise ValueError(f"overlays={setting}: give auto, a number n (an overlay for every n-th frame) or false")
-    return int(setting)
+    if isinstance(setting, bool):
+        return int(setting)
+    if not isinstance(setting, int) or not 0 <= setting <= 10**9:
+        raise ValueError(f"overlays={setting}: give auto, a whole number n ≥ 0 (an overlay for every n-th frame) or "
+                         "false")
+    return setting
 
 
 def roi_kinds(value) -> tuple[str, ...]:
@@ -128,7 +132,7 @@ class MaskWriter(Writer):
     """``masks/<image>``: the 0/255 bead mask in ``label_format``, calibrated where the pixel size is known."""
 
     def write(self, frame, beads, out, options):
-        images.write_mask(beads.labels, out / "masks" / f"{frame.name}{options.label_suffix}", frame.pixel_size_um,
+        images.write_mask(beads.labels, out / "masks" / f"{file_stem(frame.name)}{options.label_suffix}", frame.pixel_size_um,
                            options.tiff_compression)
 
 
@@ -137,7 +141,7 @@ class InstanceWriter(Writer):
     """``instances/<image>``: one label per bead (uint16, or uint32 past 65,535 beads)."""
 
     def write(self, frame, beads, out, options):
-        images.write_labels(beads.labels, out / "instances" / f"{frame.name}{options.label_suffix}",
+        images.write_labels(beads.labels, out / "instances" / f"{file_stem(frame.name)}{options.label_suffix}",
                              len(beads.objects), frame.pixel_size_um, options.tiff_compression)
 
 
@@ -148,7 +152,7 @@ class RoiWriter(Writer):
     def write(self, frame, beads, out, options):
         if options.rois:
             (out / "rois").mkdir(exist_ok=True)
-            rois.write_rois(list(options.rois), beads.labels, beads.objects, out / "rois", frame.name)
+            rois.write_rois(list(options.rois), beads.labels, beads.objects, out / "rois", file_stem(frame.name))
 
 
 @register("maps")
@@ -165,7 +169,7 @@ class MapWriter(Writer):
             maps["uncertainty"] = frame.uncertainty
         for folder, values in maps.items():
             (out / folder).mkdir(exist_ok=True)
-            images.write_map(values, out / folder / f"{frame.name}.tif")
+            images.write_map(values, out / folder / f"{file_stem(frame.name)}.tif")
 
 
 @register("overlays")
@@ -175,7 +179,7 @@ class OverlayWriter(Writer):
 
     def write(self, frame, beads, out, options):
         if options.overlay_for(frame.index):
-            images.overlay_png(frame.image, beads.labels, out / "overlays" / f"{frame.name}.png",
+            images.overlay_png(frame.image, beads.labels, out / "overlays" / f"{file_stem(frame.name)}.png",
                                 options.overlay_max_side, count=beads.counted, compress_level=options.overlay_compression,
                                 rejected=beads.debris)
 

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
-from beadseg.settings import Field, SettingError
+from beadseg.settings import Field, SettingError, shown
 
 ARCHITECTURE_KEY = "architecture"
 
@@ -69,6 +70,8 @@ class Architecture:
     rule: Callable[[dict, str], None] | None = None  # a check across fields
 
 
+MAX_PARAMETERS = 100_000_000  # a network larger than this is refused by name before it is built (e.g. an smp
+                              # or timm encoder a checkpoint names: resnext101_32x48d has 800 M)
 MAX_UNET_WIDTH = 2048  # channels at the deepest level: 64 base channels at depth 5 (a far wider one would need GBs)
 
 
@@ -135,7 +138,7 @@ def describe(settings: Any, where: str = "net") -> dict:
     else:
         name = settings.pop(ARCHITECTURE_KEY, None)
         if not isinstance(name, str) or name not in REGISTRY:
-            raise DescriptionError(f"{where}.{ARCHITECTURE_KEY}={name!r}: accepts one of {', '.join(REGISTRY)}")
+            raise DescriptionError(f"{where}.{ARCHITECTURE_KEY}={shown(name)}: accepts one of {', '.join(REGISTRY)}")
     fields = REGISTRY[name].fields
     unknown = sorted(map(str, set(settings) - set(fields)))
     if unknown:
@@ -162,6 +165,12 @@ def build_network(description: dict, where: str = "net") -> nn.Module:
     """
     checked = describe(description, where)
     name = checked.pop(ARCHITECTURE_KEY)
+    with torch.device("meta"):  # built without memory first: its size is known before anything is allocated
+        size = sum(parameter.numel() for parameter in REGISTRY[name].build(**checked).parameters())
+    if size > MAX_PARAMETERS:
+        named = " ".join(f"{key}={value}" for key, value in checked.items() if key in ("arch", "encoder", "model_name"))
+        raise DescriptionError(f"{where}: {name} {named} has {size / 1e6:.0f} M parameters; accepts at most "
+                               f"{MAX_PARAMETERS / 1e6:.0f} M (the shipped bead model has 1.9 M)")
     return REGISTRY[name].build(**checked)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import tifffile
 
 from beadseg.data.io import BeadDataError, read_image
+from beadseg.files import file_stem
 from beadseg.formats.images import LABEL_FORMATS
 from beadseg.tables import read_csv
 
@@ -41,8 +42,9 @@ def get_reader(path):
 
 
 def _instances(folder: Path, name: str) -> Path | None:
-    return next((folder / "instances" / f"{name}{suffix}" for suffix in LABEL_FORMATS.values()
-                 if (folder / "instances" / f"{name}{suffix}").exists()), None)
+    stem = file_stem(name)  # as beadseg-predict names a frame's files
+    return next((folder / "instances" / f"{stem}{suffix}" for suffix in LABEL_FORMATS.values()
+                 if (folder / "instances" / f"{stem}{suffix}").exists()), None)
 
 
 def _number(value: str | None) -> float:
@@ -161,20 +163,24 @@ def read_predictions(path) -> list[tuple]:
     return layers
 
 
+MAX_OUTLINE_BYTES = 512 * 2**20  # a GeoJSON file of outlines larger than this is skipped, said in the log
+
+
 def _outlines(folder: Path, names: list[str]) -> list[np.ndarray]:
     """The beads' outlines of ``rois/<name>.geojson`` (``rois=geojson``) as (frame, y, x) polygons in napari's
     coordinates: GeoJSON counts from the top-left pixel's corner, napari from its centre (half a pixel less)."""
     polygons = []
     for index, name in enumerate(names):
-        path = folder / "rois" / f"{name}.geojson"
+        path = folder / "rois" / f"{file_stem(name)}.geojson"
         if not path.is_file():
             continue
         try:
+            if path.stat().st_size > MAX_OUTLINE_BYTES:
+                raise ValueError(f"{path.stat().st_size / 2**20:.0f} MB, more than {MAX_OUTLINE_BYTES / 2**20:.0f} MB")
             rings = [np.asarray(feature["geometry"]["coordinates"][0][:-1], float)  # (x, y), closed
                      for feature in json.loads(path.read_text())["features"]]
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError) as error:
-            log.warning("beadseg reader: skipped the outlines of %s: %s", path, error)
-            continue
-        polygons += [np.column_stack([np.full(len(ring), index), ring[:, 1] - 0.5, ring[:, 0] - 0.5])
-                     for ring in rings if ring.ndim == 2 and len(ring) >= 3]
+            polygons += [np.column_stack([np.full(len(ring), index), ring[:, 1] - 0.5, ring[:, 0] - 0.5])
+                         for ring in rings if ring.ndim == 2 and ring.shape[1] == 2 and len(ring) >= 3]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError, RecursionError) as error:
+            log.warning("beadseg reader: skipped the outlines of %s: %s", path, str(error)[:200])
     return polygons

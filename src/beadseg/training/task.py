@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ from beadseg.checkpoint import learned_diameter, module_settings, read_checkpoin
 from beadseg.data.folder import FolderSource
 from beadseg.data.points import PointsSource
 from beadseg.datasets import build_datamodule
+from beadseg.files import running
 from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.models.registry import describe
 from beadseg.settings import check_settings
@@ -196,8 +198,8 @@ def train(cfg: DictConfig) -> dict:
     """
     check_settings(cfg, "train")
     output_dir = Path(cfg.paths.output_dir)
-    refuse_overwrite(cfg, output_dir)
     check_network(cfg)
+    refuse_overwrite(cfg, output_dir)
     resume_from = resume_checkpoint(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg.data)
@@ -212,8 +214,41 @@ def train(cfg: DictConfig) -> dict:
     return result
 
 
+CLAIM = ".beadseg-train.pid"  # in a run directory: the process training there
+
+
+def claim_run_directory(output_dir: Path) -> None:
+    """Claim ``output_dir`` for this process, atomically: of two runs started into it together exactly one goes
+    on; a claim whose process has ended (a finished, failed or killed run) is taken over. DDP's other ranks,
+    started by the first, share its claim."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    claim = output_dir / CLAIM
+    for _ in range(2):
+        try:
+            handle = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(claim.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and running(holder):
+                raise FileExistsError(f"{output_dir} is another beadseg-train's run directory (process {holder} is "
+                                      "training there); give this run its own hydra.run.dir") from None
+            claim.unlink(missing_ok=True)  # that run has ended: its directory may be continued
+            continue
+        with os.fdopen(handle, "w") as file:
+            file.write(str(os.getpid()))
+        return
+    raise FileExistsError(f"{output_dir} was just claimed by another beadseg-train; give this run its own "
+                          "hydra.run.dir")
+
+
 def refuse_overwrite(cfg: DictConfig, output_dir: Path) -> None:
-    """A run directory that holds checkpoints is another run's: refused, unless this run continues it."""
+    """A run directory that holds checkpoints is another run's: refused, unless this run continues it; and no two
+    runs train in one directory at once (:func:`claim_run_directory`)."""
+    claim_run_directory(output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     continuing = bool(cfg.get("ckpt_path")) and Path(cfg.ckpt_path).absolute().parent == checkpoint_dir.absolute()
     if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()) and not continuing:
