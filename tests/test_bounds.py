@@ -274,3 +274,11 @@ def test_a_run_directory_whose_record_is_odd_is_refused_and_relative_paths_are_t
             run_checkpoint(tmp_path / "run")
     (tmp_path / "run" / "result.json").write_text('{"checkpoint": "checkpoints/best.ckpt"}')
     assert run_checkpoint(tmp_path / "run") == tmp_path / "run" / "checkpoints" / "best.ckpt"
+
+
+def test_deleting_a_config_group_is_refused_in_one_line():
+    from beadseg.cli.app import preflight
+
+    problem = preflight("train", ["~model"])
+    assert problem is not None and problem.startswith("~model: model is a config group this command needs")
+    assert preflight("train", ["~optimizer.weight_decay"]) is None  # deleting a value is Hydra's own business

@@ -355,7 +355,7 @@ SETTINGS: dict[str, dict[str, Field]] = {
     },
     "synth": {
         "n": COUNT,
-        "size": Field(int, low=16, high=16384),
+        "size": Field(int, low=16, high=2048),
         "seed": Field(int, low=0),
         "modality": SOURCE["modality"],
         "bit_depth": SOURCE["bit_depth"],

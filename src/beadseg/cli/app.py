@@ -116,15 +116,22 @@ def preflight(config_name: str, arguments: list[str]) -> str | None:
     checked, added = [], []
     for override in parsed:
         value = next(override.sweep_string_iterator()) if override.is_sweep_override() else override.get_value_element_as_str()
-        prefix = {"add": "+", "force_add": "++", "delete": "~"}.get(override.type.name.lower(), "")
+        prefix = {"add": "+", "force_add": "++", "del": "~"}.get(override.type.name.lower(), "")
         checked.append(f"{prefix}{override.key_or_group}={value}" if prefix != "~" else f"~{override.key_or_group}")
         if prefix == "+" and "." in override.key_or_group:
             added.append(override.key_or_group)
+    groups = {path.name for path in Path(CONFIG_DIR).iterdir() if path.is_dir()}
+    deleted = next((o.key_or_group for o in parsed if o.type.name.lower() == "del" and o.key_or_group in groups), None)
+    if deleted:
+        return (f"~{deleted}: {deleted} is a config group this command needs; choose one of its options instead "
+                f"({deleted}=NAME; beadseg-{config_name} --help lists them)")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         try:
             full = compose(config_name, overrides=checked, return_hydra_config=True)
             cfg = compose(config_name, overrides=[c for c in checked if not c.startswith("+")],
                           return_hydra_config=True) if added else full
+        except ValueError as error:  # Hydra's defaults list refuses it
+            return f"the overrides cannot be composed: {str(error).splitlines()[0] if str(error) else error!r}"
         except ConfigCompositionException as error:
             if "Could not override" not in str(error):
                 return None  # e.g. an unknown group option: Hydra's message lists the options
