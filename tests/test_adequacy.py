@@ -115,8 +115,12 @@ def test_explain_writes_overlays_and_names_a_missing_captum(classifier, tmp_path
     frames = tmp_path / "frames"
     frames.mkdir()
     tifffile.imwrite(frames / "f.tif", SyntheticClassSource(4, 64).render(1)[1])
-    out = explain(classifier[0]["checkpoint"], [frames / "f.tif"], tmp_path / "explain", ["integrated_gradients", "occlusion"])
+    (frames / "a_truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))  # first: a bad frame does not stop it
+    out = explain(classifier[0]["checkpoint"], [frames / "a_truncated.png", frames / "f.tif"], tmp_path / "explain",
+                  ["integrated_gradients", "occlusion"])
     assert {p.name for p in out.iterdir()} == {"f_integrated_gradients.png", "f_occlusion.png", "predictions.csv"}
+    rows = {Path(row["frame"]).name: row for row in table(out / "predictions.csv")}
+    assert "a_truncated.png" in rows["a_truncated.png"]["error"] and rows["f.tif"]["predicted"] and not rows["f.tif"]["error"]
     real_import = builtins.__import__
 
     def no_captum(name, *args, **kwargs):
