@@ -282,3 +282,25 @@ def test_deleting_a_config_group_is_refused_in_one_line():
     problem = preflight("train", ["~model"])
     assert problem is not None and problem.startswith("~model: model is a config group this command needs")
     assert preflight("train", ["~optimizer.weight_decay"]) is None  # deleting a value is Hydra's own business
+
+
+def test_a_huge_frame_whose_maps_cannot_be_mapped_fails_alone(tmp_path, predict_here, monkeypatch):
+    from beadseg.data.synthetic import render_beads
+    from beadseg.formats import images
+    from beadseg.inference.task import PredictionTask
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    tifffile.imwrite(inputs / "a_normal.tif", render_beads(np.random.default_rng(0), 64, 8, "brightfield", bit_depth=8)[0])
+    tifffile.imwrite(inputs / "b_huge.tif", render_beads(np.random.default_rng(1), 160, 20, "brightfield", bit_depth=8)[0])
+    monkeypatch.setattr(images, "LARGE", 100 * 100)  # the 160² frame counts as huge: its maps go to memory maps
+
+    def no_memory(self, frame):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(PredictionTask, "_huge", no_memory)
+    out = tmp_path / "out"
+    result = predict_here(f"input={inputs}", f"output={out}", "num_workers=0")
+    errors = {Path(row["image"]).name: row["error"] for row in table(out / "errors.csv")}
+    assert result["done"] == 1 and "Cannot allocate memory" in errors["b_huge.tif"]
+    assert [row["image"] for row in table(out / "counts.csv")] == ["a_normal"]
