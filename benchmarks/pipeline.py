@@ -156,10 +156,11 @@ def finishing_rate(results: list[Frame], work: Path, options: OutputOptions, pos
         return len(results) * rounds / (time.perf_counter() - start)
 
 
-def run_predict(frames: Path, out: Path, workers: int) -> float:
+def run_predict(frames: Path, out: Path, workers: int, *overrides: str) -> float:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("predict", overrides=[f"input={frames}", f"output={out}", f"post_workers={workers}",
-                                            f"paths.output_dir={out}", "+trainer.enable_progress_bar=false"])
+                                            f"paths.output_dir={out}", "+trainer.enable_progress_bar=false",
+                                            *overrides])
     start = time.perf_counter()
     predict(cfg)
     return time.perf_counter() - start
@@ -185,7 +186,10 @@ def main() -> None:
             seconds = run_predict(work / "frames", work / f"predict_{workers}", workers)
             same = all(filecmp.cmp(work / f"predict_{args.workers[0]}" / table, work / f"predict_{workers}" / table,
                                    shallow=False) for table in ("counts.csv", "objects.csv"))
-            runs.append((workers, len(paths) / seconds, same))
+            runs.append((f"post_workers={workers}", len(paths) / seconds, same))
+        seconds = run_predict(work / "frames", work / "predict_model_size", args.workers[0], "image.bead_diameter=model")
+        runs.append((f"post_workers={args.workers[0]}, image.bead_diameter=model (no per-frame size estimate)",
+                     len(paths) / seconds, None))
     lines = [f"# beadseg-predict vs the network alone: {len(paths)} frames of {WIDTH}x{HEIGHT}, 16 bit",
              "", f"Device: {card}; {platform.processor() or platform.machine()}, torch {torch.__version__}; "
              f"network batches of {predictor.per_pass(HEIGHT * WIDTH)} frame(s).", "",
@@ -195,10 +199,10 @@ def main() -> None:
               "| finishing pool alone (maps at hand) | frames/s | vs 1 worker |", "|---|---:|---:|"]
     lines += [f"| {workers} worker(s) | {rate:.1f} | {rate / rates[1]:.2f} |" for workers, rate in rates.items()]
     lines += ["",
-              "| run | frames/s | vs network alone | tables equal the first run's |", "|---|---:|---:|---|",
-              f"| network alone | {alone:.2f} | 1.00 | |"]
-    lines += [f"| beadseg-predict post_workers={w} | {fps:.2f} | {fps / alone:.2f} | {'yes' if same else 'NO'} |"
-              for w, fps, same in runs]
+              "| run | frames/s | vs network alone | s per frame beyond the network | tables equal the first run's |",
+              "|---|---:|---:|---:|---|", f"| network alone | {alone:.2f} | 1.00 | | |"]
+    lines += [f"| beadseg-predict {what} | {fps:.2f} | {fps / alone:.2f} | {1 / fps - 1 / alone:.2f} | "
+              f"{'' if same is None else 'yes' if same else 'NO'} |" for what, fps, same in runs]
     table = "\n".join(lines)
     print(table)
     if args.output:
