@@ -98,13 +98,15 @@ def _spread(values: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(sample - np.median(sample)))) + 1e-9
 
 
-def _candidates(maps: list[tuple[np.ndarray, int]], sigmas: np.ndarray, sign: int) -> tuple[np.ndarray, ...]:
-    """Local maxima of ``sign`` × the response in space and scale: (diameter px, response, row, column)."""
+def _candidates(maps: list[tuple[np.ndarray, int]], sigmas: np.ndarray, sign: int,
+                spreads: list[float]) -> tuple[np.ndarray, ...]:
+    """Local maxima of ``sign`` × the response in space and scale: (diameter px, response, row, column);
+    ``spreads``: each map's robust spread (:func:`_spread`, the same for both signs)."""
     found = []
     for index in range(1, len(maps) - 1):
         response, factor = maps[index]
         signed = sign * response
-        peaks = (signed > THRESHOLD * _spread(response)) & (signed == square_maximum(signed))
+        peaks = (signed > THRESHOLD * spreads[index]) & (signed == square_maximum(signed))
         rows, columns = np.nonzero(peaks)
         if not len(rows):
             continue
@@ -219,9 +221,10 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 2.5, max_diameter
         return SizeEstimate(None, 0, 0.0, None, f"the frame ({frame.shape[0]}x{frame.shape[1]} px) is too small")
     sigmas = _ladder(min_diameter, top)
     maps = _responses(frame, sigmas)
+    spreads = [_spread(response) for response, _ in maps]
     best = None
     for polarity, sign in (("dark", 1), ("bright", -1)):
-        diameters, strength, rows, columns = _candidates(maps, sigmas, sign)
+        diameters, strength, rows, columns = _candidates(maps, sigmas, sign, spreads)
         if not len(strength):
             continue
         score = float(np.sort(strength)[::-1][:MIN_BEADS].mean())
