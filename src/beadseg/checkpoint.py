@@ -213,7 +213,9 @@ def load_network(path: str | Path, task: str | None = None) -> Network:
     try:
         network.net.load_state_dict(weights)
     except RuntimeError as error:
-        raise CheckpointError(f"ckpt={path}: its weights do not fit its own network ({str(error).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"ckpt={path}: its weights do not fit its own network ({str(error).splitlines()[0]})"
+        ) from None
     network.net.eval()
     return network
 

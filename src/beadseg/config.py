@@ -16,7 +16,8 @@ CONFIG_DIR = next(
 
 def default_precision() -> str:
     """16-bit mixed precision on a GPU; bf16 mixed precision on a CPU that computes in bf16 natively (AVX-512 BF16
-    or AMX: the old default experiment trained 1.65 times as fast on such a CPU); full precision on other CPUs, where bf16 is emulated
+    or AMX: the old default experiment trained 1.65 times as fast on such a CPU); full precision on other CPUs, where
+    bf16 is emulated
     and slower.
 
     Examples

@@ -189,7 +189,9 @@ def label_qa_figure(cases: list[tuple[str, Any, Any, Any, dict]], path: Path) ->
     return save(fig, path, dpi=100)
 
 
-def comparison_figure(name_a: str, rows_a: list[dict], diam_a, name_b: str, *, rows_b: list[dict], diam_b, path: Path) -> Path:
+def comparison_figure(
+    name_a: str, rows_a: list[dict], diam_a, name_b: str, *, rows_b: list[dict], diam_b, path: Path
+) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for rows, diam, name in ((rows_a, diam_a, name_a), (rows_b, diam_b, name_b)):
         axes[0].hist([r["bead_count"] for r in rows], bins=20, alpha=0.6, label=name)
@@ -217,7 +219,9 @@ def worst_figure(cases: list, path: Path, faults: list[str] | None = None) -> Pa
             left.text(0.01, 0.01, f"label fault: {fault}", transform=left.transAxes, color="white", fontsize=9,
                       va="bottom", bbox={"facecolor": "red", "alpha": 0.8, "pad": 2})
         right.imshow(overlay(image, predicted, (1.0, 0.8, 0.0), mode="thick"))
-        right.set_title(f"prediction: {row['predicted_count']} beads; object F1 {row['object_f1']}, IoU {row['iou']}", fontsize=9)
+        right.set_title(
+            f"prediction: {row['predicted_count']} beads; object F1 {row['object_f1']}, IoU {row['iou']}", fontsize=9
+        )
     return save(fig, path, dpi=100)
 
 
@@ -237,7 +241,9 @@ def group_counts_figure(rows: list[dict], path: Path) -> Path:
     """Mean beads per image against the group (log-log when the groups are numbers, e.g. dilutions), with the sample
     sd as error bars (none for a group of one image)."""
     rows = [{**r, "std_count": r["std_count"] or 0.0} for r in rows]
-    numeric = [(float(r["group"]), r["mean_count"], r["std_count"]) for r in rows if re.fullmatch(r"[\d.]+", r["group"])]
+    numeric = [
+        (float(r["group"]), r["mean_count"], r["std_count"]) for r in rows if re.fullmatch(r"[\d.]+", r["group"])
+    ]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     if numeric:
         x, y, e = map(np.asarray, zip(*sorted(numeric)))

@@ -522,7 +522,11 @@ def check_against_defaults(cfg: Any, defaults: Any, keys: list[str], command: st
     from omegaconf import OmegaConf
 
     for key in keys:
-        if key.startswith(("hydra.", "trainer.")) or key in SETTINGS.get(command, {}) or key.rsplit(".", 1)[-1] in BY_NAME:
+        if (
+            key.startswith(("hydra.", "trainer."))
+            or key in SETTINGS.get(command, {})
+            or key.rsplit(".", 1)[-1] in BY_NAME
+        ):
             continue  # Lightning checks its Trainer's own arguments; fields check theirs
         try:
             default = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)

@@ -77,7 +77,9 @@ def _worst(rows: list[dict], flag: str, key, count: int = 2) -> list[dict]:
 def qa_cases(source: FolderSource, analysis: FolderAnalysis, detector: Callable, qa: QAThresholds) -> list:
     """The worst images per label problem, re-inspected for drawing."""
     chosen = [("missing labels", r) for r in _worst(analysis.rows, "missing_labels", lambda r: r["labelled_fraction"])]
-    chosen += [("offset", r) for r in _worst(analysis.rows, "offset", lambda r: -np.hypot(r["offset_y"], r["offset_x"]))]
+    chosen += [
+        ("offset", r) for r in _worst(analysis.rows, "offset", lambda r: -np.hypot(r["offset_y"], r["offset_x"]))
+    ]
     chosen += [("size bias", r) for r in _worst(analysis.rows, "mask_smaller", lambda r: r["size_ratio"])]
     chosen += [("size bias", r) for r in _worst(analysis.rows, "mask_larger", lambda r: -r["size_ratio"])]
     pairs = {image_name(image): (image, mask) for image, mask in source.pairs()}
@@ -142,7 +144,8 @@ def compare_summaries(a: dict, b: dict, name_a: str, name_b: str) -> tuple[list[
     table = [{"measure": name, name_a: get(a), name_b: get(b)} for name, get in measures]
     notes = []
     for name, get, what in (
-        ("beads per image", measures[1][1], "object density: per-object settings (and the lab's learning rate argument) do not carry over"),
+        ("beads per image", measures[1][1], "object density: per-object settings (and the lab's learning rate "
+         "argument) do not carry over"),
         ("bead diameter", measures[2][1], "object scale: patch size and receptive field must follow"),
         ("positive ratio", measures[3][1], "class balance: the loss weighting must follow"),
     ):
@@ -194,15 +197,29 @@ def analyze(cfg) -> dict:
         if name_a == name_b:
             name_a, name_b = str(source.root), str(other_source.root)
         table, notes = compare_summaries(analysis.summary, other.summary, name_a, name_b)
-        comparison = {"other": str(other_source.root), "table": table, "differences": notes, "other_summary": other.summary}
+        comparison = {
+            "other": str(other_source.root),
+            "table": table,
+            "differences": notes,
+            "other_summary": other.summary,
+        }
         summary["comparison"] = comparison
         written["comparison_table"] = write_csv(table, out / "comparison.csv")
         written["comparison_figure"] = plots.comparison_figure(
-            name_a, analysis.rows, analysis.diameters, name_b, rows_b=other.rows, diam_b=other.diameters, path=out / "comparison.png")
+            name_a,
+            analysis.rows,
+            analysis.diameters,
+            name_b,
+            rows_b=other.rows,
+            diam_b=other.diameters,
+            path=out / "comparison.png",
+        )
     if cfg.get("fix"):
         if not cfg.get("out_masks"):
             raise ValueError("fix=true needs out_masks=DIR (a new folder for the corrected masks)")
-        written["fixed_masks"] = fix_masks(source, analysis, Path(cfg.out_masks), bool(cfg.get("add_missing")), detector=detector, qa=qa)
+        written["fixed_masks"] = fix_masks(
+            source, analysis, Path(cfg.out_masks), bool(cfg.get("add_missing")), detector=detector, qa=qa
+        )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     written["summary"] = out / "summary.json"
     written["report"] = write_report(out / "REPORT.md", source.root, summary, analysis.rows, choices, comparison, qa)

@@ -161,11 +161,17 @@ def summary(result: dict) -> str:
         every = result["slope_all"]
         if every and any(g["status"] != "ok" for g in groups):
             text.append(f"Over every dilution it is {every['slope']:.2f} ({every['low']:.2f} to {every['high']:.2f}).")
-    text.append(f"The stock's concentration, count × dilution over the dilutions in range ({in_range}), is {_number(result['concentration'])} "
-                f"{unit} ({percent} % CI {_number(low)} to {_number(high)})"
-                + (f", {_number(result['concentration'] / result['volume_ul'])} beads per µL for a frame imaging "
-                   f"{result['volume_ul']:g} µL." if result["volume_ul"] else
-                   "; give dilution.volume_ul (the volume one frame images) for beads per µL."))
+    text.append(
+        f"The stock's concentration, count × dilution over the dilutions in range ({in_range}), is "
+        f"{_number(result['concentration'])} "
+        f"{unit} ({percent} % CI {_number(low)} to {_number(high)})"
+        + (
+            f", {_number(result['concentration'] / result['volume_ul'])} beads per µL for a frame imaging "
+            f"{result['volume_ul']:g} µL."
+            if result["volume_ul"]
+            else "; give dilution.volume_ul (the volume one frame images) for beads per µL."
+        )
+    )
     saturated = [g for g in groups if g["status"] == "saturated"]
     disagreeing = [g for g in groups if g["status"] == "disagrees"]
     if saturated:
@@ -187,9 +193,16 @@ def summary(result: dict) -> str:
 def markdown(result: dict) -> str:
     """The report as Markdown: the paragraph, the table, the figure."""
     percent = round(100 * result["confidence"])
-    lines = ["# Dilution series", "", summary(result), "", "![count per frame against dilution](dilution_report.png)",
-             "", f"| dilution | frames | beads per frame (mean ± sd) | count × dilution | {percent} % CI | deviation | status |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Dilution series",
+        "",
+        summary(result),
+        "",
+        "![count per frame against dilution](dilution_report.png)",
+        "",
+        f"| dilution | frames | beads per frame (mean ± sd) | count × dilution | {percent} % CI | deviation | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for g in result["groups"]:
         lines.append(f"| {_number(g['dilution'])}x | {g['frames']} | {g['mean_count']:.1f} ± {g['std_count']:.1f} | "
                      f"{_number(g['concentration'])} | {_number(g['ci_low'])}–{_number(g['ci_high'])} | "

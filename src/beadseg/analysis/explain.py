@@ -22,7 +22,9 @@ def _captum():
     try:
         import captum.attr
     except ImportError as error:
-        raise ImportError("beadseg-explain needs Captum: pip install 'beadseg[explain]' (or pip install captum)") from error
+        raise ImportError(
+            "beadseg-explain needs Captum: pip install 'beadseg[explain]' (or pip install captum)"
+        ) from error
     return captum.attr
 
 
@@ -31,7 +33,9 @@ def attribute(net: torch.nn.Module, image: torch.Tensor, target: int, method: st
     attr = _captum()
     net.eval()
     if method == "integrated_gradients":
-        values = attr.IntegratedGradients(net).attribute(image, baselines=torch.zeros_like(image), target=target, n_steps=32)
+        values = attr.IntegratedGradients(net).attribute(
+            image, baselines=torch.zeros_like(image), target=target, n_steps=32
+        )
     elif method == "occlusion":
         stride = max(window // 2, 1)
         values = attr.Occlusion(net).attribute(image, target=target, sliding_window_shapes=(1, window, window),

@@ -14,7 +14,9 @@ from beadseg.data.sample import BeadSample
 from beadseg.data.split import DENSITY_EDGES, density_bin_ranges
 
 
-def image_row(sample: BeadSample, detections: Detections, check: LabelCheck, qa: QAThresholds) -> tuple[dict, np.ndarray]:
+def image_row(
+    sample: BeadSample, detections: Detections, check: LabelCheck, qa: QAThresholds
+) -> tuple[dict, np.ndarray]:
     """One row of ``per_image.csv``, and the areas of the image's labelled beads."""
     image, mask = sample.image.astype(np.float64), sample.mask
     areas = np.bincount(label(mask, connectivity=1).ravel())[1:]  # the labelled objects as drawn
@@ -59,7 +61,9 @@ def summarise(rows: list[dict], bead_areas: np.ndarray) -> dict:
     """``summary.json`` without the recommendations: the set's statistics and label-QA totals."""
     counts = [r["bead_count"] for r in rows]
     bins = {
-        (f"{lo}-{hi}" if hi is not None else f">{lo - 1}"): int(sum(lo <= c and (hi is None or c <= hi) for c in counts))
+        (f"{lo}-{hi}" if hi is not None else f">{lo - 1}"): int(
+            sum(lo <= c and (hi is None or c <= hi) for c in counts)
+        )
         for lo, hi in density_bin_ranges(DENSITY_EDGES)
     }
     flags = Counter(flag for r in rows for flag in r["flags"].split(";") if flag)
@@ -75,7 +79,9 @@ def summarise(rows: list[dict], bead_areas: np.ndarray) -> dict:
         "bead_area_px": _stats(bead_areas, 2),
         "bead_equivalent_diameter_px": _stats(np.sqrt(4 * np.asarray(bead_areas, float) / np.pi), 2),
         # labelled objects much larger than a typical bead: touching beads merged into one
-        "merged_fraction": round(float(np.mean(bead_areas > 1.8 * np.median(bead_areas))), 4) if len(bead_areas) else 0.0,
+        "merged_fraction": round(float(np.mean(bead_areas > 1.8 * np.median(bead_areas))), 4)
+        if len(bead_areas)
+        else 0.0,
         "brightness": _stats([r["brightness"] for r in rows], 2),
         "contrast": _stats([r["contrast"] for r in rows], 2),
         "bead_contrast_to_noise": _stats([r["bead_contrast"] for r in rows], 2),

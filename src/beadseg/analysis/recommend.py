@@ -26,37 +26,82 @@ def recommend(summary: dict, names: list[str], root: str) -> tuple[dict, list[di
 
     patch = int(np.clip(_next_power_of_two(16 * diameter), 64, 512))
     patch = min(patch, 2 ** int(np.log2(smallest_side)))  # no bigger than the smallest image
-    choose("data.patch_size", patch,
-           f"beads are {diameter:.1f} px across: a {patch}² patch holds ~{patch / diameter:.0f} bead diameters of context")
+    choose(
+        "data.patch_size",
+        patch,
+        f"beads are {diameter:.1f} px across: a {patch}² patch holds ~{patch / diameter:.0f} bead diameters of context",
+    )
     batch = int(np.clip(8 * (256 // patch) ** 2, 4, 32))
-    choose("data.batch_size", batch, f"~{batch * patch * patch / 1e6:.1f} Mpx per batch fits a small GPU and keeps steps stable")
-    choose("optimizer.lr", 1e-3, "Adam at 1e-3 with the plateau schedule halving it; the bead count does not change the gradient scale of a per-pixel loss")
+    choose(
+        "data.batch_size",
+        batch,
+        f"~{batch * patch * patch / 1e6:.1f} Mpx per batch fits a small GPU and keeps steps stable",
+    )
+    choose(
+        "optimizer.lr",
+        1e-3,
+        "Adam at 1e-3 with the plateau schedule halving it; the bead count does not change the gradient scale of a "
+        "per-pixel loss",
+    )
     if positive < 0.05:
-        choose("loss", "dice_focal", f"beads cover only {positive:.1%} of the pixels: Dice (overlap) plus focal (hard pixels) resist the imbalance")
+        choose(
+            "loss",
+            "dice_focal",
+            f"beads cover only {positive:.1%} of the pixels: Dice (overlap) plus focal (hard pixels) resist the "
+            "imbalance",
+        )
     else:
-        choose("loss", "bce_dice", f"beads cover {positive:.1%} of the pixels: BCE + Dice is stable and optimises overlap directly")
+        choose(
+            "loss",
+            "bce_dice",
+            f"beads cover {positive:.1%} of the pixels: BCE + Dice is stable and optimises overlap directly",
+        )
     bright_16bit = 16 in summary["bit_depths"] and summary["polarity"] == "bright"
     method = "dataset_max" if bright_16bit else "percentile"
-    choose("data.normalization.method", method,
-           "16-bit fluorescence: dividing by the data set's maximum keeps brightness comparable between images"
-           if bright_16bit else
-           f"{'/'.join(map(str, summary['bit_depths']))}-bit {summary['polarity']} beads: per-image percentiles remove illumination and exposure differences")
+    choose(
+        "data.normalization.method",
+        method,
+        "16-bit fluorescence: dividing by the data set's maximum keeps brightness comparable between images"
+        if bright_16bit
+        else f"{'/'.join(map(str, summary['bit_depths']))}-bit {summary['polarity']} beads: per-image percentiles "
+             "remove illumination and exposure differences",
+    )
     augmentation = "heavy" if summary["images"] < 200 else "light"
-    choose("augmentation", augmentation, f"{summary['images']} images: {'heavy augmentation stretches a small set' if augmentation == 'heavy' else 'enough images for light augmentation'}")
+    choose(
+        "augmentation",
+        augmentation,
+        f"{summary['images']} images: "
+        + ("heavy augmentation stretches a small set" if augmentation == "heavy"
+           else "enough images for light augmentation"),
+    )
     tiles = [re.match(r"^(.*)_grid_", name) for name in names]
     if any(tiles):
         captures = len({m.group(1) for m in tiles if m})
-        choose("data.group_by", "^(.*)_grid_", f"names hold _grid_ tiles of {captures} captures: keep each capture on one side of the split")
+        choose(
+            "data.group_by",
+            "^(.*)_grid_",
+            f"names hold _grid_ tiles of {captures} captures: keep each capture on one side of the split",
+        )
     merged = summary.get("merged_fraction", 0.0)
-    choose("watershed", bool(merged > 0.05),
-           f"{merged:.0%} of labelled objects are larger than 1.8× the median bead: touching beads "
-           + ("need watershed separation to be counted" if merged > 0.05 else "are rare; plain connected components count well"))
+    choose(
+        "watershed",
+        bool(merged > 0.05),
+        f"{merged:.0%} of labelled objects are larger than 1.8× the median bead: touching beads "
+        + (
+            "need watershed separation to be counted"
+            if merged > 0.05
+            else "are rare; plain connected components count well"
+        ),
+    )
     choose("init_from", "${beadseg.shipped_model:}",
            "start from the shipped bead model (mask + bead-centre map, 16 base channels): it already knows beads, "
            "empty background and debris; the run fine-tunes it on these images")
-    choose("tune_thresholds", {"thresholds": [0.3, 0.4, 0.5, 0.6, 0.7], "peak_thresholds": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5]},
-           "tune the mask and peak thresholds on the run's own validation images and store them in its checkpoint: "
-           "beadseg-predict ckpt=<the run> needs nothing more")
+    choose(
+        "tune_thresholds",
+        {"thresholds": [0.3, 0.4, 0.5, 0.6, 0.7], "peak_thresholds": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5]},
+        "tune the mask and peak thresholds on the run's own validation images and store them in its checkpoint: "
+        "beadseg-predict ckpt=<the run> needs nothing more",
+    )
     choose("data.root", str(Path(root).resolve()), "the analysed folder")
     return {c["setting"]: c["value"] for c in choices}, choices
 

@@ -91,11 +91,15 @@ def coverage(detections: Detections, mask: np.ndarray) -> tuple[np.ndarray, np.n
         return np.zeros(0, bool), np.zeros(0, bool)
     centres = np.clip(np.round(detections.centroids).astype(int), 0, np.array(mask.shape) - 1)
     covered = ndi.binary_dilation(mask)[tuple(centres.T)]
-    clear = detections.heights >= 0.5 * np.median(detections.heights[covered]) if covered.any() else np.ones_like(covered)
+    clear = (
+        detections.heights >= 0.5 * np.median(detections.heights[covered]) if covered.any() else np.ones_like(covered)
+    )
     return covered, clear
 
 
-def unlabelled_regions(image: np.ndarray, labels: np.ndarray, margin: int = 2, debris_fraction: float = 0.5) -> np.ndarray:
+def unlabelled_regions(
+    image: np.ndarray, labels: np.ndarray, margin: int = 2, debris_fraction: float = 0.5
+) -> np.ndarray:
     """Pixels of clearly visible beads that no label covers, grown by ``margin`` px but never onto a labelled
     bead: where a loss should not be told "background" (label-aware training). A speck under ``debris_fraction``
     of the labelled beads' (half-maximum) size is debris, which the loss must call background: it stays in."""

@@ -63,11 +63,14 @@ class LabelCheck:
 
     def faults(self, qa: QAThresholds) -> str:
         """The mask's faults in words (empty when none): what the worst-images figure says of a mask."""
-        words = {"missing_labels": f"{self.unlabelled} visible beads unlabelled",
-                 "labels_without_beads": f"{self.empty_labels} of {self.labels} labels cover no bead (another image's mask?)",
-                 "offset": f"mask shifted by {self.offset:.1f} px",
-                 "mask_smaller": f"mask {self.size_ratio:.2f}x the beads' area",
-                 "mask_larger": f"mask {self.size_ratio:.2f}x the beads' area"}
+        words = {
+            "missing_labels": f"{self.unlabelled} visible beads unlabelled",
+            "labels_without_beads": f"{self.empty_labels} of {self.labels} labels cover no bead (another image's "
+            "mask?)",
+            "offset": f"mask shifted by {self.offset:.1f} px",
+            "mask_smaller": f"mask {self.size_ratio:.2f}x the beads' area",
+            "mask_larger": f"mask {self.size_ratio:.2f}x the beads' area",
+        }
         return "; ".join(words[flag] for flag in self.flags(qa))
 
 

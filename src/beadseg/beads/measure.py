@@ -170,7 +170,9 @@ def object_table(labels: np.ndarray, image: np.ndarray | None, probability: np.n
     reach = np.zeros((2, count + 1))  # how far a bead on the frame's top (left) edge reaches down (right) from it
     for axis, (side, coordinate) in enumerate(((sides[0], ys), (sides[2], xs))):
         on_side = np.zeros(count + 1, bool)
-        on_side[edge_ids(labels, side, False, False, False) if axis == 0 else edge_ids(labels, False, False, side, False)] = True
+        on_side[
+            edge_ids(labels, side, False, False, False) if axis == 0 else edge_ids(labels, False, False, side, False)
+        ] = True
         on_side[0] = False
         if on_side.any():
             chosen = on_side[owner]

@@ -215,7 +215,9 @@ class PostProcess:
             peaks = found.peaks if found is not None else centre_peaks(np.asarray(centres), above, self.min_peak,
                                                                          self.peak_distance)
             return with_edge_remnants(split_at_peaks(mask, np.asarray(centres), peaks=peaks), mask)
-        return split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
+        return (
+            split_touching(mask, self.split_depth) if self.watershed else label(mask, connectivity=1).astype(np.int32)
+        )
 
     def split_clumps(self, labels: np.ndarray) -> tuple[np.ndarray, float | None]:
         """Objects of at least ``split_area_ratio`` bead areas split into their beads by area
@@ -249,7 +251,10 @@ class PostProcess:
             region = objects[box] == number
             if texture(image[box], region, noise, inset) > self.particle_max_texture:
                 continue  # beads show their own profiles inside: a clump
-            if circularity(areas[number], crofton_perimeters(region.astype(np.int32))[1]) >= self.particle_min_circularity:
+            if (
+                circularity(areas[number], crofton_perimeters(region.astype(np.int32))[1])
+                >= self.particle_min_circularity
+            ):
                 found.add(int(number))
         return found
 
@@ -316,7 +321,15 @@ class PostProcess:
                 piece = None if image is None else image[y0:y1, x0:x1]
                 objects = label(local > 0, connectivity=1)
                 particles = self.particles(objects, piece, noise, reference)
-                table = object_table(local, piece, probability[y0:y1, x0:x1], (y0, x0), noise=noise, frame=(height, width), objects=objects)
+                table = object_table(
+                    local,
+                    piece,
+                    probability[y0:y1, x0:x1],
+                    (y0, x0),
+                    noise=noise,
+                    frame=(height, width),
+                    objects=objects,
+                )
                 if not table:
                     continue
                 ids = np.array([row["bead_id"] for row in table])

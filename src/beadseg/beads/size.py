@@ -3,7 +3,8 @@ like (dark, bright, a bright centre in a dark ring), and each of the strongest i
 to half, so that the estimate means what a mask's equivalent diameter means.
 
 1. The scale-normalised Laplacian of Gaussian (``σ²∇²G``, Lindeberg's blob detector, as differences of Gaussians on
-   an image pyramid: the cost of the whole ladder is about that of its first octave) answers at each bead's centre most strongly at
+   an image pyramid: the cost of the whole ladder is about that of its first octave) answers at each bead's centre most
+   strongly at
    ``σ = r/√2``; its local maxima in space and scale, of either sign, are the candidate beads.
 2. The polarity whose strongest few candidates answer more is the beads'; candidates weaker than ``STRONG`` of
    those strongest (texture, noise) are dropped, and the most common size among the rest (the response-weighted
@@ -368,8 +369,10 @@ class BeadSizing:
         """The diameter in px the settings give for a frame of ``pixel_size_um`` (None for ``auto`` and ``model``)."""
         if self.diameter_um is not None:
             if not pixel_size_um:
-                raise BeadSizeError(f"image.bead_diameter_um={self.diameter_um:g} needs the frame's pixel size: the "
-                                    "file records none; give image.pixel_size_um=MICRONS (or image.bead_diameter in px)")
+                raise BeadSizeError(
+                    f"image.bead_diameter_um={self.diameter_um:g} needs the frame's pixel size: the "
+                    "file records none; give image.pixel_size_um=MICRONS (or image.bead_diameter in px)"
+                )
             return self.diameter_um / pixel_size_um
         return float(self.diameter) if not isinstance(self.diameter, str) else None
 

@@ -115,7 +115,11 @@ def preflight(config_name: str, arguments: list[str]) -> str | None:
         return None  # a syntax error: Hydra's own message says where
     checked, added = [], []
     for override in parsed:
-        value = next(override.sweep_string_iterator()) if override.is_sweep_override() else override.get_value_element_as_str()
+        value = (
+            next(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else override.get_value_element_as_str()
+        )
         prefix = {"add": "+", "force_add": "++", "del": "~"}.get(override.type.name.lower(), "")
         checked.append(f"{prefix}{override.key_or_group}={value}" if prefix != "~" else f"~{override.key_or_group}")
         if prefix == "+" and "." in override.key_or_group:

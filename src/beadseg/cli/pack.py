@@ -14,8 +14,11 @@ def main(cfg: DictConfig) -> None:
 
     meta = pack(instantiate(cfg.data.source), cfg.out, cfg.chunk_bytes, cfg.workers)
     option = "packed_frames" if meta["kind"] == "frames" else "packed"
-    print(f"beadseg-pack: {len(meta['rows'])} {meta['kind']} -> {cfg.out}; train with: "
-          f"beadseg-train data={option} data.input_dir={cfg.out}" + (" task=classify" if option == "packed_frames" else ""))
+    print(
+        f"beadseg-pack: {len(meta['rows'])} {meta['kind']} -> {cfg.out}; train with: "
+        f"beadseg-train data={option} data.input_dir={cfg.out}"
+        + (" task=classify" if option == "packed_frames" else "")
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ def main(cfg: DictConfig) -> None:
         print(f"beadseg-predict: no dilution report: {result['dilution_note']}", file=sys.stderr)
     if result["failed"]:
         names = ", ".join(f["image"] for f in result["failed"])
-        print(f"beadseg-predict: {len(result['failed'])} input(s) could not be read: {names} (see errors.csv)", file=sys.stderr)
+        print(
+            f"beadseg-predict: {len(result['failed'])} input(s) could not be read: {names} (see errors.csv)",
+            file=sys.stderr,
+        )
     if result["missing"]:
         print(f"beadseg-predict: {len(result['missing'])} input(s) not done; continue with "
               f"output={result['output']} resume=true", file=sys.stderr)

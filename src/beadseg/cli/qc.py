@@ -18,8 +18,15 @@ def main(cfg: DictConfig) -> None:
     from beadseg.analysis.qc import run_qc
 
     started = time.time()
-    result = run_qc(Path(cfg.data.root), Path(cfg.out), instantiate(cfg.qc), instantiate(cfg.detector), workers=cfg.workers, symlinks=cfg.symlinks,
-                    plane=PlaneChoice.from_config(cfg.get("image")))
+    result = run_qc(
+        Path(cfg.data.root),
+        Path(cfg.out),
+        instantiate(cfg.qc),
+        instantiate(cfg.detector),
+        workers=cfg.workers,
+        symlinks=cfg.symlinks,
+        plane=PlaneChoice.from_config(cfg.get("image")),
+    )
     rate = result["frames"] / max(time.time() - started, 1e-9)
     print(f"beadseg-qc: {result['frames']} frames ({rate:.0f}/s), {result['kept']} kept, flagged {result['flags']} "
           f"-> {result['out'] / 'qc.csv'}, {result['out'] / 'kept.txt'}")

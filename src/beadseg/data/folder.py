@@ -122,8 +122,13 @@ class FolderSource:
     def entries(self) -> list[dict]:
         """The manifest: one row per pair (name, files, stamps, height, width, dtype, vmin, vmax, bead_count)."""
         items = [{"name": image_name(image), "files": {"image": image, "mask": mask}} for image, mask in self.pairs()]
-        rows = build_manifest(items, partial(measure_pair, plane=self.plane), manifest_path(self.root, f"pairs-{self.images}-{self.masks}{self.plane.key()}"),
-                              self.workers, f"indexing {self.root.name}")
+        rows = build_manifest(
+            items,
+            partial(measure_pair, plane=self.plane),
+            manifest_path(self.root, f"pairs-{self.images}-{self.masks}{self.plane.key()}"),
+            self.workers,
+            f"indexing {self.root.name}",
+        )
         self.require_beads(any(row["bead_count"] for row in rows))
         return rows
 

@@ -49,11 +49,16 @@ def list_images(target: str | Path, recursive: bool = False, unique_stems: bool 
         return [target]
     candidates = target.rglob("*") if recursive else target.iterdir()
     files = sorted(
-        path for path in candidates
+        path
+        for path in candidates
         # a link that leads nowhere (broken, looping) stays in, so that reading it names it like any unreadable input
-        if (((path.is_file() or path.is_symlink()) and matched_suffix(path))
-            or (path.is_dir() and path.suffix.lower() == ".zarr"))
-        and not any(part.startswith(".") or part.lower().endswith(".zarr") for part in path.relative_to(target).parts[:-1])
+        if (
+            ((path.is_file() or path.is_symlink()) and matched_suffix(path))
+            or (path.is_dir() and path.suffix.lower() == ".zarr")
+        )
+        and not any(
+            part.startswith(".") or part.lower().endswith(".zarr") for part in path.relative_to(target).parts[:-1]
+        )
         and not path.name.startswith(".")
     )
     if not files:
@@ -93,7 +98,9 @@ def _unreadable(path: Path, error: Exception) -> BeadDataError:
         return BeadDataError(f"image file {path} is empty (0 bytes)")
     kind = next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
     if kind is None:
-        return BeadDataError(f"image file {path} is not an image (not PNG, TIFF, JPEG or BMP data; it starts with {head!r})")
+        return BeadDataError(
+            f"image file {path} is not an image (not PNG, TIFF, JPEG or BMP data; it starts with {head!r})"
+        )
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return BeadDataError(f"cannot read image file {path}: a damaged or truncated {kind} ({reason})")
 
@@ -197,7 +204,8 @@ def read_mask(path: str | Path) -> np.ndarray:
         levels = np.unique(mask)
         raise BeadDataError(
             f"mask {path} is neither binary nor instance labels: it holds {len(levels)} distinct values between "
-            f"{levels[0]} and {levels[-1]} that ramp at bead edges (anti-aliased, blurred, resized or JPEG-compressed?). "
+            f"{levels[0]} and {levels[-1]} that ramp at bead edges (anti-aliased, blurred, resized or "
+            "JPEG-compressed?). "
             "Save masks as 0/1 or 0/255, or as integer instance labels."
         )
     return mask
@@ -205,7 +213,8 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 def mask_kind(mask: np.ndarray) -> str:
     """``binary`` (0 and one value), ``labels`` (integer instance labels: each value one compact region),
-    ``classes`` (a class map: a few consecutive values, each in many places) or ``anti-aliased`` (fractional values, or values that recur in many separate places, like the ramps of
+    ``classes`` (a class map: a few consecutive values, each in many places) or ``anti-aliased`` (fractional values, or
+    values that recur in many separate places, like the ramps of
     blurred edges: 128 on the rim of every bead)."""
     values = np.unique(mask)
     if len(values) <= 2:
@@ -268,7 +277,8 @@ class Normalization:
             raise ValueError("normalization.method=fixed needs normalization.vmax (the value that maps to 1)")
 
     def fit(self, maxima: list[float]) -> Normalization:
-        """Learn what the recipe needs from the training images' maxima (a manifest holds them): the data-set maximum."""
+        """Learn what the recipe needs from the training images' maxima (a manifest holds them): the data-set
+        maximum."""
         if self.method == "dataset_max" and self.vmax is None:
             self.vmax = float(max(maxima))
         return self

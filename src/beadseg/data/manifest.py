@@ -88,9 +88,13 @@ def build_manifest(items: list[dict], measure: Callable[[dict], dict], path: Pat
             measured = [measure(job) for job in track(jobs, description=description, disable=len(jobs) < PARALLEL_FROM)]
         for index, stats in zip(todo, measured):
             item = items[index]
-            rows[index] = {"name": item["name"], "files": {r: str(f) for r, f in item["files"].items()},
-                           "stamps": item["stamps"], **{k: v for k, v in item.items() if k not in ("name", "files", "stamps")},
-                           **stats}
+            rows[index] = {
+                "name": item["name"],
+                "files": {r: str(f) for r, f in item["files"].items()},
+                "stamps": item["stamps"],
+                **{k: v for k, v in item.items() if k not in ("name", "files", "stamps")},
+                **stats,
+            }
     if todo or len(cached) != len(rows):
         _write_atomic(path, json.dumps({"version": VERSION, "rows": rows}))
     return rows  # type: ignore[return-value]

@@ -131,7 +131,9 @@ def render_beads(
         inner = rng.uniform(0.6, 0.85) if modality == "ringed" else 1.0
         ring = (inner, rng.uniform(1.15, 1.4)) if modality == "ringed" else (1.0, rng.uniform(1.2, 1.5))
         rings = gaussian_filter(_draw(size, centres, radii, np.random.default_rng(rng.integers(2**32)), ring)[0], sigma)
-        core = gaussian_filter(_draw(size, centres, radii * inner, np.random.default_rng(rng.integers(2**32)))[0], sigma)
+        core = gaussian_filter(
+            _draw(size, centres, radii * inner, np.random.default_rng(rng.integers(2**32)))[0], sigma
+        )
         sign = 1.0 if modality == "ringed" else -1.0
         intensity = rng.uniform(0.35, 0.6) * illumination * (
             1.0 + sign * (rng.uniform(0.4, 1.0) * core - rng.uniform(0.35, 0.7) * rings))
@@ -183,6 +185,13 @@ class SyntheticSource(RenderedSource):
         if self.empty_fraction and rng.random() < self.empty_fraction:
             n_beads = 0
         n_debris = int(rng.integers(0, self.max_debris + 1) * per_area) if self.max_debris else 0
-        image, labels = render_beads(rng, self.image_size, n_beads, str(modality), bit_depth=bit_depth, cluster_fraction=self.cluster_fraction,
-                                     n_debris=n_debris)
+        image, labels = render_beads(
+            rng,
+            self.image_size,
+            n_beads,
+            str(modality),
+            bit_depth=bit_depth,
+            cluster_fraction=self.cluster_fraction,
+            n_debris=n_debris,
+        )
         return f"synthetic_{modality[:2]}{bit_depth}_{index:04d}", image, labels

@@ -38,8 +38,12 @@ class FileFrames(ABC):
         """(name, file, class index) of every frame."""
 
     def entries(self) -> list[dict]:
-        items = [{"name": name, "files": {"image": path}, "label": label} for name, path, label in self.labelled_files()]
-        return build_manifest(items, measure_frame, manifest_path(self.root, self.manifest_key), description="indexing frames")
+        items = [
+            {"name": name, "files": {"image": path}, "label": label} for name, path, label in self.labelled_files()
+        ]
+        return build_manifest(
+            items, measure_frame, manifest_path(self.root, self.manifest_key), description="indexing frames"
+        )
 
     def read(self, row: dict) -> np.ndarray:
         check_unchanged(row)
@@ -166,9 +170,21 @@ class ClassifyDataModule(pl.LightningDataModule):
     """Frames split by class (stratified, seeded) from the manifest, normalised (fitted on the training rows),
     cut to ``patch_size``, read by the loaders on demand."""
 
-    def __init__(self, source, normalization: Normalization | None = None, augmentation: A.Compose | None = None,
-                 patch_size: int = 64, *, batch_size: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.0,
-                 num_workers: int | str = 0, cache_mb: float = 512, seed: int = 0, output_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        source,
+        normalization: Normalization | None = None,
+        augmentation: A.Compose | None = None,
+        patch_size: int = 64,
+        *,
+        batch_size: int = 32,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        num_workers: int | str = 0,
+        cache_mb: float = 512,
+        seed: int = 0,
+        output_dir: str | None = None,
+    ) -> None:
         super().__init__()
         self.source, self.normalization = source, normalization or Normalization()
         self.augmentation, self.patch_size, self.batch_size = augmentation, patch_size, batch_size
@@ -204,8 +220,14 @@ class ClassifyDataModule(pl.LightningDataModule):
             write_csv(self.split_table, Path(self.output_dir) / "split.csv")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

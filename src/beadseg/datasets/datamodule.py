@@ -181,7 +181,13 @@ class BeadDataModule(pl.LightningDataModule):
         groups = group_names(names, self.group_by, "data.group_by")
         counts = [row["bead_count"] for row in rows]
         splits = stratified_split(
-            counts, groups, self.val_fraction, self.test_fraction, edges=self.density_edges, train_fraction=self.train_fraction, seed=self.seed,
+            counts,
+            groups,
+            self.val_fraction,
+            self.test_fraction,
+            edges=self.density_edges,
+            train_fraction=self.train_fraction,
+            seed=self.seed,
             test_groups=self.test_groups,
         )
         if hasattr(self.source, "training_entries"):  # drawn frames for training alone, none from a held-out capture

@@ -53,9 +53,14 @@ def write_results(out: Path, run: Evaluation, metrics: dict, kept: list, *, wors
     worst = sorted(kept, key=lambda case: (case[0]["object_f1"], case[0]["iou"]))[:worst_images]
     detect, qa = instantiate(cfg.detector), instantiate(cfg.qa)
     faults = [label_faults(image, mask, detect, qa) for _, image, mask, _ in worst]
-    metrics["worst_images"] = [{"image": row["image"], "object_f1": row["object_f1"], "label_faults": fault}
-                               for (row, *_), fault in zip(worst, faults)]
-    written = {"metrics": out / "metrics.json", "per_image": write_csv(run.rows, out / "per_image.csv", list(run.rows[0]))}
+    metrics["worst_images"] = [
+        {"image": row["image"], "object_f1": row["object_f1"], "label_faults": fault}
+        for (row, *_), fault in zip(worst, faults)
+    ]
+    written = {
+        "metrics": out / "metrics.json",
+        "per_image": write_csv(run.rows, out / "per_image.csv", list(run.rows[0])),
+    }
     written["metrics"].write_text(json.dumps(metrics, indent=2))
     written["worst"] = plots.worst_figure(worst, out / "worst_images.png", faults)
     return written
@@ -80,9 +85,16 @@ def evaluate_saved(cfg, source: FolderSource, out: Path) -> dict:
         labels = bead_instances(raw)
         row = run.add(sample.name, Truth.of(sample.mask, sample.labels), labels > 0, labels)
         kept.append((row, sample.image, sample.mask, labels > 0))
-    metrics = {"model": "saved predictions", "predictions": str(cfg.predictions), "data": str(source.root),
-               **run.summary()}
-    return {"metrics": metrics, "written": write_results(out, run, metrics, kept, worst_images=cfg.worst_images, cfg=cfg)}
+    metrics = {
+        "model": "saved predictions",
+        "predictions": str(cfg.predictions),
+        "data": str(source.root),
+        **run.summary(),
+    }
+    return {
+        "metrics": metrics,
+        "written": write_results(out, run, metrics, kept, worst_images=cfg.worst_images, cfg=cfg),
+    }
 
 
 def evaluate(cfg) -> dict:
@@ -164,8 +176,10 @@ def evaluate(cfg) -> dict:
                             {setting: each.at_scale(1 / zoom) for setting, each in at_setting.items()})
     report_sizes(sizes)
     summaries = {s: run.summary() for s, run in runs.items()}
-    sweep = [{"threshold": t, "peak_threshold": p, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]}
-             for (t, p), s in summaries.items()]
+    sweep = [
+        {"threshold": t, "peak_threshold": p, "iou": s["pixel"]["iou"], "object_f1": s["objects"]["centroid"]["f1"]}
+        for (t, p), s in summaries.items()
+    ]
     best = best_setting(sweep, {"threshold": threshold, "peak_threshold": peak})
     assignment = {} if classical else predictor.training_split
     seen = sorted(image_name(p[0]) for p in pairs if assignment.get(image_name(p[0])) == "train")

@@ -100,13 +100,23 @@ def label_dtype(bead_count: int):
 def write_labels(labels: np.ndarray, path: Path, bead_count: int, pixel_size_um: float | None = None,
                  compression: str | None = "zlib") -> Path:
     dtype = label_dtype(bead_count)
-    return write_labelled(labels, path, lambda block: block.astype(dtype), dtype, pixel_size_um=pixel_size_um, compression=compression)
+    return write_labelled(
+        labels, path, lambda block: block.astype(dtype), dtype, pixel_size_um=pixel_size_um, compression=compression
+    )
 
 
-def write_mask(labels: np.ndarray, path: Path, pixel_size_um: float | None = None, compression: str | None = "zlib") -> Path:
+def write_mask(
+    labels: np.ndarray, path: Path, pixel_size_um: float | None = None, compression: str | None = "zlib"
+) -> Path:
     """0/255 bead mask from instance labels."""
-    return write_labelled(labels, path, lambda block: (block > 0).astype(np.uint8) * 255, np.uint8, pixel_size_um=pixel_size_um,
-                          compression=compression)
+    return write_labelled(
+        labels,
+        path,
+        lambda block: (block > 0).astype(np.uint8) * 255,
+        np.uint8,
+        pixel_size_um=pixel_size_um,
+        compression=compression,
+    )
 
 
 def write_map(values: np.ndarray, path: Path) -> Path:

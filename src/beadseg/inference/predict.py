@@ -77,10 +77,21 @@ def predict(cfg: DictConfig) -> dict:
     read_ahead = read_ahead_workers(cfg.num_workers)
     step = frames_per_step(cfg.frames_per_step, predictor)
     estimates = capture_estimates(files, cfg.get("group_regex"), sizing, plane) if sizing is not None else {}
-    data = PredictionData(files, out, settings, bool(cfg.resume), num_workers=read_ahead,
-                          frames_per_step=step, normalization=predictor.normalization, sizing=sizing,
-                          estimates=estimates, plane=plane)
-    workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files))
+    data = PredictionData(
+        files,
+        out,
+        settings,
+        bool(cfg.resume),
+        num_workers=read_ahead,
+        frames_per_step=step,
+        normalization=predictor.normalization,
+        sizing=sizing,
+        estimates=estimates,
+        plane=plane,
+    )
+    workers = finishing_workers(
+        cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files)
+    )
     writer = PredictionWriter(out, options, post, workers)
     progress = [FrameProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer, *progress], logger=False,
@@ -88,7 +99,9 @@ def predict(cfg: DictConfig) -> dict:
     if cfg.resume and not (set(image_name(p) for p in files) - completed_images(out)):
         data.setup()  # nothing left to predict: only check the folder, then merge
     else:
-        trainer.predict(PredictionTask(predictor, post, out / ".scratch", plane), datamodule=data, return_predictions=False)
+        trainer.predict(
+            PredictionTask(predictor, post, out / ".scratch", plane), datamodule=data, return_predictions=False
+        )
         trainer.strategy.barrier("beadseg-predict tables")
     if not trainer.is_global_zero:
         return {"output": out, "done": 0, "failed": [], "beads": 0, "missing": [], "rank": trainer.global_rank}

@@ -121,7 +121,8 @@ class ModelPredictor:
         self.bead_area = network.hparams.get("bead_area")  # px, the median bead the model saw in validation
         self.bead_diameter = learned_diameter(network.hparams)
         self.training_split: dict[str, str] = network.checkpoint.get("beadseg_split") or {}
-        if batch_pixels == "auto":  # pixels per forward pass: the shipped model's fp32 activations take ~0.5 GB per MP on a CPU
+        # pixels per forward pass: the shipped model's fp32 activations take ~0.5 GB per MP on a CPU
+        if batch_pixels == "auto":
             batch_pixels = 16 * 2**20 if self.device.type == "cuda" else 2**20
         self.tile, self.overlap, self.batch_pixels, self.blend = tile, overlap, int(batch_pixels), blend
         self.window = min(window, tile)  # the sliding window of frames larger than ``tile``
@@ -134,7 +135,9 @@ class ModelPredictor:
             return
         dropouts = [m for m in self.net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
         if not dropouts or all(m.p == 0 for m in dropouts):
-            raise ValueError("uncertainty=mc_dropout needs a model trained with dropout (model.dropout > 0); use tta=true instead")
+            raise ValueError(
+                "uncertainty=mc_dropout needs a model trained with dropout (model.dropout > 0); use tta=true instead"
+            )
         for m in dropouts:
             m.train()
 
@@ -300,7 +303,9 @@ def shipped_checkpoint() -> str:
     return str(CHECKPOINT)
 
 
-def load_predictor(ckpt: str | None = None, build: Callable = ModelPredictor, detect: Callable | None = None) -> Predictor:
+def load_predictor(
+    ckpt: str | None = None, build: Callable = ModelPredictor, detect: Callable | None = None
+) -> Predictor:
     """The classical detector when ``detect`` is given (``ckpt`` then only lends its split to beadseg-eval), else
     ``build(network)`` of the checkpoint ``ckpt`` (default: the shipped bead model). ``checkpoint`` on the
     predictor is the file it came from."""

@@ -33,8 +33,13 @@ def merge_tables(out: Path, files: list[Path], options: OutputOptions, group_reg
         write_csv(failed, out / "errors.csv", ["image", "error"])
     elif (out / "errors.csv").exists():
         (out / "errors.csv").unlink()  # a resumed run read what failed before
-    result = {"output": out, "done": len(counts), "failed": failed, "beads": sum(len(record["objects"]) for record in done),
-              "missing": [str(p) for p in files if image_name(p) not in records]}
+    result = {
+        "output": out,
+        "done": len(counts),
+        "failed": failed,
+        "beads": sum(len(record["objects"]) for record in done),
+        "missing": [str(p) for p in files if image_name(p) not in records],
+    }
     if group_regex and counts:
         result["groups"] = group_counts(counts, group_regex, out)
         if dilution is not None:

@@ -79,7 +79,8 @@ def predict_tiled(
     or (channels, H, W) for a model with several output maps (the uncertainty is that of the first).
 
     ``normalize`` maps a raw crop to model input; tiles are ``tile`` px at most (a multiple of ``multiple``,
-    the model's divisor, so that it pads nothing), neighbours sharing at least ``overlap`` px. Outputs go into ``probability_out`` / ``uncertainty_out``
+    the model's divisor, so that it pads nothing), neighbours sharing at least ``overlap`` px. Outputs go into
+    ``probability_out`` / ``uncertainty_out``
     when given (e.g. memory maps), else into new float32 arrays. ``on_tile_row(n_tiles)`` reports progress (0
     as a row starts, the tile count when it is done).
     """
@@ -91,7 +92,10 @@ def predict_tiled(
     probability = probability_out if probability_out is not None else np.empty(shape, np.float32)
     uncertainty = uncertainty_out
     # Weighted sums over one band of tile_h rows: only rows no later tile touches are divided out and written.
-    band = {"probability": np.zeros((channels, tile_h, width), np.float32), "weight": np.zeros((tile_h, width), np.float32)}
+    band = {
+        "probability": np.zeros((channels, tile_h, width), np.float32),
+        "weight": np.zeros((tile_h, width), np.float32),
+    }
     origin = 0  # image row of the band's first row
 
     def flush(until: int) -> None:

@@ -132,8 +132,12 @@ class MaskWriter(Writer):
     """``masks/<image>``: the 0/255 bead mask in ``label_format``, calibrated where the pixel size is known."""
 
     def write(self, frame, beads, out, options):
-        images.write_mask(beads.labels, out / "masks" / f"{file_stem(frame.name)}{options.label_suffix}", frame.pixel_size_um,
-                           options.tiff_compression)
+        images.write_mask(
+            beads.labels,
+            out / "masks" / f"{file_stem(frame.name)}{options.label_suffix}",
+            frame.pixel_size_um,
+            options.tiff_compression,
+        )
 
 
 @register("instances")
@@ -179,9 +183,15 @@ class OverlayWriter(Writer):
 
     def write(self, frame, beads, out, options):
         if options.overlay_for(frame.index):
-            images.overlay_png(frame.image, beads.labels, out / "overlays" / f"{file_stem(frame.name)}.png",
-                                options.overlay_max_side, count=beads.counted, compress_level=options.overlay_compression,
-                                rejected=beads.debris)
+            images.overlay_png(
+                frame.image,
+                beads.labels,
+                out / "overlays" / f"{file_stem(frame.name)}.png",
+                options.overlay_max_side,
+                count=beads.counted,
+                compress_level=options.overlay_compression,
+                rejected=beads.debris,
+            )
 
 
 @register("objects")

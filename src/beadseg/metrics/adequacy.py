@@ -8,5 +8,7 @@ def adequacy_verdict(accuracy: float, bar: float) -> str:
     if accuracy >= bar:
         return (f"Validation accuracy {accuracy:.3f} clears the adequacy bar of {bar:.2f}: "
                 "the data look learnable, so poor segmentation points at the model or the labels, not the images.")
-    return (f"Validation accuracy {accuracy:.3f} stays under the adequacy bar of {bar:.2f}: "
-            "the classes are not yet separable from these frames; check the frames (beadseg-qc) before blaming the model.")
+    return (
+        f"Validation accuracy {accuracy:.3f} stays under the adequacy bar of {bar:.2f}: "
+        "the classes are not yet separable from these frames; check the frames (beadseg-qc) before blaming the model."
+    )

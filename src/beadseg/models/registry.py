@@ -80,8 +80,10 @@ def unet_width(fields: dict, where: str) -> None:
     square of it: a checkpoint must not make beadseg allocate gigabytes)."""
     width = fields["base_channels"] * 2 ** fields["depth"]
     if width > MAX_UNET_WIDTH:
-        raise DescriptionError(f"{where}.base_channels={fields['base_channels']} with {where}.depth={fields['depth']}: "
-                               f"{width} channels at the deepest level; accepts base_channels × 2^depth ≤ {MAX_UNET_WIDTH}")
+        raise DescriptionError(
+            f"{where}.base_channels={fields['base_channels']} with {where}.depth={fields['depth']}: "
+            f"{width} channels at the deepest level; accepts base_channels × 2^depth ≤ {MAX_UNET_WIDTH}"
+        )
 
 
 REGISTRY: dict[str, Architecture] = {
@@ -145,7 +147,9 @@ def describe(settings: Any, where: str = "net") -> dict:
         raise DescriptionError(f"{where}.{unknown[0]}: not a setting of the {name} network (its settings: "
                                f"{', '.join(fields)})")
     try:
-        checked = {key: field.check(settings.get(key, field.default), f"{where}.{key}") for key, field in fields.items()}
+        checked = {
+            key: field.check(settings.get(key, field.default), f"{where}.{key}") for key, field in fields.items()
+        }
     except SettingError as error:
         raise DescriptionError(str(error)) from None
     rule = REGISTRY[name].rule

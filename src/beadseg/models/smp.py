@@ -31,7 +31,9 @@ class SmpModel(PaddedSegmenter):
                 **kwargs,
             )
         except (KeyError, ValueError) as error:
-            raise ValueError(f"model.arch={arch!r} with model.encoder={encoder!r} is not available in smp: {error}") from error
+            raise ValueError(
+                f"model.arch={arch!r} with model.encoder={encoder!r} is not available in smp: {error}"
+            ) from error
 
     def segment(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -16,10 +16,16 @@ from beadseg.files import atomic_write
 MOVED = 0.5  # px: a bead whose centre moved further than this is drawn again at its new centre
 
 
-def labels_in_step(found: np.ndarray, centres: dict[int, tuple[float, float]], points: np.ndarray,
-                   bead_ids: np.ndarray, diameter: float) -> tuple[np.ndarray, np.ndarray]:
+def labels_in_step(
+    found: np.ndarray,
+    centres: dict[int, tuple[float, float]],
+    points: np.ndarray,
+    bead_ids: np.ndarray,
+    diameter: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """The bead labels after the centres were edited: a found bead whose point is gone is removed, one whose
-    point moved and one added by hand (bead id 0, or the id of a point before it) is a disk of ``diameter`` px at its point (over background
+    point moved and one added by hand (bead id 0, or the id of a point before it) is a disk of ``diameter`` px at its
+    point (over background
     only); the others keep the pixels the model gave them.
 
     Parameters

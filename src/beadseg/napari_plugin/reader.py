@@ -131,22 +131,35 @@ def read_predictions(path) -> list[tuple]:
         suffix = "" if len(groups) == 1 else f" {shape[0]}x{shape[1]}"
         size = _number(frames[0][0].get("pixel_size_um", ""))
         calibrated = bool(np.isfinite(size) and size > 0)
-        common = {"scale": (1.0, size, size) if calibrated else (1.0, 1.0, 1.0),
-                  "units": ("pixel", "µm", "µm") if calibrated else ("pixel", "pixel", "pixel"), "metadata": {"beadseg_folder": str(folder), "frames": [r for r, _, _ in frames]}}
+        common = {
+            "scale": (1.0, size, size) if calibrated else (1.0, 1.0, 1.0),
+            "units": ("pixel", "µm", "µm") if calibrated else ("pixel", "pixel", "pixel"),
+            "metadata": {"beadseg_folder": str(folder), "frames": [r for r, _, _ in frames]},
+        }
         images = [_readable(Path(row["path"]), shape) if row.get("path") and Path(row["path"]).exists() else None
                   for row, _, _ in frames]
         if any(image is not None for image in images):
             dtype = next(image.dtype for image in images if image is not None)
             pages = [image if image is not None else np.zeros(shape, dtype) for image in images]
-            layers.append((np.stack(pages) if len(pages) < 64 else _lazy_stack(
-                [Path(row["path"]) for row, _, _ in frames], shape, dtype), {"name": f"images{suffix}", **common}, "image"))
+            layers.append(
+                (
+                    np.stack(pages)
+                    if len(pages) < 64
+                    else _lazy_stack([Path(row["path"]) for row, _, _ in frames], shape, dtype),
+                    {"name": f"images{suffix}", **common},
+                    "image",
+                )
+            )
         label_files = [file for _, file, _ in frames]
         labels = (np.stack([read_image(file).astype(np.int32) for file in label_files]) if len(frames) < 64 else
                   _lazy_stack(label_files, shape, frames[0][2]))
         layers.append((labels, {"name": f"beads{suffix}", **common}, "labels"))
         beads = [(index, b) for index, (row, _, _) in enumerate(frames) for b in objects.get(row["image"], [])]
-        features: dict[str, np.ndarray] = {column: np.array([_number(b[column]) for _, b in beads]) for column in NUMERIC
-                    if beads and column in beads[0][1]}
+        features: dict[str, np.ndarray] = {
+            column: np.array([_number(b[column]) for _, b in beads])
+            for column in NUMERIC
+            if beads and column in beads[0][1]
+        }
         features["image"] = np.array([b["image"] for _, b in beads], dtype=object)
         centres = np.array([[index, _number(b["centroid_y"]), _number(b["centroid_x"])] for index, b in beads])
         layers.append((centres.reshape(-1, 3), {"name": f"bead centres{suffix}", "features": features, "size": 4,

@@ -11,7 +11,8 @@ widget. The centres are editable: a click adds a bead, deleting a point removes 
 labels, the count and the table follow; "Save corrected frame" appends the frame to a training folder
 (``beadseg.napari_plugin.corrections``), and "Retrain on saved frames" fine-tunes the model on that folder
 (``beadseg.napari_plugin.retrain``: an ordinary ``beadseg-train`` run in a child process, its epochs on the progress
-bar, Cancel interrupting it) and counts the image again with the new model. Importing this module loads no torchvision, torch._dynamo or triton (see
+bar, Cancel interrupting it) and counts the image again with the new model. Importing this module loads no torchvision,
+torch._dynamo or triton (see
 ``beadseg.models``).
 """
 
@@ -62,7 +63,15 @@ class Retrained(NamedTuple):
     result: dict
 
 
-TABLE_COLUMNS = ("bead_id", "centroid_y", "centroid_x", "area", "equivalent_diameter", "circularity", "mean_probability")
+TABLE_COLUMNS = (
+    "bead_id",
+    "centroid_y",
+    "centroid_x",
+    "area",
+    "equivalent_diameter",
+    "circularity",
+    "mean_probability",
+)
 
 
 def added_bead_features(features: dict[str, np.ndarray]) -> dict[str, Any]:

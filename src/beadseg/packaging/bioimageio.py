@@ -29,17 +29,33 @@ def _documentation(network: Network, channels: int, path: Path) -> Path:
     outputs = ("channel 0: bead probability; channel 1: bead-centre heat-map (one bead per peak inside the mask)"
                if channels == 2 else "channel 0: bead probability")
     normalization = network.hparams.get("normalization") or {}
-    path.write_text("\n".join([
-        "# beadseg bead segmentation model", "",
-        "Finds microbeads (dark or fluorescent, about 5-15 px across) in 2-D microscope images.", "",
-        "## Inputs and outputs", "",
-        "- input `raw`: one gray image (batch, channel, y, x), raw intensities; the preprocessing normalises it "
-        f"({json.dumps(normalization)}).",
-        f"- output `probability`: {outputs}; threshold {network.hparams.get('threshold', 0.5)} gives the bead mask.", "",
-        "## What stays in beadseg", "",
-        f"This package gives the per-pixel maps; {BEADSEG_ONLY}. Run `beadseg-predict ckpt=...` (or the napari "
-        "widget) for bead instances and counts.", "",
-        "## Training", "", f"Trained with beadseg; network `{network.hparams['net']['architecture']}`.", ""]))
+    path.write_text(
+        "\n".join(
+            [
+                "# beadseg bead segmentation model",
+                "",
+                "Finds microbeads (dark or fluorescent, about 5-15 px across) in 2-D microscope images.",
+                "",
+                "## Inputs and outputs",
+                "",
+                "- input `raw`: one gray image (batch, channel, y, x), raw intensities; the preprocessing "
+                "normalises it "
+                f"({json.dumps(normalization)}).",
+                f"- output `probability`: {outputs}; threshold {network.hparams.get('threshold', 0.5)} gives the "
+                "bead mask.",
+                "",
+                "## What stays in beadseg",
+                "",
+                f"This package gives the per-pixel maps; {BEADSEG_ONLY}. Run `beadseg-predict ckpt=...` (or the napari "
+                "widget) for bead instances and counts.",
+                "",
+                "## Training",
+                "",
+                f"Trained with beadseg; network `{network.hparams['net']['architecture']}`.",
+                "",
+            ]
+        )
+    )
     return path
 
 
@@ -146,10 +162,16 @@ def export_bioimageio(network: Network, out: Path, tile: int = 256, test_model: 
                                                       kwargs=config)),
         torchscript=TorchscriptWeightsDescr(source=out / "weights.torchscript.pt", pytorch_version=torch_version,
                                             parent="pytorch_state_dict"))
-    spec_config: Any = {"beadseg": {"net": network.hparams["net"], "threshold": float(network.hparams.get("threshold", 0.5)),
-                               "divisor": divisor, "target": "centres" if channels == 2 else "mask",
-                               "bead_diameter_px": learned_diameter(network.hparams),  # resize frames to it first
-                               "post_processing": BEADSEG_ONLY}}  # a plain dict: the spec validates it into its Config
+    spec_config: Any = {
+        "beadseg": {
+            "net": network.hparams["net"],
+            "threshold": float(network.hparams.get("threshold", 0.5)),
+            "divisor": divisor,
+            "target": "centres" if channels == 2 else "mask",
+            "bead_diameter_px": learned_diameter(network.hparams),  # resize frames to it first
+            "post_processing": BEADSEG_ONLY,
+        }
+    }  # a plain dict: the spec validates it into its Config
     description = ModelDescr(
         name="beadseg microbead segmentation",
         description="Bead probability (and bead-centre heat-map) of 2-D bright-field or fluorescence microbead images.",

@@ -12,8 +12,16 @@ import torch
 from beadseg.checkpoint import Network, learned_diameter, load_network, module_settings
 from beadseg.packaging.tracing import trace
 
-INFERENCE_SETTINGS = ("net", "normalization", "threshold", "peak_threshold", "bead_area", "bead_diameter", "class_names",
-                      "centres")
+INFERENCE_SETTINGS = (
+    "net",
+    "normalization",
+    "threshold",
+    "peak_threshold",
+    "bead_area",
+    "bead_diameter",
+    "class_names",
+    "centres",
+)
 
 
 def slim_checkpoint(ckpt: str, target: Path) -> Path:
@@ -26,9 +34,15 @@ def slim_checkpoint(ckpt: str, target: Path) -> Path:
     kept = {key: settings[key] for key in INFERENCE_SETTINGS if key in settings}
     if kept.get("centres"):  # whether the model has a centre map, and its width: never a loss to build
         kept["centres"] = {key: kept["centres"][key] for key in ("sigma", "weight") if key in kept["centres"]}
-    slim = {"state_dict": state, "hyper_parameters": kept,
-            "pytorch-lightning_version": checkpoint.get("pytorch-lightning_version"),
-            "beadseg_split": checkpoint.get("beadseg_split"), "beadseg_source": str(ckpt), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
+    slim = {
+        "state_dict": state,
+        "hyper_parameters": kept,
+        "pytorch-lightning_version": checkpoint.get("pytorch-lightning_version"),
+        "beadseg_split": checkpoint.get("beadseg_split"),
+        "beadseg_source": str(ckpt),
+        "epoch": checkpoint.get("epoch"),
+        "global_step": checkpoint.get("global_step"),
+    }
     torch.save(slim, target)
     return target
 
@@ -86,7 +100,9 @@ class Onnx(Exporter):
             import onnxruntime  # noqa: F401
             import onnxscript  # noqa: F401  (torch's ONNX exporter)
         except ImportError as error:
-            raise ImportError("format=onnx needs onnx, onnxruntime and onnxscript: pip install 'beadseg[onnx]'") from error
+            raise ImportError(
+                "format=onnx needs onnx, onnxruntime and onnxscript: pip install 'beadseg[onnx]'"
+            ) from error
         path = out / "model.onnx"
         torch.onnx.export(network.net, (example,), str(path), input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},

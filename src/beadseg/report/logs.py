@@ -69,7 +69,9 @@ def _csv_series(path: Path) -> dict[str, list[float]]:
 def read_run(path: Path) -> RunLog:
     """A run directory written by beadseg-train (one value per epoch for every epoch-level series)."""
     hydra_dir = path / ".hydra"
-    overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) if (hydra_dir / "overrides.yaml").is_file() else []
+    overrides = (
+        yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) if (hydra_dir / "overrides.yaml").is_file() else []
+    )
     config = yaml.safe_load((hydra_dir / "config.yaml").read_text()) if (hydra_dir / "config.yaml").is_file() else {}
     run = RunLog(path, list(overrides or []), config or {})
     if (path / "tensorboard").is_dir() and list((path / "tensorboard").glob("events.out.tfevents.*")):

@@ -12,7 +12,18 @@ from beadseg.metrics.adequacy import adequacy_verdict
 from beadseg.report.logs import RunLog, find_baseline, find_runs
 from beadseg.tables import read_csv
 
-SUMMARY_COLUMNS = ["run", "model", "lr", "batch size", "dropout", "loss", "best val Jaccard", "best epoch", "epochs", "wall time (s)"]
+SUMMARY_COLUMNS = [
+    "run",
+    "model",
+    "lr",
+    "batch size",
+    "dropout",
+    "loss",
+    "best val Jaccard",
+    "best epoch",
+    "epochs",
+    "wall time (s)",
+]
 
 
 def choices(run: RunLog) -> dict:
@@ -108,7 +119,9 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
                                 "(looked for .hydra/ with tensorboard/ or csv/)")
     if not runs:
         report = root / "REPORT.md"
-        report.write_text("\n".join([f"# Training report: `{root}`", "", *adequacy_section(classifiers, root, adequacy_bar)]))
+        report.write_text(
+            "\n".join([f"# Training report: `{root}`", "", *adequacy_section(classifiers, root, adequacy_bar)])
+        )
         return report
     baseline = find_baseline(root)
     baseline_iou = baseline["pixel"]["iou"] if baseline else None
@@ -146,7 +159,9 @@ def write_report(root: Path, target: float = 0.5, adequacy_bar: float = 0.8) -> 
         if parameter == "data.train_fraction":
             sizes = [training_images(run) for run in runs]
             if None not in sizes:
-                plots.impact("training-set size", impact_table(sizes, runs), root / "dataset_size.png", "training images")
+                plots.impact(
+                    "training-set size", impact_table(sizes, runs), root / "dataset_size.png", "training images"
+                )
                 lines += ["", "![Jaccard against training-set size](dataset_size.png)"]
         if parameter == "lab_params":
             plots.before_after(runs, values, root / "before_after.png")

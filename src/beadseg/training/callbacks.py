@@ -208,7 +208,9 @@ class EpochLines(ProgressBar):
         timing = ""
         if self.started is not None and self.epoch_started is not None:
             left = (now - self.started) / self.epochs_timed * max(0, (trainer.max_epochs or epoch) - epoch)
-            timing = f" [{duration(now - self.epoch_started)}" + (f", about {duration(left)} left" if left else "") + "]"
+            timing = (
+                f" [{duration(now - self.epoch_started)}" + (f", about {duration(left)} left" if left else "") + "]"
+            )
         print(f"epoch {epoch}/{trainer.max_epochs}: {shown}{timing}", flush=True)
 
 
@@ -225,5 +227,6 @@ class ValidationHistory(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.epochs[trainer.current_epoch + 1] = {key: float(value) for key, value in trainer.callback_metrics.items()
-                                                  if key.startswith("val/")}
+            self.epochs[trainer.current_epoch + 1] = {
+                key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")
+            }

@@ -60,8 +60,10 @@ class ConfiguredModule(pl.LightningModule, ABC):
     def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:
         """Refused: it would build a checkpoint's loss and optimiser settings. A checkpoint's network is
         :func:`beadseg.checkpoint.load_network`; training goes on with ``beadseg-train ckpt_path=...``."""
-        raise TypeError(f"{cls.__name__}.load_from_checkpoint would build what a checkpoint names; use "
-                        "beadseg.checkpoint.load_network(path) for its network, or beadseg-train ckpt_path=PATH to resume")
+        raise TypeError(
+            f"{cls.__name__}.load_from_checkpoint would build what a checkpoint names; use "
+            "beadseg.checkpoint.load_network(path) for its network, or beadseg-train ckpt_path=PATH to resume"
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -178,7 +180,8 @@ class BeadSegModule(ConfiguredModule):
 
     The network's first output channel is the bead mask. With ``centres`` (``target=centres``: ``sigma``,
     ``weight``, ``loss``) a second channel learns the bead-centre heat-map beside it (multi-task, ``weight`` times
-    its own loss), and beads are decoded from its peaks. With ``object_metrics`` every validation (and test) image is also post-processed into beads as
+    its own loss), and beads are decoded from its peaks. With ``object_metrics`` every validation (and test) image is
+    also post-processed into beads as
     beadseg-predict does, and ``val/object_f1`` (centroids within ``match_distance`` px) and ``val/count_error``
     (median relative error of the count per image) are logged: usable as the checkpoint and plateau monitor.
     ``bead_area`` (median area of the validation beads, px) is recorded for the debris rule's fallback when the

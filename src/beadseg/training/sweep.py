@@ -34,7 +34,8 @@ def write_summary(sweep_dir: Path) -> Path:
 
 
 class RunRecorder(Callback):
-    """Adds status, overrides, wall time and any error to the run's ``result.json``; in a sweep, rewrites the summary."""
+    """Adds status, overrides, wall time and any error to the run's ``result.json``; in a sweep, rewrites the
+    summary."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()

@@ -54,7 +54,8 @@ def _flat_hparams(cfg: DictConfig) -> dict:
 
 
 def load_weights(module: pl.LightningModule, checkpoint_path: str) -> float | None:
-    """Start from another run's weights (fine-tuning); unlike ``ckpt_path`` the epoch, optimiser and schedule start anew.
+    """Start from another run's weights (fine-tuning); unlike ``ckpt_path`` the epoch, optimiser and schedule start
+    anew.
     Returns the bead diameter that model learned (``None`` where it stores none).
 
     A mask model can start a ``target=centres`` one: where the new output layer has more channels than the

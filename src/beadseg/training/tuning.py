@@ -44,7 +44,9 @@ def tune_thresholds(module, dataset, thresholds, peak_thresholds, match_distance
                                    match_distance=match_distance, min_iou=0.5)
         for setting, run in runs.items():
             run.record(scored[setting])
-    sweep = [{"threshold": t, "peak_threshold": p, "object_f1": mean_image_f1(run.rows)} for (t, p), run in runs.items()]
+    sweep = [
+        {"threshold": t, "peak_threshold": p, "object_f1": mean_image_f1(run.rows)} for (t, p), run in runs.items()
+    ]
     beads = sum(row["true_count"] for row in runs[stored].rows)
     best = best_setting(sweep, {"threshold": stored[0], **({"peak_threshold": stored[1]} if two_maps else {})},
                         tolerance=noise_level(beads))
@@ -68,7 +70,9 @@ def tune_checkpoint(module, dataset, best_path: str, out: Path, settings) -> dic
     """Load the best epoch's weights, tune on ``dataset``, and write ``<best>.tuned.ckpt`` carrying the tuned
     thresholds beside the best checkpoint (which stays as it was)."""
     module.load_state_dict(read_checkpoint(best_path)["state_dict"])
-    tuned = tune_thresholds(module, dataset, settings.thresholds, settings.peak_thresholds, module.hparams.match_distance)
+    tuned = tune_thresholds(
+        module, dataset, settings.thresholds, settings.peak_thresholds, module.hparams.match_distance
+    )
     path = write_tuned_checkpoint(Path(best_path), tuned["threshold"], out, tuned["peak_threshold"])
     log.info("thresholds tuned on %d validation images: mask %.2f, peak %s (mean object F1 per image %.4f) -> %s",
              tuned["images"], tuned["threshold"], tuned["peak_threshold"], tuned["object_f1"], path)

@@ -140,7 +140,8 @@ def _attached(name: str) -> SharedMemory:
 
 
 def call_placed(function: Callable, args: tuple) -> Any:
-    """``function(*args)`` in a worker, the arrays :meth:`SharedBlocks.place` put in shared blocks seen where they lie."""
+    """``function(*args)`` in a worker, the arrays :meth:`SharedBlocks.place` put in shared blocks seen where they
+    lie."""
     return function(*_convert(args, lambda value: np.ndarray(value.shape, np.dtype(value.dtype),
                                                              _attached(value.block).buf, value.offset)
                               if isinstance(value, SharedArray) else value))
