@@ -27,6 +27,17 @@ def _polarities(counts: dict) -> str:
     return ", ".join(f"{kind} in {count}" for kind, count in sorted(counts.items(), key=lambda kv: -kv[1])) + " images"
 
 
+def _listing(items: list[str], most: int = 10) -> str:
+    """``": a, b, c"`` (the first ``most``, then an ellipsis) to end a report line, or ``"."`` for none.
+
+    Examples
+    --------
+    >>> _listing(["a", "b"]), _listing([]), _listing(list("abc"), most=2)
+    (': a, b', '.', ': a, b …')
+    """
+    return ": " + ", ".join(items[:most]) + (" …" if len(items) > most else "") if items else "."
+
+
 def _flagged(rows: list[dict], flag: str) -> list[dict]:
     return [r for r in rows if flag in r["flags"].split(";")]
 
@@ -80,40 +91,20 @@ def write_report(path: Path, root: Path, summary: dict, rows: list[dict], choice
     missing = _flagged(rows, "missing_labels")
     lines.append(
         f"- **Missing labels**: {len(missing)} images are under {qa.min_labelled_fraction:.0%} labelled"
-        + (
-            ": "
-            + ", ".join(
-                f"`{r['image']}` ({r['labelled_fraction']:.0%}, {r['unlabelled_beads']} beads)" for r in missing[:10]
-            )
-            + (" …" if len(missing) > 10 else "")
-            if missing
-            else "."
-        )
+        + _listing([f"`{r['image']}` ({r['labelled_fraction']:.0%}, {r['unlabelled_beads']} beads)" for r in missing])
     )
     empty = _flagged(rows, "labels_without_beads")
     lines.append(
         f"- **Labels with no bead under them**: {len(empty)} images have masks where over "
         f"{qa.max_empty_label_fraction:.0%} of the labelled objects cover no bead the detector sees (the mask "
         "of another image, or labels of nothing)"
-        + (
-            ": "
-            + ", ".join(f"`{r['image']}` ({r['labels_without_beads']} of {r['labels']})" for r in empty[:10])
-            + (" …" if len(empty) > 10 else "")
-            if empty
-            else "."
-        )
+        + _listing([f"`{r['image']}` ({r['labels_without_beads']} of {r['labels']})" for r in empty])
     )
     shifted = _flagged(rows, "offset")
     lines.append(
         f"- **Shifted masks**: {len(shifted)} images have masks offset by ≥ {qa.min_offset_px:g} px (confidence ≥ "
         f"{qa.min_offset_confidence:g})"
-        + (
-            ": "
-            + ", ".join(f"`{r['image']}` ({r['offset_y']:+.1f}, {r['offset_x']:+.1f}) px" for r in shifted[:10])
-            + (" …" if len(shifted) > 10 else "")
-            if shifted
-            else "."
-        )
+        + _listing([f"`{r['image']}` ({r['offset_y']:+.1f}, {r['offset_x']:+.1f}) px" for r in shifted])
     )
     ratio = qa_totals["median_size_ratio"]
     bias = (
