@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import torch
 
-from beadseg.checkpoint import Network, learned_diameter, load_network, module_settings
+from beadseg.checkpoint import Network, learned_diameter, load_network
 from beadseg.packaging.tracing import trace
 
 INFERENCE_SETTINGS = (
@@ -24,11 +24,12 @@ INFERENCE_SETTINGS = (
 )
 
 
-def slim_checkpoint(ckpt: str, target: Path) -> Path:
+def slim_checkpoint(network: Network, ckpt: str, target: Path) -> Path:
     """The network's weights and what inference reads (its description, normalisation, thresholds, bead area and
-    diameter, class names), a few MB; no training settings. Convolution kernels are stored in half precision; biases and
-    batch-norm statistics (tiny variances) stay in single precision."""
-    checkpoint, settings = module_settings(ckpt)
+    diameter, class names), a few MB; no training settings. Convolution kernels are stored in half precision; biases
+    and batch-norm statistics (tiny variances) stay in single precision. ``network``: the checkpoint ``ckpt`` as
+    :func:`~beadseg.checkpoint.load_network` read it (once)."""
+    checkpoint, settings = network.checkpoint, network.hparams
     state = {k: v.half() if v.is_floating_point() and v.dim() > 1 else v for k, v in checkpoint["state_dict"].items()
              if k.startswith("net.")}
     kept = {key: settings[key] for key in INFERENCE_SETTINGS if key in settings}
@@ -123,7 +124,7 @@ class SlimCheckpoint(Exporter):
     name, tolerance = "checkpoint", 5e-2
 
     def write(self, network: Network, ckpt: str, recipe: dict, example: torch.Tensor, out: Path) -> Path:
-        return slim_checkpoint(ckpt, out / "model.ckpt")
+        return slim_checkpoint(network, ckpt, out / "model.ckpt")
 
     def run(self, path: Path, probe: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
