@@ -19,7 +19,7 @@ import torch
 
 from beadseg.data.io import MAGIC
 from beadseg.files import atomic_write
-from beadseg.settings import Field, SettingError
+from beadseg.settings import DATA, Field, SettingError
 
 # What inference reads of a checkpoint beside the network, checked like any setting.
 STORED = {"threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
@@ -27,10 +27,8 @@ STORED = {"threshold": Field(float, low=0.0, high=1.0, open_low=True, open_high=
           "bead_area": Field(float, low=0.0, high=1e6, open_low=True, nullable=True),
           "bead_diameter": Field(float, low=1.0, high=1000.0, nullable=True),
           "class_names": Field(str, pattern=r"[A-Za-z0-9][\w .()-]{0,63}", items=(2, 1000), nullable=True)}
-NORMALIZATION = {"method": Field(str, choices=("percentile", "dataset_max", "fixed")),
-                 "low": Field(float, low=0.0, high=100.0), "high": Field(float, low=0.0, high=100.0),
-                 "vmin": Field(float, low=-1e12, high=1e12, nullable=True),
-                 "vmax": Field(float, low=-1e12, high=1e12, nullable=True)}
+# the recipe's fields as the training settings check them (data.normalization.*): one range for both
+NORMALIZATION = {key.rsplit(".", 1)[1]: field for key, field in DATA.items() if key.startswith("data.normalization.")}
 SPLITS = ("train", "val", "test", "unused")
 # The archive torch.load reads: a zip of uncompressed records (torch never compresses them). Bounded before it is
 # opened, so that a small file cannot make beadseg inflate gigabytes.

@@ -21,6 +21,8 @@ from beadseg.data.readers import (
     reader_for,
 )
 
+ANY_CONTENT = PlainImage()  # the reader of a file whose suffix no reader takes
+
 
 class BeadDataError(ValueError):
     """Bad input data; the message names the file (or folder) and what to do."""
@@ -136,8 +138,7 @@ def read_image(path: str | Path, plane: PlaneChoice | None = None) -> np.ndarray
     >>> read_image(path).shape, read_image(path).dtype
     ((4, 6), dtype('uint16'))
     """
-    return _through_reader(Path(path), plane, "read")
-
+    return _through_reader(Path(path), plane, memory_map=False)
 
 
 SPECIAL = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
@@ -165,11 +166,14 @@ def refuse_special(path: Path) -> None:
     if kind in SPECIAL:
         raise BeadDataError(f"image file {path} is {SPECIAL[kind]}, not a file: skipped")
 
-def _through_reader(path: Path, plane: PlaneChoice | None, how: str) -> np.ndarray:
+
+def _through_reader(path: Path, plane: PlaneChoice | None, memory_map: bool) -> np.ndarray:
+    """The one road of every image read: its reader's plane (or memory map), errors named by file, checked."""
     refuse_special(path)
-    reader = reader_for(path) or PlainImage()  # another suffix: imageio reads what the content is
+    reader = reader_for(path) or ANY_CONTENT  # another suffix: imageio reads what the content is
     try:
-        array = getattr(reader, how)(path, plane or DEFAULT_PLANE)
+        read = reader.open if memory_map else reader.read
+        array = read(path, plane or DEFAULT_PLANE)
     except MicroscopeError as error:
         raise BeadDataError(str(error)) from error
     except Exception as error:  # every reader raises its own type: name the file whatever it was
@@ -231,7 +235,7 @@ def mask_kind(mask: np.ndarray) -> str:
 def open_image(path: str | Path, plane: PlaneChoice | None = None) -> np.ndarray:
     """Like :func:`read_image`, but a file whose reader can map it (an uncompressed gray TIFF) comes back as a
     read-only memory map."""
-    return _through_reader(Path(path), plane, "open")
+    return _through_reader(Path(path), plane, memory_map=True)
 
 
 def bit_depth(array: np.ndarray) -> int:

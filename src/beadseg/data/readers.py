@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -97,7 +98,7 @@ def _pick(kind: str, wanted, available: list, path: Path, key: str):
     raise MicroscopeError(f"{path} has no {kind} {wanted!r}; it holds {', '.join(names)} ({key}=NAME or INDEX)")
 
 
-class ImageReader:
+class ImageReader(ABC):
     """One input kind: the file suffixes it reads (``name`` is how messages call it), a file's 2-D plane as
     ``plane`` picks it, the same as a memory map where the kind allows, and the pixel size (µm) the file records."""
 
@@ -105,8 +106,9 @@ class ImageReader:
     suffixes: ClassVar[tuple[str, ...]] = ()
     microscope: ClassVar[bool] = False  # a microscope format: outputs drop its full suffix (``a.ome.tif``: ``a``)
 
+    @abstractmethod
     def read(self, path: Path, plane: PlaneChoice) -> np.ndarray:
-        raise NotImplementedError
+        """The file's 2-D plane as ``plane`` picks it."""
 
     def open(self, path: Path, plane: PlaneChoice) -> np.ndarray:
         return self.read(path, plane)

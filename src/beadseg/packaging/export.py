@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
@@ -48,18 +49,20 @@ def slim_checkpoint(network: Network, ckpt: str, target: Path) -> Path:
     return target
 
 
-class Exporter:
+class Exporter(ABC):
     """One export format: the file it writes into ``out``, how it writes the network there, how that file
     predicts (the check against the checkpoint), and the largest logit difference it may show."""
 
     name: ClassVar[str] = ""
     tolerance: ClassVar[float] = 1e-4
 
+    @abstractmethod
     def write(self, network: Network, ckpt: str, recipe: dict, example: torch.Tensor, out: Path) -> Path:
-        raise NotImplementedError
+        """Write the network (with ``recipe``) into ``out``; the file written."""
 
+    @abstractmethod
     def run(self, path: Path, probe: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """What the written file predicts for ``probe`` (the check against the checkpoint)."""
 
 
 EXPORTERS: dict[str, Exporter] = {}
