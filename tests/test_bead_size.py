@@ -225,3 +225,34 @@ def test_the_learned_size_comes_from_whole_beads_and_enough_of_them():
     assert learned_bead_size([64] * MIN_SIZED_BEADS) == (64.0, pytest.approx(9.027, abs=1e-3))
     area, diameter = learned_bead_size([20] * 20 + [120] * 20)  # beads of every size: no debris fallback
     assert area is None and diameter == pytest.approx(math.sqrt(4 * 70 / math.pi), abs=1e-3)
+
+
+def large_scene(diameter: float, count: int, size: int = 1024, seed: int = 0) -> np.ndarray:
+    """:func:`scene`'s dark beads on a frame over the estimate's ``MAX_PIXELS`` (each pixel's distance to the
+    nearest centre, without a map per bead)."""
+    rng = np.random.default_rng(seed)
+    radius, centres = diameter / 2, []
+    while len(centres) < count:
+        centre = rng.uniform(radius + 8, size - radius - 8, 2)
+        if all(math.dist(centre, other) > 2 * radius + 3 for other in centres):
+            centres.append(centre)
+    fine = 4  # centres placed to a quarter px
+    grid = np.zeros((size * fine, size * fine), bool)
+    for cy, cx in centres:
+        grid[int(cy * fine), int(cx * fine)] = True
+    distance = ndi.distance_transform_edt(~grid)[fine // 2 :: fine, fine // 2 :: fine] / fine
+    image = 120 - 60 * ndi.gaussian_filter(np.clip(radius - distance + 0.5, 0, 1), 1.0) + rng.normal(0, 3, distance.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("diameter, count", [(6.0, 200), (28.0, 30)])
+def test_frames_over_the_pixel_bound_are_searched_shrunk_and_measured_where_beads_keep_their_size(diameter, count):
+    """A 1024² frame is searched shrunk 2x2; beads of 6 px (3 px there) are found there and measured in the frame
+    itself, beads of 28 px measured in the shrunk one: each within 10 % of the drawn diameter."""
+    from beadseg.beads.size import MAX_PIXELS
+
+    frame = large_scene(diameter, count)
+    assert frame.size > MAX_PIXELS
+    estimate = estimate_diameter(frame)
+    assert estimate.trusted and estimate.polarity == "dark", estimate
+    assert estimate.diameter == pytest.approx(diameter, rel=0.1)

@@ -19,13 +19,14 @@ agree (two sizes, or a spread that no stock of beads has): the caller then falls
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from beadseg.beads.measure import image_noise, square_maximum
+from beadseg.beads.measure import image_noise
 
 STEP = 2 ** 0.25  # the ratio of neighbouring scales (four per octave); the peak's parabola refines between them
 STRONG = 0.5  # candidates answering less than half as strongly as the strongest few are texture, not beads
@@ -33,7 +34,8 @@ THRESHOLD = 6.0  # a candidate's response over the response's robust spread at i
 MIN_BEADS = 3
 MAX_SPREAD = 0.35  # (upper - lower quartile) / median of the measured diameters; a stock of beads: 0.05-0.2
 MAX_MEASURED = 400  # beads measured per frame (the strongest): enough for a median, bounded in time
-MAX_PIXELS = 2**21  # pixels estimated at once (a 1440x1080 frame whole): the bound on an estimate's time and memory
+MEASURED_WHERE_FOUND = 8.0  # beads this wide (px) in a shrunk frame are measured there; smaller: in the frame itself
+MAX_PIXELS = 2**19  # pixels searched at once (a 724x724 crop; a 1440x1080 frame shrunk 2x2): an estimate's time bound
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,24 @@ def _spread(values: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(sample - np.median(sample)))) + 1e-9
 
 
+def _local_maxima(values: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the pixels above ``floor`` that no pixel of their 3x3 square (within the frame)
+    exceeds: the pixels where ``values`` equals its :func:`~beadseg.beads.measure.square_maximum`, compared only
+    at the few above the floor."""
+    rows, columns = np.nonzero(values > floor)
+    if not len(rows):
+        return rows, columns
+    height, width = values.shape
+    strength = values[rows, columns]
+    keep = np.ones(len(rows), bool)
+    for step_row in (-1, 0, 1):
+        near_rows = np.clip(rows + step_row, 0, height - 1)
+        for step_column in (-1, 0, 1):
+            if step_row or step_column:
+                keep &= strength >= values[near_rows, np.clip(columns + step_column, 0, width - 1)]
+    return rows[keep], columns[keep]
+
+
 def _candidates(maps: list[tuple[np.ndarray, int]], sigmas: np.ndarray, sign: int,
                 spreads: list[float]) -> tuple[np.ndarray, ...]:
     """Local maxima of ``sign`` × the response in space and scale: (diameter px, response, row, column);
@@ -107,8 +127,7 @@ def _candidates(maps: list[tuple[np.ndarray, int]], sigmas: np.ndarray, sign: in
     for index in range(1, len(maps) - 1):
         response, factor = maps[index]
         signed = sign * response
-        peaks = (signed > THRESHOLD * spreads[index]) & (signed == square_maximum(signed))
-        rows, columns = np.nonzero(peaks)
+        rows, columns = _local_maxima(signed, THRESHOLD * spreads[index])
         if not len(rows):
             continue
         strength = signed[rows, columns]
@@ -142,6 +161,16 @@ def _mode(diameters: np.ndarray, weights: np.ndarray, bandwidth: float = 0.08) -
     return float(math.exp(grid[best])), other
 
 
+@functools.lru_cache(maxsize=256)
+def _polar_grid(reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pixel's distance from the centre of a (2·``reach``+1)² patch, its whole-px ring, and the pixels per
+    ring (at least 1): the same for every bead of one size."""
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    radius = np.hypot(yy, xx)
+    bins = np.round(radius).astype(int).ravel()
+    return radius, bins, np.maximum(np.bincount(bins), 1)
+
+
 def _measure(image: np.ndarray, rows: np.ndarray, columns: np.ndarray, diameters: np.ndarray,
              dark: bool) -> np.ndarray:
     """Each bead's equivalent diameter where its deviation from the local background falls to half its peak."""
@@ -151,14 +180,13 @@ def _measure(image: np.ndarray, rows: np.ndarray, columns: np.ndarray, diameters
         reach = int(math.ceil(1.2 * rough)) + 2
         if row < reach or column < reach or row + reach >= height or column + reach >= width:
             continue  # cut by the frame's edge: its size says nothing
-        patch = ndi.gaussian_filter(image[row - reach : row + reach + 1, column - reach : column + reach + 1], 0.5)
-        yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
-        radius = np.hypot(yy, xx)
+        patch = np.asarray(image[row - reach : row + reach + 1, column - reach : column + reach + 1], np.float32)
+        patch = ndi.gaussian_filter(patch, 0.5)
+        radius, bins, per_bin = _polar_grid(reach)
         ring = (radius >= 0.75 * rough) & (radius <= 1.2 * rough)
         background = np.percentile(patch[ring], 75 if dark else 25)  # the background side of a crowded ring
         deviation = np.abs(patch - background)
-        bins = np.round(radius).astype(int).ravel()
-        profile = np.bincount(bins, deviation.ravel()) / np.maximum(np.bincount(bins), 1)
+        profile = np.bincount(bins, deviation.ravel()) / per_bin
         peak = profile[: int(round(rough / 2)) + 1].max()
         region, _ = ndi.label(ndi.binary_fill_holes((deviation >= peak / 2) & (radius <= 0.75 * rough)))
         centre = region[reach - 1 : reach + 2, reach - 1 : reach + 2]
@@ -185,9 +213,10 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 2.5, max_diameter
     Parameters
     ----------
     image : ndarray
-        A 2-D frame (any dtype; gray). Frames over ``MAX_PIXELS`` are estimated whole, shrunk to ``MAX_PIXELS`` (by
-        block means), or where that finds no beads it can trust (beads too small to survive it), on their central
-        part at full resolution.
+        A 2-D frame (any dtype; gray). A frame over ``MAX_PIXELS`` is searched shrunk to at most ``MAX_PIXELS``
+        (block means: every bead it holds) and its beads measured at full resolution, each in its own patch;
+        where the shrunk frame shows no beads it can trust (beads too small to survive it), its central
+        ``MAX_PIXELS`` are searched at full resolution.
     min_diameter, max_diameter : float
         The range of diameters searched (px); ``max_diameter`` is also capped at a sixth of the frame's side.
 
@@ -207,17 +236,25 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 2.5, max_diameter
     ('dark', 13.8, True)
     """
     image = np.asarray(image)
-    if image.size > MAX_PIXELS:  # the whole frame shrunk (every bead it holds); else its central part (tiny beads)
-        factor = int(math.ceil(math.sqrt(image.size / MAX_PIXELS)))
-        whole = estimate_diameter(_shrunk(image, factor), min_diameter, max_diameter / factor)
-        if whole.trusted and whole.diameter is not None:
-            return SizeEstimate(round(whole.diameter * factor, 2), whole.beads, whole.spread, whole.polarity)
-        side = int(math.sqrt(MAX_PIXELS))
-        top, left = max(image.shape[0] - side, 0) // 2, max(image.shape[1] - side, 0) // 2
-        return estimate_diameter(image[top : top + side, left : left + side], min_diameter, max_diameter)
-    frame = np.asarray(image, np.float32)
+    if image.size <= MAX_PIXELS:
+        return _estimate(image, image, 1, min_diameter, max_diameter)
+    factor = int(math.ceil(math.sqrt(image.size / MAX_PIXELS)))
+    whole = _estimate(_shrunk(image, factor), image, factor, min_diameter, max_diameter)
+    if whole.trusted:
+        return whole
+    side = int(math.sqrt(MAX_PIXELS))
+    top, left = max(image.shape[0] - side, 0) // 2, max(image.shape[1] - side, 0) // 2
+    centre = image[top : top + side, left : left + side]
+    return _estimate(centre, centre, 1, min_diameter, max_diameter)
+
+
+def _estimate(searched: np.ndarray, image: np.ndarray, factor: int, min_diameter: float,
+              max_diameter: float) -> SizeEstimate:
+    """:func:`estimate_diameter` on ``searched``, ``image`` shrunk ``factor`` times (1: the image itself): the
+    candidates found there, measured in ``image`` (sizes in its px)."""
+    frame = np.asarray(searched, np.float32)
     frame = frame / max(image_noise(frame), 1e-6)  # noise units: the same thresholds for 8 and 16 bits
-    top = min(max_diameter, min(frame.shape) / 6)
+    top = min(max_diameter / factor, min(frame.shape) / 6)
     if top <= min_diameter * STEP**2:
         return SizeEstimate(None, 0, 0.0, None, f"the frame ({frame.shape[0]}x{frame.shape[1]} px) is too small")
     sigmas = _ladder(min_diameter, top)
@@ -239,7 +276,12 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 2.5, max_diameter
     mode, other = _mode(diameters, strength**2)
     near = np.flatnonzero((diameters > mode / 1.25) & (diameters < mode * 1.25))
     near = near[np.argsort(strength[near])[::-1][:MAX_MEASURED]]
-    measured = _measure(frame, rows[near], columns[near], diameters[near], polarity == "dark")
+    if factor == 1 or mode >= MEASURED_WHERE_FOUND:
+        measured = factor * _measure(frame, rows[near], columns[near], diameters[near], polarity == "dark")
+    else:  # beads of a few px lose their size to the block means: measured in the image itself
+        centre = (factor - 1) / 2  # a block's centre in the image's px
+        measured = _measure(image, np.round(rows[near] * factor + centre), np.round(columns[near] * factor + centre),
+                            diameters[near] * factor, polarity == "dark")
     if len(measured) < MIN_BEADS:
         return SizeEstimate(None, len(measured), 0.0, polarity,
                             f"{len(measured)} bead(s) found clear of the frame's edge, fewer than {MIN_BEADS}")
