@@ -4,6 +4,7 @@ worker processes. Every file and table must equal the serial path's (one frame a
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from beadseg.beads.instances import centre_peaks, peak_markers
 from beadseg.beads.postprocess import MaskAndPeaks, PostProcess
@@ -18,8 +20,10 @@ from beadseg.data.synthetic import render_beads
 from beadseg.evaluation.evaluate import evaluate
 from beadseg.inference.predict import predict
 from beadseg.inference.predictor import ModelPredictor, load_predictor
+from beadseg.inference.task import PredictionWriter, yielding_worker
 from beadseg.inference.writers import OutputOptions, overlay_every
 from beadseg.workers.handover import SharedArray, SharedBlocks, call_placed
+from beadseg.workers.pool import WorkerPool
 from tests.helpers import table, write_pair
 
 
@@ -171,3 +175,41 @@ def test_overlays_auto_caps_the_pictures_of_a_large_input():
     assert overlay_every(False, 10) == 0 and overlay_every(3, 10) == 3
     with pytest.raises(ValueError, match="overlays=al"):
         overlay_every("al", 10)
+
+
+class SchedulingPolicies(torch.utils.data.Dataset):
+    """Each item: the scheduling policy of the process that reads it."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        return os.sched_getscheduler(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's idle scheduling class")
+def test_helpers_beside_a_network_on_the_cpu_take_only_the_cores_it_leaves_idle(frames, tmp_path, compose_config,
+                                                                                 monkeypatch):
+    """Loader and finishing workers beside a CPU network run as SCHED_IDLE (a helper at the network's priority
+    stalls its threads); beside none (or with yield_cores off) as ordinary processes. beadseg-predict on the CPU
+    asks for it."""
+    policies: list[int] = []
+    with WorkerPool(1, policies.append, yield_cores=True) as pool:
+        pool.submit(os.sched_getscheduler, 0)
+    with WorkerPool(1, policies.append) as pool:
+        pool.submit(os.sched_getscheduler, 0)
+    assert policies == [os.SCHED_IDLE, os.SCHED_OTHER]
+    loader = torch.utils.data.DataLoader(SchedulingPolicies(), num_workers=1, worker_init_fn=yielding_worker)
+    assert [int(policy) for policy in loader] == [os.SCHED_IDLE, os.SCHED_IDLE]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this process is left as it was
+    asked = []
+
+    class Recorded(PredictionWriter):
+        def __init__(self, *args, **kwargs) -> None:
+            asked.append(kwargs.get("yield_cores"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr("beadseg.inference.predict.PredictionWriter", Recorded)
+    out = tmp_path / "out"
+    predict(compose_config("predict", [f"input={frames}", f"output={out}", f"paths.output_dir={out}"]))
+    assert asked == [True] and int(table(out / "counts.csv")[0]["count"]) > 0

@@ -75,6 +75,7 @@ def predict(cfg: DictConfig) -> dict:
     if sizing is not None:
         check_sizing(sizing, files, plane)
     read_ahead = read_ahead_workers(cfg.num_workers)
+    on_cpu = network_on_cpu(predictor)
     step = frames_per_step(cfg.frames_per_step, predictor)
     estimates = capture_estimates(files, cfg.get("group_regex"), sizing, plane) if sizing is not None else {}
     data = PredictionData(
@@ -88,11 +89,10 @@ def predict(cfg: DictConfig) -> dict:
         sizing=sizing,
         estimates=estimates,
         plane=plane,
+        yield_cores=on_cpu,
     )
-    workers = finishing_workers(
-        cfg.post_workers, prediction_spare_cores(read_ahead, network_on_cpu(predictor)), len(files)
-    )
-    writer = PredictionWriter(out, options, post, workers)
+    workers = finishing_workers(cfg.post_workers, prediction_spare_cores(read_ahead, on_cpu), len(files))
+    writer = PredictionWriter(out, options, post, workers, yield_cores=on_cpu)
     progress = [FrameProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[writer, *progress], logger=False,
                                       enable_checkpointing=False)

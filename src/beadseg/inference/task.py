@@ -26,7 +26,7 @@ from beadseg.inference.journal import Journal, claim_output, completed_images
 from beadseg.inference.predictor import Predictor
 from beadseg.inference.sizes import report_sizes
 from beadseg.inference.writers import OutputOptions
-from beadseg.system import usable_cpus
+from beadseg.system import usable_cpus, yield_to_the_network
 from beadseg.workers.pool import WorkerPool
 
 
@@ -35,6 +35,12 @@ def read_ahead_workers(num_workers: int | str) -> int:
     if num_workers != "auto":
         return int(num_workers)
     return max(0, min(4, usable_cpus() - 1))
+
+
+def yielding_worker(worker_id: int) -> None:
+    """A loader worker beside a network on the CPU reads at the lowest priority
+    (:func:`~beadseg.system.yield_to_the_network`)."""
+    yield_to_the_network()
 
 
 class InputImages(Dataset):
@@ -79,11 +85,12 @@ class PredictionData(pl.LightningDataModule):
 
     def __init__(self, files: list[Path], out: Path, settings: dict, resume: bool, *, num_workers: int,
                  frames_per_step: int, normalization: Normalization | None = None, sizing: BeadSizing | None = None,
-                 estimates: dict[str, SizeEstimate] | None = None, plane: PlaneChoice = DEFAULT_PLANE) -> None:
+                 estimates: dict[str, SizeEstimate] | None = None, plane: PlaneChoice = DEFAULT_PLANE,
+                 yield_cores: bool = False) -> None:
         super().__init__()
         self.files, self.out, self.settings, self.resume, self.num_workers = files, out, settings, resume, num_workers
         self.frames_per_step, self.normalization = frames_per_step, normalization
-        self.sizing, self.estimates, self.plane = sizing, estimates, plane
+        self.sizing, self.estimates, self.plane, self.yield_cores = sizing, estimates, plane, yield_cores
         self.todo: list[int] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -103,7 +110,8 @@ class PredictionData(pl.LightningDataModule):
         images = InputImages([self.files[i] for i in self.todo], self.todo, self.normalization, sizing=self.sizing,
                              estimates=self.estimates, plane=self.plane)
         return DataLoader(images, batch_size=self.frames_per_step, collate_fn=list, num_workers=self.num_workers,
-                          prefetch_factor=2 if self.num_workers else None)
+                          prefetch_factor=2 if self.num_workers else None,
+                          worker_init_fn=yielding_worker if self.yield_cores else None)
 
 
 class PredictionTask(pl.LightningModule):
@@ -162,15 +170,17 @@ class PredictionWriter(BasePredictionWriter):
     """Hands each frame to the pool that finds its beads and writes its files (atomically); writes its record line
     once they are in place; merges the tables when all ranks are done. Every rank has its own pool."""
 
-    def __init__(self, out: Path, options: OutputOptions, post: PostProcess, workers: int) -> None:
+    def __init__(self, out: Path, options: OutputOptions, post: PostProcess, workers: int,
+                 yield_cores: bool = False) -> None:
         super().__init__(write_interval="batch")
         self.out, self.options, self.post, self.workers = out, options, post, workers
+        self.yield_cores = yield_cores
         self.journal = Journal(out)
         self.pool: WorkerPool | None = None  # started in on_predict_start
         self.sizes: list[FrameSize] = []  # what each frame's beads were taken to measure, said at the end
 
     def on_predict_start(self, trainer, pl_module) -> None:
-        self.pool = WorkerPool(self.workers, self.journal.append)
+        self.pool = WorkerPool(self.workers, self.journal.append, self.yield_cores)
 
     def write_on_batch_end(self, trainer, pl_module, frames: list[Frame], batch_indices, batch, batch_idx,
                            dataloader_idx=0):

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from beadseg.system import keep_freed_memory, usable_cpus
+from beadseg.system import start_helper, usable_cpus
 from beadseg.workers.handover import SharedBlocks, call_placed
 
 
@@ -19,14 +19,15 @@ class WorkerPool:
     """Calls run in ``workers`` spawned processes (safe beside CUDA and the loader's workers), at most two per
     worker in flight: ``submit`` waits for the oldest once that many are queued; their large arrays travel in
     shared memory (:mod:`~beadseg.workers.handover`). ``workers=0`` runs each call at once in this process.
-    Results reach ``on_result`` in the order the calls were submitted."""
+    Results reach ``on_result`` in the order the calls were submitted. ``yield_cores``: the workers run at the
+    lowest CPU priority (beside a network on the CPU, :func:`~beadseg.system.yield_to_the_network`)."""
 
-    def __init__(self, workers: int, on_result: Callable) -> None:
+    def __init__(self, workers: int, on_result: Callable, yield_cores: bool = False) -> None:
         self.on_result, self.limit = on_result, 2 * workers
         self.pending: deque[tuple[Future, int | None]] = deque()
         self.blocks = SharedBlocks(self.limit + 1)
         self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=keep_freed_memory) if workers else None
+                                            initializer=start_helper, initargs=(yield_cores,)) if workers else None
 
     def submit(self, function: Callable, *args) -> None:
         if self.executor is None:
