@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from beadseg.formats.images import LABEL_FORMATS
 from beadseg.models.registry import REGISTRY
+from beadseg.packaging.export import EXPORTERS
 from beadseg.settings import BY_NAME, FREE, FREE_UNDER, SETTINGS
 
 PAGE = Path(__file__).parent / "reference" / "settings.md"
@@ -33,6 +35,11 @@ def settings_page() -> str:
                  "description, the same for a config and a checkpoint:\n\n| architecture | field | accepts |\n|---|---|---|")
     parts += [f"| `{name}` | `{field_name}` | {cell(field.accepts())} |" for name, entry in REGISTRY.items()
               for field_name, field in entry.fields.items()]
+    parts.append("\n## Names from a registry\n\nThese settings name an entry of a registry, the one list of those "
+                 "names; the command line checks them before it starts, the library before any work:\n\n"
+                 "| command | key | accepts |\n|---|---|---|")
+    parts += [f"| beadseg-predict | `label_format` | one of {', '.join(LABEL_FORMATS)} |",
+              f"| beadseg-export | `format` | one of {', '.join(EXPORTERS)} |"]
     parts.append("\n## Not checked here, and why\n\n| key | why |\n|---|---|")
     parts += [f"| `{key}` | {why} |" for key, why in FREE.items()]
     parts += [f"| `{prefix}*` | {why} |" for prefix, why in FREE_UNDER.items()]

@@ -4,6 +4,8 @@ each other, and no modules import each other round a circle, inside a package or
 import ast
 from pathlib import Path
 
+import pytest
+
 import beadseg
 
 ROOT = Path(beadseg.__file__).parent
@@ -166,13 +168,24 @@ def test_lightning_is_pinned_below_its_next_major_version_and_the_installed_one_
     assert version("pytorch-lightning") in lightning.specifier
 
 
-def test_format_names_in_the_schema_are_the_registries():
-    """A format the settings accept is one a registry writes, and the reverse (the names are checked against the
-    registries they choose from)."""
-    from beadseg.formats.images import LABEL_FORMATS, LABEL_WRITERS
-    from beadseg.packaging.export import EXPORTERS
-    from beadseg.settings import SETTINGS
+def test_format_names_are_spelled_once_in_their_registries(compose_config):
+    """The schema names no format: export's ``format`` and predict's ``label_format`` are checked through the
+    registries they choose from (their keys the one list), on the command line before Hydra makes a run
+    directory and by the library before any work; a name a registry lacks is refused naming the key."""
+    from beadseg.cli.app import preflight
+    from beadseg.formats.images import LABEL_FORMATS
+    from beadseg.inference.writers import OutputOptions
+    from beadseg.packaging.export import EXPORTERS, export
+    from beadseg.settings import FREE, SETTINGS, SettingError
 
-    assert set(SETTINGS["predict"]["label_format"].choices) == set(LABEL_FORMATS)
-    assert set(LABEL_FORMATS.values()) <= set(LABEL_WRITERS)  # every label format has its writer
-    assert set(SETTINGS["export"]["format"].choices) == {*EXPORTERS, "bioimageio"}
+    source = (ROOT / "settings.py").read_text()  # "checkpoint" and "tiff" are words of other settings there too
+    assert not [name for name in {*EXPORTERS, *LABEL_FORMATS} - {"checkpoint", "tiff"} if f'"{name}"' in source]
+    assert "format" in FREE and "label_format" in FREE and "format" not in SETTINGS["export"]
+    assert set(EXPORTERS) == {"torchscript", "onnx", "checkpoint", "bioimageio"}
+    assert "format='zip': accepts one of torchscript, onnx, checkpoint, bioimageio" in preflight("export", ["format=zip"])
+    assert preflight("predict", ["input=x", "label_format=png"]).startswith("label_format='png': accepts one of tiff")
+    assert preflight("export", ["format=onnx"]) is None
+    with pytest.raises(SettingError, match="^format='zip'"):
+        export("no-such.ckpt", "zip", ROOT)  # refused before the checkpoint is looked for
+    with pytest.raises(SettingError, match="^label_format="):
+        OutputOptions.from_config(compose_config("predict", ["input=x", "label_format=png"]), 1)

@@ -304,7 +304,6 @@ SETTINGS: dict[str, dict[str, Field]] = {
         "overlay_compression": Field(int, low=0, high=9),
         "tiff_compression": Field(str, choices=("zlib", "none")),
         "save_debris": Field(bool),
-        "label_format": Field(str, choices=("tiff", "ome-tiff", "ome-zarr")),
         "group_regex": Field(re.Pattern, nullable=True, groups=1),
         "dilution.confidence": Field(float, low=0.0, high=1.0, open_low=True, open_high=True),
         "dilution.tolerance": Field(float, low=0.0),
@@ -344,7 +343,6 @@ SETTINGS: dict[str, dict[str, Field]] = {
         **QA,
     },
     "export": {
-        "format": Field(str, choices=("torchscript", "onnx", "checkpoint", "bioimageio")),
         "tile": Field(int, low=32, high=8192),
         "tolerance": Field(float, low=0.0, open_low=True, nullable=True),
     },
@@ -387,6 +385,9 @@ FREE = {
     "tune_thresholds": "null, or its lists (checked)",
     "overlays": "checked by beadseg.inference.writers.overlay_every, naming the key",
     "rois": "checked by beadseg.inference.writers.roi_kinds, naming the key",
+    "label_format": "a name of the label writers' registry (beadseg.formats.images.LABEL_FORMATS), checked there, "
+                    "naming the key",
+    "format": "a name of the export registry (beadseg.packaging.export.EXPORTERS), checked there, naming the key",
     "inference.device": "a torch device name, checked by torch",
     "loss.terms.dice.mode": "smp's DiceLoss mode, checked by smp",
 }

@@ -155,6 +155,20 @@ def preflight(config_name: str, arguments: list[str]) -> str | None:
     return reason + (f" (did you mean {' or '.join(near)}?)" if near else "")
 
 
+def check_registered(cfg: DictConfig, command: str) -> None:
+    """The settings that name an entry of a registry (its keys are the one list of those names), checked through
+    it: export's ``format`` (:data:`~beadseg.packaging.export.EXPORTERS`), predict's ``label_format``
+    (:data:`~beadseg.formats.images.LABEL_FORMATS`); a :class:`~beadseg.settings.SettingError` names the key."""
+    if command == "export":
+        from beadseg.packaging.export import exporter_for
+
+        exporter_for(cfg.get("format"))
+    elif command == "predict":
+        from beadseg.formats.images import label_suffix
+
+        label_suffix(cfg.get("label_format"))
+
+
 def mistyped(config_name: str, full: DictConfig, parsed: list, checked: list[str]) -> str | None:
     """The first setting, in one line, whose value is out of range (:func:`beadseg.settings.check_settings`) or not
     of its default's kind (``loss.weights.bce=abc``), or None; checked before Hydra makes the run directory."""
@@ -166,6 +180,7 @@ def mistyped(config_name: str, full: DictConfig, parsed: list, checked: list[str
             if o.key_or_group not in choices and not o.key_or_group.startswith("hydra") and not o.is_delete()]
     try:
         check_settings(full, config_name)
+        check_registered(full, config_name)
         if keys:
             defaults = compose(config_name, overrides=groups)
             check_against_defaults(full, defaults, keys, config_name)
@@ -249,6 +264,7 @@ def beadseg_app(config_name: str) -> Callable:
             try:
                 refuse_missing_values(cfg)
                 check_settings(cfg, config_name)  # every command's settings, before any work
+                check_registered(cfg, config_name)
                 return task(cfg)
             except Exception as error:
                 line = message(error)

@@ -13,12 +13,11 @@ from beadseg.cli.app import beadseg_app
 @beadseg_app("export")
 def main(cfg: DictConfig) -> None:
     from beadseg.inference.predictor import shipped_checkpoint
-    from beadseg.packaging.export import export
+    from beadseg.packaging.export import export, exporter_for
 
     path, difference = export(cfg.ckpt or shipped_checkpoint(), cfg.format, Path(cfg.output), cfg.tile, cfg.tolerance)
-    where = ("rdf.yaml, weights, test tensors, cover and README inside; tested by bioimageio.core"
-             if cfg.format == "bioimageio" else f"recipe in {path.parent / 'beadseg.json'}")
-    print(f"beadseg-export: {path} (max difference from the checkpoint {difference:.1e}; {where})")
+    contents = exporter_for(cfg.format).contents(path)
+    print(f"beadseg-export: {path} (max difference from the checkpoint {difference:.1e}; {contents})")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Export a checkpoint's network, with its recipe, and check it against the checkpoint: one class per format
-(:data:`EXPORTERS`: TorchScript, ONNX, a slim checkpoint; bioimage.io packages in ``beadseg.packaging.bioimageio``)."""
+(:data:`EXPORTERS`: TorchScript, ONNX, a slim checkpoint, a bioimage.io package; the one list of their names)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from beadseg.checkpoint import Network, learned_diameter, load_network
 from beadseg.packaging.tracing import trace
+from beadseg.settings import Field
 
 INFERENCE_SETTINGS = (
     "net",
@@ -50,10 +51,50 @@ def slim_checkpoint(network: Network, ckpt: str, target: Path) -> Path:
 
 
 class Exporter(ABC):
-    """One export format: the file it writes into ``out``, how it writes the network there, how that file
-    predicts (the check against the checkpoint), and the largest logit difference it may show."""
+    """One export format: what :meth:`export` writes into ``out`` for a checkpoint's network, and the largest
+    difference from the checkpoint the written model shows."""
 
     name: ClassVar[str] = ""
+
+    @abstractmethod
+    def export(self, network: Network, ckpt: str, out: Path, tile: int, tolerance: float | None) -> tuple[Path, float]:
+        """Write the exported model; its path and the largest difference from the checkpoint."""
+
+    @abstractmethod
+    def contents(self, path: Path) -> str:
+        """What the exported model at ``path`` holds, in a few words for the command's last line."""
+
+
+EXPORTERS: dict[str, Exporter] = {}
+EXPORT_FORMAT = "format"  # the setting that names one
+
+
+def register(exporter: type[Exporter]) -> type[Exporter]:
+    """Add an export format to :data:`EXPORTERS` (a class decorator)."""
+    EXPORTERS[exporter.name] = exporter()
+    return exporter
+
+
+def exporter_for(name: object) -> Exporter:
+    """The exporter ``format=name`` names (:data:`EXPORTERS`: the one list of export formats).
+
+    Raises
+    ------
+    SettingError
+        Naming ``format`` and the formats there are.
+
+    Examples
+    --------
+    >>> exporter_for("onnx").name
+    'onnx'
+    """
+    return EXPORTERS[Field(str, choices=tuple(EXPORTERS)).check(name, EXPORT_FORMAT)]
+
+
+class CheckedExporter(Exporter):
+    """A format that writes the network with its recipe (``beadseg.json`` beside it) and is checked by running the
+    written file on a probe against the checkpoint's own network (within ``tolerance`` of its logits)."""
+
     tolerance: ClassVar[float] = 1e-4
 
     @abstractmethod
@@ -64,18 +105,36 @@ class Exporter(ABC):
     def run(self, path: Path, probe: torch.Tensor) -> torch.Tensor:
         """What the written file predicts for ``probe`` (the check against the checkpoint)."""
 
+    def export(self, network: Network, ckpt: str, out: Path, tile: int, tolerance: float | None) -> tuple[Path, float]:
+        net = network.net
+        divisor = getattr(net, "divisor", 32)
+        if tile % divisor:
+            raise ValueError(f"tile={tile} must be a multiple of the model's divisor ({divisor})")
+        channels = int(network.hparams["net"].get("out_channels", 1))
+        output = ("(N, 2, H, W) logits: channel 0 the bead mask, channel 1 the bead-centre heat-map (one bead per "
+                  "peak inside the mask)" if channels == 2 else "(N, 1, H, W) logits of the bead mask")
+        recipe = {"net": network.hparams["net"], "normalization": network.hparams.get("normalization"),
+                  "threshold": float(network.hparams["threshold"]), "bead_diameter": learned_diameter(network.hparams),
+                  "divisor": divisor, "input": "(N, 1, H, W) float32, normalised; H, W multiples of divisor",
+                  "output": output, "target": "centres" if channels == 2 else "mask", "checkpoint": str(ckpt)}
+        out.mkdir(parents=True, exist_ok=True)
+        probe = torch.rand(2, 1, tile, tile)
+        with torch.no_grad():
+            expected = net(probe)
+        (out / "beadseg.json").write_text(json.dumps(recipe, indent=2))
+        path = self.write(network, ckpt, recipe, torch.rand(1, 1, tile, tile), out)
+        difference = float((self.run(path, probe) - expected).abs().max())
+        tolerance = self.tolerance if tolerance is None else tolerance
+        if not difference <= tolerance:  # NaN weights give a NaN difference: refused too
+            raise RuntimeError(f"the exported model differs from the checkpoint by {difference:.2e} (> {tolerance:g})")
+        return path, difference
 
-EXPORTERS: dict[str, Exporter] = {}
-
-
-def register(exporter: type[Exporter]) -> type[Exporter]:
-    """Add an export format to :data:`EXPORTERS` (a class decorator)."""
-    EXPORTERS[exporter.name] = exporter()
-    return exporter
+    def contents(self, path: Path) -> str:
+        return f"recipe in {path.parent / 'beadseg.json'}"
 
 
 @register
-class TorchScript(Exporter):
+class TorchScript(CheckedExporter):
     """A traced TorchScript module with the recipe (``beadseg.json``) inside."""
 
     name = "torchscript"
@@ -93,7 +152,7 @@ class TorchScript(Exporter):
 
 
 @register
-class Onnx(Exporter):
+class Onnx(CheckedExporter):
     """ONNX with dynamic batch, height and width, checked with onnxruntime."""
 
     name = "onnx"
@@ -121,7 +180,7 @@ class Onnx(Exporter):
 
 
 @register
-class SlimCheckpoint(Exporter):
+class SlimCheckpoint(CheckedExporter):
     """A slim half-precision checkpoint that beadseg loads (:func:`slim_checkpoint`)."""
 
     name, tolerance = "checkpoint", 5e-2
@@ -134,42 +193,31 @@ class SlimCheckpoint(Exporter):
             return load_network(path, "segment").net(probe)
 
 
+@register
+class BioimageioPackage(Exporter):
+    """A bioimage.io model package (``beadseg.packaging.bioimageio``), tested by bioimageio.core before it is
+    written."""
+
+    name = "bioimageio"
+
+    def export(self, network: Network, ckpt: str, out: Path, tile: int, tolerance: float | None) -> tuple[Path, float]:
+        from beadseg.packaging.bioimageio import export_bioimageio  # bioimageio.core: an optional, heavy import
+
+        return export_bioimageio(network, out, tile)
+
+    def contents(self, path: Path) -> str:
+        return "rdf.yaml, weights, test tensors, cover and README inside; tested by bioimageio.core"
+
+
 def export(ckpt: str, fmt: str, out: Path, tile: int = 256, tolerance: float | None = None) -> tuple[Path, float]:
     """Write the exported model into ``out``; returns its path and the largest difference from the checkpoint.
 
     ``fmt``: a name of :data:`EXPORTERS` (``torchscript``, ``onnx``, ``checkpoint``: a slim half-precision
-    checkpoint that beadseg loads) or ``bioimageio`` (a bioimage.io model package, tested by bioimageio.core
-    before it is written).
+    checkpoint that beadseg loads; ``bioimageio``: a bioimage.io model package, tested by bioimageio.core before
+    it is written), checked before the checkpoint is read.
 
     The exported network takes (N, 1, H, W) normalised images whose H and W are multiples of ``divisor``
     (in ``beadseg.json`` beside it, with the normalisation recipe and threshold): pad before, crop after.
     """
-    if fmt != "bioimageio" and fmt not in EXPORTERS:
-        raise ValueError(f"format={fmt!r}: choose {', '.join(EXPORTERS)} or bioimageio")
-    network = load_network(ckpt, "segment")
-    if fmt == "bioimageio":
-        from beadseg.packaging.bioimageio import export_bioimageio  # bioimageio.core: an optional, heavy import
-
-        return export_bioimageio(network, out, tile)
-    exporter, net = EXPORTERS[fmt], network.net
-    divisor = getattr(net, "divisor", 32)
-    if tile % divisor:
-        raise ValueError(f"tile={tile} must be a multiple of the model's divisor ({divisor})")
-    channels = int(network.hparams["net"].get("out_channels", 1))
-    output = ("(N, 2, H, W) logits: channel 0 the bead mask, channel 1 the bead-centre heat-map (one bead per "
-              "peak inside the mask)" if channels == 2 else "(N, 1, H, W) logits of the bead mask")
-    recipe = {"net": network.hparams["net"], "normalization": network.hparams.get("normalization"),
-              "threshold": float(network.hparams["threshold"]), "bead_diameter": learned_diameter(network.hparams),
-              "divisor": divisor, "input": "(N, 1, H, W) float32, normalised; H, W multiples of divisor",
-              "output": output, "target": "centres" if channels == 2 else "mask", "checkpoint": str(ckpt)}
-    out.mkdir(parents=True, exist_ok=True)
-    probe = torch.rand(2, 1, tile, tile)
-    with torch.no_grad():
-        expected = net(probe)
-    (out / "beadseg.json").write_text(json.dumps(recipe, indent=2))
-    path = exporter.write(network, ckpt, recipe, torch.rand(1, 1, tile, tile), out)
-    difference = float((exporter.run(path, probe) - expected).abs().max())
-    tolerance = exporter.tolerance if tolerance is None else tolerance
-    if not difference <= tolerance:  # NaN weights give a NaN difference: refused too
-        raise RuntimeError(f"the exported model differs from the checkpoint by {difference:.2e} (> {tolerance:g})")
-    return path, difference
+    exporter = exporter_for(fmt)
+    return exporter.export(load_network(ckpt, "segment"), ckpt, out, tile, tolerance)
