@@ -34,6 +34,7 @@ THRESHOLD = 6.0  # a candidate's response over the response's robust spread at i
 MIN_BEADS = 3
 MAX_SPREAD = 0.35  # (upper - lower quartile) / median of the measured diameters; a stock of beads: 0.05-0.2
 MAX_MEASURED = 400  # beads measured per frame (the strongest): enough for a median, bounded in time
+RESOLVED = 3.0  # beads narrower than this (px) in a shrunk frame lose their size to it: searched again at full size
 MEASURED_WHERE_FOUND = 8.0  # beads this wide (px) in a shrunk frame are measured there; smaller: in the frame itself
 MAX_PIXELS = 2**19  # pixels searched at once (a 724x724 crop; a 1440x1080 frame shrunk 2x2): an estimate's time bound
 
@@ -215,8 +216,8 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 2.5, max_diameter
     image : ndarray
         A 2-D frame (any dtype; gray). A frame over ``MAX_PIXELS`` is searched shrunk to at most ``MAX_PIXELS``
         (block means: every bead it holds) and its beads measured at full resolution, each in its own patch;
-        where the shrunk frame shows no beads it can trust (beads too small to survive it), its central
-        ``MAX_PIXELS`` are searched at full resolution.
+        where the shrunk frame shows no beads it can trust, or beads under ``RESOLVED`` px there (too small to
+        survive it), its central ``MAX_PIXELS`` are searched at full resolution.
     min_diameter, max_diameter : float
         The range of diameters searched (px); ``max_diameter`` is also capped at a sixth of the frame's side.
 
@@ -240,7 +241,7 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 2.5, max_diameter
         return _estimate(image, image, 1, min_diameter, max_diameter)
     factor = int(math.ceil(math.sqrt(image.size / MAX_PIXELS)))
     whole = _estimate(_shrunk(image, factor), image, factor, min_diameter, max_diameter)
-    if whole.trusted:
+    if whole.trusted and (whole.diameter or 0.0) >= RESOLVED * factor:
         return whole
     side = int(math.sqrt(MAX_PIXELS))
     top, left = max(image.shape[0] - side, 0) // 2, max(image.shape[1] - side, 0) // 2
