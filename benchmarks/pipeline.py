@@ -7,14 +7,17 @@ Frames: synthetic 16-bit TIFFs of the lab's camera size with a dilution series' 
 beads a frame, log-uniform, touching clusters and specks). The shipped model on the CPU, or on the GPU when one is
 present (the table says which).
 
-- network alone: the frames already normalised in memory, through the network in the predictor's own batches
-  (whole frames, as many per pass as ``inference.batch_pixels`` allows), maps brought back to the host;
+- network alone: the frames already normalised in memory, each resized as beadseg-predict resizes it for the
+  network (the bead size it estimates, or none with ``image.bead_diameter=model``), through the network in the
+  predictor's own batches, maps brought back to the host; measured again right before each beadseg-predict run
+  (this machine's speed drifts by several per cent within minutes);
 - stages: median milliseconds of one core per frame for reading (with the normalisation bounds), normalising and
   handing the frame to a worker, post-processing (beads, debris, measurements) and writing the default outputs
   (mask, labels, overlay, record), each timed alone where beadseg-predict runs it (the last two in a finishing
   worker, with the threshold and peaks found by the network's step);
-- beadseg-predict: the whole command (in this process, as the CLI runs it) for each ``post_workers`` count, its
-  frames/s over the same frames, the ratio to the network alone, and whether its tables equal the serial run's.
+- beadseg-predict: the whole command (in this process, as the CLI runs it, start-up and tables included) for
+  each ``post_workers`` count and once with the bead size not estimated, ``--repeats`` times: seconds per frame
+  beside its own network-alone reference, the median difference, and whether its tables equal the first run's.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 from beadseg.beads.postprocess import PostProcess
+from beadseg.beads.size import BeadSizing
 from beadseg.config import CONFIG_DIR
 from beadseg.data.io import open_image
 from beadseg.data.synthetic import render_beads
@@ -70,18 +75,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def network_alone(predictor, images: list[np.ndarray]) -> float:
-    """Frames/s of the bare network on normalised frames, in the predictor's batches, maps copied back."""
-    batch = predictor.per_pass(HEIGHT * WIDTH)
-    normalised = [predictor.normalization(image) for image in images]
+def network_alone(predictor, images: list[np.ndarray], zooms: list[float]) -> float:
+    """Frames/s of the bare network on normalised frames, each resized beforehand by the zoom beadseg-predict
+    gives it (so that the network sees the pixels it sees there), in the predictor's batches, maps copied back."""
+    frames = []
+    for image, zoom in zip(images, zooms):
+        frame = torch.from_numpy(predictor.normalization(image))[None, None]
+        if zoom != 1:
+            mode = {"mode": "bicubic"} if zoom > 1 else {"mode": "bilinear", "antialias": True}
+            frame = F.interpolate(frame, scale_factor=zoom, align_corners=False, **mode)
+        frames.append(frame)
     with torch.no_grad():
-        predictor.tile_model(to_device(np.stack(normalised[:1])[:, None], predictor.device))  # warm-up
+        predictor.tile_model(to_device(frames[0].numpy(), predictor.device))  # warm-up
         sync(predictor.device)
         start = time.perf_counter()
-        for first in range(0, len(images), batch):
-            maps, _ = predictor.tile_model(to_device(np.stack(normalised[first : first + batch])[:, None],
-                                                     predictor.device))
+        first = 0
+        while first < len(frames):
+            batch = max(1, predictor.per_pass(frames[first].shape[-2] * frames[first].shape[-1]))
+            same = [f for f in frames[first : first + batch] if f.shape == frames[first].shape]
+            maps, _ = predictor.tile_model(to_device(torch.cat(same).numpy(), predictor.device))
             maps.float().cpu().numpy()
+            first += len(same)
         sync(predictor.device)
     return len(images) / (time.perf_counter() - start)
 
@@ -170,6 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each command, each after its reference")
     parser.add_argument("--output", type=Path, default=None, help="also write the table (markdown) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -179,30 +194,46 @@ def main() -> None:
         predictor = load_predictor(None)
         device = predictor.device
         card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({usable_cpus()} cores)"
-        alone = network_alone(predictor, [np.asarray(open_image(p)) for p in paths])
+        images = [np.asarray(open_image(p)) for p in paths]
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            sizing = BeadSizing.from_config(compose("predict", overrides=["input=none"]).image, predictor.bead_diameter)
+        zooms = [sizing.for_frame(image).zoom for image in images]  # what the default image.bead_diameter=auto gives
+        reference = {"auto": zooms, "model": [1.0] * len(images)}
         cost, rates = stages(predictor, paths[: min(len(paths), 12)], work / "stages")
-        runs = []
-        for workers in args.workers:
-            seconds = run_predict(work / "frames", work / f"predict_{workers}", workers)
-            same = all(filecmp.cmp(work / f"predict_{args.workers[0]}" / table, work / f"predict_{workers}" / table,
-                                   shallow=False) for table in ("counts.csv", "objects.csv"))
-            runs.append((f"post_workers={workers}", len(paths) / seconds, same))
-        seconds = run_predict(work / "frames", work / "predict_model_size", args.workers[0], "image.bead_diameter=model")
-        runs.append((f"post_workers={args.workers[0]}, image.bead_diameter=model (no per-frame size estimate)",
-                     len(paths) / seconds, None))
+        commands = [(f"post_workers={workers}", workers, (), "auto") for workers in args.workers]
+        commands.append((f"post_workers={args.workers[0]}, image.bead_diameter=model (no per-frame size estimate)",
+                         args.workers[0], ("image.bead_diameter=model",), "model"))
+        pairs: dict[str, list[tuple[float, float]]] = {what: [] for what, *_ in commands}  # (alone, predict) s/frame
+        same: dict[str, bool] = {}
+        for _ in range(args.repeats):  # each run beside its own reference: this machine's speed drifts by minutes
+            for what, workers, overrides, kind in commands:
+                alone = 1 / network_alone(predictor, images, reference[kind])
+                out = work / f"predict_{len(pairs[what])}_{workers}_{kind}"
+                pairs[what].append((alone, run_predict(work / "frames", out, workers, *overrides) / len(paths)))
+                first = work / f"predict_0_{args.workers[0]}_{kind}"
+                same[what] = same.get(what, True) and all(
+                    filecmp.cmp(first / table, out / table, shallow=False) for table in ("counts.csv", "objects.csv"))
+    resized = sum(zoom != 1 for zoom in zooms)
     lines = [f"# beadseg-predict vs the network alone: {len(paths)} frames of {WIDTH}x{HEIGHT}, 16 bit",
              "", f"Device: {card}; {platform.processor() or platform.machine()}, torch {torch.__version__}; "
-             f"network batches of {predictor.per_pass(HEIGHT * WIDTH)} frame(s).", "",
+             f"network batches of {predictor.per_pass(HEIGHT * WIDTH)} frame(s); {resized} of {len(paths)} frames "
+             f"resized for the network by the estimated bead size (zooms {min(zooms):.2f}-{max(zooms):.2f}), the same "
+             "in the network-alone reference of the runs that estimate it.", "",
              "| stage (outside the network) | runs in | ms of one core per frame (median) |", "|---|---|---:|"]
     lines += [f"| {stage} | {RUNS_IN[stage]} | {ms:.1f} |" for stage, ms in cost.items()]
     lines += [f"| **total** | | **{sum(cost.values()):.1f}** |", "",
               "| finishing pool alone (maps at hand) | frames/s | vs 1 worker |", "|---|---:|---:|"]
     lines += [f"| {workers} worker(s) | {rate:.1f} | {rate / rates[1]:.2f} |" for workers, rate in rates.items()]
-    lines += ["",
-              "| run | frames/s | vs network alone | s per frame beyond the network | tables equal the first run's |",
-              "|---|---:|---:|---:|---|", f"| network alone | {alone:.2f} | 1.00 | | |"]
-    lines += [f"| beadseg-predict {what} | {fps:.2f} | {fps / alone:.2f} | {1 / fps - 1 / alone:.2f} | "
-              f"{'' if same is None else 'yes' if same else 'NO'} |" for what, fps, same in runs]
+    lines += ["", f"| run ({args.repeats} runs, each right after the network alone on the same frames and pixels) | "
+              "s per frame: network alone | beadseg-predict | vs network alone | s per frame beyond the network "
+              "(median) | tables equal in every run |", "|---|---|---|---|---:|---|"]
+    for what, _, _, _ in commands:
+        alone_s, predict_s = zip(*pairs[what])
+        beyond = statistics.median(p - a for a, p in pairs[what])
+        lines.append(f"| beadseg-predict {what} | {' / '.join(f'{a:.2f}' for a in alone_s)} | "
+                     f"{' / '.join(f'{p:.2f}' for p in predict_s)} | "
+                     f"{' / '.join(f'{a / p:.2f}' for a, p in pairs[what])} | {beyond:.2f} | "
+                     f"{'yes' if same[what] else 'NO'} |")
     table = "\n".join(lines)
     print(table)
     if args.output:
