@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 MISSING = object()
 
@@ -31,6 +32,25 @@ def shown(value: Any, limit: int = 80) -> str:
     text = repr(value) if not isinstance(value, (list, dict, tuple, str)) or len(value) < 10_000 else \
         f"{type(value).__name__} of {len(value)}"
     return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
+
+
+Entry = TypeVar("Entry")
+
+
+def chosen(registry: Mapping[str, Entry], value: Any, key: str) -> Entry:
+    """The entry of ``registry`` (its keys the one list of those names) that the setting ``key`` names; a
+    :class:`SettingError` naming ``key`` and the names there are otherwise.
+
+    Examples
+    --------
+    >>> chosen({"small": 3, "large": 40}, "large", "bead_kind")
+    40
+    >>> chosen({"small": 3, "large": 40}, "huge", "bead_kind")
+    Traceback (most recent call last):
+    ...
+    beadseg.settings.SettingError: bead_kind='huge': accepts one of small, large
+    """
+    return registry[Field(str, choices=tuple(registry)).check(value, key)]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import tifffile
 
 from beadseg import plots
 from beadseg.files import atomic_write
-from beadseg.settings import Field
+from beadseg.settings import chosen
 from beadseg.system import release_pages
 
 LARGE = 4096 * 4096  # pixels: above this, maps live in memory maps and are written tile by tile
@@ -37,19 +37,12 @@ LABEL_FORMATS = {"tiff": ".tif", "ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr"
 
 
 def label_suffix(label_format: object) -> str:
-    """The file suffix of ``label_format`` (a name of :data:`LABEL_FORMATS`).
+    """The file suffix of ``label_format``, a name of :data:`LABEL_FORMATS` (else refused naming the key).
 
-    Raises
-    ------
-    SettingError
-        Naming ``label_format`` and the formats there are.
-
-    Examples
-    --------
     >>> label_suffix("ome-tiff")
     '.ome.tif'
     """
-    return LABEL_FORMATS[Field(str, choices=tuple(LABEL_FORMATS)).check(label_format, "label_format")]
+    return chosen(LABEL_FORMATS, label_format, "label_format")
 
 
 def write_tiff(array: np.ndarray, path: Path, convert: Callable[[np.ndarray], np.ndarray], dtype,

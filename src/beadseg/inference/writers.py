@@ -90,13 +90,15 @@ class OutputOptions:
         """The options a predict config gives an input of ``frames`` frames (its settings checked already:
         :func:`~beadseg.settings.check_settings`)."""
         settings = {key: cfg[key] for key in OUTPUT_SETTINGS}
-        images.label_suffix(settings["label_format"])  # a name of the label writers' registry, before any work
         return cls(**{**settings, "rois": roi_kinds(cfg.rois), "overlays": overlay_every(cfg.overlays, frames),
                       "edge_rule": cfg.postprocess.edge_rule})
 
+    def __post_init__(self) -> None:
+        images.label_suffix(self.label_format)  # a name of the label writers' registry, refused before any work
+
     @property
     def label_suffix(self) -> str:
-        return images.label_suffix(self.label_format)
+        return images.LABEL_FORMATS[self.label_format]
 
     def overlay_for(self, index: int) -> bool:
         """Whether the input's ``index``-th frame gets an overlay (every ``overlays``-th; 0: none)."""

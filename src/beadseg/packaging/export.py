@@ -12,7 +12,7 @@ import torch
 
 from beadseg.checkpoint import Network, learned_diameter, load_network
 from beadseg.packaging.tracing import trace
-from beadseg.settings import Field
+from beadseg.settings import chosen
 
 INFERENCE_SETTINGS = (
     "net",
@@ -66,7 +66,6 @@ class Exporter(ABC):
 
 
 EXPORTERS: dict[str, Exporter] = {}
-EXPORT_FORMAT = "format"  # the setting that names one
 
 
 def register(exporter: type[Exporter]) -> type[Exporter]:
@@ -76,19 +75,12 @@ def register(exporter: type[Exporter]) -> type[Exporter]:
 
 
 def exporter_for(name: object) -> Exporter:
-    """The exporter ``format=name`` names (:data:`EXPORTERS`: the one list of export formats).
+    """The exporter ``format=name`` names, a name of :data:`EXPORTERS` (else refused naming the key).
 
-    Raises
-    ------
-    SettingError
-        Naming ``format`` and the formats there are.
-
-    Examples
-    --------
     >>> exporter_for("onnx").name
     'onnx'
     """
-    return EXPORTERS[Field(str, choices=tuple(EXPORTERS)).check(name, EXPORT_FORMAT)]
+    return chosen(EXPORTERS, name, "format")
 
 
 class CheckedExporter(Exporter):
