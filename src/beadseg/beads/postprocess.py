@@ -223,7 +223,9 @@ class PostProcess:
         """Objects of at least ``split_area_ratio`` bead areas split into their beads by area
         (:func:`~beadseg.beads.instances.split_large`), and the bead area used (from the objects clear of the edge)."""
         areas = np.bincount(labels.ravel())[1:]
-        inner = np.bincount(labels[1:-1, 1:-1].ravel(), minlength=len(areas) + 1)[1:] == areas
+        inner = np.ones(len(areas) + 1, bool)
+        inner[edge_ids(labels, True, True, True, True)] = False  # no pixel on the border
+        inner = inner[1:]
         reference = self.frame_bead_area(areas[(areas > 0) & inner] if inner.any() else areas[areas > 0])
         if self.split_area_ratio is None or not reference or not len(areas):
             return labels, reference
@@ -240,6 +242,8 @@ class PostProcess:
         areas = np.bincount(objects.ravel())
         large = np.flatnonzero(areas >= self.particle_area_ratio * reference)
         large = large[large > 0]
+        if not len(large):
+            return set()
         found = set()
         inset = max(1, int(round(np.sqrt(reference / np.pi) / 2)))  # a quarter of a bead's diameter
         boxes = ndi.find_objects(objects)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from beadseg.beads.instances import fill_holes
 from beadseg.beads.measure import image_noise
 
 STEP = 2 ** 0.25  # the ratio of neighbouring scales (four per octave); the peak's parabola refines between them
@@ -121,9 +122,10 @@ def _local_maxima(values: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndar
 
 
 def _candidates(maps: list[tuple[np.ndarray, int]], sigmas: np.ndarray, sign: int,
-                spreads: list[float]) -> tuple[np.ndarray, ...]:
+                spreads: dict[int, float]) -> tuple[np.ndarray, ...]:
     """Local maxima of ``sign`` × the response in space and scale: (diameter px, response, row, column);
-    ``spreads``: each map's robust spread (:func:`_spread`, the same for both signs)."""
+    ``spreads``: the robust spread (:func:`_spread`, the same for both signs) of each map but the first and last,
+    which serve only as the scales beside them."""
     found = []
     for index in range(1, len(maps) - 1):
         response, factor = maps[index]
@@ -189,7 +191,7 @@ def _measure(image: np.ndarray, rows: np.ndarray, columns: np.ndarray, diameters
         deviation = np.abs(patch - background)
         profile = np.bincount(bins, deviation.ravel()) / per_bin
         peak = profile[: int(round(rough / 2)) + 1].max()
-        region, _ = ndi.label(ndi.binary_fill_holes((deviation >= peak / 2) & (radius <= 0.75 * rough)))
+        region, _ = ndi.label(fill_holes((deviation >= peak / 2) & (radius <= 0.75 * rough)))
         centre = region[reach - 1 : reach + 2, reach - 1 : reach + 2]
         if not centre.any():
             continue
@@ -260,7 +262,7 @@ def _estimate(searched: np.ndarray, image: np.ndarray, factor: int, min_diameter
         return SizeEstimate(None, 0, 0.0, None, f"the frame ({frame.shape[0]}x{frame.shape[1]} px) is too small")
     sigmas = _ladder(min_diameter, top)
     maps = _responses(frame, sigmas)
-    spreads = [_spread(response) for response, _ in maps]
+    spreads = {index: _spread(maps[index][0]) for index in range(1, len(maps) - 1)}  # the scales searched
     best = None
     for polarity, sign in (("dark", 1), ("bright", -1)):
         diameters, strength, rows, columns = _candidates(maps, sigmas, sign, spreads)
