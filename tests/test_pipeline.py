@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -175,6 +177,26 @@ def test_overlays_auto_caps_the_pictures_of_a_large_input():
     assert overlay_every(False, 10) == 0 and overlay_every(3, 10) == 3
     with pytest.raises(ValueError, match="overlays=al"):
         overlay_every("al", 10)
+
+
+def test_without_workers_a_steps_frames_finish_side_by_side_on_threads_within_the_step(monkeypatch):
+    """post_workers=0 (a network on the CPU): the frames of a step are finished together on this process's threads
+    (each call waits at a barrier only two calls running at once pass), handed on in the order they were
+    submitted, and all before end_step returns (the network's next pass gets every core)."""
+    monkeypatch.setattr("beadseg.workers.pool.usable_cpus", lambda: 2)
+    together = threading.Barrier(2, timeout=10)
+    results: list[tuple[str, bool]] = []
+
+    def finish(name: str, seconds: float) -> tuple[str, bool]:
+        together.wait()  # a BrokenBarrierError if the calls ran one after the other
+        time.sleep(seconds)
+        return name, threading.current_thread() is not threading.main_thread()
+
+    with WorkerPool(0, results.append) as pool:
+        pool.submit(finish, "first", 0.3)  # done last
+        pool.submit(finish, "second", 0.0)
+        pool.end_step()
+        assert results == [("first", True), ("second", True)]
 
 
 class SchedulingPolicies(torch.utils.data.Dataset):

@@ -154,7 +154,8 @@ def evaluate(cfg) -> dict:
         kept.append((runs[stored].rows[-1], sample.image, sample.mask, mask))
 
     # the network here; the sweep's post-processing of earlier images (many settings each) in workers beside it,
-    # on the cores the main process and the network's threads leave (2 cores: none; measured, no gain)
+    # on the cores the main process and the network's threads leave (2 cores: none; measured, no gain), else
+    # each step's images on this process's threads before the next step
     score = partial(score_settings, match_distance=cfg.match_distance, min_iou=cfg.min_iou, keep=stored)
     sizing = BeadSizing.from_config(cfg.get("image"), predictor.bead_diameter) if not classical else None
     if sizing is not None:
@@ -174,6 +175,7 @@ def evaluate(cfg) -> dict:
                 waiting.append(sample)
                 pool.submit(score, sample.name, frame.probability, sample.image, Truth.of(sample.mask, sample.labels),
                             {setting: each.at_scale(1 / zoom) for setting, each in at_setting.items()})
+            pool.end_step()
     report_sizes(sizes)
     summaries = {s: run.summary() for s, run in runs.items()}
     sweep = [

@@ -196,6 +196,7 @@ class PredictionWriter(BasePredictionWriter):
                 self.journal.append(finish_frame(frame, self.out, self.options, self.post))
             else:
                 self.pool.submit(finish_frame, frame, self.out, self.options, self.post)
+        self.pool.end_step()
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.pool is not None:
