@@ -46,7 +46,7 @@ from beadseg.data.synthetic import render_beads
 from beadseg.inference.finish import find_beads, finish_frame, write_frame
 from beadseg.inference.frame import Frame
 from beadseg.inference.predict import predict
-from beadseg.inference.predictor import load_predictor
+from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.inference.task import InputImages
 from beadseg.inference.tiling import to_device
 from beadseg.inference.writers import OutputOptions
@@ -144,7 +144,7 @@ def stages(predictor, paths: list[Path], work: Path) -> tuple[dict[str, float], 
         for result in results:
             pool.submit(timed_finish, result, work, options, post)
     times["post-process"], times["write"] = zip(*finishing)
-    counts = sorted({count for count in (1, 2, 4, 8, 16) if count < usable_cpus()} | {usable_cpus()})
+    counts = sorted({0} | {count for count in (1, 2, 4, 8, 16) if count < usable_cpus()} | {usable_cpus()})
     rates = {workers: finishing_rate(results, work, options, post, workers,
                                      max(2, math.ceil(4 * workers / len(results)))) for workers in counts}
     return {stage: 1000 * statistics.median(values) for stage, values in times.items()}, rates
@@ -170,14 +170,30 @@ def finishing_rate(results: list[Frame], work: Path, options: OutputOptions, pos
         return len(results) * rounds / (time.perf_counter() - start)
 
 
-def run_predict(frames: Path, out: Path, workers: int, *overrides: str) -> float:
+def run_predict(frames: Path, out: Path, workers: int, *overrides: str) -> tuple[float, float]:
+    """Seconds the whole beadseg-predict command took, and the seconds its network's passes took within it (each
+    pass timed where the predictor makes it: what the rest of the run adds, free of the drift between runs)."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("predict", overrides=[f"input={frames}", f"output={out}", f"post_workers={workers}",
                                             f"paths.output_dir={out}", "+trainer.enable_progress_bar=false",
                                             *overrides])
-    start = time.perf_counter()
-    predict(cfg)
-    return time.perf_counter() - start
+    passes = []
+    untimed = ModelPredictor.tile_model
+
+    def timed(self, tiles, zoom=1.0):
+        start = time.perf_counter()
+        maps = untimed(self, tiles, zoom)
+        sync(self.device)
+        passes.append(time.perf_counter() - start)
+        return maps
+
+    ModelPredictor.tile_model = timed
+    try:
+        start = time.perf_counter()
+        predict(cfg)
+        return time.perf_counter() - start, sum(passes)
+    finally:
+        ModelPredictor.tile_model = untimed
 
 
 def main() -> None:
@@ -204,12 +220,15 @@ def main() -> None:
         commands.append((f"post_workers={args.workers[0]}, image.bead_diameter=model (no per-frame size estimate)",
                          args.workers[0], ("image.bead_diameter=model",), "model"))
         pairs: dict[str, list[tuple[float, float]]] = {what: [] for what, *_ in commands}  # (alone, predict) s/frame
+        outside: dict[str, list[float]] = {what: [] for what, *_ in commands}  # s/frame outside its network passes
         same: dict[str, bool] = {}
         for _ in range(args.repeats):  # each run beside its own reference: this machine's speed drifts by minutes
             for what, workers, overrides, kind in commands:
                 alone = 1 / network_alone(predictor, images, reference[kind])
                 out = work / f"predict_{len(pairs[what])}_{workers}_{kind}"
-                pairs[what].append((alone, run_predict(work / "frames", out, workers, *overrides) / len(paths)))
+                wall, network = run_predict(work / "frames", out, workers, *overrides)
+                pairs[what].append((alone, wall / len(paths)))
+                outside[what].append((wall - network) / len(paths))
                 first = work / f"predict_0_{args.workers[0]}_{kind}"
                 same[what] = same.get(what, True) and all(
                     filecmp.cmp(first / table, out / table, shallow=False) for table in ("counts.csv", "objects.csv"))
@@ -223,17 +242,19 @@ def main() -> None:
     lines += [f"| {stage} | {RUNS_IN[stage]} | {ms:.1f} |" for stage, ms in cost.items()]
     lines += [f"| **total** | | **{sum(cost.values()):.1f}** |", "",
               "| finishing pool alone (maps at hand) | frames/s | vs 1 worker |", "|---|---:|---:|"]
-    lines += [f"| {workers} worker(s) | {rate:.1f} | {rate / rates[1]:.2f} |" for workers, rate in rates.items()]
+    lines += [f"| {f'{workers} worker(s)' if workers else f'threads of the network process ({usable_cpus()})'} | "
+              f"{rate:.1f} | {rate / rates[1]:.2f} |" for workers, rate in rates.items()]
     lines += ["", f"| run ({args.repeats} runs, each right after the network alone on the same frames and pixels) | "
               "s per frame: network alone | beadseg-predict | vs network alone | s per frame beyond the network "
-              "(median) | tables equal in every run |", "|---|---|---|---|---:|---|"]
+              "(median) | s per frame outside the run's own network passes | tables equal in every run |",
+              "|---|---|---|---|---:|---|---|"]
     for what, _, _, _ in commands:
         alone_s, predict_s = zip(*pairs[what])
         beyond = statistics.median(p - a for a, p in pairs[what])
         lines.append(f"| beadseg-predict {what} | {' / '.join(f'{a:.2f}' for a in alone_s)} | "
                      f"{' / '.join(f'{p:.2f}' for p in predict_s)} | "
                      f"{' / '.join(f'{a / p:.2f}' for a, p in pairs[what])} | {beyond:.2f} | "
-                     f"{'yes' if same[what] else 'NO'} |")
+                     f"{' / '.join(f'{o:.3f}' for o in outside[what])} | {'yes' if same[what] else 'NO'} |")
     table = "\n".join(lines)
     print(table)
     if args.output:
