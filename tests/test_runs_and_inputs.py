@@ -57,7 +57,7 @@ def test_a_stopped_run_records_how_to_resume(tmp_path, stop):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
     result = json.loads((run / "result.json").read_text())
-    assert result["status"] == "interrupted" and Path(result["last_checkpoint"]).is_file()
+    assert result["status"] == "interrupted" and Path(result["last_checkpoint"]).is_file(), (result, stderr[-3000:])
     assert result["best_score"] is not None and Path(result["checkpoint"]).is_file() and result["best_epoch"] >= 1
     assert f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in result["resume"] and "data.source.n_images=8" in result["resume"]
     assert "resume with: beadseg-train" in stderr
