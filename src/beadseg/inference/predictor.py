@@ -59,9 +59,9 @@ def square_maximum(values: torch.Tensor, reach: int) -> torch.Tensor:
 
 
 def find_on_device(maps: torch.Tensor, post: PostProcess) -> list[MaskAndPeaks]:
-    """:class:`PostProcess`'s thresholding and peak finding (max-pool suppression) for a batch of maps (N, C, H, W)
-    where they are: the host gets a byte per pixel and the peaks' coordinates, the same it would have found
-    itself (:meth:`PostProcess.candidates`)."""
+    """:class:`PostProcess`'s thresholding and peak finding (non-maximum suppression, :func:`square_maximum`) for a
+    batch of maps (N, C, H, W) where they are: the host gets a byte per pixel and the peaks' coordinates, the same
+    it would have found itself (:meth:`PostProcess.candidates`)."""
     above = maps[:, 0] > post.min_probability
     peaks = None
     if maps.shape[1] > 1:
