@@ -57,8 +57,9 @@ from beadseg.workers.handover import SharedBlocks
 from beadseg.workers.pool import WorkerPool
 
 HEIGHT, WIDTH = 1080, 1440
+FINISHING = "the main process's threads between passes (CPU), finishing workers (GPU)"
 RUNS_IN = {"read + bounds": "loader workers", "normalise + hand over": "the network's process",
-           "post-process": "finishing workers", "write": "finishing workers"}
+           "post-process": FINISHING, "write": FINISHING}
 
 
 def make_frames(folder: Path, count: int, seed: int = 0) -> list[Path]:
