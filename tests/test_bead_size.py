@@ -259,3 +259,26 @@ def test_frames_over_the_pixel_bound_are_searched_shrunk_and_measured_where_bead
     estimate = estimate_diameter(frame)
     assert estimate.trusted and estimate.polarity == "dark", estimate
     assert estimate.diameter == pytest.approx(diameter, rel=0.1)
+
+
+def test_the_estimates_vectorised_steps_equal_numpy_to_the_bit():
+    """The estimate measures its beads in stacks and takes its medians with one partition: numpy's per-row
+    percentile, median and block mean are the independent truth, bit for bit (ties, odd and even sizes)."""
+    from beadseg.beads.size import _median, _percentile_within, _shrunk
+
+    rng = np.random.default_rng(4)
+    values = np.round(rng.normal(0, 3, (50, 81))).astype(np.float32)  # many ties
+    within = rng.random((50, 81)) < rng.uniform(0.02, 1, (50, 1))
+    within[:, 0] = True
+    for percent in (25, 75):
+        expected = [np.percentile(row[keep], percent) for row, keep in zip(values, within)]
+        assert _percentile_within(values, within, percent).tolist() == expected
+    for size in (1, 2, 7, 10, 4097):
+        sample = rng.normal(0, 1e3, size).astype(np.float32)
+        assert _median(sample.copy()) == np.median(sample)
+    for factor in (2, 3, 5):
+        frame = rng.integers(0, 65536, (100 + factor, 90)).astype(np.uint16)  # rows and columns left over
+        height, width = frame.shape[0] // factor, frame.shape[1] // factor
+        blocks = frame[: height * factor, : width * factor].astype(np.float32).reshape(height, factor, width, factor)
+        expected = blocks.mean(axis=(1, 3))
+        assert np.array_equal(_shrunk(frame, factor, band=7), expected)

@@ -179,6 +179,8 @@ def test_vectorised_measurements_equal_skimage_regionprops_on_touching_beads():
     for _ in range(10):
         blobs = ndi.gaussian_filter(rng.random((60, 70)), 1.5) > 0.5
         assert (fill_holes(blobs) == ndi.binary_fill_holes(blobs)).all()
+    stack = ndi.gaussian_filter(rng.random((6, 30, 40)), (0, 1.5, 1.5)) > 0.5  # each frame filled on its own
+    assert (fill_holes(stack) == np.stack([ndi.binary_fill_holes(frame) for frame in stack])).all()
     for values in (image, image.astype(np.uint8), rng.integers(0, 9, (3, 1)).astype(np.uint8)):
         expected = np.percentile(values.astype(np.float64), (0, 0.5, 1, 50, 99.8, 100))
         assert percentiles(values, (0, 0.5, 1, 50, 99.8, 100)) == pytest.approx(expected, abs=1e-9)

@@ -267,11 +267,12 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    mask : ndarray of bool, shape (H, W)
+    mask : ndarray of bool, shape (H, W) or (N, H, W)
+        A frame, or a stack of frames each filled on its own (one labelling for the stack).
 
     Returns
     -------
-    ndarray of bool, shape (H, W)
+    ndarray of bool, the shape of ``mask``
         ``mask`` with its holes filled (``mask`` itself when it has none).
 
     Examples
@@ -282,15 +283,32 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     >>> cup = ring.copy(); cup[0, 2] = cup[1, 2] = False  # the gap reaches the border: no hole
     >>> int(fill_holes(cup).sum())
     22
+    >>> fill_holes(np.stack([ring, cup])).sum(axis=(1, 2)).tolist()
+    [25, 22]
     """
-    background, count = ndi.label(~mask)
-    border = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    background, count = ndi.label(~mask, in_plane(mask.ndim))
+    border = np.unique(np.concatenate([background[..., 0, :].ravel(), background[..., -1, :].ravel(),
+                                       background[..., :, 0].ravel(), background[..., :, -1].ravel()]))
     if np.count_nonzero(border) == count:  # every background region reaches the border: no holes
         return mask
     hole = np.ones(count + 1, bool)
     hole[0] = False
     hole[border] = False
     return mask | hole[background]
+
+
+def in_plane(ndim: int) -> np.ndarray:
+    """The structuring element of 4-connectivity within each frame of an ``ndim``-D stack of frames (the last
+    two axes), none across frames: labelling a stack with it labels each frame as on its own.
+
+    Examples
+    --------
+    >>> in_plane(3)[1].astype(int).tolist(), int(in_plane(3).sum())
+    ([[0, 1, 0], [1, 1, 1], [0, 1, 0]], 5)
+    """
+    structure = np.zeros((3,) * ndim, bool)
+    structure[(1,) * (ndim - 2)] = ndi.generate_binary_structure(2, 1)
+    return structure
 
 
 def with_edge_remnants(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
