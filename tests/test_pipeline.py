@@ -96,6 +96,17 @@ def test_peaks_are_local_maxima_and_a_plateau_is_one_bead():
     assert centre_peaks(heat, heat < 0.85, 0.3, 3).tolist() == [[3, 6], [8, 12], [8, 13]]  # outside the mask: 0
 
 
+def test_the_loader_measures_each_frames_noise_while_the_network_runs(frames):
+    """The finishing step's contrast rule takes the noise the loader measured: the same number as measuring it there
+    (so that the step between network passes is shorter, and every table stays as it was)."""
+    from beadseg.beads.measure import image_noise
+    from beadseg.inference.task import InputImages
+
+    frame = InputImages([frames / "f2.tif"], [0])[0]
+    assert frame.readable and frame.noise == image_noise(tifffile.imread(frames / "f2.tif")) and frame.noise > 0
+    assert InputImages([frames / "damaged.tif"], [0])[0].noise is None
+
+
 def test_worker_pool_and_batches_write_what_the_serial_path_writes(frames, tmp_path, compose_config):
     runs = {}
     for name, overrides in {"serial": ["post_workers=0", "frames_per_step=1", "num_workers=0"],

@@ -49,16 +49,30 @@ def image_noise(image: np.ndarray, window: int = 128, grid: int = 3) -> float:
 
 
 def square_maximum(values: np.ndarray, reach: int = 1) -> np.ndarray:
-    """The maximum over the (2·``reach``+1)² square around each pixel (scipy's ``maximum_filter``), by array
-    shifts: several times faster for the small squares used here (for a boolean mask: the mask grown by ``reach``)."""
+    """The maximum over the (2·``reach``+1)² square around each pixel, clipped to the frame (scipy's
+    ``maximum_filter`` with ``mode="nearest"``), by array shifts along each axis in turn, each shift's reach
+    up to the width covered so far (1, 3, 9... px: two shifts for a reach of 4, not eight): several times faster for
+    the small squares used here (for a boolean mask: the mask grown by ``reach``).
+
+    Examples
+    --------
+    >>> values = np.zeros((1, 9), int); values[0, 4] = 7; values[0, 8] = 1
+    >>> square_maximum(values, 2).tolist()
+    [[0, 0, 7, 7, 7, 7, 7, 1, 1]]
+    """
     result = values.copy()
     for axis in (0, 1):
-        source = result.copy()
-        for step in range(1, reach + 1):
-            early, late = [slice(None)] * 2, [slice(None)] * 2
-            early[axis], late[axis] = slice(None, -step), slice(step, None)
-            np.maximum(result[tuple(late)], source[tuple(early)], out=result[tuple(late)])
-            np.maximum(result[tuple(early)], source[tuple(late)], out=result[tuple(early)])
+        covered = 1  # the width each maximum spans so far along this axis
+        while covered < 2 * reach + 1:
+            step = min(covered, (2 * reach + 1 - covered) // 2)
+            source = result.copy()
+            for target, shifted in ((slice(step, None), slice(None, -step)), (slice(None, -step), slice(step, None)),
+                                    (slice(None, step), slice(None, 1)),  # past the frame's edge: the edge's maximum
+                                    (slice(-step, None), slice(-1, None))):
+                where, what = [slice(None)] * 2, [slice(None)] * 2
+                where[axis], what[axis] = target, shifted
+                np.maximum(result[tuple(where)], source[tuple(what)], out=result[tuple(where)])
+            covered += 2 * step
     return result
 
 

@@ -34,7 +34,8 @@ def find_beads(frame: Frame, post: PostProcess) -> Instances:
     labels_out = None
     if frame.scratch is not None:
         labels_out = np.lib.format.open_memmap(frame.scratch / "labels.npy", "w+", np.uint32, frame.maps.shape[-2:])
-    return post.at_scale(1 / frame.zoom).instances(frame.maps, frame.image, labels_out=labels_out, found=frame.found)
+    return post.at_scale(1 / frame.zoom).instances(frame.maps, frame.image, labels_out=labels_out, found=frame.found,
+                                                   noise=frame.noise)
 
 
 def frame_counts(frame: Frame, beads: Instances, options: OutputOptions) -> dict:

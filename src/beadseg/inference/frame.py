@@ -32,6 +32,9 @@ class Frame:
         ``images.LARGE`` pixels, opened memory-mapped where it is used, or one that could not be read).
     bounds : (float, float), optional
         The intensities the model's normalisation maps to 0 and 1 (the loader computes them).
+    noise : float, optional
+        The image's noise (:func:`~beadseg.beads.measure.image_noise`, for the beads' contrast): the loader
+        measures it while the network runs; the finishing step otherwise.
     pixel_size_um : float, optional
         From the file's metadata.
     size : FrameSize, optional
@@ -60,6 +63,7 @@ class Frame:
     index: int
     image: Any = None
     bounds: tuple[float, float] | None = None
+    noise: float | None = None
     pixel_size_um: float | None = None
     size: FrameSize | None = None
     error: str | None = None

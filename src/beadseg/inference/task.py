@@ -15,6 +15,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
+from beadseg.beads.measure import image_noise
 from beadseg.beads.postprocess import PostProcess
 from beadseg.beads.size import BeadSizeError, BeadSizing, FrameSize, SizeEstimate
 from beadseg.data.io import BeadDataError, Normalization, image_name, open_image
@@ -45,7 +46,8 @@ def yielding_worker(worker_id: int) -> None:
 
 class InputImages(Dataset):
     """Images read by loader workers ahead of the model, with the intensities their ``normalization`` maps to 0
-    and 1 (``bounds``; the network's process only applies them) and their bead size (``sizing``: given, estimated
+    and 1 (``bounds``; the network's process only applies them), their noise (for the finishing step's contrast
+    rule, measured here while the network runs) and their bead size (``sizing``: given, estimated
     here, or the capture's from ``estimates``), read as ``plane`` says (a microscope file's plane, the pixel size
     of files that record none). An image travels as a tensor, through shared memory (a pipe cost the
     receiving process twice the time, measured); a huge one (over ``images.LARGE`` pixels) is opened again where it
@@ -71,6 +73,7 @@ class InputImages(Dataset):
                 image = np.array(image, native, order="C", copy=True if isinstance(image, np.memmap) else None)
                 frame.image = torch.from_numpy(image)
                 frame.bounds = self.normalization.bounds(image) if self.normalization else None
+                frame.noise = image_noise(image)
             frame.pixel_size_um = pixel_size_um(path, self.plane)
             if self.sizing is not None:
                 frame.size = self.sizing.for_frame(image, frame.pixel_size_um, self.estimates.get(frame.name))
