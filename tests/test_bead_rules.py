@@ -172,3 +172,24 @@ def test_tiles_of_a_frame_add_up_to_the_frame_by_the_edge_rule():
             assert row["counted"]
     everything = PostProcess(edge_rule="none").instances(probability, image)
     assert everything.counted == len(everything.objects) == len(whole.objects)
+
+
+def test_a_bead_whose_centre_lies_past_the_frames_edge_is_a_bead_of_its_own():
+    """The heat-map's peak of a bead cut by the frame lies outside it: the watershed gives its pixels to nobody, and
+    the remnant touching the border becomes a bead (the edge rule decides whether it counts); an unlabelled piece
+    inside the frame stays no bead, and a frame without a remnant on its border keeps its labels as they were."""
+    from beadseg.beads.instances import split_at_peaks, with_edge_remnants
+
+    mask = np.zeros((40, 50), bool)
+    mask[disk((20, 25), 5, shape=mask.shape)] = True  # a whole bead, its peak at its centre
+    mask[disk((20, -2), 6, shape=mask.shape)] = True  # cut by the left edge: its centre is outside
+    mask[2:5, 30:33] = True  # an unlabelled piece clear of the border
+    heat = np.zeros(mask.shape, np.float32)
+    heat[20, 25] = 1.0
+    labels = split_at_peaks(mask, heat, peaks=np.array([[20, 25]]))
+    assert labels.max() == 1 and labels[20, 0] == 0  # the cut bead has no label of its own yet
+    found = with_edge_remnants(labels, mask)
+    assert found.max() == 2 and (found == 2).sum() == mask[:, :10].sum() and not found[2:5, 30:33].any()
+    inner = mask.copy()
+    inner[:, :10] = False  # no remnant reaches the border: the labels come back untouched
+    assert with_edge_remnants(labels, inner) is labels

@@ -315,7 +315,10 @@ def with_edge_remnants(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``labels`` plus, as beads of their own, the mask's components that hold no label and touch the border: the
     part of a bead cut by the frame whose centre (and so its heat-map peak) lies outside it. The edge rule then
     decides whether it counts, as for any bead the frame cuts."""
-    remnants = label(mask & (labels == 0), connectivity=1)
+    leftover = mask & (labels == 0)
+    if not any(side.any() for side in (leftover[0], leftover[-1], leftover[:, 0], leftover[:, -1])):
+        return labels  # no unlabelled part of the mask reaches the border (most frames): nothing to label
+    remnants = label(leftover, connectivity=1)
     cut = np.unique(edge_ids(remnants, True, True, True, True))
     cut = cut[cut > 0]
     if not len(cut):
