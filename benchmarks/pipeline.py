@@ -11,15 +11,17 @@ present (the table says which).
   network (the bead size it estimates, or none with ``image.bead_diameter=model``), through the network in the
   predictor's own batches, maps brought back to the host; measured again right before each beadseg-predict run
   (this machine's speed drifts by several per cent within minutes);
-- stages: median milliseconds of one core per frame for reading (with the normalisation bounds), normalising and
-  handing the frame to a worker, post-processing (beads, debris, measurements) and writing the default outputs
-  (mask, labels, overlay, record), each timed alone where beadseg-predict runs it (the last two in a finishing
+- stages: median milliseconds of one core per frame for reading (with the normalisation bounds and the image's
+  noise), the default bead-size estimate, normalising and handing the frame to a worker, post-processing (beads,
+  debris, measurements) and writing the default outputs (mask, labels, overlay, record), each timed alone where beadseg-predict runs it (the last two in a finishing
   worker, with the threshold and peaks found by the network's step); the finishing pool's frames/s on the main
   process's threads (post_workers=0) and in 1, 2... worker processes;
 - beadseg-predict: the whole command (in this process, as the CLI runs it, start-up and tables included) for
   each ``post_workers`` count and once with the bead size not estimated, ``--repeats`` times: seconds per frame
   beside its own network-alone reference, the median difference, the run's own time outside its network passes
-  (free of the machine's drift between runs), and whether its tables equal the first run's.
+  (free of the machine's drift between runs) and the part of it before the first pass (start-up: the model loaded,
+  the loader started, the first step's frames read and sized; a fixed cost, spread here over 16 frames), and
+  whether its tables equal the first run's.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ from beadseg.workers.pool import WorkerPool
 
 HEIGHT, WIDTH = 1080, 1440
 FINISHING = "the main process's threads between passes (CPU), finishing workers (GPU)"
-RUNS_IN = {"read + bounds": "loader workers", "normalise + hand over": "the network's process",
-           "post-process": FINISHING, "write": FINISHING}
+RUNS_IN = {"read + bounds + noise": "loader workers", "size estimate (image.bead_diameter=auto)": "loader workers",
+           "normalise + hand over": "the network's process", "post-process": FINISHING, "write": FINISHING}
 
 
 def make_frames(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -115,22 +117,27 @@ def timed_finish(frame: Frame, out: Path, options: OutputOptions, post: PostProc
 
 def stages(predictor, paths: list[Path], work: Path) -> tuple[dict[str, float], dict[int, float]]:
     """Median ms of one core per frame for each stage outside the network, each timed where beadseg-predict runs
-    it: reading and the normalisation bounds (loader workers), normalising and handing a frame to a worker (the
-    network's process), post-processing and writing (a finishing worker); and the finishing pool's frames/s by
-    worker count."""
+    it: reading with the normalisation bounds and the noise, and the default size estimate (loader workers),
+    normalising and handing a frame to a worker (the network's process), post-processing and writing (a finishing
+    worker); and the finishing pool's frames/s by worker count."""
     post = PostProcess().for_model(predictor)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         options = OutputOptions.from_config(compose("predict", overrides=["input=none"]), len(paths))  # the default outputs
     for sub in ("masks", "instances", "overlays"):
         (work / sub).mkdir(parents=True, exist_ok=True)
-    times: dict[str, list[float]] = {"read + bounds": [], "normalise + hand over": [], "post-process": [], "write": []}
+    times: dict[str, list[float]] = {stage: [] for stage in RUNS_IN}
     results = []
     loader = InputImages(paths, list(range(len(paths))), predictor.normalization)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        sizing = BeadSizing.from_config(compose("predict", overrides=["input=none"]).image, predictor.bead_diameter)
     for index in range(len(paths)):
         start = time.process_time()
         frame = loader[index]  # what a loader worker does
-        times["read + bounds"].append(time.process_time() - start)
+        times["read + bounds + noise"].append(time.process_time() - start)
         frame.image = frame.image.numpy()
+        start = time.process_time()
+        sizing.for_frame(frame.image)  # what a loader worker adds by default
+        times["size estimate (image.bead_diameter=auto)"].append(time.process_time() - start)
         frame.maps, frame.uncertainty, frame.found = predictor.predict_frames([frame.image], post, [frame.bounds])[0]
         results.append(frame)
     blocks = SharedBlocks(1)
@@ -173,28 +180,30 @@ def finishing_rate(results: list[Frame], work: Path, options: OutputOptions, pos
         return len(results) * rounds / (time.perf_counter() - start)
 
 
-def run_predict(frames: Path, out: Path, workers: int, *overrides: str) -> tuple[float, float]:
-    """Seconds the whole beadseg-predict command took, and the seconds its network's passes took within it (each
-    pass timed where the predictor makes it: what the rest of the run adds, free of the drift between runs)."""
+def run_predict(frames: Path, out: Path, workers: int, *overrides: str) -> tuple[float, float, float]:
+    """Seconds the whole beadseg-predict command took, the seconds its network's passes took within it (each
+    pass timed where the predictor makes it: what the rest of the run adds, free of the drift between runs), and
+    the seconds before its first pass (start-up: the model loaded, the loader started, the first step's frames
+    read and sized)."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("predict", overrides=[f"input={frames}", f"output={out}", f"post_workers={workers}",
                                             f"paths.output_dir={out}", "+trainer.enable_progress_bar=false",
                                             *overrides])
-    passes = []
+    passes = []  # (start, seconds) of each pass
     untimed = ModelPredictor.tile_model
 
     def timed(self, tiles, zoom=1.0):
-        start = time.perf_counter()
+        begin = time.perf_counter()
         maps = untimed(self, tiles, zoom)
         sync(self.device)
-        passes.append(time.perf_counter() - start)
+        passes.append((begin, time.perf_counter() - begin))
         return maps
 
     ModelPredictor.tile_model = timed
     try:
         start = time.perf_counter()
         predict(cfg)
-        return time.perf_counter() - start, sum(passes)
+        return time.perf_counter() - start, sum(seconds for _, seconds in passes), passes[0][0] - start
     finally:
         ModelPredictor.tile_model = untimed
 
@@ -224,14 +233,16 @@ def main() -> None:
                          args.workers[0], ("image.bead_diameter=model",), "model"))
         pairs: dict[str, list[tuple[float, float]]] = {what: [] for what, *_ in commands}  # (alone, predict) s/frame
         outside: dict[str, list[float]] = {what: [] for what, *_ in commands}  # s/frame outside its network passes
+        before: dict[str, list[float]] = {what: [] for what, *_ in commands}  # s/frame of it before the first pass
         same: dict[str, bool] = {}
         for _ in range(args.repeats):  # each run beside its own reference: this machine's speed drifts by minutes
             for what, workers, overrides, kind in commands:
                 alone = 1 / network_alone(predictor, images, reference[kind])
                 out = work / f"predict_{len(pairs[what])}_{workers}_{kind}"
-                wall, network = run_predict(work / "frames", out, workers, *overrides)
+                wall, network, startup = run_predict(work / "frames", out, workers, *overrides)
                 pairs[what].append((alone, wall / len(paths)))
                 outside[what].append((wall - network) / len(paths))
+                before[what].append(startup / len(paths))
                 first = work / f"predict_0_{args.workers[0]}_{kind}"
                 same[what] = same.get(what, True) and all(
                     filecmp.cmp(first / table, out / table, shallow=False) for table in ("counts.csv", "objects.csv"))
@@ -249,15 +260,16 @@ def main() -> None:
               f"{rate:.1f} | {rate / rates[1]:.2f} |" for workers, rate in rates.items()]
     lines += ["", f"| run ({args.repeats} runs, each right after the network alone on the same frames and pixels) | "
               "s per frame: network alone | beadseg-predict | vs network alone | s per frame beyond the network "
-              "(median) | s per frame outside the run's own network passes | tables equal in every run |",
-              "|---|---|---|---|---:|---|---|"]
+              "(median) | s per frame outside the run's own network passes | of it, before the first pass (start-up) | "
+              "tables equal in every run |", "|---|---|---|---|---:|---|---|---|"]
     for what, _, _, _ in commands:
         alone_s, predict_s = zip(*pairs[what])
         beyond = statistics.median(p - a for a, p in pairs[what])
         lines.append(f"| beadseg-predict {what} | {' / '.join(f'{a:.2f}' for a in alone_s)} | "
                      f"{' / '.join(f'{p:.2f}' for p in predict_s)} | "
                      f"{' / '.join(f'{a / p:.2f}' for a, p in pairs[what])} | {beyond:.2f} | "
-                     f"{' / '.join(f'{o:.3f}' for o in outside[what])} | {'yes' if same[what] else 'NO'} |")
+                     f"{' / '.join(f'{o:.3f}' for o in outside[what])} | "
+                     f"{' / '.join(f'{b:.3f}' for b in before[what])} | {'yes' if same[what] else 'NO'} |")
     table = "\n".join(lines)
     print(table)
     if args.output:
