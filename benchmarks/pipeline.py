@@ -13,9 +13,10 @@ present (the table says which).
   (this machine's speed drifts by several per cent within minutes);
 - stages: median milliseconds of one core per frame for reading (with the normalisation bounds and the image's
   noise), the default bead-size estimate, normalising and handing the frame to a worker, post-processing (beads,
-  debris, measurements) and writing the default outputs (mask, labels, overlay, record), each timed alone where beadseg-predict runs it (the last two in a finishing
-  worker, with the threshold and peaks found by the network's step); the finishing pool's frames/s on the main
-  process's threads (post_workers=0) and in 1, 2... worker processes;
+  debris, measurements) and writing the default outputs (mask, labels, overlay, record), each timed alone where
+  beadseg-predict runs it (the last two in a finishing worker, with the threshold and peaks found by the network's
+  step); the finishing pool's frames/s on the main process's threads (post_workers=0) and in 1, 2... worker
+  processes;
 - beadseg-predict: the whole command (in this process, as the CLI runs it, start-up and tables included) for
   each ``post_workers`` count and once with the bead size not estimated, ``--repeats`` times: seconds per frame
   beside its own network-alone reference, the median difference, the run's own time outside its network passes
