@@ -50,9 +50,9 @@ def image_noise(image: np.ndarray, window: int = 128, grid: int = 3) -> float:
 
 def square_maximum(values: np.ndarray, reach: int = 1) -> np.ndarray:
     """The maximum over the (2·``reach``+1)² square around each pixel, clipped to the frame (scipy's
-    ``maximum_filter`` with ``mode="nearest"``), by array shifts along each axis in turn, each shift's reach
-    up to the width covered so far (1, 3, 9... px: two steps of two shifts for a reach of 4, not four): several times faster for
-    the small squares used here (for a boolean mask: the mask grown by ``reach``).
+    ``maximum_filter`` with ``mode="nearest"``), by array shifts along each axis in turn, each shift's reach up to
+    the width covered so far (1, 3, 9... px: two steps of two shifts for a reach of 4, not four): several times
+    faster for the small squares used here (for a boolean mask: the mask grown by ``reach``).
 
     Examples
     --------
