@@ -248,7 +248,8 @@ def _percentile_within(values: np.ndarray, within: np.ndarray, percent: float) -
 
 def _shrunk(image: np.ndarray, factor: int, band: int = 256) -> np.ndarray:
     """Block means of ``factor``² px, band by band (a memory-mapped frame is never read whole): sums of strided
-    views (exact in float32 for integer frames: ``np.mean`` over the blocks to the bit, 15x faster)."""
+    views, 15x faster than ``np.mean`` over the blocks and equal to it to the bit where float32 holds the sums
+    exactly (8- and 16-bit frames shrunk up to 16 times)."""
     height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
     shrunk = np.zeros((height // factor, width // factor), np.float32)
     for top in range(0, height // factor, band):
