@@ -116,9 +116,9 @@ def timed_finish(frame: Frame, out: Path, options: OutputOptions, post: PostProc
     return found - start, time.process_time() - found
 
 
-def stages(predictor, paths: list[Path], work: Path) -> tuple[dict[str, float], dict[int, float]]:
+def stages(predictor, sizing: BeadSizing, paths: list[Path], work: Path) -> tuple[dict[str, float], dict[int, float]]:
     """Median ms of one core per frame for each stage outside the network, each timed where beadseg-predict runs
-    it: reading with the normalisation bounds and the noise, and the default size estimate (loader workers),
+    it: reading with the normalisation bounds and the noise, and the size estimate ``sizing`` (loader workers),
     normalising and handing a frame to a worker (the network's process), post-processing and writing (a finishing
     worker); and the finishing pool's frames/s by worker count."""
     post = PostProcess().for_model(predictor)
@@ -129,8 +129,6 @@ def stages(predictor, paths: list[Path], work: Path) -> tuple[dict[str, float], 
     times: dict[str, list[float]] = {stage: [] for stage in RUNS_IN}
     results = []
     loader = InputImages(paths, list(range(len(paths))), predictor.normalization)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        sizing = BeadSizing.from_config(compose("predict", overrides=["input=none"]).image, predictor.bead_diameter)
     for index in range(len(paths)):
         start = time.process_time()
         frame = loader[index]  # what a loader worker does
@@ -228,7 +226,7 @@ def main() -> None:
             sizing = BeadSizing.from_config(compose("predict", overrides=["input=none"]).image, predictor.bead_diameter)
         zooms = [sizing.for_frame(image).zoom for image in images]  # what the default image.bead_diameter=auto gives
         reference = {"auto": zooms, "model": [1.0] * len(images)}
-        cost, rates = stages(predictor, paths[: min(len(paths), 12)], work / "stages")
+        cost, rates = stages(predictor, sizing, paths[: min(len(paths), 12)], work / "stages")
         commands = [(f"post_workers={workers}", workers, (), "auto") for workers in args.workers]
         commands.append((f"post_workers={args.workers[0]}, image.bead_diameter=model (no per-frame size estimate)",
                          args.workers[0], ("image.bead_diameter=model",), "model"))

@@ -39,6 +39,8 @@ LABEL_FORMATS = {"tiff": ".tif", "ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr"
 def label_suffix(label_format: object) -> str:
     """The file suffix of ``label_format``, a name of :data:`LABEL_FORMATS` (else refused naming the key).
 
+    Examples
+    --------
     >>> label_suffix("ome-tiff")
     '.ome.tif'
     """

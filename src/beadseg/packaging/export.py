@@ -77,6 +77,8 @@ def register(exporter: type[Exporter]) -> type[Exporter]:
 def exporter_for(name: object) -> Exporter:
     """The exporter ``format=name`` names, a name of :data:`EXPORTERS` (else refused naming the key).
 
+    Examples
+    --------
     >>> exporter_for("onnx").name
     'onnx'
     """
