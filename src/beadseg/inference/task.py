@@ -6,6 +6,7 @@ a progress bar in frames. The same loop runs on the CPU, one GPU, ``trainer=ddp`
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from beadseg.inference.journal import Journal, claim_output, completed_images
 from beadseg.inference.predictor import Predictor
 from beadseg.inference.sizes import report_sizes
 from beadseg.inference.writers import OutputOptions
-from beadseg.system import usable_cpus, yield_to_the_network
+from beadseg.system import start_helper, usable_cpus
 from beadseg.workers.pool import WorkerPool
 
 
@@ -38,10 +39,11 @@ def read_ahead_workers(num_workers: int | str) -> int:
     return max(0, min(4, usable_cpus() - 1))
 
 
-def yielding_worker(worker_id: int) -> None:
-    """A loader worker beside a network on the CPU reads at the lowest priority
-    (:func:`~beadseg.system.yield_to_the_network`)."""
-    yield_to_the_network()
+def start_reader(worker_id: int, yield_cores: bool = False) -> None:
+    """A loader worker's start, as a finishing worker's (:func:`~beadseg.system.start_helper`): it reuses the memory
+    it frees for the next frame's reading and size estimate and, beside a network on the CPU (``yield_cores``),
+    reads at the lowest priority."""
+    start_helper(yield_cores)
 
 
 class InputImages(Dataset):
@@ -143,7 +145,7 @@ class PredictionData(pl.LightningDataModule):
         steps = FirstFrameAlone(SequentialSampler(images), self.frames_per_step, drop_last=False)
         return DataLoader(images, batch_sampler=steps, collate_fn=list, num_workers=self.num_workers,
                           prefetch_factor=2 if self.num_workers else None,
-                          worker_init_fn=yielding_worker if self.yield_cores else None)
+                          worker_init_fn=functools.partial(start_reader, yield_cores=self.yield_cores))
 
 
 class PredictionTask(pl.LightningModule):
