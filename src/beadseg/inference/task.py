@@ -14,7 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
-from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from beadseg.beads.measure import image_noise
 from beadseg.beads.postprocess import PostProcess
@@ -84,34 +84,6 @@ class InputImages(Dataset):
         return frame
 
 
-class FirstFrameAlone(BatchSampler):
-    """Steps of ``batch_size`` frames, but for the first, which holds one frame: the network's first pass waits for
-    one frame to be read and sized, not ``batch_size`` (on a 2-core CPU the second frame's reading and bead-size
-    estimate, 0.1-0.3 s, now runs beside the first pass). A :class:`~torch.utils.data.BatchSampler`, so that
-    Lightning gives it each rank's share of the frames under DDP.
-
-    Examples
-    --------
-    >>> list(FirstFrameAlone(range(6), batch_size=2, drop_last=False))
-    [[0], [1, 2], [3, 4], [5]]
-    >>> len(FirstFrameAlone(range(6), batch_size=2, drop_last=False)), len(FirstFrameAlone([], 2, False))
-    (4, 0)
-    """
-
-    def __iter__(self):
-        frames = iter(self.sampler)
-        first = next(frames, None)
-        if first is None:
-            return
-        yield [first]
-        yield from BatchSampler(list(frames), self.batch_size, self.drop_last)
-
-    def __len__(self) -> int:
-        frames = len(self.sampler)  # type: ignore[arg-type]
-        rest = frames - 1 if frames else 0
-        return min(frames, 1) + (rest // self.batch_size if self.drop_last else -(-rest // self.batch_size))
-
-
 class PredictionData(pl.LightningDataModule):
     """The inputs still to do. ``setup`` runs on every rank once processes are connected: rank 0 checks and
     claims the output folder (new, or a run to resume with the same settings), the others wait for it."""
@@ -142,8 +114,7 @@ class PredictionData(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         images = InputImages([self.files[i] for i in self.todo], self.todo, self.normalization, sizing=self.sizing,
                              estimates=self.estimates, plane=self.plane)
-        steps = FirstFrameAlone(SequentialSampler(images), self.frames_per_step, drop_last=False)
-        return DataLoader(images, batch_sampler=steps, collate_fn=list, num_workers=self.num_workers,
+        return DataLoader(images, batch_size=self.frames_per_step, collate_fn=list, num_workers=self.num_workers,
                           prefetch_factor=2 if self.num_workers else None,
                           worker_init_fn=functools.partial(start_reader, yield_cores=self.yield_cores))
 
@@ -259,7 +230,7 @@ class FrameProgressBar(TQDMProgressBar):
             loaders = trainer.predict_dataloaders
             loader = loaders[dataloader_idx] if isinstance(loaders, (list, tuple)) else loaders
             self.frames_done = 0
-            self.predict_progress_bar.total = len(loader.batch_sampler.sampler)  # this rank's frames
+            self.predict_progress_bar.total = len(loader.sampler)
             self.predict_progress_bar.set_description("Predicting images")
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
