@@ -34,7 +34,8 @@ def keep_freed_memory() -> None:
     the kernel each time: glibc's malloc maps large arrays anew and hands freed heap back, and touching the new
     pages cost about a sixth of a frame's post-processing (measured). Every process that reads or finishes frames
     asks for it (loader and finishing workers, and the network's process where it finishes the frames between its
-    passes; there the network's passes reuse their memory too). Other C libraries: nothing changes."""
+    passes, though there torch's own large frees have mostly raised glibc's thresholds already: no change measured
+    in a whole run). Other C libraries: nothing changes."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
