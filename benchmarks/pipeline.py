@@ -55,7 +55,7 @@ from beadseg.inference.predictor import ModelPredictor, load_predictor
 from beadseg.inference.task import InputImages
 from beadseg.inference.tiling import to_device
 from beadseg.inference.writers import OutputOptions
-from beadseg.system import keep_freed_memory, usable_cpus
+from beadseg.system import usable_cpus
 from beadseg.workers.handover import SharedBlocks
 from beadseg.workers.pool import WorkerPool
 
@@ -214,8 +214,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command, each after its reference")
     parser.add_argument("--output", type=Path, default=None, help="also write the table (markdown) here")
     args = parser.parse_args()
-    keep_freed_memory()  # as in beadseg-predict's process on the CPU (its finishing pool asks for it): the same
-    # malloc settings for the network-alone reference from the first run on
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         (work / "frames").mkdir()

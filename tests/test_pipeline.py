@@ -241,9 +241,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc settings")
 def test_a_process_that_keeps_its_freed_memory_takes_no_fresh_pages_for_the_next_frame():
-    """keep_freed_memory (loader and finishing workers, and the process that finishes frames between the network's
-    passes): ten frames' arrays after the first take no fresh pages from the kernel, where by default each is
-    mapped anew (hundreds of page faults a frame, or fewer huge pages)."""
+    """keep_freed_memory (loader and finishing workers): ten frames' arrays after the first take no fresh pages
+    from the kernel, where by default each is mapped anew (hundreds of page faults a frame, or fewer huge
+    pages)."""
     faults = {how: int(subprocess.run([sys.executable, "-c", FRESH_PAGES, how], capture_output=True, text=True,
                                       check=True).stdout) for how in ("default", "keep")}
     assert faults["default"] >= 10 * 10 and faults["keep"] < faults["default"] / 20, faults  # >= 10 a frame

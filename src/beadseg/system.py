@@ -32,9 +32,8 @@ def release_pages(*arrays: np.ndarray | None) -> None:
 def keep_freed_memory() -> None:
     """Let this process reuse the memory it frees for the next frame's arrays instead of taking fresh pages from
     the kernel each time: glibc's malloc maps large arrays anew and hands freed heap back, and touching the new
-    pages cost about a sixth of a frame's post-processing (measured). Every process that reads or finishes frames
-    asks for it (loader and finishing workers, and the network's process where it finishes the frames between its
-    passes, though there torch's own large frees have mostly raised glibc's thresholds already: no change measured
+    pages cost about a sixth of a frame's post-processing (measured). Loader and finishing workers ask for it; the
+    network's process does not need to (torch's own large frees raise glibc's thresholds there: no change measured
     in a whole run). Other C libraries: nothing changes."""
     try:
         libc = ctypes.CDLL("libc.so.6")

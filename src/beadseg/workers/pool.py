@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
-from beadseg.system import keep_freed_memory, start_helper, usable_cpus
+from beadseg.system import start_helper, usable_cpus
 from beadseg.workers.handover import SharedBlocks, call_placed
 
 
@@ -28,8 +28,6 @@ class WorkerPool:
 
     def __init__(self, workers: int, on_result: Callable, yield_cores: bool = False) -> None:
         self.in_process = not workers
-        if self.in_process:
-            keep_freed_memory()  # this process finishes the frames: as a worker process does (start_helper)
         self.on_result, self.limit = on_result, 2 * (workers or usable_cpus())
         self.pending: deque[tuple[Future, int | None]] = deque()
         self.blocks = SharedBlocks(0 if self.in_process else self.limit + 1)
