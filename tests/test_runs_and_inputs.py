@@ -261,6 +261,30 @@ def test_a_stop_while_a_new_best_is_written_records_the_best_on_disk(compose_con
     assert result["best_epoch"] == torch.load(named[0], map_location="cpu", weights_only=True)["epoch"] + 1
 
 
+def test_a_stop_after_a_new_best_replaced_the_old_one_records_the_new_one(compose_config, tmp_path, monkeypatch):
+    from pytorch_lightning.plugins import TorchCheckpointIO
+
+    from beadseg.training.callbacks import AtomicCheckpointIO
+
+    removed = []
+
+    def stopped_once_the_old_best_is_gone(self, path):
+        TorchCheckpointIO.remove_checkpoint(self, path)
+        removed.append(str(path))
+        raise KeyboardInterrupt  # the new best is on disk; the callback's own hooks have not run yet
+
+    monkeypatch.setattr(AtomicCheckpointIO, "remove_checkpoint", stopped_once_the_old_best_is_gone)
+    with pytest.raises(SystemExit):
+        train(compose_config("train", ["debug=fast", "model.base_channels=4", "trainer.max_epochs=6",
+                                       f"paths.output_dir={tmp_path}"]))
+    assert len(removed) == 1 and not Path(removed[0]).exists()  # the fault was planted
+    result = json.loads((tmp_path / "result.json").read_text())
+    best = [p for p in (tmp_path / "checkpoints").glob("epoch*.ckpt")]
+    assert result["status"] == "interrupted" and len(best) == 1, result
+    assert Path(result["checkpoint"]) == best[0].resolve()
+    assert result["best_epoch"] == torch.load(best[0], map_location="cpu", weights_only=True)["epoch"] + 1 >= 2
+
+
 def test_a_tuned_checkpoint_save_killed_half_way_blocks_no_retry(tmp_path, monkeypatch):
     from beadseg.checkpoint import read_checkpoint, write_tuned_checkpoint
     from beadseg.pretrained import CHECKPOINT

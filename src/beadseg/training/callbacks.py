@@ -99,32 +99,41 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class BestCheckpoint(ModelCheckpoint):
     """Lightning's best-checkpoint callback, with epochs counted from 1 in file names, as the progress lines and
-    ``result.json`` count them (``epoch012`` is the twelfth epoch). ``saved_path`` and ``saved_score`` name the
-    best checkpoint that is on disk: Lightning names a new best before writing it, so a stop that lands while it is
-    being written leaves the one before it (which Lightning deletes only after the write)."""
+    ``result.json`` count them (``epoch012`` is the twelfth epoch). ``on_disk`` names the best checkpoint that is on
+    disk whenever a stop lands: Lightning names a new best before writing it and deletes the one before after the
+    write, so the new best counts once its file is there (whole: written by AtomicCheckpointIO), the one before
+    until then."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.saved_path = ""
-        self.saved_score: float | None = None
+        self._saved: tuple[str, float | None] = ("", None)
 
-    def _note_saved(self) -> None:
-        if self.best_model_path and Path(self.best_model_path).is_file():  # whole: written by AtomicCheckpointIO
-            self.saved_path = self.best_model_path
-            self.saved_score = float(self.best_model_score) if self.best_model_score is not None else None
+    def on_disk(self) -> tuple[str, float | None]:
+        """The best checkpoint on disk now and its score (``""`` and None before the first is written).
+
+        Examples
+        --------
+        >>> BestCheckpoint(dirpath="nowhere", monitor="val/jaccard", mode="max").on_disk()
+        ('', None)
+        """
+        if self.best_model_path and Path(self.best_model_path).is_file():
+            self._saved = (self.best_model_path,
+                           float(self.best_model_score) if self.best_model_score is not None else None)
+        elif self._saved[0] and not Path(self._saved[0]).is_file():
+            self._saved = ("", None)
+        return self._saved
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        self._note_saved()
+        self.on_disk()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
-        self._note_saved()
+        self.on_disk()
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)  # a resumed run's best so far, where Lightning restores it
-        self.saved_path = self.best_model_path
-        self.saved_score = float(self.best_model_score) if self.best_model_score is not None else None
+        self.on_disk()
 
     def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None,
                                prefix: str | None = None) -> str:

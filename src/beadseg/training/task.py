@@ -134,7 +134,7 @@ def best_so_far(trainer: pl.Trainer, history: ValidationHistory) -> dict:
     """The best checkpoint's score, epoch (counted from 1) and path, and the validation metrics at that epoch."""
     checkpoint = cast("pl.callbacks.ModelCheckpoint | None", trainer.checkpoint_callback)
     if isinstance(checkpoint, BestCheckpoint):  # the best on disk, should a stop land while a new one is written
-        path, best_score = checkpoint.saved_path, checkpoint.saved_score
+        path, best_score = checkpoint.on_disk()
     else:
         path = checkpoint.best_model_path if checkpoint else ""
         best_score = float(checkpoint.best_model_score) if checkpoint and checkpoint.best_model_score is not None \
