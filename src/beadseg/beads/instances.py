@@ -219,13 +219,13 @@ def split_by_area(mask: np.ndarray, single_area: float | None = None, seed: int 
 
 
 def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, seed: int = 0,
-                max_ratio: float | None = None) -> np.ndarray:
+                max_ratio: float | None = None, areas: np.ndarray | None = None) -> np.ndarray:
     """Instance labels in which every object of at least ``min_ratio`` times ``single_area`` px is split into
     ``round(area / single_area)`` beads (:func:`nearest_centre_parts`): its first part keeps its number, the others
     get new numbers after the largest; smaller objects stay as they are. A merged doublet becomes two beads, a
     chain of four four. Objects over ``max_ratio`` bead areas (None: no limit) stay whole: no clump, but a region
     no bead-sized split describes (an untrained model's mask of half the frame), and k-means over it with
-    thousands of centres would take hours.
+    thousands of centres would take hours. ``areas``: ``np.bincount(labels.ravel())``, when the caller has it.
 
     Examples
     --------
@@ -233,7 +233,7 @@ def split_large(labels: np.ndarray, single_area: float, min_ratio: float = 1.5, 
     >>> int(split_large(doublet, 25.0).max())
     2
     """
-    areas = np.bincount(labels.ravel())
+    areas = np.bincount(labels.ravel()) if areas is None else areas.copy()
     areas[0] = 0
     large = np.flatnonzero((areas >= min_ratio * single_area) & (areas <= (max_ratio or np.inf) * single_area)) \
         if single_area else np.zeros(0, int)

@@ -222,7 +222,8 @@ class PostProcess:
     def split_clumps(self, labels: np.ndarray) -> tuple[np.ndarray, float | None]:
         """Objects of at least ``split_area_ratio`` bead areas split into their beads by area
         (:func:`~beadseg.beads.instances.split_large`), and the bead area used (from the objects clear of the edge)."""
-        areas = np.bincount(labels.ravel())[1:]
+        counts = np.bincount(labels.ravel())
+        areas = counts[1:]
         inner = np.ones(len(areas) + 1, bool)
         inner[edge_ids(labels, True, True, True, True)] = False  # no pixel on the border
         inner = inner[1:]
@@ -231,15 +232,15 @@ class PostProcess:
             return labels, reference
         if areas.max() < self.split_area_ratio * reference:
             return labels, reference
-        return split_large(labels, reference, self.split_area_ratio, max_ratio=self.max_clump_beads), reference
+        return split_large(labels, reference, self.split_area_ratio, max_ratio=self.max_clump_beads,
+                           areas=counts), reference
 
-    def particles(self, objects: np.ndarray, image: np.ndarray | None, noise: float | None,
+    def particles(self, objects: np.ndarray, areas: np.ndarray, image: np.ndarray | None, noise: float | None,
                   reference: float | None) -> set[int]:
-        """The connected objects (numbers in ``objects``) that are particles, not clumps of beads: many beads large,
-        round and uniform inside."""
+        """The connected objects (numbers in ``objects``, ``areas`` their px by number) that are particles, not
+        clumps of beads: many beads large, round and uniform inside."""
         if self.particle_area_ratio is None or image is None or not noise or not reference:
             return set()
-        areas = np.bincount(objects.ravel())
         large = np.flatnonzero(areas >= self.particle_area_ratio * reference)
         large = large[large > 0]
         if not len(large):
@@ -324,7 +325,6 @@ class PostProcess:
                                                                      found and found.crop(y0, y1, x0, x1)))
                 piece = None if image is None else image[y0:y1, x0:x1]
                 objects = label(local > 0, connectivity=1)
-                particles = self.particles(objects, piece, noise, reference)
                 table = object_table(
                     local,
                     piece,
@@ -336,6 +336,9 @@ class PostProcess:
                 )
                 if not table:
                     continue
+                object_areas = np.bincount([row["object_id"] for row in table], [row["area"] for row in table],
+                                           int(objects.max()) + 1)  # its beads' areas: every object px is a bead's
+                particles = self.particles(objects, object_areas, piece, noise, reference)
                 ids = np.array([row["bead_id"] for row in table])
                 cy, cx = np.array([[row["centroid_y"], row["centroid_x"]] for row in table]).T
                 owned = (cy >= core[0]) & (cy < core[1]) & (cx >= core[2]) & (cx < core[3])
@@ -349,8 +352,10 @@ class PostProcess:
                                  "object_id": row["object_id"] + objects_before})
                 objects_before += int(objects.max())
                 window = labels[y0:y1, x0:x1]
-                # a bead reaching into a neighbour's halo stays the neighbour's
-                np.copyto(window, lookup[local], where=window == 0)
+                if labels_out is None and (top, left) == (0, 0):  # the first chunk, into zeros
+                    np.take(lookup, local, out=window)
+                else:  # a bead reaching into a neighbour's halo stays the neighbour's
+                    np.copyto(window, lookup[local], where=window == 0)
             release_pages(image, maps, labels)
         if truncated:
             log.warning("%d beads reach past the %d px halo of their chunk (larger than the halo?): "
