@@ -20,7 +20,8 @@ present (the table says which).
 - beadseg-predict: the whole command (in this process, as the CLI runs it, start-up and tables included) for
   each ``post_workers`` count and once with the bead size not estimated, ``--repeats`` times: seconds per frame
   beside its own network-alone reference, the median difference, the run's own time outside its network passes
-  (free of the machine's drift between runs) and the part of it before the first pass (start-up: the model loaded,
+  (free of the machine's drift between runs), that time as a share of the passes (free of the machine's speed,
+  as far as both slow down alike) and the part of it before the first pass (start-up: the model loaded,
   the loader started, the first step's frames read and sized; a fixed cost, spread here over 16 frames), and
   whether its tables equal the first run's.
 """
@@ -233,6 +234,7 @@ def main() -> None:
         pairs: dict[str, list[tuple[float, float]]] = {what: [] for what, *_ in commands}  # (alone, predict) s/frame
         outside: dict[str, list[float]] = {what: [] for what, *_ in commands}  # s/frame outside its network passes
         before: dict[str, list[float]] = {what: [] for what, *_ in commands}  # s/frame of it before the first pass
+        share: dict[str, list[float]] = {what: [] for what, *_ in commands}  # outside / the passes: speed-free
         same: dict[str, bool] = {}
         for _ in range(args.repeats):  # each run beside its own reference: this machine's speed drifts by minutes
             for what, workers, overrides, kind in commands:
@@ -242,6 +244,7 @@ def main() -> None:
                 pairs[what].append((alone, wall / len(paths)))
                 outside[what].append((wall - network) / len(paths))
                 before[what].append(startup / len(paths))
+                share[what].append((wall - network) / network)
                 first = work / f"predict_0_{args.workers[0]}_{kind}"
                 same[what] = same.get(what, True) and all(
                     filecmp.cmp(first / table, out / table, shallow=False) for table in ("counts.csv", "objects.csv"))
@@ -259,8 +262,8 @@ def main() -> None:
               f"{rate:.1f} | {rate / rates[1]:.2f} |" for workers, rate in rates.items()]
     lines += ["", f"| run ({args.repeats} runs, each right after the network alone on the same frames and pixels) | "
               "s per frame: network alone | beadseg-predict | vs network alone | s per frame beyond the network "
-              "(median) | s per frame outside the run's own network passes | of it, before the first pass (start-up) | "
-              "tables equal in every run |", "|---|---|---|---|---:|---|---|---|"]
+              "(median) | s per frame outside the run's own network passes | as a share of those passes | of it, "
+              "before the first pass (start-up) | tables equal in every run |", "|---|---|---|---|---:|---|---|---|---|"]
     for what, _, _, _ in commands:
         alone_s, predict_s = zip(*pairs[what])
         beyond = statistics.median(p - a for a, p in pairs[what])
@@ -268,6 +271,7 @@ def main() -> None:
                      f"{' / '.join(f'{p:.2f}' for p in predict_s)} | "
                      f"{' / '.join(f'{a / p:.2f}' for a, p in pairs[what])} | {beyond:.2f} | "
                      f"{' / '.join(f'{o:.3f}' for o in outside[what])} | "
+                     f"{' / '.join(f'{x:.1%}' for x in share[what])} | "
                      f"{' / '.join(f'{b:.3f}' for b in before[what])} | {'yes' if same[what] else 'NO'} |")
     table = "\n".join(lines)
     print(table)
