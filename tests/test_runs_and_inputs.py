@@ -237,6 +237,16 @@ def test_a_checkpoint_save_killed_half_way_leaves_the_one_before_it(tmp_path, mo
     assert torch.load(target, weights_only=True) == {"epoch": 1} and os.listdir(tmp_path) == ["last.ckpt"]
 
 
+def interrupted_training(compose_config, run: Path) -> dict:
+    """A short training run in ``run`` that a planted stop interrupts: its ``result.json``."""
+    with pytest.raises(SystemExit):
+        train(compose_config("train", ["debug=fast", "model.base_channels=4", "trainer.max_epochs=6",
+                                       f"paths.output_dir={run}"]))
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "interrupted", result
+    return result
+
+
 def test_a_stop_while_a_new_best_is_written_records_the_best_on_disk(compose_config, tmp_path, monkeypatch):
     from beadseg.training.callbacks import AtomicCheckpointIO
 
@@ -251,12 +261,8 @@ def test_a_stop_while_a_new_best_is_written_records_the_best_on_disk(compose_con
         write(self, checkpoint, path, storage_options)
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", stopped_on_the_second_best)
-    with pytest.raises(SystemExit):
-        train(compose_config("train", ["debug=fast", "model.base_channels=4", "trainer.max_epochs=6",
-                                       f"paths.output_dir={tmp_path}"]))
+    result = interrupted_training(compose_config, tmp_path)
     assert len(named) == 2 and not Path(named[1]).exists()  # the fault was planted
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["status"] == "interrupted"
     assert Path(result["checkpoint"]) == Path(named[0]).resolve() and Path(result["checkpoint"]).is_file()
     assert result["best_epoch"] == torch.load(named[0], map_location="cpu", weights_only=True)["epoch"] + 1
 
@@ -274,13 +280,10 @@ def test_a_stop_after_a_new_best_replaced_the_old_one_records_the_new_one(compos
         raise KeyboardInterrupt  # the new best is on disk; the callback's own hooks have not run yet
 
     monkeypatch.setattr(AtomicCheckpointIO, "remove_checkpoint", stopped_once_the_old_best_is_gone)
-    with pytest.raises(SystemExit):
-        train(compose_config("train", ["debug=fast", "model.base_channels=4", "trainer.max_epochs=6",
-                                       f"paths.output_dir={tmp_path}"]))
+    result = interrupted_training(compose_config, tmp_path)
     assert len(removed) == 1 and not Path(removed[0]).exists()  # the fault was planted
-    result = json.loads((tmp_path / "result.json").read_text())
-    best = [p for p in (tmp_path / "checkpoints").glob("epoch*.ckpt")]
-    assert result["status"] == "interrupted" and len(best) == 1, result
+    best = list((tmp_path / "checkpoints").glob("epoch*.ckpt"))
+    assert len(best) == 1, result
     assert Path(result["checkpoint"]) == best[0].resolve()
     assert result["best_epoch"] == torch.load(best[0], map_location="cpu", weights_only=True)["epoch"] + 1 >= 2
 
