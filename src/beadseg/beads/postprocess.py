@@ -235,12 +235,14 @@ class PostProcess:
         return split_large(labels, reference, self.split_area_ratio, max_ratio=self.max_clump_beads,
                            areas=counts), reference
 
-    def particles(self, objects: np.ndarray, areas: np.ndarray, image: np.ndarray | None, noise: float | None,
+    def particles(self, objects: np.ndarray, table: list[dict], image: np.ndarray | None, noise: float | None,
                   reference: float | None) -> set[int]:
-        """The connected objects (numbers in ``objects``, ``areas`` their px by number) that are particles, not
-        clumps of beads: many beads large, round and uniform inside."""
+        """The connected objects (numbers in ``objects``; ``table``: their beads' rows, :func:`object_table`) that
+        are particles, not clumps of beads: many beads large, round and uniform inside."""
         if self.particle_area_ratio is None or image is None or not noise or not reference:
             return set()
+        areas = np.bincount([row["object_id"] for row in table], [row["area"] for row in table],
+                            int(objects.max()) + 1)  # its beads' areas summed: every object px is a bead's
         large = np.flatnonzero(areas >= self.particle_area_ratio * reference)
         large = large[large > 0]
         if not len(large):
@@ -336,9 +338,7 @@ class PostProcess:
                 )
                 if not table:
                     continue
-                object_areas = np.bincount([row["object_id"] for row in table], [row["area"] for row in table],
-                                           int(objects.max()) + 1)  # its beads' areas: every object px is a bead's
-                particles = self.particles(objects, object_areas, piece, noise, reference)
+                particles = self.particles(objects, table, piece, noise, reference)
                 ids = np.array([row["bead_id"] for row in table])
                 cy, cx = np.array([[row["centroid_y"], row["centroid_x"]] for row in table]).T
                 owned = (cy >= core[0]) & (cy < core[1]) & (cx >= core[2]) & (cx < core[3])
